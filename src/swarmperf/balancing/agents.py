@@ -1,0 +1,102 @@
+"""The coordinator's mutable view of one agent, shared with the strategies."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from swarmperf.model import AgentSpec, Task
+
+# Smoothing for measured speed and service time: about the last 10 tasks dominate.
+EWMA_ALPHA = 0.2
+
+
+class AgentState:
+    """Load and measurements of one agent. Owned by the coordinator; strategies read it.
+
+    Work is counted in cost units: seconds on an agent of weight 1. `speed` is measured cost
+    units per second (it starts at the agent's weight), so `work / speed` is seconds.
+    """
+
+    __slots__ = (
+        "spec",
+        "id",
+        "weight",
+        "concurrency",
+        "queue_limit",
+        "index",
+        "alive",
+        "in_flight",
+        "backlog",
+        "backlog_work",
+        "running_work",
+        "running_ends",
+        "speed",
+        "mean_service",
+        "completed",
+        "failed",
+        "busy_time",
+        "version",
+    )
+
+    def __init__(self, spec: AgentSpec, index: int) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.weight = spec.weight
+        self.concurrency = spec.concurrency
+        self.queue_limit = spec.queue_limit
+        self.index = index
+        self.alive = True
+        self.in_flight = 0
+        self.backlog: deque[Task] = deque()
+        self.backlog_work = 0.0
+        self.running_work = 0.0
+        # task id -> expected end time on the coordinator's clock
+        self.running_ends: dict[str, float] = {}
+        self.speed = spec.weight
+        self.mean_service: float | None = None
+        self.completed = 0
+        self.failed = 0
+        self.busy_time = 0.0
+        # Bumped on every load change; strategies use it to drop stale index entries.
+        self.version = 0
+
+    @property
+    def free_slots(self) -> int:
+        return self.concurrency - self.in_flight
+
+    @property
+    def has_room(self) -> bool:
+        """Whether an early-binding strategy may give this agent one more task."""
+        if self.in_flight < self.concurrency:
+            return True
+        return self.queue_limit is None or len(self.backlog) < self.queue_limit
+
+    @property
+    def outstanding_work(self) -> float:
+        return self.backlog_work + self.running_work
+
+    @property
+    def drain_time(self) -> float:
+        """Seconds until everything bound to this agent is done, at its measured speed."""
+        return (self.backlog_work + self.running_work) / self.speed
+
+    def free_at(self, now: float) -> float:
+        """When the agent's next slot is expected to free up."""
+        if self.in_flight < self.concurrency:
+            return now
+        ends = self.running_ends
+        return max(now, min(ends.values())) if ends else now
+
+    def observe(self, work: float, service_time: float) -> None:
+        if service_time > 0:
+            self.speed += EWMA_ALPHA * (work / service_time - self.speed)
+            if self.mean_service is None:
+                self.mean_service = service_time
+            else:
+                self.mean_service += EWMA_ALPHA * (service_time - self.mean_service)
+
+    def __repr__(self) -> str:
+        return (
+            f"AgentState({self.id!r}, in_flight={self.in_flight}, backlog={len(self.backlog)}, "
+            f"speed={self.speed:.3g}, alive={self.alive})"
+        )

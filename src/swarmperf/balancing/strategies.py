@@ -1,0 +1,446 @@
+"""The Load Balancing Coordinator's strategies: which agent gets the next task.
+
+Every strategy keeps its own index over the agents so that one decision costs O(log n) or
+less in the number of agents (amortised: stale index entries are skipped lazily and the
+index is rebuilt when it has grown to a few times the number of agents).
+
+Two families:
+
+* early binding (`late_binding = False`): a task is bound to an agent when it leaves the
+  central queue, and waits in that agent's own queue (round robin and its kin, the
+  proportional-share schedulers, work stealing). Shares follow the weights exactly.
+* late binding (`late_binding = True`): a task is bound only when an agent has a free slot,
+  so the decision sees the freshest state (capacity-aware).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import ClassVar, Protocol
+
+from swarmperf.balancing.agents import AgentState
+from swarmperf.errors import UnknownName
+from swarmperf.model import Task
+
+
+class LoadBalancer(Protocol):
+    """Chooses agents for tasks. The coordinator calls it; it never does I/O."""
+
+    name: ClassVar[str]
+    late_binding: ClassVar[bool]
+
+    def add(self, agent: AgentState, now: float) -> None: ...
+
+    def remove(self, agent: AgentState) -> None:
+        """Forget `agent`; it must never be chosen again."""
+        ...
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        """Return a live agent with room for `task`, or None to keep it queued."""
+        ...
+
+    def assigned(self, agent: AgentState, task: Task) -> None:
+        """`task` was bound to `agent` (after `choose`, or after a steal)."""
+        ...
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        """`agent`'s load or measurements changed."""
+        ...
+
+    def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
+        """An idle `thief` asks whom to take a queued task from; None: nobody."""
+        ...
+
+
+class _Strategy:
+    """Defaults shared by the strategies; each overrides what it uses."""
+
+    name: ClassVar[str] = ""
+    late_binding: ClassVar[bool] = False
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        self.seed = seed
+        self.transfer_cost = transfer_cost  # seconds to move one task between agents
+        self._agents: dict[str, AgentState] = {}
+
+    def add(self, agent: AgentState, now: float) -> None:
+        self._agents[agent.id] = agent
+
+    def remove(self, agent: AgentState) -> None:
+        self._agents.pop(agent.id, None)
+
+    def assigned(self, agent: AgentState, task: Task) -> None:
+        pass
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        pass
+
+    def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
+        return None
+
+
+class _LazyHeap:
+    """A min-heap of agents by a key that changes; stale entries are skipped, not removed.
+
+    An entry is current while the agent is alive and its `version` is the one pushed.
+    """
+
+    __slots__ = ("_heap", "_seq", "_key")
+
+    def __init__(self, key: Callable[[AgentState], float]) -> None:
+        self._heap: list[tuple[float, int, int, AgentState]] = []
+        self._seq = itertools.count()
+        self._key = key
+
+    def push(self, agent: AgentState) -> None:
+        heapq.heappush(self._heap, (self._key(agent), next(self._seq), agent.version, agent))
+
+    def top(self, accept: Callable[[AgentState], bool]) -> AgentState | None:
+        """The current minimum that `accept`s; entries that are stale or refused are dropped.
+
+        A refused agent gets a fresh entry the next time it changes.
+        """
+        heap = self._heap
+        while heap:
+            _, _, version, agent = heap[0]
+            if agent.alive and version == agent.version and accept(agent):
+                return agent
+            heapq.heappop(heap)
+        return None
+
+    def compact(self, agents: dict[str, AgentState]) -> None:
+        if len(self._heap) > 4 * len(agents) + 64:
+            self._heap = [
+                (self._key(a), next(self._seq), a.version, a) for a in agents.values() if a.alive
+            ]
+            heapq.heapify(self._heap)
+
+
+def _has_room(agent: AgentState) -> bool:
+    return agent.has_room
+
+
+def _has_free_slot(agent: AgentState) -> bool:
+    return agent.in_flight < agent.concurrency
+
+
+class RoundRobin(_Strategy):
+    """Static round robin: each task to the next agent in turn, whatever its load."""
+
+    name = "round-robin"
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        self._ring: deque[AgentState] = deque()
+        self._in_ring: set[str] = set()
+
+    def add(self, agent: AgentState, now: float) -> None:
+        super().add(agent, now)
+        self._enter(agent)
+
+    def _enter(self, agent: AgentState) -> None:
+        if agent.id not in self._in_ring:
+            self._in_ring.add(agent.id)
+            self._ring.append(agent)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        # A full agent leaves the ring; it comes back once it has room again.
+        if agent.alive and agent.id not in self._in_ring and agent.has_room:
+            self._enter(agent)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        ring = self._ring
+        while ring:
+            agent = ring[0]
+            if agent.alive and agent.has_room:
+                ring.rotate(-1)
+                return agent
+            ring.popleft()
+            self._in_ring.discard(agent.id)
+        return None
+
+
+class _VirtualTime(_Strategy):
+    """Proportional share: the agent with the least virtual time is next.
+
+    Each assignment charges the agent `charge(agent, task)`; agents that join (or regain
+    room) start at the current virtual time, so they cannot claim a burst of catch-up work.
+    """
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        self._vtime: dict[str, float] = {}
+        self._heap: list[tuple[float, int, AgentState]] = []
+        self._seq = itertools.count()
+        self._full: set[str] = set()
+        self._now_v = 0.0  # virtual time of the last choice
+
+    def charge(self, agent: AgentState, task: Task) -> float:
+        raise NotImplementedError
+
+    def add(self, agent: AgentState, now: float) -> None:
+        super().add(agent, now)
+        self._vtime[agent.id] = self._now_v
+        heapq.heappush(self._heap, (self._now_v, next(self._seq), agent))
+
+    def remove(self, agent: AgentState) -> None:
+        super().remove(agent)
+        self._vtime.pop(agent.id, None)
+        self._full.discard(agent.id)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        heap = self._heap
+        while heap:
+            v, _, agent = heap[0]
+            if not agent.alive or self._vtime.get(agent.id) != v:
+                heapq.heappop(heap)
+            elif not agent.has_room:
+                heapq.heappop(heap)
+                self._full.add(agent.id)
+            else:
+                return agent
+        return None
+
+    def assigned(self, agent: AgentState, task: Task) -> None:
+        v = max(self._vtime.get(agent.id, self._now_v), self._now_v)
+        self._now_v = v
+        nv = v + self.charge(agent, task)
+        self._vtime[agent.id] = nv
+        if self._heap and self._heap[0][2] is agent:
+            heapq.heapreplace(self._heap, (nv, next(self._seq), agent))
+        else:
+            heapq.heappush(self._heap, (nv, next(self._seq), agent))
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        if agent.id in self._full and agent.alive and agent.has_room:
+            self._full.discard(agent.id)
+            v = max(self._vtime[agent.id], self._now_v)
+            self._vtime[agent.id] = v
+            heapq.heappush(self._heap, (v, next(self._seq), agent))
+
+    def virtual_time(self, agent_id: str) -> float:
+        return self._vtime[agent_id]
+
+
+class WeightedRoundRobin(_VirtualTime):
+    """Smooth weighted round robin, done as stride scheduling.
+
+    nginx's smooth WRR scans every agent per pick (O(n)); stride scheduling gives the same
+    smooth interleaving (each agent within one task of its exact share at any moment) from
+    a heap, in O(log n).
+    """
+
+    name = "weighted-round-robin"
+
+    def charge(self, agent: AgentState, task: Task) -> float:
+        return 1.0 / agent.weight
+
+
+class CompletelyFair(_VirtualTime):
+    """Linux CFS's rule: the agent with the least virtual runtime runs next.
+
+    Virtual runtime advances by 1000 / weight per task; newcomers start at the minimum
+    virtual runtime so that they do not starve the others while catching up.
+    """
+
+    name = "cfs"
+
+    def charge(self, agent: AgentState, task: Task) -> float:
+        return 1000.0 / agent.weight
+
+
+class WeightedFairQueuing(_VirtualTime):
+    """Weighted fair queuing over agents with virtual finish times (start-time fair queuing).
+
+    Each agent is a flow; a task of estimated cost c bound to agent a moves a's finish time
+    from max(F_a, V) to max(F_a, V) + c / w_a, and the agent with the least finish time is
+    next. Over any backlogged interval each agent's share of the *work* is within one task
+    of w_a / sum(w). Fair shares between tenants are kept by the queue, for every strategy.
+    """
+
+    name = "weighted-fair-queuing"
+
+    def charge(self, agent: AgentState, task: Task) -> float:
+        return task.est_cost / agent.weight
+
+
+class LeastLoaded(_Strategy):
+    """The agent whose outstanding work, normalised by its measured speed, is least."""
+
+    name = "least-loaded"
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        self._index = _LazyHeap(lambda a: a.drain_time)
+
+    def add(self, agent: AgentState, now: float) -> None:
+        super().add(agent, now)
+        self._index.push(agent)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        if agent.alive:
+            self._index.push(agent)
+            self._index.compact(self._agents)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        return self._index.top(_has_room)
+
+
+class PowerOfTwo(_Strategy):
+    """Power of two choices: sample two agents, keep the one with less outstanding work.
+
+    O(1) per decision. When neither sampled agent has room it samples again a few times,
+    then falls back to a scan (only reachable when nearly every agent is full).
+    """
+
+    name = "power-of-two"
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        self._rng = random.Random(seed)
+        self._list: list[AgentState] = []
+        self._pos: dict[str, int] = {}
+
+    def add(self, agent: AgentState, now: float) -> None:
+        super().add(agent, now)
+        self._pos[agent.id] = len(self._list)
+        self._list.append(agent)
+
+    def remove(self, agent: AgentState) -> None:
+        super().remove(agent)
+        i = self._pos.pop(agent.id, None)
+        if i is None:
+            return
+        last = self._list.pop()
+        if last is not agent:
+            self._list[i] = last
+            self._pos[last.id] = i
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        agents = self._list
+        n = len(agents)
+        if n == 0:
+            return None
+        if n == 1:
+            return agents[0] if agents[0].has_room else None
+        rand = self._rng.random
+        for _ in range(4):
+            i = int(rand() * n)
+            j = int(rand() * (n - 1))
+            if j >= i:
+                j += 1
+            a, b = agents[i], agents[j]
+            a_ok, b_ok = a.has_room, b.has_room
+            if a_ok and b_ok:
+                return a if a.drain_time <= b.drain_time else b
+            if a_ok:
+                return a
+            if b_ok:
+                return b
+        roomy = [a for a in agents if a.has_room]
+        return min(roomy, key=lambda a: a.drain_time) if roomy else None
+
+
+class WorkStealing(RoundRobin):
+    """Round-robin placement into per-agent queues; idle agents steal from the most loaded.
+
+    As in Dask's work stealing, a task moves only when the move pays: the thief must be
+    expected to finish it (its estimated cost at the thief's speed plus the transfer cost)
+    before the victim would have drained the queue it sits at the end of. The victim is the
+    agent with the longest expected drain time of its queue (a heap: O(log n)).
+    """
+
+    name = "work-stealing"
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        self._victims = _LazyHeap(lambda a: -a.backlog_work / a.speed)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        super().changed(agent, now)
+        if agent.alive and agent.backlog:
+            self._victims.push(agent)
+            self._victims.compact(self._agents)
+
+    def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
+        victim = self._victims.top(lambda a: bool(a.backlog))
+        if victim is None or victim is thief:
+            return None
+        task = victim.backlog[-1]
+        thief_done = task.est_cost / thief.speed + self.transfer_cost
+        victim_done = victim.backlog_work / victim.speed
+        return victim if thief_done < victim_done else None
+
+
+class CapacityAware(_Strategy):
+    """Expected completion time from each agent's measured service rate (EWMA).
+
+    Late binding: a task goes to the fastest agent with a free slot, unless an agent that is
+    busy now is expected to finish it sooner (its next free slot plus the task at its speed):
+    then the task waits for that agent. This keeps a big task off a slow agent, the usual
+    cause of a long tail in makespan. Two heaps (idle agents by speed, busy ones by next
+    free slot) make a decision O(log n).
+    """
+
+    name = "capacity-aware"
+    late_binding = True
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        self._idle = _LazyHeap(lambda a: -a.speed)
+        self._busy = _LazyHeap(lambda a: a.free_at(0.0))
+
+    def add(self, agent: AgentState, now: float) -> None:
+        super().add(agent, now)
+        self.changed(agent, now)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        if not agent.alive:
+            return
+        if agent.in_flight < agent.concurrency:
+            self._idle.push(agent)
+        else:
+            self._busy.push(agent)
+        self._idle.compact(self._agents)
+        self._busy.compact(self._agents)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        idle = self._idle.top(_has_free_slot)
+        if idle is None:
+            return None
+        busy = self._busy.top(lambda a: a.in_flight >= a.concurrency)
+        if busy is not None and busy.speed > idle.speed:
+            cost = task.est_cost
+            if busy.free_at(now) - now + cost / busy.speed < cost / idle.speed:
+                return None
+        return idle
+
+
+STRATEGIES: dict[str, type[_Strategy]] = {
+    cls.name: cls
+    for cls in (
+        RoundRobin,
+        WeightedRoundRobin,
+        LeastLoaded,
+        PowerOfTwo,
+        WeightedFairQueuing,
+        CompletelyFair,
+        WorkStealing,
+        CapacityAware,
+    )
+}
+
+
+def get_strategy(
+    name: str, *, seed: int | None = None, transfer_cost: float = 0.0
+) -> LoadBalancer:
+    """Make the strategy registered as `name` (kebab-case, as in specs and metric labels)."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise UnknownName("strategy", name, STRATEGIES) from None
+    return cls(seed=seed, transfer_cost=transfer_cost)

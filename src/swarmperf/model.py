@@ -1,0 +1,139 @@
+"""The domain model: agents, tasks and task results."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarmperf.errors import ConfigError
+
+
+class Priority(enum.IntEnum):
+    """The four queue levels; lower values are served first when urgent."""
+
+    CRITICAL = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+    @classmethod
+    def parse(cls, value: str | int | Priority) -> Priority:
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.upper()]
+            except KeyError:
+                pass
+        elif value in (0, 1, 2, 3):
+            return cls(value)
+        raise ConfigError("priority", value, "Use one of: critical, high, normal, low.")
+
+
+class TaskStatus(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """What an agent is: its identity and its declared capacity.
+
+    `weight` is the agent's relative capacity (speed); strategies that weigh agents use it
+    until they have measured the agent. `concurrency` is how many tasks it runs at once.
+    `queue_limit` bounds the tasks bound to it but not yet started (None: no bound).
+    `slowdown` is for synthetic agents: the built-in work handlers (`sleep`, `spin`) take
+    this many times longer on it, which models slower hardware the agent does not declare.
+    """
+
+    id: str
+    weight: float = 1.0
+    concurrency: int = 1
+    tags: frozenset[str] = field(default_factory=frozenset)
+    queue_limit: int | None = None
+    slowdown: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ConfigError("agent.id", self.id, "Give every agent a non-empty id.")
+        if not self.weight > 0:
+            raise ConfigError(f"agents[{self.id}].weight", self.weight, "Use a number > 0.")
+        if self.concurrency < 1:
+            raise ConfigError(
+                f"agents[{self.id}].concurrency", self.concurrency, "Use an integer >= 1."
+            )
+        if not self.slowdown > 0:
+            raise ConfigError(f"agents[{self.id}].slowdown", self.slowdown, "Use a number > 0.")
+        if self.queue_limit is not None and self.queue_limit < 0:
+            raise ConfigError(
+                f"agents[{self.id}].queue_limit", self.queue_limit, "Use an integer >= 0 or null."
+            )
+
+
+_task_ids = itertools.count()
+
+
+def next_task_id() -> str:
+    return f"t{next(_task_ids)}"
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """One unit of work. `kind` names a registered handler; no code travels with a task.
+
+    `cost` is the caller's estimate of the work in seconds on an agent of weight 1 (None:
+    unknown, strategies then use what they have measured). `deadline` is absolute, on the
+    swarm's clock. `rank` orders tasks within the high level (larger first).
+    """
+
+    kind: str
+    payload: Any = None
+    id: str = field(default_factory=next_task_id)
+    priority: Priority = Priority.NORMAL
+    rank: int = 0
+    deadline: float | None = None
+    cost: float | None = None
+    tenant: str = "default"
+    idempotency_key: str | None = None
+    # Filled in by the swarm:
+    enqueued_at: float = 0.0
+    attempts: int = 0
+    est_cost: float = 0.0  # the cost units the coordinator charged for this task
+    seq: int = -1  # position in the central queue while queued, else -1
+
+
+@dataclass(slots=True, eq=False)
+class TaskResult:
+    """What happened to a task. Times are on the swarm's clock, in seconds."""
+
+    task_id: str
+    status: TaskStatus
+    agent: str | None
+    attempts: int
+    queued_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None = None
+    value: Any = None
+    kind: str = ""
+    tenant: str = "default"
+    cost: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TaskStatus.SUCCEEDED
+
+    @property
+    def latency(self) -> float | None:
+        """Queued to finished, in seconds."""
+        return None if self.finished_at is None else self.finished_at - self.queued_at
+
+    @property
+    def service_time(self) -> float | None:
+        if self.finished_at is None or self.started_at is None:
+            return None
+        return self.finished_at - self.started_at

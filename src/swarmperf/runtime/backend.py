@@ -1,0 +1,53 @@
+"""The `Backend` protocol: where and how agents execute the tasks the coordinator binds.
+
+The contract is free of any event loop's details: methods are awaitables or plain calls,
+and completions flow back through a `CompletionSink`. Implementations: `local` (async
+callables in this process), `process` (worker processes); others plug in the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol
+
+from swarmperf.handlers import HandlerRegistry
+from swarmperf.model import AgentSpec, Task
+
+
+# One finished task: (task, started, finished, error or None, value). Times are seconds on
+# the swarm's clock (time.perf_counter: CLOCK_MONOTONIC, the same in every process here).
+Done = tuple[Task, float, float, str | None, Any]
+
+
+class CompletionSink(Protocol):
+    """Receives what backends report. Called on the swarm's own thread and loop."""
+
+    def tasks_done(self, agent_id: str, done: Sequence[Done]) -> None:
+        """Tasks that `agent_id` finished, in the order it finished them."""
+        ...
+
+    def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
+        """`agent_id` died; `in_flight` are the tasks it had not finished."""
+        ...
+
+
+class Backend(Protocol):
+    name: ClassVar[str]
+    # Seconds it takes to move one task to another agent; work stealing weighs it.
+    transfer_cost: float
+
+    async def start(self, sink: CompletionSink, handlers: HandlerRegistry) -> None: ...
+
+    async def stop(self) -> None:
+        """Stop every agent. Callers drain first; tasks still running are abandoned."""
+        ...
+
+    async def add_agent(self, spec: AgentSpec) -> None: ...
+
+    async def remove_agent(self, agent_id: str) -> None:
+        """Retire `agent_id` once the tasks already given to it have finished."""
+        ...
+
+    def run(self, starts: Sequence[tuple[str, Task]]) -> None:
+        """Start each task on its agent. Must not block; results come to the sink."""
+        ...

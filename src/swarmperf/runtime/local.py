@@ -1,0 +1,123 @@
+"""The `local` backend: agents are coroutines in this process, on the running event loop.
+
+Each agent runs `concurrency` worker coroutines that share its run queue. A worker only
+suspends when its queue is empty, so a stream of quick tasks flows without a context
+switch per task; that keeps the dispatch overhead near a bare `asyncio.Queue` pool's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from swarmperf.errors import ConfigError
+from swarmperf.handlers import AgentContext, HandlerRegistry
+from swarmperf.model import AgentSpec, Task
+from swarmperf.runtime.backend import CompletionSink
+
+import time
+
+_now = time.perf_counter
+
+
+class _LocalAgent:
+    __slots__ = ("spec", "context", "queue", "waiters", "workers", "closing")
+
+    def __init__(self, spec: AgentSpec) -> None:
+        self.spec = spec
+        self.context = AgentContext(spec.id, spec.slowdown)
+        self.queue: deque[Task] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.workers: list[asyncio.Task[None]] = []
+        self.closing = False
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+
+class LocalBackend:
+    """Agents as coroutines. Blocking handlers block the loop: use `process` for those."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self) -> None:
+        self.transfer_cost = 0.0
+        self._agents: dict[str, _LocalAgent] = {}
+        self._sink: CompletionSink | None = None
+        self._handlers = HandlerRegistry()
+
+    async def start(self, sink: CompletionSink, handlers: HandlerRegistry) -> None:
+        self._sink = sink
+        self._handlers = handlers
+
+    async def stop(self) -> None:
+        agents = list(self._agents)
+        for agent_id in agents:
+            agent = self._agents.pop(agent_id)
+            for w in agent.workers:
+                w.cancel()
+            await asyncio.gather(*agent.workers, return_exceptions=True)
+
+    async def add_agent(self, spec: AgentSpec) -> None:
+        if spec.id in self._agents:
+            raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
+        agent = _LocalAgent(spec)
+        self._agents[spec.id] = agent
+        for i in range(spec.concurrency):
+            agent.workers.append(
+                asyncio.create_task(self._work(agent), name=f"swarmperf-{spec.id}-{i}")
+            )
+
+    async def remove_agent(self, agent_id: str) -> None:
+        agent = self._agents.pop(agent_id, None)
+        if agent is None:
+            return
+        agent.closing = True
+        for _ in agent.workers:
+            agent.wake_one()
+        for fut in agent.waiters:
+            if not fut.done():
+                fut.set_result(None)
+        await asyncio.gather(*agent.workers, return_exceptions=True)
+
+    def run(self, starts: Sequence[tuple[str, Task]]) -> None:
+        agents = self._agents
+        for agent_id, task in starts:
+            agent = agents[agent_id]
+            agent.queue.append(task)
+            if agent.waiters:
+                agent.wake_one()
+
+    async def _work(self, agent: _LocalAgent) -> None:
+        assert self._sink is not None  # start() ran: add_agent is only called after it
+        sink = self._sink
+        resolve = self._handlers.resolve
+        queue = agent.queue
+        context = agent.context
+        loop = asyncio.get_running_loop()
+        while True:
+            if not queue:
+                if agent.closing:
+                    return
+                fut: asyncio.Future[None] = loop.create_future()
+                agent.waiters.append(fut)
+                await fut
+                continue
+            task = queue.popleft()
+            error: str | None = None
+            value: Any = None
+            started = _now()
+            try:
+                handler, is_async = resolve(task.kind)
+                value = handler(task.payload, context)
+                if is_async:
+                    value = await value
+            except Exception as exc:  # a failing handler fails its task, not the agent
+                error = f"{type(exc).__name__}: {exc}"
+            sink.task_done(agent.spec.id, task, started, _now(), error, value)

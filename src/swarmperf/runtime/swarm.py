@@ -1,0 +1,218 @@
+"""The async shell around the coordinator: a swarm you submit tasks to and await."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from swarmperf.balancing.strategies import LoadBalancer, get_strategy
+from swarmperf.errors import Backpressure, NoAgents
+from swarmperf.handlers import Handler, HandlerRegistry
+from swarmperf.model import AgentSpec, Task, TaskResult
+from swarmperf.queueing import QueueSettings
+from swarmperf.runtime.backend import Backend
+from swarmperf.runtime.coordinator import Coordinator
+
+ResultListener = Callable[[TaskResult], None]
+
+
+class Swarm:
+    """A set of agents behind one queue and one load-balancing strategy.
+
+    Use as `async with Swarm(agents) as swarm: results = await swarm.run(tasks)`.
+    Nothing starts before `__aenter__`; `__aexit__` drains what was submitted, then stops.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[AgentSpec],
+        *,
+        strategy: str | LoadBalancer = "capacity-aware",
+        backend: Backend | None = None,
+        queue: QueueSettings | None = None,
+        handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if backend is None:
+            from swarmperf.runtime.local import LocalBackend
+
+            backend = LocalBackend()
+        if isinstance(strategy, str):
+            strategy = get_strategy(strategy, seed=seed, transfer_cost=backend.transfer_cost)
+        self.strategy = strategy
+        self.backend = backend
+        self.handlers = (
+            handlers if isinstance(handlers, HandlerRegistry) else HandlerRegistry(handlers)
+        )
+        self.coordinator = Coordinator(strategy, queue, clock=clock)
+        self.clock = clock
+        self.results: list[TaskResult] = []
+        self.lost_agents: list[tuple[str, str]] = []
+        self._initial_agents = list(agents)
+        self._listeners: list[ResultListener] = []
+        self._futures: dict[str, asyncio.Future[TaskResult]] = {}
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._progress_waiters: list[asyncio.Future[None]] = []
+        self._started = False
+        self.started_at: float | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Swarm:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.drain()
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        await self.backend.start(self, self.handlers)
+        self._started = True
+        self.started_at = self.clock()
+        for spec in self._initial_agents:
+            await self.add_agent(spec)
+
+    async def stop(self) -> None:
+        self._started = False
+        await self.backend.stop()
+        for fut in self._idle_waiters + self._progress_waiters:
+            if not fut.done():
+                fut.cancel()
+
+    def on_result(self, listener: ResultListener) -> None:
+        """Call `listener` with every result as it is recorded."""
+        self._listeners.append(listener)
+
+    # -- agents -------------------------------------------------------------------------
+
+    async def add_agent(self, spec: AgentSpec) -> None:
+        self.coordinator.add_agent(spec)
+        await self.backend.add_agent(spec)
+        self._pump()
+
+    async def remove_agent(self, agent_id: str) -> None:
+        """Stop giving `agent_id` work; its queued tasks go to others; its running ones finish."""
+        self.coordinator.remove_agent(agent_id)
+        self._pump()
+        await self.backend.remove_agent(agent_id)
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def submit(self, task: Task) -> None:
+        """Queue `task` now or raise `Backpressure`. The result arrives in `results`."""
+        if not self.coordinator.agents:
+            raise NoAgents()
+        self.coordinator.submit(task)
+        self._pump()
+
+    async def execute(self, task: Task) -> TaskResult:
+        """Submit `task` and wait for its result."""
+        fut: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
+        self._futures[task.id] = fut
+        try:
+            self.submit(task)
+        except BaseException:
+            del self._futures[task.id]
+            raise
+        return await fut
+
+    async def submit_all(self, tasks: Iterable[Task]) -> int:
+        """Submit every task, waiting for room whenever the queue is full. Loses nothing."""
+        if not self.coordinator.agents:
+            raise NoAgents()
+        submit = self.coordinator.submit
+        n = 0
+        for task in tasks:
+            while True:
+                try:
+                    submit(task)
+                    break
+                except Backpressure:
+                    self._pump()
+                    await self._progress()
+            n += 1
+            if n % 256 == 0:
+                self._pump()
+        self._pump()
+        return n
+
+    async def run(self, tasks: Iterable[Task]) -> list[TaskResult]:
+        """Submit every task, wait until all have finished, and return their results."""
+        first = len(self.results)
+        await self.submit_all(tasks)
+        await self.drain()
+        return self.results[first:]
+
+    async def drain(self) -> None:
+        """Wait until nothing is queued or running."""
+        while not self.coordinator.idle:
+            if not self.coordinator.agents and not self.coordinator.running:
+                raise NoAgents()
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(fut)
+            await fut
+
+    async def _progress(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._progress_waiters.append(fut)
+        await fut
+
+    def _pump(self) -> None:
+        starts = self.coordinator.take_starts()
+        if starts:
+            self.backend.run([(agent.id, task) for agent, task in starts])
+
+    # -- CompletionSink -----------------------------------------------------------------
+
+    def task_done(
+        self,
+        agent_id: str,
+        task: Task,
+        started: float,
+        finished: float,
+        error: str | None,
+        value: Any,
+    ) -> None:
+        coordinator = self.coordinator
+        result = coordinator.finish(agent_id, task, started, finished, error, value)
+        self.results.append(result)
+        for listener in self._listeners:
+            listener(result)
+        if self._futures:
+            fut = self._futures.pop(task.id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+        starts = coordinator.take_starts()
+        if starts:
+            self.backend.run([(agent.id, t) for agent, t in starts])
+        if self._progress_waiters:
+            self._wake(self._progress_waiters)
+        if self._idle_waiters and coordinator.idle:
+            self._wake(self._idle_waiters)
+
+    def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
+        self.lost_agents.append((agent_id, reason))
+        self.coordinator.agent_lost(agent_id, in_flight, reason)
+        self._pump()
+        if self._idle_waiters and (self.coordinator.idle or not self.coordinator.agents):
+            self._wake(self._idle_waiters)
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+        waiters.clear()
