@@ -46,6 +46,9 @@ class AgentSpec:
     `weight` is the agent's relative capacity (speed); strategies that weigh agents use it
     until they have measured the agent. `concurrency` is how many tasks it runs at once.
     `queue_limit` bounds the tasks bound to it but not yet started (None: no bound).
+    `prefetch` is how many tasks beyond `concurrency` are handed to the agent ahead of time,
+    so that very short tasks flow in batches (as with a message broker's prefetch); 0 keeps
+    every binding decision as late as possible.
     `slowdown` is for synthetic agents: the built-in work handlers (`sleep`, `spin`) take
     this many times longer on it, which models slower hardware the agent does not declare.
     """
@@ -55,6 +58,7 @@ class AgentSpec:
     concurrency: int = 1
     tags: frozenset[str] = field(default_factory=frozenset)
     queue_limit: int | None = None
+    prefetch: int = 0
     slowdown: float = 1.0
 
     def __post_init__(self) -> None:
@@ -66,6 +70,8 @@ class AgentSpec:
             raise ConfigError(
                 f"agents[{self.id}].concurrency", self.concurrency, "Use an integer >= 1."
             )
+        if self.prefetch < 0:
+            raise ConfigError(f"agents[{self.id}].prefetch", self.prefetch, "Use an integer >= 0.")
         if not self.slowdown > 0:
             raise ConfigError(f"agents[{self.id}].slowdown", self.slowdown, "Use a number > 0.")
         if self.queue_limit is not None and self.queue_limit < 0:

@@ -96,6 +96,27 @@ class _TenantRotation:
 
     def pop(self) -> Task | None:
         heap = self._heap
+        if len(heap) == 1:
+            # One tenant: no interleaving to do, only its pass to keep for later arrivals.
+            p, seq, tenant = heap[0]
+            fifo = self._fifos[tenant]
+            while fifo:
+                entry_seq, task = fifo.popleft()
+                if entry_seq != task.seq:
+                    continue
+                self._vt = p
+                charge = task.est_cost if self._by_service else 1.0
+                np = p + charge / self._weights.get(tenant, 1.0)
+                self._pass[tenant] = np
+                if fifo:
+                    heap[0] = (np, seq, tenant)
+                else:
+                    heap.clear()
+                    del self._fifos[tenant]
+                return task
+            heap.clear()
+            del self._fifos[tenant]
+            return None
         while heap:
             p, _, tenant = heap[0]
             fifo = self._fifos[tenant]
@@ -138,6 +159,8 @@ class TaskQueue:
         self._level_pass = [0.0, 0.0, 0.0, 0.0]
         self._level_step = [1.0 / w for w in s.level_weights]
         self._level_vt = 0.0
+        # The earliest time at which the oldest queued task reaches max_wait.
+        self._age_due = _INF
 
     def __len__(self) -> int:
         return self._len
@@ -147,14 +170,20 @@ class TaskQueue:
 
     def push(self, task: Task, now: float, *, front: bool = False) -> None:
         """Queue `task`. `front`: it was taken out a moment ago and goes back where it was."""
+        arrivals = self._arrivals
         if not front:
             task.enqueued_at = now
             task.seq = next(self._seq)
-            self._arrivals.append((task.seq, task))
+            if not arrivals:
+                self._age_due = now + self.settings.max_wait
+            elif len(arrivals) > 2 * self._len + 1024:
+                self._compact_arrivals()
+            arrivals.append((task.seq, task))
         else:
             if task.seq < 0:
                 task.seq = next(self._seq)
-            self._arrivals.appendleft((task.seq, task))
+            arrivals.appendleft((task.seq, task))
+            self._age_due = min(self._age_due, task.enqueued_at + self.settings.max_wait)
         level = task.priority
         if self._counts[level] == 0:
             # A level that was idle does not get to claim the turns it missed.
@@ -175,13 +204,25 @@ class TaskQueue:
         """Take the task that should run next, or None if the queue is empty."""
         if self._len == 0:
             return None
-        task = self._aged(now)
-        if task is None:
+        task = self._aged(now) if now >= self._age_due else None
+        if task is None and self._counts[0]:
             task = self._urgent(now)
         if task is None:
-            task = self._by_level_weight()
+            if self._len == self._counts[2]:
+                # Only normal work is queued: no level to weigh against.
+                passes = self._level_pass
+                self._level_vt = passes[2]
+                passes[2] += self._level_step[2]
+                task = self._normal.pop()
+                if task is None:
+                    raise RuntimeError("normal level is empty but counted")
+            else:
+                task = self._by_level_weight()
         self._taken(task)
         return task
+
+    def _compact_arrivals(self) -> None:
+        self._arrivals = deque(e for e in self._arrivals if e[1].seq == e[0])
 
     def _taken(self, task: Task) -> None:
         task.seq = -1
@@ -190,16 +231,19 @@ class TaskQueue:
 
     def _aged(self, now: float) -> Task | None:
         arrivals = self._arrivals
+        max_wait = self.settings.max_wait
         while arrivals:
             seq, task = arrivals[0]
             if task.seq != seq:
                 arrivals.popleft()
                 continue
-            if now - task.enqueued_at < self.settings.max_wait:
+            if now - task.enqueued_at < max_wait:
+                self._age_due = task.enqueued_at + max_wait
                 return None
             arrivals.popleft()
             # Its entry in the level structure goes stale once seq is reset by _taken.
             return task
+        self._age_due = _INF
         return None
 
     def _urgent(self, now: float) -> Task | None:
@@ -245,4 +289,5 @@ class TaskQueue:
             self._taken(task)
             out.append(task)
         self._arrivals.clear()
+        self._age_due = _INF
         return out

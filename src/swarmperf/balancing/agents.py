@@ -22,6 +22,7 @@ class AgentState:
         "id",
         "weight",
         "concurrency",
+        "slots",
         "queue_limit",
         "index",
         "alive",
@@ -43,6 +44,8 @@ class AgentState:
         self.id = spec.id
         self.weight = spec.weight
         self.concurrency = spec.concurrency
+        # Tasks the backend may hold at once: running plus prefetched.
+        self.slots = spec.concurrency + spec.prefetch
         self.queue_limit = spec.queue_limit
         self.index = index
         self.alive = True
@@ -62,12 +65,12 @@ class AgentState:
 
     @property
     def free_slots(self) -> int:
-        return self.concurrency - self.in_flight
+        return self.slots - self.in_flight
 
     @property
     def has_room(self) -> bool:
         """Whether an early-binding strategy may give this agent one more task."""
-        if self.in_flight < self.concurrency:
+        if self.in_flight < self.slots:
             return True
         return self.queue_limit is None or len(self.backlog) < self.queue_limit
 
@@ -82,7 +85,7 @@ class AgentState:
 
     def free_at(self, now: float) -> float:
         """When the agent's next slot is expected to free up."""
-        if self.in_flight < self.concurrency:
+        if self.in_flight < self.slots:
             return now
         ends = self.running_ends
         return max(now, min(ends.values())) if ends else now

@@ -9,8 +9,9 @@ Two families:
 * early binding (`late_binding = False`): a task is bound to an agent when it leaves the
   central queue, and waits in that agent's own queue (round robin and its kin, the
   proportional-share schedulers, work stealing). Shares follow the weights exactly.
-* late binding (`late_binding = True`): a task is bound only when an agent has a free slot,
-  so the decision sees the freshest state (capacity-aware).
+* late binding (`late_binding = True`): a task is bound only when an agent has a free slot
+  (running or prefetch), so the decision sees the freshest state (least-loaded,
+  power-of-two, capacity-aware).
 """
 
 from __future__ import annotations
@@ -27,11 +28,24 @@ from swarmperf.errors import UnknownName
 from swarmperf.model import Task
 
 
+class SwarmLoad(Protocol):
+    """What a strategy may read about the whole swarm (the coordinator provides it)."""
+
+    @property
+    def horizon(self) -> float:
+        """Seconds the swarm needs to finish all known work, were it perfectly balanced."""
+        ...
+
+
 class LoadBalancer(Protocol):
     """Chooses agents for tasks. The coordinator calls it; it never does I/O."""
 
     name: ClassVar[str]
     late_binding: ClassVar[bool]
+
+    def attach(self, swarm: SwarmLoad) -> None:
+        """Called once by the coordinator before any agent is added."""
+        ...
 
     def add(self, agent: AgentState, now: float) -> None: ...
 
@@ -66,6 +80,10 @@ class _Strategy:
         self.seed = seed
         self.transfer_cost = transfer_cost  # seconds to move one task between agents
         self._agents: dict[str, AgentState] = {}
+        self._swarm: SwarmLoad | None = None
+
+    def attach(self, swarm: SwarmLoad) -> None:
+        self._swarm = swarm
 
     def add(self, agent: AgentState, now: float) -> None:
         self._agents[agent.id] = agent
@@ -125,7 +143,7 @@ def _has_room(agent: AgentState) -> bool:
 
 
 def _has_free_slot(agent: AgentState) -> bool:
-    return agent.in_flight < agent.concurrency
+    return agent.in_flight < agent.slots
 
 
 class RoundRobin(_Strategy):
@@ -268,50 +286,27 @@ class WeightedFairQueuing(_VirtualTime):
         return task.est_cost / agent.weight
 
 
-class LeastLoaded(_Strategy):
-    """The agent whose outstanding work, normalised by its measured speed, is least."""
+class _FreeSet:
+    """Agents with a free slot, as a list with O(1) add, discard and uniform sampling."""
 
-    name = "least-loaded"
+    __slots__ = ("_list", "_pos")
 
-    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
-        super().__init__(seed=seed, transfer_cost=transfer_cost)
-        self._index = _LazyHeap(lambda a: a.drain_time)
-
-    def add(self, agent: AgentState, now: float) -> None:
-        super().add(agent, now)
-        self._index.push(agent)
-
-    def changed(self, agent: AgentState, now: float) -> None:
-        if agent.alive:
-            self._index.push(agent)
-            self._index.compact(self._agents)
-
-    def choose(self, task: Task, now: float) -> AgentState | None:
-        return self._index.top(_has_room)
-
-
-class PowerOfTwo(_Strategy):
-    """Power of two choices: sample two agents, keep the one with less outstanding work.
-
-    O(1) per decision. When neither sampled agent has room it samples again a few times,
-    then falls back to a scan (only reachable when nearly every agent is full).
-    """
-
-    name = "power-of-two"
-
-    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
-        super().__init__(seed=seed, transfer_cost=transfer_cost)
-        self._rng = random.Random(seed)
+    def __init__(self) -> None:
         self._list: list[AgentState] = []
         self._pos: dict[str, int] = {}
 
-    def add(self, agent: AgentState, now: float) -> None:
-        super().add(agent, now)
-        self._pos[agent.id] = len(self._list)
-        self._list.append(agent)
+    def __len__(self) -> int:
+        return len(self._list)
 
-    def remove(self, agent: AgentState) -> None:
-        super().remove(agent)
+    def update(self, agent: AgentState) -> None:
+        free = agent.alive and agent.in_flight < agent.slots
+        if free and agent.id not in self._pos:
+            self._pos[agent.id] = len(self._list)
+            self._list.append(agent)
+        elif not free:
+            self.discard(agent)
+
+    def discard(self, agent: AgentState) -> None:
         i = self._pos.pop(agent.id, None)
         if i is None:
             return
@@ -320,29 +315,78 @@ class PowerOfTwo(_Strategy):
             self._list[i] = last
             self._pos[last.id] = i
 
+    def __getitem__(self, i: int) -> AgentState:
+        return self._list[i]
+
+
+class LeastLoaded(_Strategy):
+    """The agent with a free slot whose outstanding work, over its measured speed, is least.
+
+    Late binding, so that the loads compared are current. Among equally loaded agents
+    (all idle, say) the fastest is preferred.
+    """
+
+    name = "least-loaded"
+    late_binding = True
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        # The tiny constant breaks ties between equal loads in favour of speed.
+        self._index = _LazyHeap(lambda a: (a.backlog_work + a.running_work + 1e-9) / a.speed)
+
+    def add(self, agent: AgentState, now: float) -> None:
+        super().add(agent, now)
+        self._index.push(agent)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        if agent.alive and agent.in_flight < agent.slots:
+            self._index.push(agent)
+            self._index.compact(self._agents)
+
     def choose(self, task: Task, now: float) -> AgentState | None:
-        agents = self._list
-        n = len(agents)
+        return self._index.top(_has_free_slot)
+
+
+class PowerOfTwo(_Strategy):
+    """Power of two choices: sample two agents with a free slot, keep the less loaded one.
+
+    Late binding; O(1) per decision (a set of the agents with a free slot that supports
+    uniform sampling).
+    """
+
+    name = "power-of-two"
+    late_binding = True
+
+    def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
+        super().__init__(seed=seed, transfer_cost=transfer_cost)
+        self._rng = random.Random(seed)
+        self._free = _FreeSet()
+
+    def add(self, agent: AgentState, now: float) -> None:
+        super().add(agent, now)
+        self._free.update(agent)
+
+    def remove(self, agent: AgentState) -> None:
+        super().remove(agent)
+        self._free.discard(agent)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        self._free.update(agent)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        free = self._free
+        n = len(free)
         if n == 0:
             return None
         if n == 1:
-            return agents[0] if agents[0].has_room else None
+            return free[0]
         rand = self._rng.random
-        for _ in range(4):
-            i = int(rand() * n)
-            j = int(rand() * (n - 1))
-            if j >= i:
-                j += 1
-            a, b = agents[i], agents[j]
-            a_ok, b_ok = a.has_room, b.has_room
-            if a_ok and b_ok:
-                return a if a.drain_time <= b.drain_time else b
-            if a_ok:
-                return a
-            if b_ok:
-                return b
-        roomy = [a for a in agents if a.has_room]
-        return min(roomy, key=lambda a: a.drain_time) if roomy else None
+        i = int(rand() * n)
+        j = int(rand() * (n - 1))
+        if j >= i:
+            j += 1
+        a, b = free[i], free[j]
+        return a if a.drain_time <= b.drain_time else b
 
 
 class WorkStealing(RoundRobin):
@@ -380,10 +424,12 @@ class CapacityAware(_Strategy):
     """Expected completion time from each agent's measured service rate (EWMA).
 
     Late binding: a task goes to the fastest agent with a free slot, unless an agent that is
-    busy now is expected to finish it sooner (its next free slot plus the task at its speed):
-    then the task waits for that agent. This keeps a big task off a slow agent, the usual
-    cause of a long tail in makespan. Two heaps (idle agents by speed, busy ones by next
-    free slot) make a decision O(log n).
+    busy now is expected to finish it sooner (its next free slot plus the task at its speed)
+    *and* the free agent would finish it only after the swarm's horizon (the time all known
+    work needs, perfectly balanced): then the task waits for the faster agent. So a slow
+    agent keeps contributing while there is work to overlap with, but is not handed a big
+    task at the end, the usual cause of a long tail in makespan. Two heaps (free agents by
+    speed, busy ones by next free slot) make a decision O(log n).
     """
 
     name = "capacity-aware"
@@ -401,7 +447,7 @@ class CapacityAware(_Strategy):
     def changed(self, agent: AgentState, now: float) -> None:
         if not agent.alive:
             return
-        if agent.in_flight < agent.concurrency:
+        if agent.in_flight < agent.slots:
             self._idle.push(agent)
         else:
             self._busy.push(agent)
@@ -412,10 +458,12 @@ class CapacityAware(_Strategy):
         idle = self._idle.top(_has_free_slot)
         if idle is None:
             return None
-        busy = self._busy.top(lambda a: a.in_flight >= a.concurrency)
+        busy = self._busy.top(lambda a: a.in_flight >= a.slots)
         if busy is not None and busy.speed > idle.speed:
             cost = task.est_cost
-            if busy.free_at(now) - now + cost / busy.speed < cost / idle.speed:
+            on_idle = cost / idle.speed
+            horizon = self._swarm.horizon if self._swarm is not None else 0.0
+            if on_idle > horizon and busy.free_at(now) - now + cost / busy.speed < on_idle:
                 return None
         return idle
 

@@ -12,7 +12,7 @@ always filled at once from the agent's own backlog, by stealing, or from the que
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,9 @@ from swarmperf.balancing.agents import EWMA_ALPHA, AgentState
 from swarmperf.balancing.strategies import LoadBalancer
 from swarmperf.errors import Backpressure, ConfigError, QuotaExceeded
 from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
+
+SUCCEEDED = TaskStatus.SUCCEEDED
+FAILED = TaskStatus.FAILED
 from swarmperf.queueing import QueueSettings, TaskQueue
 
 Clock = Callable[[], float]
@@ -48,8 +51,13 @@ class Coordinator:
         queue: QueueSettings | None = None,
         *,
         clock: Clock = time.perf_counter,
+        lookahead: int = 8,
     ) -> None:
+        if lookahead < 0:
+            raise ConfigError("lookahead", lookahead, "Use an integer >= 0.")
         self.strategy = strategy
+        # How many queued tasks to look past when the strategy holds the first one back.
+        self.lookahead = lookahead
         self.queue = TaskQueue(queue)
         self.settings = self.queue.settings
         self.clock = clock
@@ -70,6 +78,11 @@ class Coordinator:
         self.requeued = 0
         self.stolen = 0
         self.running = 0
+        # Estimated work not yet started, and running, in cost units; total measured speed.
+        self._pending_work = 0.0
+        self._running_work = 0.0
+        self._total_speed = 0.0
+        strategy.attach(self)
 
     # -- agents -------------------------------------------------------------------------
 
@@ -79,7 +92,8 @@ class Coordinator:
         agent = AgentState(spec, self._next_index)
         self._next_index += 1
         self.agents[spec.id] = agent
-        self._free_slots += agent.concurrency
+        self._free_slots += agent.slots
+        self._total_speed += agent.speed * agent.concurrency
         self.strategy.add(agent, self.clock())
         return agent
 
@@ -90,6 +104,8 @@ class Coordinator:
         if agent is None:
             raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
         agent.alive = False
+        self._total_speed -= agent.speed * agent.concurrency
+        self._pending_work -= agent.backlog_work
         self.strategy.remove(agent)
         self._free_slots -= max(agent.free_slots, 0)
         requeued = list(agent.backlog)
@@ -98,6 +114,7 @@ class Coordinator:
         now = self.clock()
         for task in reversed(requeued):
             self.queue.push(task, now, front=True)
+            self._pending_work += task.est_cost
         if agent.in_flight:
             self._draining[agent_id] = agent
         return requeued
@@ -118,6 +135,8 @@ class Coordinator:
             self._pending += 1
             self._tenant_pending[task.tenant] = self._tenant_pending.get(task.tenant, 0) + 1
             self.requeued += 1
+            self._pending_work += task.est_cost
+            self._running_work -= task.est_cost
             self.queue.push(task, now, front=True)
             requeued.append(task)
         agent.running_work = 0.0
@@ -150,14 +169,36 @@ class Coordinator:
             if quota is not None and tenant_pending >= quota:
                 raise QuotaExceeded(task.id, tenant, tenant_pending, quota)
         self._tenant_pending[tenant] = tenant_pending + 1
-        task.est_cost = self.unknown_cost if task.cost is None else task.cost
+        task.est_cost = est = self.unknown_cost if task.cost is None else task.cost
+        self._pending_work += est
         self._pending += 1
         self.submitted += 1
         self.queue.push(task, self.clock())
 
+    def submit_many(self, tasks: list[Task]) -> int:
+        """Admit tasks in order until one is refused; return how many were admitted.
+
+        The same rules as `submit`, in one loop: the batch path for large workloads.
+        """
+        n = 0
+        for task in tasks:
+            try:
+                self.submit(task)
+            except Backpressure:
+                break
+            n += 1
+        return n
+
     @property
     def pending(self) -> int:
         return self._pending
+
+    @property
+    def horizon(self) -> float:
+        """Seconds to finish all known work at the measured speeds, perfectly balanced."""
+        if self._total_speed <= 0:
+            return 0.0
+        return max(self._pending_work + self._running_work, 0.0) / self._total_speed
 
     @property
     def idle(self) -> bool:
@@ -178,16 +219,37 @@ class Coordinator:
                     break
                 agent = choose(task, now)
                 if agent is None:
-                    queue.push(task, now, front=True)
-                    break
+                    if not self._backfill(task, now):
+                        break
+                    continue
                 self._bind(agent, task, now)
         starts = self._starts
         self._starts = []
         return starts
 
+    def _backfill(self, held: Task, now: float) -> bool:
+        """The strategy keeps `held` waiting for a better agent: look a few tasks further
+        for one that an agent can take now, so that a free slot is not left idle behind a
+        task that is too big for it. Everything not taken goes back in its place."""
+        waiting = [held]
+        bound = False
+        for _ in range(self.lookahead):
+            task = self.queue.pop(now)
+            if task is None:
+                break
+            agent = self.strategy.choose(task, now)
+            if agent is not None:
+                self._bind(agent, task, now)
+                bound = True
+                break
+            waiting.append(task)
+        for task in reversed(waiting):
+            self.queue.push(task, now, front=True)
+        return bound
+
     def _bind(self, agent: AgentState, task: Task, now: float) -> None:
         self.strategy.assigned(agent, task)
-        if agent.in_flight < agent.concurrency:
+        if agent.in_flight < agent.slots:
             self._start(agent, task, now)
         else:
             agent.backlog.append(task)
@@ -196,8 +258,11 @@ class Coordinator:
         self.strategy.changed(agent, now)
 
     def _start(self, agent: AgentState, task: Task, now: float) -> None:
+        est = task.est_cost
+        self._pending_work -= est
+        self._running_work += est
         agent.in_flight += 1
-        agent.running_work += task.est_cost
+        agent.running_work += est
         agent.running_ends[task.id] = now + task.est_cost / agent.speed
         task.attempts += 1
         self._free_slots -= 1
@@ -216,60 +281,102 @@ class Coordinator:
         value: Any = None,
     ) -> TaskResult:
         """Record that `task` ran on `agent_id`; refill the agent's freed slot."""
-        agent = self.agents.get(agent_id) or self._draining[agent_id]
-        if agent.running_ends.pop(task.id, None) is None:
-            raise ConfigError("task", task.id, f"Task was not running on agent {agent_id!r}.")
-        agent.in_flight -= 1
-        agent.running_work -= task.est_cost
-        self.running -= 1
-        service = finished - started
-        agent.busy_time += service
-        work = task.cost
-        if work is None:
-            work = self.unknown_cost
-            # Measured work of a cost-less task: its time at the agent's measured speed.
-            sample = service * agent.speed
-            if self._cost_measured:
-                self.unknown_cost += EWMA_ALPHA * (sample - self.unknown_cost)
-            elif sample > 0:
-                self.unknown_cost, self._cost_measured = sample, True
-        agent.observe(work, service)
-        if error is None:
-            agent.completed += 1
-            self.completed += 1
-            status = TaskStatus.SUCCEEDED
-        else:
-            agent.failed += 1
-            self.failed += 1
-            status = TaskStatus.FAILED
-        result = TaskResult(
-            task.id,
-            status,
-            agent_id,
-            task.attempts,
-            task.enqueued_at,
-            started,
-            finished,
-            error,
-            value,
-            task.kind,
-            task.tenant,
-            task.cost,
-        )
-        if agent.alive:
-            self._free_slots += 1
-            now = finished
-            if agent.backlog:
-                nxt = agent.backlog.popleft()
-                agent.backlog_work -= nxt.est_cost
-                self._start(agent, nxt, now)
+        return self.finish_many(agent_id, ((task, started, finished, error, value),))[0]
+
+    def finish_many(
+        self, agent_id: str, done: Iterable[tuple[Task, float, float, str | None, Any]]
+    ) -> list[TaskResult]:
+        """Record tasks that `agent_id` finished, in order; refill its freed slots.
+
+        Per-agent figures are updated once per batch: a batch of quick tasks costs little
+        more than its results.
+        """
+        agent = self.agents.get(agent_id) or self._draining.get(agent_id)
+        if agent is None:
+            raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
+        ends = agent.running_ends
+        results: list[TaskResult] = []
+        append = results.append
+        succeeded = SUCCEEDED
+        failed_status = FAILED
+        n = n_failed = n_unknown = 0
+        busy = est = known_work = known_busy = unknown_busy = 0.0
+        last = 0.0
+        for task, started, finished, error, value in done:
+            if ends.pop(task.id, None) is None:
+                raise ConfigError("task", task.id, f"Task was not running on {agent_id!r}.")
+            service = finished - started
+            busy += service
+            est += task.est_cost
+            cost = task.cost
+            if cost is None:
+                unknown_busy += service
+                n_unknown += 1
             else:
-                self._steal(agent, now)
+                known_work += cost
+                known_busy += service
+            n += 1
+            if error is None:
+                status = succeeded
+            else:
+                status = failed_status
+                n_failed += 1
+            last = finished
+            append(
+                TaskResult(
+                    task.id,
+                    status,
+                    agent_id,
+                    task.attempts,
+                    task.enqueued_at,
+                    started,
+                    finished,
+                    error,
+                    value,
+                    task.kind,
+                    task.tenant,
+                    cost,
+                )
+            )
+        if n == 0:
+            return results
+        agent.in_flight -= n
+        agent.running_work -= est
+        self._running_work -= est
+        speed_before = agent.speed
+        agent.busy_time += busy
+        agent.completed += n - n_failed
+        agent.failed += n_failed
+        self.running -= n
+        self.completed += n - n_failed
+        self.failed += n_failed
+        if unknown_busy > 0:
+            # Work of tasks that came without a cost: their time at the agent's speed.
+            sample = unknown_busy * agent.speed
+            per_task = sample / n_unknown
+            if self._cost_measured:
+                self.unknown_cost += EWMA_ALPHA * (per_task - self.unknown_cost)
+            else:
+                self.unknown_cost, self._cost_measured = per_task, True
+            agent.observe(sample, unknown_busy)
+        if known_busy > 0:
+            agent.observe(known_work, known_busy)
+        if agent.alive:
+            self._total_speed += (agent.speed - speed_before) * agent.concurrency
+            self._free_slots += n
+            backlog = agent.backlog
+            for _ in range(n):
+                if backlog:
+                    nxt = backlog.popleft()
+                    agent.backlog_work -= nxt.est_cost
+                    self._start(agent, nxt, last)
+                else:
+                    self._steal(agent, last)
             agent.version += 1
-            self.strategy.changed(agent, now)
+            self.strategy.changed(agent, last)
         elif agent.in_flight == 0:
             self._draining.pop(agent_id, None)
-        return result
+        return results
 
     def _steal(self, thief: AgentState, now: float) -> None:
         victim = self.strategy.steal_from(thief, now)

@@ -8,6 +8,7 @@ switch per task; that keeps the dispatch overhead near a bare `asyncio.Queue` po
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -15,11 +16,13 @@ from typing import Any, ClassVar
 from swarmperf.errors import ConfigError
 from swarmperf.handlers import AgentContext, HandlerRegistry
 from swarmperf.model import AgentSpec, Task
-from swarmperf.runtime.backend import CompletionSink
+from swarmperf.runtime.backend import CompletionSink, Done
 
-import time
 
 _now = time.perf_counter
+# A worker reports finished tasks when its queue runs dry, before it awaits, or after
+# this many: batches amortise the bookkeeping without holding results back for long.
+_REPORT_EVERY = 64
 
 
 class _LocalAgent:
@@ -95,14 +98,22 @@ class LocalBackend:
                 agent.wake_one()
 
     async def _work(self, agent: _LocalAgent) -> None:
-        assert self._sink is not None  # start() ran: add_agent is only called after it
         sink = self._sink
+        if sink is None:
+            raise RuntimeError("LocalBackend.start() must run before agents are added")
+        agent_id = agent.spec.id
         resolve = self._handlers.resolve
         queue = agent.queue
         context = agent.context
         loop = asyncio.get_running_loop()
+        done: list[Done] = []
         while True:
             if not queue:
+                if done:
+                    # Report before waiting: the report is what refills the queue.
+                    sink.tasks_done(agent_id, done)
+                    done = []
+                    continue
                 if agent.closing:
                     return
                 fut: asyncio.Future[None] = loop.create_future()
@@ -117,7 +128,13 @@ class LocalBackend:
                 handler, is_async = resolve(task.kind)
                 value = handler(task.payload, context)
                 if is_async:
+                    if done:  # do not hold finished results while this one waits
+                        sink.tasks_done(agent_id, done)
+                        done = []
                     value = await value
             except Exception as exc:  # a failing handler fails its task, not the agent
                 error = f"{type(exc).__name__}: {exc}"
-            sink.task_done(agent.spec.id, task, started, _now(), error, value)
+            done.append((task, started, _now(), error, value))
+            if len(done) >= _REPORT_EVERY:
+                sink.tasks_done(agent_id, done)
+                done = []

@@ -6,14 +6,13 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
 from swarmperf.errors import Backpressure, NoAgents
 from swarmperf.handlers import Handler, HandlerRegistry
 from swarmperf.model import AgentSpec, Task, TaskResult
 from swarmperf.queueing import QueueSettings
-from swarmperf.runtime.backend import Backend
+from swarmperf.runtime.backend import Backend, Done
 from swarmperf.runtime.coordinator import Coordinator
 
 ResultListener = Callable[[TaskResult], None]
@@ -133,21 +132,19 @@ class Swarm:
         """Submit every task, waiting for room whenever the queue is full. Loses nothing."""
         if not self.coordinator.agents:
             raise NoAgents()
-        submit = self.coordinator.submit
-        n = 0
-        for task in tasks:
-            while True:
-                try:
-                    submit(task)
-                    break
-                except Backpressure:
-                    self._pump()
-                    await self._progress()
-            n += 1
-            if n % 256 == 0:
-                self._pump()
-        self._pump()
-        return n
+        submit_many = self.coordinator.submit_many
+        pending = list(tasks)
+        total = len(pending)
+        i = 0
+        while i < total:
+            # Chunks keep the first tasks flowing while the rest are still being queued.
+            chunk = pending[i : i + 1024]
+            admitted = submit_many(chunk)
+            i += admitted
+            self._pump()
+            if admitted < len(chunk):
+                await self._progress()
+        return total
 
     async def run(self, tasks: Iterable[Task]) -> list[TaskResult]:
         """Submit every task, wait until all have finished, and return their results."""
@@ -177,24 +174,19 @@ class Swarm:
 
     # -- CompletionSink -----------------------------------------------------------------
 
-    def task_done(
-        self,
-        agent_id: str,
-        task: Task,
-        started: float,
-        finished: float,
-        error: str | None,
-        value: Any,
-    ) -> None:
+    def tasks_done(self, agent_id: str, done: Sequence[Done]) -> None:
         coordinator = self.coordinator
-        result = coordinator.finish(agent_id, task, started, finished, error, value)
-        self.results.append(result)
+        results = coordinator.finish_many(agent_id, done)
+        self.results.extend(results)
         for listener in self._listeners:
-            listener(result)
-        if self._futures:
-            fut = self._futures.pop(task.id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(result)
+            for result in results:
+                listener(result)
+        futures = self._futures
+        if futures:
+            for result in results:
+                fut = futures.pop(result.task_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(result)
         starts = coordinator.take_starts()
         if starts:
             self.backend.run([(agent.id, t) for agent, t in starts])
