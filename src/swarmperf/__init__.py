@@ -38,4 +38,5 @@ __all__ = [
     "TaskStatus",
     "UnknownName",
     "__version__",
+    "get_strategy",
 ]

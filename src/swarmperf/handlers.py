@@ -91,6 +91,9 @@ class HandlerRegistry(Mapping[str, Handler]):
     def __getitem__(self, name: str) -> Handler:
         return self.resolve(name)[0]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._handlers)
 

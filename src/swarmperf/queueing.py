@@ -71,7 +71,7 @@ class _TenantRotation:
     of one per task (weighted round robin).
     """
 
-    __slots__ = ("_fifos", "_heap", "_pass", "_weights", "_by_service", "_vt", "_seq")
+    __slots__ = ("_by_service", "_fifos", "_heap", "_pass", "_seq", "_vt", "_weights")
 
     def __init__(self, weights: Mapping[str, float], by_service: bool) -> None:
         self._fifos: dict[str, deque[tuple[int, Task]]] = {}
@@ -273,10 +273,14 @@ class TaskQueue:
             return self._normal.pop()
         if level == Priority.LOW:
             return self._low.pop()
-        heap: list[tuple[float, int, Task]] | list[tuple[int, int, Task]]
-        heap = self._critical if level == Priority.CRITICAL else self._high
-        while heap:
-            _, seq, task = heapq.heappop(heap)
+        if level == Priority.CRITICAL:
+            while self._critical:
+                _, seq, task = heapq.heappop(self._critical)
+                if task.seq == seq:
+                    return task
+            return None
+        while self._high:
+            _, seq, task = heapq.heappop(self._high)
             if task.seq == seq:
                 return task
         return None

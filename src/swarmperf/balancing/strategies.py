@@ -42,6 +42,10 @@ class LoadBalancer(Protocol):
 
     name: ClassVar[str]
     late_binding: ClassVar[bool]
+    # Whether idle agents may take queued tasks from others (see `steal_from`).
+    steals: ClassVar[bool]
+    # Seconds it takes to hand a task to another agent; the swarm keeps it current.
+    transfer_cost: float
 
     def attach(self, swarm: SwarmLoad) -> None:
         """Called once by the coordinator before any agent is added."""
@@ -75,6 +79,7 @@ class _Strategy:
 
     name: ClassVar[str] = ""
     late_binding: ClassVar[bool] = False
+    steals: ClassVar[bool] = False
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         self.seed = seed
@@ -90,6 +95,9 @@ class _Strategy:
 
     def remove(self, agent: AgentState) -> None:
         self._agents.pop(agent.id, None)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        raise NotImplementedError
 
     def assigned(self, agent: AgentState, task: Task) -> None:
         pass
@@ -107,7 +115,7 @@ class _LazyHeap:
     An entry is current while the agent is alive and its `version` is the one pushed.
     """
 
-    __slots__ = ("_heap", "_seq", "_key")
+    __slots__ = ("_heap", "_key", "_seq")
 
     def __init__(self, key: Callable[[AgentState], float]) -> None:
         self._heap: list[tuple[float, int, int, AgentState]] = []
@@ -399,6 +407,7 @@ class WorkStealing(RoundRobin):
     """
 
     name = "work-stealing"
+    steals = True
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
@@ -483,9 +492,7 @@ STRATEGIES: dict[str, type[_Strategy]] = {
 }
 
 
-def get_strategy(
-    name: str, *, seed: int | None = None, transfer_cost: float = 0.0
-) -> LoadBalancer:
+def get_strategy(name: str, *, seed: int | None = None, transfer_cost: float = 0.0) -> LoadBalancer:
     """Make the strategy registered as `name` (kebab-case, as in specs and metric labels)."""
     try:
         cls = STRATEGIES[name]

@@ -13,7 +13,6 @@ from typing import Any, ClassVar, Protocol
 from swarmperf.handlers import HandlerRegistry
 from swarmperf.model import AgentSpec, Task
 
-
 # One finished task: (task, started, finished, error or None, value). Times are seconds on
 # the swarm's clock (time.perf_counter: CLOCK_MONOTONIC, the same in every process here).
 Done = tuple[Task, float, float, str | None, Any]

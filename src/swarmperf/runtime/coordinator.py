@@ -20,12 +20,11 @@ from swarmperf.balancing.agents import EWMA_ALPHA, AgentState
 from swarmperf.balancing.strategies import LoadBalancer
 from swarmperf.errors import Backpressure, ConfigError, QuotaExceeded
 from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
-
-SUCCEEDED = TaskStatus.SUCCEEDED
-FAILED = TaskStatus.FAILED
 from swarmperf.queueing import QueueSettings, TaskQueue
 
 Clock = Callable[[], float]
+SUCCEEDED = TaskStatus.SUCCEEDED
+FAILED = TaskStatus.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +67,9 @@ class Coordinator:
         self._pending = 0  # submitted, not yet started: the queue and every backlog
         self._tenant_pending: dict[str, int] = {}
         self._starts: list[tuple[AgentState, Task]] = []
+        # Idle agents whose last attempt to steal found nothing worth taking; they try
+        # again whenever the coordinator binds, since the others' queues keep changing.
+        self._thieves: dict[str, AgentState] = {}
         self._late = strategy.late_binding
         # Estimated cost of a task that brings none: the mean measured work per task.
         self.unknown_cost = 1.0
@@ -95,6 +97,8 @@ class Coordinator:
         self._free_slots += agent.slots
         self._total_speed += agent.speed * agent.concurrency
         self.strategy.add(agent, self.clock())
+        if self.strategy.steals:
+            self._thieves[agent.id] = agent
         return agent
 
     def remove_agent(self, agent_id: str) -> list[Task]:
@@ -223,9 +227,55 @@ class Coordinator:
                         break
                     continue
                 self._bind(agent, task, now)
+        if self._thieves:
+            self._retry_steals()
         starts = self._starts
         self._starts = []
         return starts
+
+    def cancel_pending(self, reason: str) -> list[TaskResult]:
+        """Withdraw every task not yet started (queued or bound to an agent's queue).
+
+        Each comes back as a CANCELLED result carrying `reason`; running tasks are left to
+        finish. Nothing is dropped without a result.
+        """
+        now = self.clock()
+        withdrawn = self.queue.drain()
+        for agent in self.agents.values():
+            withdrawn.extend(agent.backlog)
+            agent.backlog.clear()
+            agent.backlog_work = 0.0
+            agent.version += 1
+            self.strategy.changed(agent, now)
+        self._pending = 0
+        self._pending_work = 0.0
+        self._tenant_pending.clear()
+        return [
+            TaskResult(
+                task.id,
+                TaskStatus.CANCELLED,
+                None,
+                task.attempts,
+                task.enqueued_at,
+                None,
+                None,
+                reason,
+                None,
+                task.kind,
+                task.tenant,
+                task.cost,
+            )
+            for task in withdrawn
+        ]
+
+    def _retry_steals(self) -> None:
+        now = self.clock()
+        for agent in list(self._thieves.values()):
+            while agent.alive and agent.in_flight < agent.slots and not agent.backlog:
+                if not self._steal(agent, now):
+                    break
+            if not agent.alive or agent.in_flight >= agent.slots:
+                del self._thieves[agent.id]
 
     def _backfill(self, held: Task, now: float) -> bool:
         """The strategy keeps `held` waiting for a better agent: look a few tasks further
@@ -309,15 +359,17 @@ class Coordinator:
             busy += service
             est += task.est_cost
             cost = task.cost
-            if cost is None:
-                unknown_busy += service
-                n_unknown += 1
-            else:
-                known_work += cost
-                known_busy += service
             n += 1
             if error is None:
                 status = succeeded
+                # Speeds are learnt from successful work only: a failure or a zero-cost
+                # task says nothing about how fast the agent works.
+                if cost is None:
+                    unknown_busy += service
+                    n_unknown += 1
+                elif cost > 0:
+                    known_work += cost
+                    known_busy += service
             else:
                 status = failed_status
                 n_failed += 1
@@ -370,18 +422,21 @@ class Coordinator:
                     nxt = backlog.popleft()
                     agent.backlog_work -= nxt.est_cost
                     self._start(agent, nxt, last)
-                else:
-                    self._steal(agent, last)
+                elif not self._steal(agent, last):
+                    break
             agent.version += 1
             self.strategy.changed(agent, last)
         elif agent.in_flight == 0:
             self._draining.pop(agent_id, None)
         return results
 
-    def _steal(self, thief: AgentState, now: float) -> None:
+    def _steal(self, thief: AgentState, now: float) -> bool:
+        if not self.strategy.steals:
+            return False
         victim = self.strategy.steal_from(thief, now)
         if victim is None or not victim.backlog:
-            return
+            self._thieves[thief.id] = thief
+            return False
         task = victim.backlog.pop()
         victim.backlog_work -= task.est_cost
         victim.version += 1
@@ -389,6 +444,7 @@ class Coordinator:
         self.strategy.assigned(thief, task)
         self.stolen += 1
         self._start(thief, task, now)
+        return True
 
     def statistics(self) -> CoordinatorStatistics:
         return CoordinatorStatistics(

@@ -18,7 +18,6 @@ from swarmperf.handlers import AgentContext, HandlerRegistry
 from swarmperf.model import AgentSpec, Task
 from swarmperf.runtime.backend import CompletionSink, Done
 
-
 _now = time.perf_counter
 # A worker reports finished tasks when its queue runs dry, before it awaits, or after
 # this many: batches amortise the bookkeeping without holding results back for long.
@@ -26,7 +25,7 @@ _REPORT_EVERY = 64
 
 
 class _LocalAgent:
-    __slots__ = ("spec", "context", "queue", "waiters", "workers", "closing")
+    __slots__ = ("closing", "context", "queue", "spec", "waiters", "workers")
 
     def __init__(self, spec: AgentSpec) -> None:
         self.spec = spec

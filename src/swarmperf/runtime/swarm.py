@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
-from swarmperf.errors import Backpressure, NoAgents
+from swarmperf.errors import NoAgents
 from swarmperf.handlers import Handler, HandlerRegistry
 from swarmperf.model import AgentSpec, Task, TaskResult
 from swarmperf.queueing import QueueSettings
@@ -99,7 +99,15 @@ class Swarm:
 
     async def add_agent(self, spec: AgentSpec) -> None:
         self.coordinator.add_agent(spec)
-        await self.backend.add_agent(spec)
+        try:
+            await self.backend.add_agent(spec)
+        except BaseException:
+            # The backend may already have reported the agent lost; either way it is gone.
+            if spec.id in self.coordinator.agents:
+                self.coordinator.remove_agent(spec.id)
+            raise
+        # Backends measure how long a hand-over takes; work stealing weighs it.
+        self.strategy.transfer_cost = self.backend.transfer_cost
         self._pump()
 
     async def remove_agent(self, agent_id: str) -> None:
@@ -152,6 +160,20 @@ class Swarm:
         await self.submit_all(tasks)
         await self.drain()
         return self.results[first:]
+
+    def cancel_pending(self, reason: str) -> list[TaskResult]:
+        """Withdraw every task that has not started; each gets a CANCELLED result."""
+        cancelled = self.coordinator.cancel_pending(reason)
+        self.results.extend(cancelled)
+        for result in cancelled:
+            fut = self._futures.pop(result.task_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+        if self._idle_waiters and self.coordinator.idle:
+            self._wake(self._idle_waiters)
+        if self._progress_waiters:
+            self._wake(self._progress_waiters)
+        return cancelled
 
     async def drain(self) -> None:
         """Wait until nothing is queued or running."""

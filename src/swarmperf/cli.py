@@ -1,0 +1,331 @@
+"""The `swarmperf` command line: a thin front-end over the runner, spec and store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from swarmperf.balancing.strategies import STRATEGIES
+from swarmperf.durations import parse_duration
+from swarmperf.errors import SwarmError
+from swarmperf.runner import Progress as RunProgress
+from swarmperf.runner import RunOutcome, compare_strategies, run_spec
+from swarmperf.runtime.backends import BACKENDS
+from swarmperf.spec import AUTO, DEMO_SPEC_YAML, SwarmSpec, demo_spec, load_spec
+from swarmperf.store import Store, database_path, resolve_data_dir
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="swarmperf",
+    help="Fast, balanced and resilient swarms of agents, with measurements to prove it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+OutputOption = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people, json for programs.")
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the memory store lives (default: $SWARMPERF_DATA_DIR, else ./.swarmperf).",
+    ),
+]
+
+
+class UserError(SwarmError):
+    """A mistake in what the user asked for: reported without a traceback, exit code 2."""
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except (SwarmError, ValueError) as exc:
+        _fail(exc)
+
+
+def _load(spec_path: Path | None) -> SwarmSpec:
+    if spec_path is None:
+        return demo_spec()
+    if not spec_path.exists():
+        raise UserError(f"SPEC: {str(spec_path)!r} does not exist. Give the path of a YAML spec.")
+    return load_spec(spec_path)
+
+
+def _override(spec: SwarmSpec, **changes: Any) -> SwarmSpec:
+    # Re-validate through the spec's own rules, so overrides get the same error messages.
+    from swarmperf.spec import parse_spec
+
+    data = spec.to_data()
+    data.update({k: v for k, v in changes.items() if v is not None})
+    return parse_spec(data, "command line")
+
+
+def _store(data_dir: Path | None, enabled: bool) -> Store | None:
+    if not enabled:
+        return None
+    directory = resolve_data_dir(data_dir, os.environ)
+    return Store.open(database_path(directory))
+
+
+def _run_async(coro_factory: Callable[[], Any]) -> Any:
+    return asyncio.run(coro_factory())
+
+
+def _progress_bar(
+    total: int, label: str, console: Console
+) -> tuple[Progress, Callable[[RunProgress], None]]:
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("[red]{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task_id = bar.add_task(label, total=total, rate="", failed="")
+
+    def update(p: RunProgress) -> None:
+        rate = f"{p.finished / p.elapsed:,.0f} tasks/s" if p.elapsed > 0 else ""
+        failed = f"{p.failed} failed" if p.failed else ""
+        bar.update(task_id, completed=p.finished, rate=rate, failed=failed)
+
+    return bar, update
+
+
+@app.command()
+def run(
+    spec_path: Annotated[
+        Path | None, typer.Argument(metavar="[SPEC]", help="A YAML swarm spec; none: the demo.")
+    ] = None,
+    swarm_id: Annotated[
+        str | None, typer.Option("--swarm-id", help="Overrides the spec's.")
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option("--duration", help="Cap on the run, e.g. 30s; overrides the spec's."),
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="Overrides the spec's.")
+    ] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="local or process.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Overrides the spec's.")] = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
+) -> None:
+    """Start a swarm, run its workload, and report how it went. The main job."""
+    with _user_errors():
+        spec = _override(
+            _load(spec_path),
+            swarm_id=swarm_id,
+            duration=None if duration is None else parse_duration(duration, "--duration"),
+            strategy=strategy,
+            backend=backend,
+            seed=seed,
+        )
+        db = _store(data_dir, store)
+        console = err if output is Output.json else out
+        bar, update = _progress_bar(spec.workload.tasks, f"{spec.strategy}", console)
+        try:
+            with bar:
+                outcome: RunOutcome = _run_async(
+                    lambda: run_spec(spec, store=db, on_progress=update)
+                )
+        finally:
+            if db is not None:
+                db.close()
+    if output is Output.json:
+        data = outcome.report.to_dict()
+        data["run_id"] = outcome.run_id
+        print(json.dumps(data))
+        return
+    outcome.report.render(out)
+    if outcome.run_id is not None:
+        out.print(f"[dim]Stored as run {outcome.run_id} of swarm {spec.swarm_id!r}.[/dim]")
+
+
+@app.command("load-balance")
+def load_balance(
+    strategy: Annotated[
+        str, typer.Option("--strategy", help=f"A strategy name, or {AUTO} to compare them all.")
+    ] = AUTO,
+    workload: Annotated[
+        Path | None, typer.Option("--workload", help="A YAML swarm spec; none: the demo.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the runs.")] = True,
+) -> None:
+    """Run one workload under one strategy, or all of them, and compare."""
+    with _user_errors():
+        spec = _override(_load(workload), strategy=strategy, seed=seed)
+        names = spec.strategy_names()
+        db = _store(data_dir, store)
+        console = err if output is Output.json else out
+        outcomes: dict[str, RunOutcome] = {}
+        try:
+            for name in names:
+                bar, update = _progress_bar(spec.workload.tasks, name, console)
+                with bar:
+                    outcomes.update(
+                        _run_async(
+                            lambda n=name, u=update: compare_strategies(  # type: ignore[misc]
+                                spec, [n], store=db, on_progress=u
+                            )
+                        )
+                    )
+        finally:
+            if db is not None:
+                db.close()
+    best = _best(outcomes)
+    if output is Output.json:
+        print(
+            json.dumps(
+                {
+                    "best": best,
+                    "strategies": {n: o.report.to_dict() for n, o in outcomes.items()},
+                }
+            )
+        )
+        return
+    _comparison_table(outcomes, best)
+
+
+def _rank_key(outcome: RunOutcome) -> tuple[float, float]:
+    r = outcome.report
+    makespan = r.makespan if r.makespan is not None else float("inf")
+    p99 = r.latency_p99 if r.latency_p99 is not None else float("inf")
+    return (makespan, p99)
+
+
+def _best(outcomes: dict[str, RunOutcome]) -> str | None:
+    """The strategy that finished the workload soonest (ties: lower p99 latency)."""
+    if not outcomes:
+        return None
+    return min(outcomes, key=lambda n: _rank_key(outcomes[n]))
+
+
+def _fmt(value: float | None, template: str) -> str:
+    return "[dim]n/a[/dim]" if value is None else template.format(value)
+
+
+def _comparison_table(outcomes: dict[str, RunOutcome], best: str | None) -> None:
+    table = Table(title="Strategies on the same workload (best marked *)")
+    for col in (
+        "strategy",
+        "makespan",
+        "makespan / bound",
+        "tasks/s",
+        "p50",
+        "p99",
+        "Jain",
+        "failed",
+    ):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for name, outcome in sorted(outcomes.items(), key=lambda kv: _rank_key(kv[1])):
+        r = outcome.report
+        table.add_row(
+            f"* {name}" if name == best else f"  {name}",
+            _fmt(r.makespan, "{:.3f} s"),
+            _fmt(r.makespan_ratio, "{:.2f}x"),
+            _fmt(r.throughput, "{:,.0f}"),
+            _fmt(None if r.latency_p50 is None else r.latency_p50 * 1e3, "{:.1f} ms"),
+            _fmt(None if r.latency_p99 is None else r.latency_p99 * 1e3, "{:.1f} ms"),
+            _fmt(r.jain_index, "{:.3f}"),
+            str(r.tasks_failed),
+        )
+    out.print(table)
+
+
+@app.command()
+def validate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
+    output: OutputOption = Output.table,
+) -> None:
+    """Check a swarm spec and explain every problem (exit code 2 if there are any)."""
+    with _user_errors():
+        spec = _load(spec_path)
+    agents = spec.agent_specs()
+    if output is Output.json:
+        print(json.dumps({"valid": True, "spec": spec.to_data()}))
+        return
+    out.print(
+        f"[green]valid[/green]: swarm {spec.swarm_id!r}, {len(agents)} agents, strategy "
+        f"{spec.strategy}, backend {spec.backend}, "
+        f"{spec.workload.tasks} {spec.workload.kind} tasks."
+    )
+
+
+@app.command("demo-spec")
+def demo_spec_command() -> None:
+    """Print the embedded demo spec, to copy and edit."""
+    print(DEMO_SPEC_YAML, end="")
+
+
+@app.command()
+def strategies(output: OutputOption = Output.table) -> None:
+    """List the load-balancing strategies."""
+    rows = [
+        (name, "late" if cls.late_binding else "early", (cls.__doc__ or "").strip().splitlines()[0])
+        for name, cls in sorted(STRATEGIES.items())
+    ]
+    if output is Output.json:
+        print(json.dumps([{"name": n, "binding": b, "summary": s} for n, b, s in rows]))
+        return
+    table = Table(title="Strategies")
+    for col in ("name", "binding", "what it does"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"[dim]Backends: {', '.join(BACKENDS)}.[/dim]")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,178 @@
+"""Runs a swarm spec end to end: start the swarm, feed its workload, report, store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from swarmperf.errors import ConfigError
+from swarmperf.handlers import HandlerRegistry
+from swarmperf.model import TaskResult
+from swarmperf.report import RunReport, build_report, work_lower_bound
+from swarmperf.runtime.backends import make_backend
+from swarmperf.runtime.swarm import Swarm
+from swarmperf.spec import BatchArrival, SwarmSpec
+from swarmperf.store import Store
+from swarmperf.workload import TimedTask, feed, generate_tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    total: int
+    finished: int
+    failed: int
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    report: RunReport
+    results: list[TaskResult]
+    run_id: int | None  # the stored run, when a store was given
+    max_feed_lag: float  # seconds the workload feed fell behind its schedule, measured
+
+
+ProgressListener = Callable[[Progress], None]
+
+
+def check_runnable(spec: SwarmSpec, handlers: HandlerRegistry) -> None:
+    """What the spec cannot tell by itself: does its task kind exist here?"""
+    if spec.workload.kind not in handlers:
+        choices = ", ".join(sorted(handlers))
+        raise ConfigError(
+            "workload.kind", spec.workload.kind, f"Use a registered handler: {choices}."
+        )
+    if spec.strategy == "auto":
+        raise ConfigError(
+            "strategy", "auto", "Name one strategy to run; 'auto' is for `load-balance`."
+        )
+
+
+async def run_spec(
+    spec: SwarmSpec,
+    *,
+    store: Store | None = None,
+    on_progress: ProgressListener | None = None,
+    progress_every: float = 0.2,
+    handlers: HandlerRegistry | None = None,
+) -> RunOutcome:
+    """Run `spec` once. With a `duration`, tasks not started by then are cancelled."""
+    handlers = handlers or HandlerRegistry()
+    check_runnable(spec, handlers)
+    timed = generate_tasks(spec.workload, spec.seed)
+    total = len(timed)
+    backend = make_backend(spec.backend)
+    swarm = Swarm(
+        spec.agent_specs(),
+        strategy=spec.strategy,
+        backend=backend,
+        queue=spec.queue_settings(),
+        handlers=handlers,
+        seed=spec.seed,
+    )
+    run_id = (
+        store.start_run(spec.swarm_id, spec.to_data(), spec.backend, spec.strategy)
+        if store is not None
+        else None
+    )
+    status = "failed"
+    try:
+        async with swarm:
+            started = swarm.clock()
+            ticker = None
+            if on_progress is not None:
+                ticker = asyncio.create_task(
+                    _tick(swarm, total, started, on_progress, progress_every)
+                )
+            try:
+                lag = await _feed_and_drain(swarm, timed, spec.duration)
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
+            finished = swarm.clock()
+            if on_progress is not None:
+                on_progress(_snapshot(swarm, total, started))
+            agents = list(swarm.coordinator.all_agents())
+        results = swarm.results
+        bound = None
+        if isinstance(spec.workload.arrival, BatchArrival):
+            bound = work_lower_bound(results, agents)
+        report = build_report(
+            results,
+            agents,
+            started,
+            finished,
+            strategy=spec.strategy,
+            backend=spec.backend,
+            swarm_id=spec.swarm_id,
+            lower_bound=bound,
+        )
+        if not isinstance(spec.workload.arrival, BatchArrival):
+            report.missing["makespan_ratio"] = (
+                "tasks arrive over time, so total work / capacity bounds nothing"
+            )
+        status = "completed"
+        if store is not None and run_id is not None:
+            with store.transaction():
+                store.record_results(run_id, results)
+                store.finish_run(run_id, report.to_dict(), status)
+        return RunOutcome(report, results, run_id, lag)
+    finally:
+        if store is not None and run_id is not None and status != "completed":
+            store.finish_run(run_id, {}, status)
+
+
+async def _feed_and_drain(swarm: Swarm, timed: list[TimedTask], duration: float | None) -> float:
+    async def work() -> float:
+        stats = await feed(swarm, timed, swarm.clock)
+        await swarm.drain()
+        return stats.max_lag
+
+    job = asyncio.create_task(work())
+    if duration is None:
+        return await job
+    done, _ = await asyncio.wait({job}, timeout=duration)
+    if job in done:
+        return job.result()
+    job.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await job
+    swarm.cancel_pending(f"the run's duration of {duration:g}s was up before it started")
+    await swarm.drain()
+    return float("nan")
+
+
+def _snapshot(swarm: Swarm, total: int, started: float) -> Progress:
+    c = swarm.coordinator
+    return Progress(total, c.completed + c.failed, c.failed, time.perf_counter() - started)
+
+
+async def _tick(
+    swarm: Swarm, total: int, started: float, listener: ProgressListener, every: float
+) -> None:
+    while True:
+        listener(_snapshot(swarm, total, started))
+        await asyncio.sleep(every)
+
+
+async def compare_strategies(
+    spec: SwarmSpec,
+    names: list[str],
+    *,
+    store: Store | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_progress: ProgressListener | None = None,
+) -> dict[str, RunOutcome]:
+    """Run the same workload (same seed) under each strategy, one after the other."""
+    outcomes: dict[str, RunOutcome] = {}
+    for name in names:
+        if on_start is not None:
+            on_start(name)
+        variant = spec.model_copy(update={"strategy": name})
+        outcomes[name] = await run_spec(variant, store=store, on_progress=on_progress)
+    return outcomes

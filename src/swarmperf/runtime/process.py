@@ -1,0 +1,771 @@
+"""The `process` backend: each agent is a worker process, for CPU-bound handlers.
+
+Tasks travel in batches: `run` sends each agent one frame per call holding the kinds and
+payloads of its new tasks (never the `Task` objects, which stay in the parent). A worker
+runs its tasks one at a time, in the order received, and answers with frames of results in
+the same order, so the parent matches results to tasks by position alone and always knows
+exactly which tasks a worker had been sent and not yet reported. When a worker dies, those
+are handed back through `CompletionSink.agent_lost`.
+
+A frame is a 16-byte header (opcode, task count, body length) and a pickled body, written
+with one `writev` on a socket pair. The parent never blocks on a worker: it reads and
+writes non-blocking from the event loop's own selector (`add_reader`/`add_writer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import multiprocessing
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from itertools import repeat
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, ClassVar
+
+from swarmperf.balancing.agents import EWMA_ALPHA
+from swarmperf.errors import AgentCrashed, BackendError, ConfigError
+from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.model import AgentSpec, Task
+from swarmperf.runtime.backend import CompletionSink, Done
+
+_now = time.perf_counter  # CLOCK_MONOTONIC: worker timestamps are on the parent's clock
+
+_HEADER = struct.Struct("<IIQ")  # opcode, task count, body length in bytes
+_PICKLE = pickle.HIGHEST_PROTOCOL
+_READ_SIZE = 1 << 18
+
+# Parent to worker.
+_BATCH, _PING, _STOP = 1, 2, 3
+# Worker to parent.
+_READY, _RESULTS, _PONG = 11, 12, 13
+
+START_METHODS = ("forkserver", "spawn")
+# A local socket round trip, used until the first agent's readiness ping measures one.
+_DEFAULT_TRANSFER_COST = 100e-6
+_PINGS = 3
+
+_HANDLER_FIX = (
+    "Worker processes import every handler by name, so a handler for the process backend "
+    "must be a function defined with `def` at the top level of an importable module (not a "
+    "lambda, closure, functools.partial or bound method). Move it to module level."
+)
+
+
+# -- framing (both sides) ---------------------------------------------------------------
+
+
+class _FrameReader:
+    """Cuts a byte stream into (opcode, count, body) frames; keeps a partial frame."""
+
+    __slots__ = ("_chunks", "_have", "_need")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._have = 0
+        self._need = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, int, memoryview]]:
+        if self._chunks:
+            # Join only once the frame is complete, so a large frame costs linear time.
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return []
+            data = b"".join(self._chunks)
+            self._chunks = []
+        frames: list[tuple[int, int, memoryview]] = []
+        view = memoryview(data)
+        end = len(data)
+        off = 0
+        size = _HEADER.size
+        need = size
+        while end - off >= size:
+            op, count, length = _HEADER.unpack_from(data, off)
+            stop = off + size + length
+            if stop > end:
+                need = size + length
+                break
+            frames.append((op, count, view[off + size : stop]))
+            off = stop
+        if off < end:
+            self._chunks = [data[off:]]
+            self._have = end - off
+            self._need = need
+        return frames
+
+
+def _write_all(fd: int, header: bytes, body: bytes) -> None:
+    """Blocking write of one frame (worker side)."""
+    n = os.writev(fd, (header, body))
+    if n < len(header) + len(body):
+        rest = memoryview(header + body)[n:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+
+
+def _import_ref(ref: str) -> Any:
+    module, _, qualname = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- the worker process ---------------------------------------------------------------
+
+
+def _worker_main(
+    conn: Connection, agent_id: str, slowdown: float, refs: dict[str, str], flush: float
+) -> None:
+    """Entry point of a worker process: load the handlers, report ready, serve batches."""
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd = conn.fileno()
+    try:
+        handlers: dict[str, Handler] = {name: _import_ref(ref) for name, ref in refs.items()}
+        registry = HandlerRegistry(handlers)
+    except Exception as exc:  # reported to the parent, which fails add_agent with it
+        body = pickle.dumps((os.getpid(), _error(exc)), _PICKLE)
+        _write_all(fd, _HEADER.pack(_READY, 0, len(body)), body)
+        return
+    worker = _Worker(fd, registry, AgentContext(agent_id, slowdown), flush)
+    worker.send(_READY, 0, pickle.dumps((os.getpid(), None), _PICKLE))
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        worker.serve()  # those two mean the parent is gone: nobody is left to report to
+
+
+class _Worker:
+    """Runs batches in order; a helper thread flushes results of long batches early."""
+
+    def __init__(
+        self, fd: int, registry: HandlerRegistry, context: AgentContext, flush: float
+    ) -> None:
+        self._fd = fd
+        self._registry = registry
+        self._table = {name: registry.resolve(name) for name in registry}
+        self._context = context
+        self._flush_interval = flush
+        # (started, finished, error, value) of tasks run but not yet sent. Only the main
+        # thread appends; senders take a prefix under `_lock`. Under the GIL `append`,
+        # slicing and `del` are atomic, so the hot loop needs no lock.
+        self._results: list[tuple[float, float, str | None, Any]] = []
+        self._lock = threading.Lock()
+        self._busy = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def serve(self) -> None:
+        threading.Thread(target=self._flush_while_busy, daemon=True).start()
+        try:
+            self._serve()
+        finally:
+            if self._loop is not None:
+                self._loop.close()
+
+    def _serve(self) -> None:
+        reader = _FrameReader()
+        frames: deque[tuple[int, int, memoryview]] = deque()
+        fd = self._fd
+        while True:
+            while not frames:
+                data = os.read(fd, _READ_SIZE)
+                if not data:
+                    return
+                frames.extend(reader.feed(data))
+            op, count, body = frames.popleft()
+            if op == _BATCH:
+                self._run_batch(count, body)
+            elif op == _PING:
+                self.send(_PONG, 0, b"")
+            elif op == _STOP:
+                return
+
+    def send(self, op: int, count: int, body: bytes) -> None:
+        with self._lock:
+            _write_all(self._fd, _HEADER.pack(op, count, len(body)), body)
+
+    def _run_batch(self, count: int, body: memoryview) -> None:
+        append = self._results.append
+        try:
+            kinds, payloads = pickle.loads(body)
+        except Exception as exc:  # e.g. a payload class the worker cannot import
+            now = _now()
+            error = f"{_error(exc)} (while unpickling a batch of {count} tasks)"
+            self._results.extend([(now, now, error, None)] * count)
+            self._flush()
+            return
+        table = self._table
+        context = self._context
+        self._busy.set()
+        for kind, payload in zip(kinds, payloads, strict=True):
+            started = _now()
+            try:
+                entry = table.get(kind)
+                handler, is_async = entry if entry is not None else self._registry.resolve(kind)
+                value = handler(payload, context)
+                if is_async:
+                    value = self._await(value)
+            except Exception as exc:  # a failing handler fails its task, not the worker
+                append((started, _now(), _error(exc), None))
+                continue
+            append((started, _now(), None, value))
+        self._busy.clear()
+        self._flush()
+
+    def _await(self, awaitable: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(awaitable)
+
+    def _flush_while_busy(self) -> None:
+        # Without this, the results of quick tasks would wait for a slow task after them.
+        interval = self._flush_interval
+        try:
+            while True:
+                self._busy.wait()
+                time.sleep(interval)
+                if self._results:
+                    self._flush()
+        except OSError:
+            return  # the parent is gone; the main thread finds out on its next write
+
+    def _flush(self) -> None:
+        with self._lock:
+            results = self._results
+            n = len(results)
+            if not n:
+                return
+            taken = results[:n]
+            del results[:n]
+            sent_at = _now()
+            starts, finishes, errors, values = zip(*taken, strict=True)
+            try:
+                body = pickle.dumps(
+                    (
+                        sent_at,
+                        starts,
+                        finishes,
+                        None if errors.count(None) == n else errors,
+                        values,
+                    ),
+                    _PICKLE,
+                )
+            except Exception:
+                body = _dumps_each(sent_at, starts, finishes, errors, values)
+            _write_all(self._fd, _HEADER.pack(_RESULTS, n, len(body)), body)
+
+
+def _dumps_each(
+    sent_at: float,
+    starts: tuple[float, ...],
+    finishes: tuple[float, ...],
+    errors: tuple[str | None, ...],
+    values: tuple[Any, ...],
+) -> bytes:
+    """Pickle results, turning each value that cannot be pickled into a failed task."""
+    error_list = list(errors)
+    value_list = list(values)
+    for i, value in enumerate(value_list):
+        try:
+            pickle.dumps(value, _PICKLE)
+        except Exception as exc:
+            error_list[i] = (
+                f"{_error(exc)} (a handler's return value must be picklable to leave its "
+                "worker process)"
+            )
+            value_list[i] = None
+    return pickle.dumps((sent_at, starts, finishes, error_list, value_list), _PICKLE)
+
+
+# -- the parent side ------------------------------------------------------------------
+
+
+class _Agent:
+    """The parent's record of one worker process."""
+
+    __slots__ = (
+        "closing",
+        "conn",
+        "exited",
+        "failure",
+        "fd",
+        "head",
+        "id",
+        "last_finished",
+        "out",
+        "pid",
+        "process",
+        "reader",
+        "ready",
+        "rejected",
+        "sent",
+        "sentinel",
+        "waiter",
+    )
+
+    def __init__(self, agent_id: str, process: BaseProcess, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        self.id = agent_id
+        self.process = process
+        self.conn = conn
+        self.fd = conn.fileno()
+        self.pid = 0
+        self.sentinel = -1
+        self.reader = _FrameReader()
+        # Batches sent and not fully reported, oldest first: (tasks, sent at). The first
+        # `head` tasks of the oldest batch have been reported already.
+        self.sent: deque[tuple[list[Task], float]] = deque()
+        self.head = 0
+        self.last_finished = 0.0
+        self.out = bytearray()  # frames the socket would not take yet
+        self.rejected: list[Done] = []  # tasks failed in the parent, reported on next tick
+        self.closing = False
+        self.failure: str | None = None  # why the worker could not start, if it said so
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.waiter: asyncio.Future[float | None] | None = None
+
+    def unreported(self) -> list[Task]:
+        tasks = [done[0] for done in self.rejected]
+        for i, (batch, _) in enumerate(self.sent):
+            tasks.extend(batch[self.head :] if i == 0 else batch)
+        return tasks
+
+
+class ProcessBackend:
+    """Agents as worker processes: one OS process per agent, for CPU-bound handlers.
+
+    A worker runs one task at a time, in the order it received them; an agent's
+    `concurrency` (and prefetch) only set how many tasks may wait in its pipe, which hides
+    the round trip. Handlers must be importable module-level functions (checked at
+    `start`). `flush_interval` bounds how long a finished result may wait in a worker
+    while later tasks of its batch run; `start_timeout` bounds a worker's start-up and
+    `stop_timeout` how long `stop` waits for workers to exit before killing them.
+
+    Workers are daemonic, so they end with the parent even without `stop`; the price is
+    that a handler cannot start processes of its own with `multiprocessing`.
+    """
+
+    name: ClassVar[str] = "process"
+
+    def __init__(
+        self,
+        *,
+        start_method: str = "forkserver",
+        flush_interval: float = 0.002,
+        start_timeout: float = 60.0,
+        stop_timeout: float = 1.0,
+    ) -> None:
+        if start_method not in START_METHODS:
+            raise ConfigError(
+                "process.start_method",
+                start_method,
+                "Use forkserver or spawn (fork is unsafe under a running event loop).",
+            )
+        for field, value in (
+            ("flush_interval", flush_interval),
+            ("start_timeout", start_timeout),
+            ("stop_timeout", stop_timeout),
+        ):
+            if not value > 0:
+                raise ConfigError(f"process.{field}", value, "Use a number of seconds > 0.")
+        self.start_method = start_method
+        self.flush_interval = flush_interval
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        # Seconds a task spends moving between processes: pipe latency plus (un)pickling,
+        # an EWMA over readiness pings and batches whose transfer was not hidden by work.
+        self.transfer_cost = _DEFAULT_TRANSFER_COST
+        self._measured = False
+        self._agents: dict[str, _Agent] = {}
+        self._sink: CompletionSink | None = None
+        self._refs: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, sink: CompletionSink, handlers: HandlerRegistry) -> None:
+        self._refs = {name: handler_ref(name, fn) for name, fn in handlers.items()}
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+
+    async def stop(self) -> None:
+        agents = list(self._agents.values())
+        self._agents.clear()
+        for agent in agents:
+            agent.closing = True
+            self._detach(agent)
+        # Agents still starting (no pid yet) are finished off by their add_agent call.
+        started = [agent for agent in agents if agent.pid]
+        if started:
+            await asyncio.to_thread(self._terminate, [agent.process for agent in started])
+        for agent in agents:
+            agent.conn.close()
+            if agent.pid:
+                agent.process.close()
+            self._settle(agent, AgentCrashed(agent.id, "the backend was stopped"))
+
+    def _terminate(self, processes: list[BaseProcess]) -> None:
+        """SIGTERM, wait, then SIGKILL what is left; join reaps every one."""
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + self.stop_timeout
+        for process in processes:
+            process.join(max(deadline - time.monotonic(), 0.0))
+        for process in processes:
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+
+    # -- agents -------------------------------------------------------------------------
+
+    def pid(self, agent_id: str) -> int:
+        """The worker process id of `agent_id` (0 while it starts)."""
+        return self._agent(agent_id).pid
+
+    async def add_agent(self, spec: AgentSpec) -> None:
+        if self._sink is None or self._loop is None:
+            raise BackendError("Call ProcessBackend.start() before adding agents.")
+        if spec.id in self._agents:
+            raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
+        ctx = (
+            multiprocessing.get_context("spawn")
+            if self.start_method == "spawn"
+            else multiprocessing.get_context("forkserver")
+        )
+        conn, child_conn = ctx.Pipe(duplex=True)
+        process = ctx.Process(
+            target=_worker_main,
+            args=(child_conn, spec.id, spec.slowdown, self._refs, self.flush_interval),
+            name=f"swarmperf-agent-{spec.id}",
+            # Daemonic, so that a parent that exits without stop() still takes them along.
+            daemon=True,
+        )
+        agent = _Agent(spec.id, process, conn)
+        os.set_blocking(agent.fd, False)
+        # Registered before the worker is up: the coordinator may bind tasks to it now.
+        self._agents[spec.id] = agent
+        try:
+            await asyncio.to_thread(process.start)
+        except BaseException as exc:
+            self._detach(agent)
+            self._forget(agent)
+            conn.close()
+            self._sink.agent_lost(agent.id, agent.unreported(), f"could not start: {exc}")
+            raise BackendError(f"Could not start a worker process for {spec.id!r}.") from exc
+        finally:
+            child_conn.close()  # or the parent's copy would hide the worker's exit (no EOF)
+        agent.pid = process.pid or 0
+        if self._agents.get(spec.id) is not agent:  # stop() ran meanwhile
+            await asyncio.to_thread(self._terminate, [process])
+            process.close()
+            raise BackendError(f"The backend was stopped while {spec.id!r} was starting.")
+        agent.sentinel = process.sentinel
+        self._loop.add_reader(agent.fd, self._on_readable, agent)
+        self._loop.add_reader(agent.sentinel, self._on_exit, agent)
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                await asyncio.shield(agent.ready)
+        except BaseException as exc:
+            if not agent.ready.done():  # timed out or cancelled: the worker must go
+                process.kill()
+            await asyncio.shield(agent.exited)  # its exit handler reports the agent lost
+            if isinstance(exc, TimeoutError):
+                raise AgentCrashed(
+                    spec.id, f"worker process {agent.pid} was not ready in {self.start_timeout}s"
+                ) from None
+            raise
+        await self._measure(agent)
+
+    async def remove_agent(self, agent_id: str) -> None:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return
+        if not agent.closing:
+            agent.closing = True
+            # Queued behind everything it was sent: it finishes those, reports, then exits.
+            self._send(agent, _STOP, 0, b"")
+        await asyncio.shield(agent.exited)
+
+    async def _measure(self, agent: _Agent) -> None:
+        """Ping the new worker to measure the transfer cost, if no tasks would skew it."""
+        assert self._loop is not None
+        best: float | None = None
+        for _ in range(_PINGS):
+            if agent.sent or agent.closing or agent.exited.done():
+                break
+            agent.waiter = self._loop.create_future()
+            sent_at = _now()
+            self._send(agent, _PING, 0, b"")
+            received_at = await agent.waiter
+            if received_at is None:
+                break
+            rtt = received_at - sent_at
+            best = rtt if best is None else min(best, rtt)
+        if best is not None:
+            self._observe_transfer(best)
+
+    def _observe_transfer(self, sample: float) -> None:
+        if self._measured:
+            self.transfer_cost += EWMA_ALPHA * (sample - self.transfer_cost)
+        else:
+            self.transfer_cost, self._measured = sample, True
+
+    def _agent(self, agent_id: str) -> _Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
+        return agent
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def run(self, starts: Sequence[tuple[str, Task]]) -> None:
+        groups: dict[str, list[Task]] = {}
+        for agent_id, task in starts:
+            tasks = groups.get(agent_id)
+            if tasks is None:
+                groups[agent_id] = [task]
+            else:
+                tasks.append(task)
+        agents = [self._agent(agent_id) for agent_id in groups]  # all checked, then sent
+        for agent in agents:
+            if agent.closing:
+                raise ConfigError("agent", agent.id, "The agent is being removed.")
+        now = _now()
+        for agent, tasks in zip(agents, groups.values(), strict=True):
+            self._send_batch(agent, tasks, now)
+
+    def _send_batch(self, agent: _Agent, tasks: list[Task], now: float) -> None:
+        try:
+            body = pickle.dumps(([t.kind for t in tasks], [t.payload for t in tasks]), _PICKLE)
+        except Exception:
+            tasks = self._reject_unpicklable(agent, tasks, now)
+            if not tasks:
+                return
+            body = pickle.dumps(([t.kind for t in tasks], [t.payload for t in tasks]), _PICKLE)
+        agent.sent.append((tasks, now))
+        self._send(agent, _BATCH, len(tasks), body)
+
+    def _reject_unpicklable(self, agent: _Agent, tasks: list[Task], now: float) -> list[Task]:
+        """Fail the tasks whose payload cannot be pickled; return the others."""
+        assert self._loop is not None
+        keep: list[Task] = []
+        for task in tasks:
+            try:
+                pickle.dumps((task.kind, task.payload), _PICKLE)
+            except Exception as exc:
+                error = f"{_error(exc)} (a task's payload must be picklable to reach a worker)"
+                if not agent.rejected:
+                    # Not now: run() is often called from inside the sink.
+                    self._loop.call_soon(self._report_rejected, agent)
+                agent.rejected.append((task, now, now, error, None))
+            else:
+                keep.append(task)
+        return keep
+
+    def _report_rejected(self, agent: _Agent) -> None:
+        done, agent.rejected = agent.rejected, []
+        if done and self._sink is not None:
+            self._sink.tasks_done(agent.id, done)
+
+    def _send(self, agent: _Agent, op: int, count: int, body: bytes) -> None:
+        header = _HEADER.pack(op, count, len(body))
+        out = agent.out
+        if out:  # earlier frames are still waiting: keep the order
+            out += header
+            out += body
+            return
+        try:
+            n = os.writev(agent.fd, (header, body))
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            return  # the worker is gone; its exit handler reports what it was sent
+        if n < len(header) + len(body):
+            out += (header + body)[n:]
+            assert self._loop is not None
+            self._loop.add_writer(agent.fd, self._on_writable, agent)
+
+    def _on_writable(self, agent: _Agent) -> None:
+        try:
+            n = os.write(agent.fd, agent.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = len(agent.out)  # the worker is gone; its exit handler takes over
+        del agent.out[:n]
+        if not agent.out and self._loop is not None:
+            self._loop.remove_writer(agent.fd)
+
+    # -- results ------------------------------------------------------------------------
+
+    def _on_readable(self, agent: _Agent) -> None:
+        try:
+            data = os.read(agent.fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # The worker closed its end; the sentinel tells how it exited.
+            if self._loop is not None:
+                self._loop.remove_reader(agent.fd)
+            return
+        self._handle(agent, agent.reader.feed(data))
+
+    def _handle(self, agent: _Agent, frames: list[tuple[int, int, memoryview]]) -> None:
+        done: list[Done] | None = None
+        for op, count, body in frames:
+            if op == _RESULTS:
+                chunk = self._results(agent, count, body)
+                if done is None:
+                    done = chunk
+                else:
+                    done += chunk
+            elif op == _PONG:
+                if agent.waiter is not None and not agent.waiter.done():
+                    agent.waiter.set_result(_now())
+            elif op == _READY and not agent.ready.done():
+                pid, error = pickle.loads(body)
+                if error is not None:
+                    agent.failure = f"worker process {pid} could not import its handlers: {error}"
+                    agent.ready.set_exception(AgentCrashed(agent.id, agent.failure))
+                else:
+                    agent.ready.set_result(None)
+        if done and self._sink is not None:
+            self._sink.tasks_done(agent.id, done)
+
+    def _results(self, agent: _Agent, count: int, body: memoryview) -> list[Done]:
+        sent_at, starts, finishes, errors, values = pickle.loads(body)
+        received_at = _now()
+        tasks, batch_sent_at = agent.sent[0]
+        head = agent.head
+        end = head + count
+        # A worker never mixes batches in one frame, so `end` stays within this batch.
+        if head == 0:
+            # Out: from the later of sending and the worker freeing up, to the first start.
+            # Back: from the worker's send to here. Work hides the out part when pipelined.
+            out = starts[0] - max(batch_sent_at, agent.last_finished)
+            self._observe_transfer(max(out, 0.0) + (received_at - sent_at))
+        if end >= len(tasks):
+            agent.sent.popleft()
+            agent.head = 0
+            chunk = tasks if head == 0 else tasks[head:]
+        else:
+            agent.head = end
+            chunk = tasks[head:end]
+        agent.last_finished = finishes[-1]
+        if errors is None:
+            errors = repeat(None, count)
+        return list(zip(chunk, starts, finishes, errors, values, strict=True))
+
+    # -- exits --------------------------------------------------------------------------
+
+    def _on_exit(self, agent: _Agent) -> None:
+        """The worker process ended: report what it finished, then what it had not."""
+        # It is gone, so all it wrote is already buffered here: read that first, or
+        # finished tasks would be run again.
+        while True:
+            try:
+                data = os.read(agent.fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                break
+            if not data:
+                break
+            self._handle(agent, agent.reader.feed(data))
+        self._detach(agent)
+        self._forget(agent)
+        reason = self._exit_reason(agent)
+        if agent.failure is not None:
+            reason = agent.failure
+        agent.conn.close()
+        agent.process.close()
+        in_flight = agent.unreported()
+        agent.sent.clear()
+        agent.rejected = []
+        self._settle(agent, AgentCrashed(agent.id, reason))
+        if (in_flight or not agent.closing) and self._sink is not None:
+            self._sink.agent_lost(agent.id, in_flight, reason)
+
+    def _exit_reason(self, agent: _Agent) -> str:
+        process = agent.process
+        # The sentinel fires as the process exits; reaping it may take a moment more.
+        process.join(1.0)
+        code = process.exitcode
+        if code is None:
+            process.kill()
+            process.join()
+            return f"worker process {agent.pid} closed its connection and was killed"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"worker process {agent.pid} exited with signal {name}"
+        return f"worker process {agent.pid} exited with code {code}"
+
+    def _detach(self, agent: _Agent) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        if not agent.conn.closed:
+            loop.remove_reader(agent.fd)
+            loop.remove_writer(agent.fd)
+        if agent.sentinel >= 0:
+            loop.remove_reader(agent.sentinel)
+            agent.sentinel = -1
+
+    def _forget(self, agent: _Agent) -> None:
+        if self._agents.get(agent.id) is agent:
+            del self._agents[agent.id]
+
+    @staticmethod
+    def _settle(agent: _Agent, error: BaseException) -> None:
+        """Wake everyone waiting on `agent`: it will not answer any more."""
+        if not agent.ready.done():
+            agent.ready.set_exception(error)
+            agent.ready.exception()  # retrieved: add_agent may no longer be waiting
+        if agent.waiter is not None and not agent.waiter.done():
+            agent.waiter.set_result(None)
+        if not agent.exited.done():
+            agent.exited.set_result(None)
+
+
+def handler_ref(name: str, fn: Handler) -> str:
+    """`module:qualname` of a handler, or `ConfigError` if a worker could not import it."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    field = f"handlers[{name!r}]"
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        raise ConfigError(field, fn, _HANDLER_FIX)
+    if module == "__main__" and not hasattr(sys.modules.get("__main__"), "__file__"):
+        raise ConfigError(
+            field,
+            fn,
+            "Worker processes cannot import handlers defined in an interactive session. "
+            "Define it in a module file and import it from there.",
+        )
+    ref = f"{module}:{qualname}"
+    try:
+        found = _import_ref(ref)
+    except Exception:
+        found = None
+    if found is not fn and found != fn:
+        raise ConfigError(field, ref, _HANDLER_FIX)
+    return ref

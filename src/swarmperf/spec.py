@@ -1,0 +1,710 @@
+"""The swarm spec: one YAML file that describes the agents, the queue and the workload of a run.
+
+Every problem in a spec is reported at once, each as
+`<field.path>: <bad value> — <what is wrong>. <fix>`, so a spec is fixed in one pass.
+Durations are written like `30s`, `5m` or `250ms` and held as float seconds; rates like
+`500/s` or `30/m` and held as events per second.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from swarmperf.balancing.strategies import STRATEGIES
+from swarmperf.durations import format_duration, format_rate, parse_duration, parse_rate
+from swarmperf.errors import ConfigError
+from swarmperf.model import AgentSpec
+from swarmperf.queueing import QueueSettings
+
+AUTO = "auto"  # not a strategy: "run every strategy and compare"; only the CLI acts on it
+_QUEUE_DEFAULTS = QueueSettings()
+_NAME_FIX = "Use letters, digits, '.', '_' and '-', starting with a letter or digit."
+_SHARES_TOLERANCE = 1e-6
+
+
+def _problem(kind: str, problem: str, fix: str, **extra: Any) -> PydanticCustomError:
+    """A validation error that carries its own wording; `value=` overrides the shown input."""
+    return PydanticCustomError(kind, "{problem}", {"problem": problem, "fix": fix, **extra})
+
+
+def _closest(name: str, choices: Sequence[str]) -> str | None:
+    lowered = {c.lower(): c for c in choices}
+    found = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[found[0]] if found else None
+
+
+def _choose(name: object, choices: Sequence[str]) -> str:
+    """'Did you mean …? Choose one of: …' for a name that is not among `choices`."""
+    listed = f"Choose one of: {', '.join(choices)}."
+    guess = _closest(name, choices) if isinstance(name, str) else None
+    return f"Did you mean {guess!r}? {listed}" if guess else listed
+
+
+# -- field types ------------------------------------------------------------------------
+
+
+def _duration_or_error(value: object, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _problem("duration", "is not a duration", "Use a duration like 30s, 5m or 250ms.")
+    try:
+        seconds = parse_duration(value, "duration")
+    except ConfigError as exc:
+        raise _problem("duration", "is not a valid duration", exc.fix) from None
+    if positive and seconds == 0:
+        raise _problem("duration", "must be longer than 0", "Use a duration like 30s or 250ms.")
+    return seconds
+
+
+def _rate_or_error(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _problem("rate", "is not a rate", "Use a rate like 500/s or 30/m.")
+    try:
+        return parse_rate(value, "rate")
+    except ConfigError as exc:
+        raise _problem("rate", "is not a valid rate", exc.fix) from None
+
+
+def _duration_text(seconds: float) -> str | float:
+    # Text when it reads back exactly; otherwise the float, so a dump always round-trips.
+    text = format_duration(seconds)
+    return text if parse_duration(text, "duration") == seconds else seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(lambda v: _duration_or_error(v, positive=False)),
+    PlainSerializer(_duration_text, when_used="json"),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(lambda v: _duration_or_error(v, positive=True)),
+    PlainSerializer(_duration_text, when_used="json"),
+]
+Rate = Annotated[
+    float, BeforeValidator(_rate_or_error), PlainSerializer(format_rate, when_used="json")
+]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0)]
+PriorityName = Literal["critical", "high", "normal", "low"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _check_shares(shares: Mapping[Any, float], example: str) -> None:
+    total = sum(shares.values())
+    if abs(total - 1.0) > _SHARES_TOLERANCE:
+        raise _problem(
+            "shares",
+            f"the shares add up to {total:g}, not 1",
+            f"Make them add up to 1, e.g. {example}.",
+            value=dict(shares),
+        )
+
+
+# -- agents -----------------------------------------------------------------------------
+
+
+class AgentGroupSpec(_Section):
+    """One agent, or with `count: N` a group of N alike agents named `<id>-0` … `<id>-(N-1)`."""
+
+    id: Name
+    count: Annotated[int, Field(ge=1)] | None = None
+    weight: PositiveFloat = 1.0
+    concurrency: Annotated[int, Field(ge=1)] = 1
+    queue_limit: Annotated[int, Field(ge=0)] | None = None
+    prefetch: Annotated[int, Field(ge=0)] = 0
+    slowdown: PositiveFloat = 1.0
+    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+
+    def ids(self) -> list[str]:
+        if self.count is None:
+            return [self.id]
+        return [f"{self.id}-{i}" for i in range(self.count)]
+
+    def expand(self) -> list[AgentSpec]:
+        return [
+            AgentSpec(
+                id=agent_id,
+                weight=self.weight,
+                concurrency=self.concurrency,
+                tags=frozenset(self.tags),
+                queue_limit=self.queue_limit,
+                prefetch=self.prefetch,
+                slowdown=self.slowdown,
+            )
+            for agent_id in self.ids()
+        ]
+
+
+# -- queue ------------------------------------------------------------------------------
+
+
+class QueueSpec(_Section):
+    """The central queue's settings; see `swarmperf.queueing.QueueSettings`."""
+
+    max_queued: Annotated[int, Field(ge=1)] = _QUEUE_DEFAULTS.max_queued
+    level_weights: tuple[PositiveFloat, ...] = _QUEUE_DEFAULTS.level_weights
+    max_wait: PositiveDuration = _QUEUE_DEFAULTS.max_wait
+    urgent_within: Duration = _QUEUE_DEFAULTS.urgent_within
+    tenant_weights: dict[Name, PositiveFloat] = Field(default_factory=dict)
+    tenant_quotas: dict[Name, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+
+    @field_validator("level_weights")
+    @classmethod
+    def _four_levels(cls, weights: tuple[float, ...]) -> tuple[float, ...]:
+        if len(weights) != 4:
+            raise _problem(
+                "levels",
+                f"has {len(weights)} weights, not 4",
+                "Give four weights, for critical, high, normal and low: [0.4, 0.3, 0.2, 0.1].",
+            )
+        return weights
+
+    def settings(self) -> QueueSettings:
+        w = self.level_weights
+        return QueueSettings(
+            max_queued=self.max_queued,
+            level_weights=(w[0], w[1], w[2], w[3]),
+            max_wait=self.max_wait,
+            urgent_within=self.urgent_within,
+            tenant_weights=dict(self.tenant_weights),
+            tenant_quotas=dict(self.tenant_quotas),
+        )
+
+
+# -- workload ---------------------------------------------------------------------------
+
+
+class ConstantSize(_Section):
+    """Every task is `value` seconds of work."""
+
+    distribution: Literal["constant"] = "constant"
+    value: Duration = 0.0
+
+
+class ExponentialSize(_Section):
+    distribution: Literal["exponential"] = "exponential"
+    mean: PositiveDuration
+
+
+class ParetoSize(_Section):
+    """Heavy-tailed sizes: Pareto with shape `alpha` (> 1, so the mean exists) and `mean`."""
+
+    distribution: Literal["pareto"] = "pareto"
+    mean: PositiveDuration
+    alpha: float
+
+    @field_validator("alpha")
+    @classmethod
+    def _mean_exists(cls, alpha: float) -> float:
+        if not alpha > 1:
+            raise _problem(
+                "alpha",
+                "must be greater than 1, or the Pareto mean is infinite",
+                "Use e.g. alpha: 1.5 (smaller is more heavy-tailed).",
+            )
+        return alpha
+
+    @property
+    def scale(self) -> float:
+        """The smallest size: the scale that gives this mean for this shape."""
+        return self.mean * (self.alpha - 1) / self.alpha
+
+
+class LognormalSize(_Section):
+    """Log-normal sizes with the given `mean`; `sigma` is the spread of the log."""
+
+    distribution: Literal["lognormal"] = "lognormal"
+    mean: PositiveDuration
+    sigma: Annotated[float, Field(ge=0)]
+
+
+class BatchArrival(_Section):
+    """Every task arrives at the start."""
+
+    process: Literal["batch"] = "batch"
+
+
+class PoissonArrival(_Section):
+    process: Literal["poisson"] = "poisson"
+    rate: Rate
+
+
+class ConstantArrival(_Section):
+    process: Literal["constant"] = "constant"
+    rate: Rate
+
+
+_SIZES = ("constant", "exponential", "lognormal", "pareto")
+_ARRIVALS = ("batch", "constant", "poisson")
+
+
+def _size_shorthand(value: object) -> object:
+    # `size: 5ms` and `size: {value: 5ms}` both mean a constant size.
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return {"distribution": "constant", "value": value}
+    if isinstance(value, Mapping) and "distribution" not in value:
+        if set(value) <= {"value"}:
+            return {"distribution": "constant", **value}
+        raise _problem(
+            "distribution",
+            "has no distribution",
+            f"Add distribution: one of {', '.join(_SIZES)}.",
+        )
+    return value
+
+
+def _arrival_shorthand(value: object) -> object:
+    # `arrival: batch` and `arrival: {}` name the process alone.
+    if isinstance(value, str):
+        return {"process": value}
+    if isinstance(value, Mapping) and "process" not in value:
+        if not value:
+            return {"process": "batch"}
+        raise _problem("process", "has no process", f"Add process: one of {', '.join(_ARRIVALS)}.")
+    return value
+
+
+SizeSpec = Annotated[
+    ConstantSize | ExponentialSize | ParetoSize | LognormalSize,
+    Field(discriminator="distribution"),
+    BeforeValidator(_size_shorthand),
+]
+ArrivalSpec = Annotated[
+    BatchArrival | PoissonArrival | ConstantArrival,
+    Field(discriminator="process"),
+    BeforeValidator(_arrival_shorthand),
+]
+
+
+def _all_normal() -> dict[PriorityName, float]:
+    return {"normal": 1.0}
+
+
+class WorkloadSpec(_Section):
+    """The synthetic tasks of a run; `swarmperf.workload.generate_tasks` draws them."""
+
+    tasks: Annotated[int, Field(ge=1)] = 1000
+    kind: Annotated[str, Field(min_length=1)] = "noop"
+    size: SizeSpec = ConstantSize()
+    arrival: ArrivalSpec = BatchArrival()
+    failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    priorities: dict[PriorityName, Share] = Field(default_factory=_all_normal)
+    tenants: dict[Name, Share] = Field(default_factory=lambda: {"default": 1.0})
+    deadline: PositiveDuration | None = None
+    cost_estimates: bool = True
+
+    @field_validator("priorities")
+    @classmethod
+    def _priorities_add_up(cls, shares: dict[PriorityName, float]) -> dict[PriorityName, float]:
+        _check_shares(shares, "{normal: 0.9, critical: 0.1}")
+        return shares
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants_add_up(cls, shares: dict[str, float]) -> dict[str, float]:
+        _check_shares(shares, "{a: 0.5, b: 0.5}")
+        return shares
+
+
+# -- the spec ---------------------------------------------------------------------------
+
+
+class SwarmSpec(_Section):
+    """A whole run: which agents, which strategy and backend, what queue, what workload."""
+
+    swarm_id: Name = "default"
+    backend: Literal["local", "process"] = "local"
+    strategy: str = "capacity-aware"
+    seed: Annotated[int, Field(ge=0)] = 0
+    duration: PositiveDuration | None = None
+    agents: tuple[AgentGroupSpec, ...]
+    queue: QueueSpec = QueueSpec()
+    workload: WorkloadSpec = WorkloadSpec()
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        if name != AUTO and name not in STRATEGIES:
+            raise _problem(
+                "strategy", "is not a known strategy", _choose(name, [*sorted(STRATEGIES), AUTO])
+            )
+        return name
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_ids(cls, groups: tuple[AgentGroupSpec, ...]) -> tuple[AgentGroupSpec, ...]:
+        # Checked here, not with min_length: pydantic would also report a list whose
+        # items are invalid as too short.
+        if not groups:
+            raise _problem("agents", "is empty", _MISSING_FIXES["agents"])
+        counts = Counter(agent_id for group in groups for agent_id in group.ids())
+        repeated = [agent_id for agent_id, n in counts.items() if n > 1]
+        if repeated:
+            raise _problem(
+                "unique",
+                "gives more than one agent the same id",
+                "Give every agent its own id; a group with count: N uses <id>-0 … <id>-(N-1).",
+                value=sorted(repeated),
+            )
+        return groups
+
+    def agent_specs(self) -> list[AgentSpec]:
+        """Every agent, with groups expanded."""
+        return [spec for group in self.agents for spec in group.expand()]
+
+    def queue_settings(self) -> QueueSettings:
+        return self.queue.settings()
+
+    def strategy_names(self) -> list[str]:
+        """The strategies to run: every registered one for `auto`, else the one named."""
+        return sorted(STRATEGIES) if self.strategy == AUTO else [self.strategy]
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data (durations as text) that `parse_spec` turns back into an equal spec."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_data(), sort_keys=False, allow_unicode=True)
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True, slots=True)
+class SpecProblem:
+    """One thing wrong with a spec: where, the bad value, what is wrong and how to fix it."""
+
+    path: str
+    value: object
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        shown = repr(self.value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return f"{self.path}: {shown} — {self.problem}. {self.fix}"
+
+
+class SpecError(ConfigError):
+    """A swarm spec is invalid. The message lists every problem; `problems` holds them."""
+
+    def __init__(self, problems: Sequence[SpecProblem], source: str = "swarm spec") -> None:
+        if not problems:
+            raise ValueError("SpecError needs at least one problem.")
+        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
+        lines = [f"Invalid swarm spec {source} ({count}):", *(f"  - {p}" for p in problems)]
+        # ConfigError's one-problem wording does not fit a list; set its fields directly.
+        Exception.__init__(self, "\n".join(lines))
+        first = problems[0]
+        self.field = first.path
+        self.value = first.value
+        self.fix = first.fix
+        self.problems = tuple(problems)
+        self.source = source
+
+
+_MISSING_FIXES = {
+    "agents": "Add a list of agents, e.g. agents: [{id: worker, count: 4}].",
+    "id": "Give every agent an id, e.g. id: worker.",
+    "mean": "Add a mean, e.g. mean: 5ms.",
+    "alpha": "Add a shape, e.g. alpha: 1.5.",
+    "sigma": "Add a spread, e.g. sigma: 0.5.",
+    "rate": "Add a rate, e.g. rate: 500/s.",
+}
+_TYPE_FIXES = {
+    "int_type": ("must be a whole number", "Use a whole number, e.g. 4."),
+    "int_parsing": ("must be a whole number", "Use a whole number, e.g. 4."),
+    "int_from_float": ("must be a whole number", "Use a whole number, e.g. 4."),
+    "float_type": ("must be a number", "Use a number, e.g. 1.5."),
+    "float_parsing": ("must be a number", "Use a number, e.g. 1.5."),
+    "finite_number": ("must be a finite number", "Use a finite number, e.g. 1.5."),
+    "bool_type": ("must be true or false", "Use true or false."),
+    "bool_parsing": ("must be true or false", "Use true or false."),
+    "string_type": ("must be text", "Use text, e.g. worker."),
+    "string_too_short": ("must not be empty", "Use non-empty text."),
+    "string_pattern_mismatch": ("is not a valid name", _NAME_FIX),
+    "list_type": ("must be a list", "Use a list, e.g. [a, b]."),
+    "tuple_type": ("must be a list", "Use a list: one '- ' line per item, or [a, b]."),
+    "dict_type": ("must be a mapping", "Use 'key: value' lines, e.g. {a: 1}."),
+    "model_type": ("must be a mapping", "Use 'key: value' lines, like the demo spec."),
+    "model_attributes_type": ("must be a mapping", "Use 'key: value' lines, like the demo spec."),
+}
+
+
+def _plain_number(number: object) -> object:
+    return int(number) if isinstance(number, float) and number.is_integer() else number
+
+
+def _bound_fix(err: ErrorDetails) -> tuple[str, str] | None:
+    ctx = err.get("ctx", {})
+    for kind, op, words in (
+        ("greater_than", ">", "greater than"),
+        ("greater_than_equal", ">=", "at least"),
+        ("less_than", "<", "less than"),
+        ("less_than_equal", "<=", "at most"),
+    ):
+        if err["type"] == kind:
+            bound = _plain_number(next(iter(ctx.values())))
+            return f"must be {words} {bound}", f"Use a number {op} {bound}."
+    if err["type"] in ("too_short", "too_long"):
+        size = ctx.get("min_length", ctx.get("max_length"))
+        words = "at least" if err["type"] == "too_short" else "at most"
+        return f"must have {words} {size} item(s)", f"Give {words} {size} item(s)."
+    return None
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The alternatives of a type, without `Annotated` and `None`."""
+    if typing.get_origin(tp) is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [alt for arg in typing.get_args(tp) for alt in _unwrap(arg)]
+    return [] if tp is type(None) else [tp]
+
+
+def _model(tp: Any) -> type[BaseModel] | None:
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _tag(model: type[BaseModel]) -> object:
+    for info in model.model_fields.values():
+        if typing.get_origin(info.annotation) is Literal:
+            return typing.get_args(info.annotation)[0]
+    return None
+
+
+def _item_type(container: Any) -> Any:
+    args = typing.get_args(container)
+    if not args:
+        return None
+    return args[1] if typing.get_origin(container) is dict else args[0]
+
+
+def _walk(loc: Sequence[int | str]) -> tuple[str, type[BaseModel] | None]:
+    """The path people read for a pydantic `loc`, and the model found at its end.
+
+    Pydantic puts union tags (`pareto`) and `[key]` markers in `loc`; they are not keys
+    in the file, so they are left out of the path.
+    """
+    text = ""
+    current: list[Any] = [SwarmSpec]
+    for part in loc:
+        models = [m for m in map(_model, current) if m is not None]
+        by_tag = {_tag(m): m for m in models} if len(models) > 1 else {}
+        if part in by_tag:
+            current = [by_tag[part]]
+            continue
+        if part == "[key]":
+            continue
+        if len(models) == 1 and isinstance(part, str) and part in models[0].model_fields:
+            current = _unwrap(models[0].model_fields[part].annotation)
+        else:  # an item of a list or a value of a mapping
+            current = [alt for tp in current for alt in _unwrap(_item_type(tp))]
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    models = [m for m in map(_model, current) if m is not None]
+    return text or "(spec)", models[0] if len(models) == 1 else None
+
+
+def _to_problem(err: ErrorDetails) -> SpecProblem:
+    loc = err["loc"]
+    ctx: dict[str, Any] = dict(err.get("ctx", {}))
+    path, _ = _walk(loc)
+    value: object = ctx.get("value", err["input"])
+    kind = err["type"]
+    if "problem" in ctx:
+        return SpecProblem(path, value, ctx["problem"], ctx["fix"])
+    if kind == "missing":
+        fix = _MISSING_FIXES.get(str(loc[-1]) if loc else "", "Add it.")
+        return SpecProblem(path, MISSING, "is required", fix)
+    if kind == "extra_forbidden":
+        _, holder = _walk(loc[:-1])
+        return SpecProblem(path, value, "is not a known key", _key_fix(str(loc[-1]), holder))
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return SpecProblem(path, value, "is not one of the choices", _choose(value, choices))
+    if kind == "union_tag_invalid":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        key = str(ctx.get("discriminator", "")).strip("'")
+        return SpecProblem(
+            f"{path}.{key}",
+            ctx.get("tag"),
+            "is not one of the choices",
+            _choose(ctx["tag"], choices),
+        )
+    words = _TYPE_FIXES.get(kind) or _bound_fix(err)
+    if words is not None:
+        return SpecProblem(path, value, *words)
+    return SpecProblem(path, value, err["msg"], "Compare with the demo spec.")
+
+
+def _key_fix(key: str, holder: type[BaseModel] | None) -> str:
+    if holder is None:
+        return "Remove it."
+    valid = list(holder.model_fields)
+    guess = _closest(key, valid)
+    listed = f"Valid keys here: {', '.join(valid)}."
+    return f"Did you mean {guess!r}? {listed}" if guess else f"Remove it. {listed}"
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice instead of silently keeping the last one."""
+
+
+def _mapping_without_duplicates(loader: _SpecLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Hashable] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, Hashable):
+            if key in seen:
+                raise _DuplicateKey(None, None, f"found the key {key!r} twice", key_node.start_mark)
+            seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_SpecLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def load_spec(path: Path) -> SwarmSpec:
+    """Read and validate the spec at `path`; raise `SpecError` listing every problem."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        problem = SpecProblem("(file)", source, f"cannot be read: {reason}", "Check the path.")
+        raise SpecError([problem], source) from exc
+    except UnicodeDecodeError as exc:
+        problem = SpecProblem("(file)", source, "is not UTF-8 text", "Save it as UTF-8.")
+        raise SpecError([problem], source) from exc
+    return parse_spec_yaml(text, source)
+
+
+def parse_spec_yaml(text: str, source: str = "<text>") -> SwarmSpec:
+    """Validate a spec given as YAML text; `source` names it in messages."""
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: builds plain data only
+    except yaml.MarkedYAMLError as exc:
+        raise SpecError([_yaml_problem(exc, text, source)], source) from exc
+    except yaml.YAMLError as exc:
+        problem = SpecProblem("(file)", source, f"is not valid YAML: {exc}", "Fix the syntax.")
+        raise SpecError([problem], source) from exc
+    if data is None:
+        problem = SpecProblem("(spec)", text, "is empty", "Start from the demo spec.")
+        raise SpecError([problem], source)
+    _require_mapping(data, source)
+    return parse_spec(data, source)
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, text: str, source: str) -> SpecProblem:
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None:
+        return SpecProblem(source, text[:80], f"is not valid YAML: {exc.problem}", "Fix it.")
+    # At the end of the text the mark points past the last line; show the last one then.
+    lines = [*text.splitlines()[: mark.line + 1]]
+    line = next((ln for ln in reversed(lines) if ln.strip()), "")
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}"
+    if isinstance(exc, _DuplicateKey):
+        return SpecProblem(where, line.strip(), str(exc.problem), "Keep only one of them.")
+    return SpecProblem(
+        where,
+        line.strip(),
+        f"is not valid YAML ({exc.problem})",
+        f"Check line {mark.line + 1} and the one before it: indentation, a ': ' after each key, "
+        "and closed brackets and quotes.",
+    )
+
+
+def _require_mapping(data: object, source: str) -> None:
+    # Checked at run time as well: YAML may hold a list or a scalar at the top.
+    if not isinstance(data, Mapping):
+        problem = SpecProblem("(spec)", data, "is not a mapping", "Write it as 'key: value' lines.")
+        raise SpecError([problem], source)
+
+
+def parse_spec(data: Mapping[str, Any], source: str = "swarm spec") -> SwarmSpec:
+    """Validate spec data (as read from YAML or JSON); raise `SpecError` listing every problem."""
+    _require_mapping(data, source)
+    try:
+        return SwarmSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = [_to_problem(err) for err in exc.errors(include_url=False)]
+        raise SpecError(problems, source) from exc
+
+
+DEMO_SPEC_YAML = """\
+# A demo swarm: eight agents of different kinds, heavy-tailed work, a few failing tasks.
+swarm_id: demo
+backend: local             # local | process
+strategy: capacity-aware   # a strategy name, or auto to compare them all
+seed: 42
+duration: 30s              # stop the run after this long, whatever is left
+agents:
+  - id: fast               # two agents that are twice as quick, and say so
+    count: 2
+    weight: 2.0
+    slowdown: 0.5
+  - id: std                # four ordinary agents, std-0 … std-3
+    count: 4
+  - id: wide               # one agent that runs four tasks at once
+    concurrency: 4
+  - id: slow               # four times slower than it says; only measuring finds out
+    slowdown: 4
+queue:
+  max_queued: 100000
+  max_wait: 30s            # a task queued this long goes next, whatever its level
+workload:
+  tasks: 2000
+  kind: sleep              # wait size seconds (times the agent's slowdown)
+  size: {distribution: pareto, mean: 5ms, alpha: 1.5}
+  arrival: {process: batch}
+  failure_rate: 0.01       # about 1% of the tasks fail on purpose
+  priorities: {normal: 1.0}
+  cost_estimates: true     # tasks tell the strategy their true size
+"""
+
+
+def demo_spec() -> SwarmSpec:
+    """The demo spec (`DEMO_SPEC_YAML`), validated."""
+    return parse_spec_yaml(DEMO_SPEC_YAML, "demo")

@@ -1,0 +1,168 @@
+"""The store's schema as numbered migrations, and the code that applies them in order.
+
+Migration N (1-based) is `MIGRATIONS[N - 1]`; the database records the last one applied in
+`PRAGMA user_version`. A released migration is never edited: change the schema by appending.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from swarmperf.errors import ConfigError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs and the results of their tasks.
+    """
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        swarm_id    TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        finished_at REAL,
+        status      TEXT NOT NULL,
+        backend     TEXT NOT NULL,
+        strategy    TEXT NOT NULL,
+        spec        TEXT NOT NULL,  -- JSON
+        report      TEXT            -- JSON; NULL until the run finishes
+    );
+    CREATE INDEX runs_by_swarm ON runs (swarm_id);
+
+    -- Times here are on the swarm's monotonic clock, not UNIX time: they are only
+    -- comparable within one run.
+    CREATE TABLE task_results (
+        id          INTEGER PRIMARY KEY,
+        run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        task_id     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        tenant      TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        agent       TEXT,
+        attempts    INTEGER NOT NULL,
+        queued_at   REAL NOT NULL,
+        started_at  REAL,
+        finished_at REAL,
+        error       TEXT,
+        cost        REAL
+    );
+    CREATE INDEX task_results_by_run ON task_results (run_id);
+    """,
+    # 2: what monitoring, benchmarking and optimisation write about a swarm.
+    """
+    CREATE TABLE metrics (
+        id       INTEGER PRIMARY KEY,
+        swarm_id TEXT NOT NULL,
+        run_id   INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+        ts       REAL NOT NULL,
+        name     TEXT NOT NULL,
+        value    REAL
+    );
+    CREATE INDEX metrics_by_swarm ON metrics (swarm_id, ts);
+    CREATE INDEX metrics_by_name ON metrics (swarm_id, name, ts);
+
+    CREATE TABLE benchmarks (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        swarm_id   TEXT,
+        result     TEXT NOT NULL  -- JSON
+    );
+    CREATE INDEX benchmarks_by_name ON benchmarks (name);
+
+    CREATE TABLE decisions (
+        id         INTEGER PRIMARY KEY,
+        swarm_id   TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        kind       TEXT NOT NULL,
+        decision   TEXT NOT NULL,  -- JSON
+        reason     TEXT NOT NULL
+    );
+    CREATE INDEX decisions_by_swarm ON decisions (swarm_id, kind);
+
+    CREATE TABLE events (
+        id       INTEGER PRIMARY KEY,
+        swarm_id TEXT NOT NULL,
+        run_id   INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+        ts       REAL NOT NULL,
+        kind     TEXT NOT NULL,
+        subject  TEXT NOT NULL,
+        detail   TEXT NOT NULL  -- JSON
+    );
+    CREATE INDEX events_by_swarm ON events (swarm_id, ts);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def check_not_newer(conn: sqlite3.Connection, where: Path, known: int = SCHEMA_VERSION) -> None:
+    """Raise `ConfigError` if the database was written by a newer swarmperf than this one."""
+    found = schema_version(conn)
+    if found > known:
+        raise ConfigError(
+            f"schema version of {where}",
+            found,
+            f"This swarmperf understands schema versions up to {known}; the database was "
+            "written by a newer swarmperf. Upgrade swarmperf (pip install --upgrade swarmperf) "
+            "to open it, or use another data directory.",
+        )
+
+
+def migrate(conn: sqlite3.Connection, where: Path, migrations: Sequence[str] = MIGRATIONS) -> int:
+    """Apply the migrations `conn` lacks, all in one transaction; return the new version.
+
+    `conn` must be in autocommit mode (`isolation_level=None`) with no transaction open.
+    """
+    check_not_newer(conn, where, len(migrations))
+    if schema_version(conn) == len(migrations):
+        # Up to date: return without taking the write lock, so that opening the store to
+        # read never waits for a busy writer.
+        return len(migrations)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated meanwhile.
+        check_not_newer(conn, where, len(migrations))
+        current = schema_version(conn)
+        for script in migrations[current:]:
+            for statement in split_statements(script):
+                conn.execute(statement)
+        # PRAGMA takes no parameters; the value is an int we computed.
+        conn.execute(f"PRAGMA user_version = {len(migrations)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        # Some errors make SQLite roll back by itself; a second ROLLBACK would hide them.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return len(migrations)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into statements.
+
+    `Connection.executescript` would do this, but it commits any open transaction first, which
+    would break the all-or-nothing guarantee of `migrate`. `complete_statement` keeps a `;`
+    inside a string literal or a trigger body from ending a statement early.
+    """
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if _has_code(pending):
+                statements.append(pending.strip())
+            pending = ""
+    if _has_code(pending.removesuffix(";")):
+        statements.append(pending.removesuffix(";").strip())
+    return statements
+
+
+def _has_code(sql: str) -> bool:
+    """True unless `sql` holds only whitespace, `;` and `--` comments."""
+    lines = (line.split("--", 1)[0] for line in sql.splitlines())
+    return any(line.strip(" \t;") for line in lines)

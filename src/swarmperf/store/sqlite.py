@@ -1,0 +1,464 @@
+"""The SQLite store: runs, task results, metrics, benchmarks, decisions and events."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from swarmperf.errors import ConfigError
+from swarmperf.model import TaskResult, TaskStatus
+from swarmperf.store.migrations import check_not_newer, migrate
+from swarmperf.store.records import (
+    RUN_RUNNING,
+    BenchmarkRecord,
+    DecisionRecord,
+    EventRecord,
+    MetricRow,
+    RunRecord,
+)
+
+_RUN_COLUMNS = "id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report"
+_RESULT_COLUMNS = (
+    "task_id, kind, tenant, status, agent, attempts, queued_at, started_at, finished_at, "
+    "error, cost"
+)
+_RESULT_BATCH = 1000  # rows fetched per query by `iter_results`
+
+
+class Store:
+    """Durable memory for swarms, in one SQLite file.
+
+    Create it with `Store.open(path)` and close it with `close()` or a `with` block. The file
+    is in WAL mode, so other processes can read it while this one writes. Every write method
+    is one transaction; group several into one with `with store.transaction(): ...`.
+    A store may be shared between threads; it serialises their use of the connection.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
+        """Wrap an open, migrated connection. Use `Store.open` rather than calling this."""
+        self.path = path
+        self._conn = conn
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._savepoints = 0
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        busy_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> Store:
+        """Open (creating it and its parent directories if needed) and migrate the store.
+
+        `busy_timeout` is how long, in seconds, to wait for another process's write lock.
+        `clock` gives the wall-clock UNIX time stamped on runs, benchmarks and decisions.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                "store path",
+                str(path),
+                f"Its directory could not be created ({exc.strerror}). Choose a writable "
+                "data directory.",
+            ) from exc
+        try:
+            # Autocommit mode: transactions are begun and ended explicitly by this class.
+            conn = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.OperationalError as exc:
+            raise ConfigError(
+                "store path", str(path), f"SQLite could not open it ({exc}). Use a file path."
+            ) from exc
+        try:
+            _configure(conn, path)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+                raise ConfigError(
+                    "store path",
+                    str(path),
+                    "It is not an SQLite database. Move it away or use another data directory.",
+                ) from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, clock)
+
+    def close(self) -> None:
+        """Close the connection. Closing twice is harmless."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every write inside the block land together, or not at all.
+
+        Blocks nest; an inner block that raises undoes only its own writes.
+        """
+        with self._lock:
+            if not self._conn.in_transaction:
+                # IMMEDIATE takes the write lock now, waiting up to busy_timeout for another
+                # writer. A deferred BEGIN would instead fail at once later, when its read lock
+                # needed upgrading to a write lock: SQLite does not wait for that.
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(self._conn, "ROLLBACK")
+                    raise
+                return
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                _rollback(self._conn, f"ROLLBACK TO {name}")
+                raise
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute(f"RELEASE {name}")
+                self._savepoints -= 1
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, swarm_id: str, spec: Mapping[str, Any], backend: str, strategy: str) -> int:
+        """Record that a run began now; return its id. Its status is "running"."""
+        row = (swarm_id, self._clock(), RUN_RUNNING, backend, strategy, _dump(spec))
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO runs (swarm_id, started_at, status, backend, strategy, spec)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        return _rowid(cursor)
+
+    def finish_run(self, run_id: int, report: Mapping[str, Any], status: str) -> None:
+        """Record that a run ended now, how (`status`) and with what outcome (`report`)."""
+        params = (self._clock(), status, _dump(report), run_id)
+        with self.transaction():
+            cursor = self._conn.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, report = ? WHERE id = ?", params
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"No run has id {run_id!r}; start_run returns valid ids.")
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def list_runs(self, swarm_id: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """The most recently started runs first, of one swarm or of all."""
+        _check_limit(limit)
+        # Newest by id rather than by started_at: the wall clock can step backwards.
+        if swarm_id is None:
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?"
+            rows = self._query(sql, (limit,))
+        else:
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE swarm_id = ? ORDER BY id DESC LIMIT ?"
+            rows = self._query(sql, (swarm_id, limit))
+        return [_run(row) for row in rows]
+
+    def latest_run(self, swarm_id: str) -> RunRecord | None:
+        runs = self.list_runs(swarm_id, limit=1)
+        return runs[0] if runs else None
+
+    # -- task results ---------------------------------------------------------------------
+
+    def record_results(self, run_id: int, results: Iterable[TaskResult]) -> None:
+        """Store results in one transaction: all of them, or none if anything fails.
+
+        The results' values are not stored. Their times are stored as given (swarm clock).
+        """
+        rows = (_result_row(run_id, result) for result in results)
+        with self.transaction():
+            self._conn.executemany(
+                f"INSERT INTO task_results (run_id, {_RESULT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def count_results(self, run_id: int) -> int:
+        rows = self._query("SELECT count(*) FROM task_results WHERE run_id = ?", (run_id,))
+        count: int = rows[0][0]
+        return count
+
+    def iter_results(self, run_id: int) -> Iterator[TaskResult]:
+        """Yield a run's results in the order they were recorded (`value` is None)."""
+        # Fetch in batches, each its own query, so that a slow consumer neither holds the
+        # lock nor loads a large run into memory at once.
+        sql = (
+            f"SELECT id, {_RESULT_COLUMNS} FROM task_results"
+            " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
+        )
+        after = -1
+        while rows := self._query(sql, (run_id, after, _RESULT_BATCH)):
+            for row in rows:
+                yield _result(row[1:])
+            after = rows[-1][0]
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def record_metrics(
+        self,
+        swarm_id: str,
+        run_id: int | None,
+        ts: float,
+        metrics: Mapping[str, float | None],
+    ) -> None:
+        """Store one snapshot: a row per metric, all at time `ts` (UNIX seconds).
+
+        SQLite has no NaN: a NaN value is stored, and read back, as None.
+        """
+        rows = [(swarm_id, run_id, ts, name, value) for name, value in metrics.items()]
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT INTO metrics (swarm_id, run_id, ts, name, value) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def metrics(
+        self, swarm_id: str, name: str | None = None, since: float | None = None
+    ) -> list[MetricRow]:
+        """A swarm's metric rows, oldest first; `since` (UNIX seconds) is inclusive."""
+        where, params = _filters(swarm_id, {"name = ?": name, "ts >= ?": since})
+        rows = self._query(
+            f"SELECT swarm_id, run_id, ts, name, value FROM metrics {where} ORDER BY ts, id",
+            params,
+        )
+        return [MetricRow(*row) for row in rows]
+
+    # -- benchmarks -----------------------------------------------------------------------
+
+    def record_benchmark(
+        self, name: str, result: Mapping[str, Any], swarm_id: str | None = None
+    ) -> int:
+        row = (name, self._clock(), swarm_id, _dump(result))
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO benchmarks (name, created_at, swarm_id, result) VALUES (?, ?, ?, ?)",
+                row,
+            )
+        return _rowid(cursor)
+
+    def benchmarks(self, name: str | None = None, limit: int = 100) -> list[BenchmarkRecord]:
+        """The most recently recorded benchmark results first."""
+        _check_limit(limit)
+        columns = "id, name, created_at, swarm_id, result"
+        if name is None:
+            sql = f"SELECT {columns} FROM benchmarks ORDER BY id DESC LIMIT ?"
+            rows = self._query(sql, (limit,))
+        else:
+            sql = f"SELECT {columns} FROM benchmarks WHERE name = ? ORDER BY id DESC LIMIT ?"
+            rows = self._query(sql, (name, limit))
+        return [_benchmark(row) for row in rows]
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def record_decision(
+        self, swarm_id: str, kind: str, decision: Mapping[str, Any], reason: str
+    ) -> int:
+        """Record what was decided now (`decision`, with its evidence) and why (`reason`)."""
+        row = (swarm_id, self._clock(), kind, _dump(decision), reason)
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO decisions (swarm_id, created_at, kind, decision, reason)"
+                " VALUES (?, ?, ?, ?, ?)",
+                row,
+            )
+        return _rowid(cursor)
+
+    def decisions(self, swarm_id: str, kind: str | None = None) -> list[DecisionRecord]:
+        """A swarm's decisions in the order they were made."""
+        where, params = _filters(swarm_id, {"kind = ?": kind})
+        rows = self._query(
+            f"SELECT id, swarm_id, created_at, kind, decision, reason FROM decisions {where}"
+            " ORDER BY id",
+            params,
+        )
+        return [_decision(row) for row in rows]
+
+    # -- events ---------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        swarm_id: str,
+        run_id: int | None,
+        ts: float,
+        kind: str,
+        subject: str,
+        detail: Mapping[str, Any],
+    ) -> int:
+        """Record that `kind` happened to `subject` (an agent, a tenant...) at `ts`."""
+        row = (swarm_id, run_id, ts, kind, subject, _dump(detail))
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO events (swarm_id, run_id, ts, kind, subject, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        return _rowid(cursor)
+
+    def events(
+        self, swarm_id: str, kind: str | None = None, since: float | None = None
+    ) -> list[EventRecord]:
+        """A swarm's events, oldest first; `since` (UNIX seconds) is inclusive."""
+        where, params = _filters(swarm_id, {"kind = ?": kind, "ts >= ?": since})
+        rows = self._query(
+            f"SELECT id, swarm_id, run_id, ts, kind, subject, detail FROM events {where}"
+            " ORDER BY ts, id",
+            params,
+        )
+        return [_event(row) for row in rows]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+
+def _configure(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("PRAGMA foreign_keys = ON")
+    # NORMAL is durable in WAL mode except for the last commits before a power loss, and
+    # spares an fsync per commit.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    # Refuse a newer schema before changing anything in the file.
+    check_not_newer(conn, path)
+    # Switching modes needs an exclusive lock, so only switch when needed: a reader opening
+    # the store while a writer works must not wait for it.
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    migrate(conn, path)
+
+
+def _rollback(conn: sqlite3.Connection, statement: str) -> None:
+    # Some errors (a full disk, say) make SQLite roll the whole transaction back by itself;
+    # rolling back again would raise and hide the error that matters.
+    if conn.in_transaction:
+        conn.execute(statement)
+
+
+def _dump(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value))
+
+
+def _load(text: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    # Always set after an INSERT; the check keeps the type honest.
+    if cursor.lastrowid is None:
+        raise RuntimeError("SQLite reported no row id after an INSERT.")
+    return cursor.lastrowid
+
+
+def _check_limit(limit: int) -> None:
+    # SQLite reads a negative LIMIT as "no limit", which would hide a caller's bug.
+    if limit < 1:
+        raise ConfigError("limit", limit, "Use an integer >= 1.")
+
+
+def _filters(swarm_id: str, optional: Mapping[str, object]) -> tuple[str, tuple[object, ...]]:
+    """A WHERE clause on swarm_id, and on each optional clause whose parameter is not None."""
+    clauses: list[str] = ["swarm_id = ?"]
+    params: list[object] = [swarm_id]
+    for clause, param in optional.items():
+        if param is not None:
+            clauses.append(clause)
+            params.append(param)
+    return "WHERE " + " AND ".join(clauses), tuple(params)
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    run_id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report = row
+    return RunRecord(
+        id=run_id,
+        swarm_id=swarm_id,
+        started_at=started_at,
+        finished_at=finished_at,
+        status=status,
+        backend=backend,
+        strategy=strategy,
+        spec=_load(spec),
+        report=None if report is None else _load(report),
+    )
+
+
+def _benchmark(row: tuple[Any, ...]) -> BenchmarkRecord:
+    bench_id, name, created_at, swarm_id, result = row
+    return BenchmarkRecord(bench_id, name, created_at, swarm_id, _load(result))
+
+
+def _decision(row: tuple[Any, ...]) -> DecisionRecord:
+    decision_id, swarm_id, created_at, kind, decision, reason = row
+    return DecisionRecord(decision_id, swarm_id, created_at, kind, _load(decision), reason)
+
+
+def _event(row: tuple[Any, ...]) -> EventRecord:
+    event_id, swarm_id, run_id, ts, kind, subject, detail = row
+    return EventRecord(event_id, swarm_id, run_id, ts, kind, subject, _load(detail))
+
+
+def _result_row(run_id: int, r: TaskResult) -> tuple[Any, ...]:
+    return (
+        run_id,
+        r.task_id,
+        r.kind,
+        r.tenant,
+        r.status.value,
+        r.agent,
+        r.attempts,
+        r.queued_at,
+        r.started_at,
+        r.finished_at,
+        r.error,
+        r.cost,
+    )
+
+
+def _result(row: tuple[Any, ...]) -> TaskResult:
+    task_id, kind, tenant, status, agent, attempts, queued, started, finished, error, cost = row
+    return TaskResult(
+        task_id=task_id,
+        status=TaskStatus(status),
+        agent=agent,
+        attempts=attempts,
+        queued_at=queued,
+        started_at=started,
+        finished_at=finished,
+        error=error,
+        kind=kind,
+        tenant=tenant,
+        cost=cost,
+    )

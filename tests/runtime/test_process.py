@@ -1,0 +1,448 @@
+"""The `process` backend: results, failures, crashes, churn and clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import sys
+import threading
+import time
+import types
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import Any
+
+import psutil
+import pytest
+
+from swarmperf.errors import AgentCrashed, BackendError, ConfigError
+from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.model import AgentSpec, Task
+from swarmperf.runtime.backend import Backend, Done
+from swarmperf.runtime.process import START_METHODS, ProcessBackend, handler_ref
+from swarmperf.runtime.swarm import Swarm
+
+# -- handlers the workers import from this module ---------------------------------------
+
+
+def add_one(payload: int, agent: AgentContext) -> int:
+    return payload + 1
+
+
+async def double_later(payload: int, agent: AgentContext) -> int:
+    await asyncio.sleep(0)
+    return payload * 2
+
+
+def whoami(payload: Any, agent: AgentContext) -> tuple[int, str, float]:
+    return os.getpid(), agent.id, agent.slowdown
+
+
+def divide(payload: int, agent: AgentContext) -> float:
+    return 1 / payload
+
+
+def unpicklable(payload: Any, agent: AgentContext) -> threading.Lock:
+    return threading.Lock()
+
+
+HANDLERS: dict[str, Handler] = {
+    "add_one": add_one,
+    "double_later": double_later,
+    "whoami": whoami,
+    "divide": divide,
+    "unpicklable": unpicklable,
+}
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+class RecordingSink:
+    """Records what the backend reports; tests await conditions on it, never sleeps."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, list[Done]] = defaultdict(list)
+        self.lost: list[tuple[str, list[Task], str]] = []
+        self.calls = 0
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+
+    def tasks_done(self, agent_id: str, done: Sequence[Done]) -> None:
+        self.calls += 1
+        self.done[agent_id].extend(done)
+        self._check()
+
+    def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
+        self.lost.append((agent_id, in_flight, reason))
+        self._check()
+
+    def tasks(self, agent_id: str) -> list[Task]:
+        return [done[0] for done in self.done[agent_id]]
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        if condition():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((condition, fut))
+        async with asyncio.timeout(timeout):
+            await fut
+
+    def _check(self) -> None:
+        for condition, fut in list(self._waiters):
+            if not fut.done() and condition():
+                fut.set_result(None)
+                self._waiters.remove((condition, fut))
+
+
+@contextlib.asynccontextmanager
+async def running(
+    *agents: AgentSpec,
+    handlers: Mapping[str, Handler] = HANDLERS,
+    start_method: str = "forkserver",
+) -> AsyncIterator[tuple[ProcessBackend, RecordingSink]]:
+    backend = ProcessBackend(start_method=start_method)
+    sink = RecordingSink()
+    await backend.start(sink, HandlerRegistry(handlers))
+    try:
+        for spec in agents:
+            await backend.add_agent(spec)
+        yield backend, sink
+    finally:
+        await backend.stop()
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 15.0))
+
+
+def gone(pid: int) -> bool:
+    """True once `pid` is neither running nor a zombie waiting to be reaped."""
+    try:
+        psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return True
+    return False
+
+
+def test_it_is_a_backend() -> None:
+    backend: Backend = ProcessBackend()
+    assert backend.name == "process"
+    assert 0 < backend.transfer_cost < 0.01
+
+
+# -- results ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_tasks_run_in_order_and_return_values_with_sane_timestamps(start_method: str) -> None:
+    async def test() -> None:
+        agents = AgentSpec("a", slowdown=2.0), AgentSpec("b")
+        async with running(*agents, start_method=start_method) as (backend, sink):
+            assert 0 < backend.transfer_cost < 0.5  # measured by the readiness pings
+            on_a = [
+                Task("echo", {"x": [1, 2]}),
+                Task("add_one", 41),
+                Task("double_later", 21),
+                Task("whoami"),
+                Task("sleep", 0.005),
+                Task("spin", 0.005),
+            ]
+            on_b = [Task("echo", "b"), Task("noop"), Task("whoami")]
+            before = time.perf_counter()
+            backend.run([("a", t) for t in on_a[:3]] + [("b", t) for t in on_b])
+            backend.run([("a", t) for t in on_a[3:]])
+            await sink.until(lambda: len(sink.done["a"]) + len(sink.done["b"]) == 9)
+            after = time.perf_counter()
+
+            assert sink.tasks("a") == on_a
+            assert sink.tasks("b") == on_b
+            values_a = [done[4] for done in sink.done["a"]]
+            assert values_a[:4] == [{"x": [1, 2]}, 42, 42, (backend.pid("a"), "a", 2.0)]
+            assert [done[4] for done in sink.done["b"]][:2] == ["b", None]
+            assert sink.done["b"][2][4] == (backend.pid("b"), "b", 1.0)
+            assert backend.pid("a") != backend.pid("b") != os.getpid()
+            for agent_id in "ab":
+                previous_finish = before
+                for _, started, finished, error, _ in sink.done[agent_id]:
+                    assert error is None
+                    assert previous_finish <= started <= finished <= after
+                    previous_finish = finished  # one at a time, in order
+            sleep_done, spin_done = sink.done["a"][4:]
+            assert sleep_done[2] - sleep_done[1] >= 0.01  # 0.005 s at slowdown 2
+            assert spin_done[2] - spin_done[1] >= 0.01
+            assert sink.lost == []
+            assert 0 < backend.transfer_cost < 0.5
+
+    run(test)
+
+
+def test_failures_become_failed_results_and_the_worker_carries_on() -> None:
+    async def test() -> None:
+        async with running(AgentSpec("a")) as (backend, sink):
+            tasks = [
+                Task("fail", "boom"),
+                Task("divide", 0),
+                Task("nope"),
+                Task("unpicklable"),
+                Task("echo", lambda: None),  # cannot even be sent
+                Task("divide", 4),
+            ]
+            backend.run([("a", t) for t in tasks])
+            await sink.until(lambda: len(sink.done["a"]) == len(tasks))
+
+            by_task = {done[0].id: done for done in sink.done["a"]}
+            errors = [by_task[t.id][3] for t in tasks]
+            assert errors[0] == "TaskFailure: boom"
+            assert errors[1] == "ZeroDivisionError: division by zero"
+            assert errors[2] is not None
+            assert errors[2].startswith("UnknownName: ")
+            assert "echo" in errors[2]
+            assert errors[3] is not None
+            assert "pickle" in errors[3]
+            assert "return value must be picklable" in errors[3]
+            assert errors[4] is not None
+            assert "payload must be picklable" in errors[4]
+            assert errors[5] is None
+            assert by_task[tasks[5].id][4] == 0.25
+            assert all(by_task[t.id][4] is None for t in tasks[:5])
+            assert sink.lost == []
+
+    run(test)
+
+
+def test_batches_larger_than_the_pipe_flow_both_ways() -> None:
+    async def test() -> None:
+        async with running(AgentSpec("a")) as (backend, sink):
+            big = os.urandom(4 << 20)
+            tasks = [Task("echo", i.to_bytes(64, "little")) for i in range(20_000)]
+            tasks.append(Task("echo", big))
+            backend.run([("a", t) for t in tasks])
+            backend.run([("a", Task("add_one", 1))])
+            await sink.until(lambda: len(sink.done["a"]) == len(tasks) + 1)
+            assert sink.tasks("a")[:-1] == tasks
+            assert [done[4] for done in sink.done["a"][:-1]] == [t.payload for t in tasks]
+            assert sink.done["a"][-1][4] == 2
+
+    run(test)
+
+
+# -- crashes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_a_killed_worker_hands_back_exactly_the_tasks_it_had_not_reported(
+    start_method: str,
+) -> None:
+    async def test() -> None:
+        agents = AgentSpec("a"), AgentSpec("b")
+        async with running(*agents, start_method=start_method) as (backend, sink):
+            first = [Task("echo", i) for i in range(3)]
+            stuck = [Task("sleep", 60.0), Task("echo", 3), Task("echo", 4)]
+            later = [Task("echo", 5)]
+            backend.run([("a", t) for t in first + stuck])
+            backend.run([("a", t) for t in later])
+            # The first three are reported while the long sleep runs, without waiting for it.
+            await sink.until(lambda: len(sink.done["a"]) == 3)
+            pid = backend.pid("a")
+            os.kill(pid, signal.SIGKILL)
+            await sink.until(lambda: bool(sink.lost))
+
+            assert sink.tasks("a") == first
+            [(agent_id, in_flight, reason)] = sink.lost
+            assert agent_id == "a"
+            assert in_flight == stuck + later
+            assert reason == f"worker process {pid} exited with signal SIGKILL"
+            assert gone(pid)
+            with pytest.raises(ConfigError, match="'a'"):
+                backend.run([("a", Task("noop"))])
+
+            backend.run([("b", Task("add_one", 1))])
+            await sink.until(lambda: len(sink.done["b"]) == 1)
+            assert sink.done["b"][0][4] == 2
+            assert len(sink.done["a"]) == 3  # nothing was reported twice
+
+    run(test)
+
+
+def test_a_swarm_requeues_the_tasks_of_a_killed_worker() -> None:
+    async def test() -> None:
+        agents = [AgentSpec("a", concurrency=2), AgentSpec("b", concurrency=2)]
+        tasks = [Task("sleep", 0.02) for _ in range(20)]
+        async with Swarm(agents, backend=ProcessBackend(), strategy="round-robin") as swarm:
+            backend = swarm.backend
+            assert isinstance(backend, ProcessBackend)
+            killed = asyncio.Event()
+
+            def kill_a_once(_: object) -> None:
+                if not killed.is_set():
+                    killed.set()
+                    os.kill(backend.pid("a"), signal.SIGKILL)
+
+            swarm.on_result(kill_a_once)
+            results = await swarm.run(tasks)
+
+        assert sorted(r.task_id for r in results) == sorted(t.id for t in tasks)
+        assert all(r.ok for r in results)
+        assert [agent for agent, _ in swarm.lost_agents] == ["a"]
+        assert "SIGKILL" in swarm.lost_agents[0][1]
+
+    run(test)
+
+
+def test_a_worker_that_cannot_import_its_handlers_fails_add_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def phantom(payload: Any, agent: AgentContext) -> Any:
+        return payload
+
+    # Importable here, but the module exists only in this process's memory.
+    module = types.ModuleType("swarmperf_phantom_handlers")
+    phantom.__module__ = module.__name__
+    phantom.__qualname__ = "phantom"
+    module.phantom = phantom  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    async def test() -> None:
+        backend = ProcessBackend()
+        sink = RecordingSink()
+        await backend.start(sink, HandlerRegistry({"phantom": phantom}))
+        try:
+            with pytest.raises(AgentCrashed, match="could not import its handlers") as info:
+                await backend.add_agent(AgentSpec("a"))
+            assert "ModuleNotFoundError" in str(info.value)
+            [(agent_id, in_flight, reason)] = sink.lost
+            assert (agent_id, in_flight) == ("a", [])
+            assert "could not import its handlers" in reason
+            with pytest.raises(ConfigError):
+                backend.pid("a")
+        finally:
+            await backend.stop()
+
+    run(test)
+
+
+# -- agents joining and leaving -----------------------------------------------------------
+
+
+def test_agents_join_and_leave_while_tasks_run() -> None:
+    async def test() -> None:
+        async with running(AgentSpec("a")) as (backend, sink):
+            on_a = [Task("sleep", 0.005) for _ in range(20)]
+            backend.run([("a", t) for t in on_a])
+            await backend.add_agent(AgentSpec("b"))
+            with pytest.raises(ConfigError, match="unique"):
+                await backend.add_agent(AgentSpec("b"))
+            on_b = [Task("add_one", i) for i in range(20)]
+            backend.run([("b", t) for t in on_b])
+            more_on_a = [Task("spin", 0.002) for _ in range(5)]
+            backend.run([("a", t) for t in more_on_a])
+            pid_a = backend.pid("a")
+
+            # Returns once a has finished and reported all it was given, then exited.
+            await backend.remove_agent("a")
+            assert sink.tasks("a") == on_a + more_on_a
+            assert gone(pid_a)
+            with pytest.raises(ConfigError):
+                backend.run([("a", Task("noop"))])
+            await backend.remove_agent("a")  # already gone: nothing to do
+
+            await sink.until(lambda: len(sink.done["b"]) == len(on_b))
+            assert sink.tasks("b") == on_b
+            await backend.add_agent(AgentSpec("a"))  # the id is free again
+            backend.run([("a", Task("add_one", 0)), ("b", Task("add_one", 1))])
+            await sink.until(lambda: len(sink.done["a"]) == len(on_a) + len(more_on_a) + 1)
+            assert sink.done["a"][-1][4] == 1
+            assert sink.lost == []
+
+    run(test)
+
+
+def test_stop_leaves_no_worker_processes_behind() -> None:
+    async def test() -> None:
+        me = psutil.Process()
+        async with running(AgentSpec("a"), AgentSpec("b")) as (backend, sink):
+            pids = {backend.pid("a"), backend.pid("b")}
+            assert pids <= {p.pid for p in me.children(recursive=True)}
+            backend.run([(agent_id, Task("sleep", 60.0)) for agent_id in "ab"])
+            backend.run([(agent_id, Task("noop")) for agent_id in "ab"])
+            started = time.perf_counter()
+            await backend.stop()
+            assert time.perf_counter() - started < backend.stop_timeout + 5.0
+            await backend.stop()  # twice is fine
+        assert all(gone(pid) for pid in pids)
+        for child in me.children(recursive=True):
+            assert child.pid not in pids
+            assert child.status() != psutil.STATUS_ZOMBIE
+        assert sink.lost == []  # stopping abandons tasks; it does not report agents lost
+
+    run(test)
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+class _Callable:
+    def __call__(self, payload: Any, agent: AgentContext) -> Any:
+        return payload
+
+    def method(self, payload: Any, agent: AgentContext) -> Any:
+        return payload
+
+
+def _closure() -> Handler:
+    def inner(payload: Any, agent: AgentContext) -> Any:
+        return payload
+
+    return inner
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        lambda payload, agent: payload,
+        _closure(),
+        functools.partial(divide),
+        _Callable(),
+        _Callable().method,
+    ],
+    ids=["lambda", "closure", "partial", "callable-object", "bound-method"],
+)
+def test_handlers_workers_cannot_import_are_rejected_at_start(handler: Handler) -> None:
+    async def test() -> None:
+        backend = ProcessBackend()
+        with pytest.raises(ConfigError, match=r"handlers\['custom'\].*top level"):
+            await backend.start(RecordingSink(), HandlerRegistry({"custom": handler}))
+        await backend.stop()
+
+    run(test)
+
+
+def test_handler_references_are_module_and_qualname() -> None:
+    registry = HandlerRegistry(HANDLERS)
+    assert handler_ref("noop", registry["noop"]) == "swarmperf.handlers:noop"
+    assert handler_ref("add_one", add_one) == f"{__name__}:add_one"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("start_method", "fork"),
+        ("flush_interval", 0.0),
+        ("start_timeout", -1.0),
+        ("stop_timeout", 0.0),
+    ],
+)
+def test_bad_settings_are_rejected(setting: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=setting):
+        ProcessBackend(**{setting: value})
+
+
+def test_adding_an_agent_before_start_is_an_error() -> None:
+    async def test() -> None:
+        with pytest.raises(BackendError, match=r"start\(\)"):
+            await ProcessBackend().add_agent(AgentSpec("a"))
+
+    run(test)
