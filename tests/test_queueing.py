@@ -83,6 +83,7 @@ class QueueMachine(RuleBasedStateMachine):
             p.name.lower(): counts.get(p.name.lower(), 0) for p in Priority
         }
 
+
 TestQueueMachine = QueueMachine.TestCase
 TestQueueMachine.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)
 
