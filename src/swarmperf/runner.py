@@ -81,19 +81,21 @@ async def run_spec(
         else None
     )
     status = "failed"
+    unsaved: list[TaskResult] = []
+    if store is not None:
+        swarm.on_result(unsaved.append)
     try:
         async with swarm:
             started = swarm.clock()
-            ticker = None
-            if on_progress is not None:
-                ticker = asyncio.create_task(
-                    _tick(swarm, total, started, on_progress, progress_every)
-                )
+            ticker = asyncio.create_task(
+                _tick(swarm, total, started, on_progress, progress_every, store, run_id, unsaved)
+            )
             try:
                 lag = await _feed_and_drain(swarm, timed, spec.duration)
             finally:
-                if ticker is not None:
-                    ticker.cancel()
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
             finished = swarm.clock()
             if on_progress is not None:
                 on_progress(_snapshot(swarm, total, started))
@@ -119,7 +121,7 @@ async def run_spec(
         status = "completed"
         if store is not None and run_id is not None:
             with store.transaction():
-                store.record_results(run_id, results)
+                store.record_results(run_id, _take(unsaved))
                 store.finish_run(run_id, report.to_dict(), status)
         return RunOutcome(report, results, run_id, lag)
     finally:
@@ -152,11 +154,30 @@ def _snapshot(swarm: Swarm, total: int, started: float) -> Progress:
     return Progress(total, c.completed + c.failed, c.failed, time.perf_counter() - started)
 
 
+def _take(buffer: list[TaskResult]) -> list[TaskResult]:
+    taken = buffer[:]
+    buffer.clear()
+    return taken
+
+
 async def _tick(
-    swarm: Swarm, total: int, started: float, listener: ProgressListener, every: float
+    swarm: Swarm,
+    total: int,
+    started: float,
+    listener: ProgressListener | None,
+    every: float,
+    store: Store | None,
+    run_id: int | None,
+    unsaved: list[TaskResult],
 ) -> None:
+    """Report progress, and save finished results as they come, so that other processes
+    can follow a running swarm in the store."""
     while True:
-        listener(_snapshot(swarm, total, started))
+        if listener is not None:
+            listener(_snapshot(swarm, total, started))
+        if store is not None and run_id is not None and unsaved:
+            batch = _take(unsaved)
+            await asyncio.to_thread(store.record_results, run_id, batch)
         await asyncio.sleep(every)
 
 
