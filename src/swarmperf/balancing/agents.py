@@ -29,6 +29,7 @@ class AgentState:
         "in_flight",
         "index",
         "mean_service",
+        "paused",
         "queue_limit",
         "running_ends",
         "running_work",
@@ -49,6 +50,8 @@ class AgentState:
         self.queue_limit = spec.queue_limit
         self.index = index
         self.alive = True
+        # Paused agents (an open breaker, a rate limit) take no new work until resumed.
+        self.paused = False
         self.in_flight = 0
         self.backlog: deque[Task] = deque()
         self.backlog_work = 0.0
@@ -68,8 +71,15 @@ class AgentState:
         return self.slots - self.in_flight
 
     @property
+    def has_free_slot(self) -> bool:
+        """Whether a late-binding strategy may start one more task on this agent now."""
+        return self.in_flight < self.slots and not self.paused
+
+    @property
     def has_room(self) -> bool:
         """Whether an early-binding strategy may give this agent one more task."""
+        if self.paused:
+            return False
         if self.in_flight < self.slots:
             return True
         return self.queue_limit is None or len(self.backlog) < self.queue_limit

@@ -151,7 +151,7 @@ def _has_room(agent: AgentState) -> bool:
 
 
 def _has_free_slot(agent: AgentState) -> bool:
-    return agent.in_flight < agent.slots
+    return agent.has_free_slot
 
 
 class RoundRobin(_Strategy):
@@ -307,7 +307,7 @@ class _FreeSet:
         return len(self._list)
 
     def update(self, agent: AgentState) -> None:
-        free = agent.alive and agent.in_flight < agent.slots
+        free = agent.alive and agent.has_free_slot
         if free and agent.id not in self._pos:
             self._pos[agent.id] = len(self._list)
             self._list.append(agent)
@@ -347,7 +347,7 @@ class LeastLoaded(_Strategy):
         self._index.push(agent)
 
     def changed(self, agent: AgentState, now: float) -> None:
-        if agent.alive and agent.in_flight < agent.slots:
+        if agent.alive and agent.has_free_slot:
             self._index.push(agent)
             self._index.compact(self._agents)
 
@@ -439,23 +439,37 @@ class CapacityAware(_Strategy):
     agent keeps contributing while there is work to overlap with, but is not handed a big
     task at the end, the usual cause of a long tail in makespan. Two heaps (free agents by
     speed, busy ones by next free slot) make a decision O(log n).
+
+    An agent held back this way is not measured again, so a low estimate could stick for
+    good (an agent that was slow for a while, then recovered). An agent idle for
+    `PROBE_AFTER` seconds therefore gets the next task whatever its estimate: a probe.
     """
 
     name = "capacity-aware"
     late_binding = True
+    PROBE_AFTER = 1.0
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
         self._idle = _LazyHeap(lambda a: -a.speed)
         self._busy = _LazyHeap(lambda a: a.free_at(0.0))
+        self._idle_since: dict[str, float] = {}
 
     def add(self, agent: AgentState, now: float) -> None:
         super().add(agent, now)
         self.changed(agent, now)
 
+    def remove(self, agent: AgentState) -> None:
+        super().remove(agent)
+        self._idle_since.pop(agent.id, None)
+
     def changed(self, agent: AgentState, now: float) -> None:
         if not agent.alive:
             return
+        if agent.in_flight == 0:
+            self._idle_since.setdefault(agent.id, now)
+        else:
+            self._idle_since.pop(agent.id, None)
         if agent.in_flight < agent.slots:
             self._idle.push(agent)
         else:
@@ -469,6 +483,8 @@ class CapacityAware(_Strategy):
             return None
         busy = self._busy.top(lambda a: a.in_flight >= a.slots)
         if busy is not None and busy.speed > idle.speed:
+            if now - self._idle_since.get(idle.id, now) >= self.PROBE_AFTER:
+                return idle
             cost = task.est_cost
             on_idle = cost / idle.speed
             horizon = self._swarm.horizon if self._swarm is not None else 0.0

@@ -1,0 +1,71 @@
+"""Capacity-aware: big tasks stay off slow agents at the end; stale estimates get probed."""
+
+from __future__ import annotations
+
+from swarmperf.balancing import get_strategy
+from swarmperf.model import AgentSpec, Task
+from swarmperf.runtime.coordinator import Coordinator
+from tests.conftest import FakeClock
+
+
+def _swarm(clock: FakeClock) -> Coordinator:
+    c = Coordinator(get_strategy("capacity-aware"), clock=clock)
+    c.add_agent(AgentSpec("fast"))
+    c.add_agent(AgentSpec("slow"))
+    return c
+
+
+def _set_speed(c: Coordinator, agent_id: str, speed: float) -> None:
+    agent = c.agent(agent_id)
+    agent.speed = speed
+    agent.version += 1
+    c.strategy.changed(agent, c.clock())
+
+
+def _teach_slowness(c: Coordinator, clock: FakeClock) -> None:
+    # As measured after a while: the slow agent does a tenth of the fast one's work.
+    _set_speed(c, "fast", 1.0)
+    _set_speed(c, "slow", 0.1)
+
+
+def test_big_last_task_waits_for_the_fast_agent() -> None:
+    clock = FakeClock()
+    c = _swarm(clock)
+    _teach_slowness(c, clock)
+    c.submit(Task("noop", cost=0.05))
+    [(first, small)] = c.take_starts()
+    assert first.id == "fast"
+    # The slow agent is free, but a 1 s task would take it 10 s, while the fast agent
+    # frees up in 0.05 s: the task waits for the fast one.
+    c.submit(Task("noop", cost=1.0))
+    assert c.take_starts() == []
+    clock.advance(0.05)
+    c.finish("fast", small, 0.0, clock.now)
+    [(agent, _)] = c.take_starts()
+    assert agent.id == "fast"
+
+
+def test_slow_agent_helps_while_there_is_work_to_overlap() -> None:
+    clock = FakeClock()
+    c = _swarm(clock)
+    _teach_slowness(c, clock)
+    # Plenty of queued work: the horizon is long, so the slow agent takes tasks too.
+    for _ in range(100):
+        c.submit(Task("noop", cost=0.01))
+    assert {agent.id for agent, _ in c.take_starts()} == {"fast", "slow"}
+
+
+def test_an_agent_idle_for_long_is_probed_despite_a_low_estimate() -> None:
+    clock = FakeClock()
+    c = _swarm(clock)
+    _teach_slowness(c, clock)
+    _set_speed(c, "slow", 1e-6)  # a stale, hopeless estimate
+    c.submit(Task("noop", cost=0.05))
+    [(agent, _)] = c.take_starts()
+    assert agent.id == "fast"
+    c.submit(Task("noop", cost=0.5))
+    assert c.take_starts() == []  # held for the fast agent
+    clock.advance(1.0)  # PROBE_AFTER
+    c.submit(Task("noop", cost=0.5))
+    started = c.take_starts()
+    assert [a.id for a, _ in started] == ["slow"]
