@@ -93,7 +93,8 @@ class Task:
 
     `cost` is the caller's estimate of the work in seconds on an agent of weight 1 (None:
     unknown, strategies then use what they have measured). `deadline` is absolute, on the
-    swarm's clock. `rank` orders tasks within the high level (larger first).
+    swarm's clock. `rank` orders tasks within the high level (larger first). `tokens` is
+    what the task will spend against token rate limits (e.g. an LLM call's tokens).
     """
 
     kind: str
@@ -105,11 +106,15 @@ class Task:
     cost: float | None = None
     tenant: str = "default"
     idempotency_key: str | None = None
+    tokens: float = 0.0
     # Filled in by the swarm:
     enqueued_at: float = 0.0
     attempts: int = 0
     est_cost: float = 0.0  # the cost units the coordinator charged for this task
     seq: int = -1  # position in the central queue while queued, else -1
+    avoid: str | None = None  # an agent to skip if another can take it (retries)
+    fallback_from: str | None = None  # the kind it had before degrading to a fallback
+    bulkhead: str | None = None  # the bulkhead whose place it holds, if any
 
 
 @dataclass(slots=True, eq=False)
@@ -128,6 +133,7 @@ class TaskResult:
     kind: str = ""
     tenant: str = "default"
     cost: float | None = None
+    fallback_from: str | None = None  # set when a fallback handler produced this result
 
     @property
     def ok(self) -> bool:

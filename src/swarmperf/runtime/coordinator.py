@@ -1,9 +1,13 @@
 """The coordinator: an I/O-free state machine that binds queued tasks to agents.
 
-Events in (`submit`, `completed`, `add_agent`, `remove_agent`, `agent_lost`), instructions
-out (`take_starts`: which task to start on which agent now). The async, process, Ray and
-simulated shells all drive this same object, so a strategy behaves identically under each.
-The clock is injected; nothing here sleeps or does I/O.
+Events in (`submit`, `finish_many`, `add_agent`, `remove_agent`, `agent_lost`, time
+passing), instructions out (`take_starts`: which task to start on which agent now; results;
+recorded events; `next_wakeup`: when to call again). The async, process, Ray and simulated
+shells all drive this same object, so a strategy behaves identically under each. The clock
+is injected; nothing here sleeps or does I/O.
+
+Every submitted task is in exactly one place: the central queue, an agent's backlog, a
+bulkhead's waiting line, the retry timers, running, or finished with one result.
 
 Invariant: an agent only has a backlog while all its slots are busy, so a free slot is
 always filled at once from the agent's own backlog, by stealing, or from the queue.
@@ -11,8 +15,10 @@ always filled at once from the agent's own backlog, by stealing, or from the que
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +27,17 @@ from swarmperf.balancing.strategies import LoadBalancer
 from swarmperf.errors import Backpressure, ConfigError, QuotaExceeded
 from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
 from swarmperf.queueing import QueueSettings, TaskQueue
+from swarmperf.runtime.bulkheads import Bulkheads, BulkheadSettings
+from swarmperf.runtime.guard import Event, Fallback, Guard, Retry
 
 Clock = Callable[[], float]
 SUCCEEDED = TaskStatus.SUCCEEDED
 FAILED = TaskStatus.FAILED
+
+# Timer kinds
+_RESUME = 0
+_RETRY = 1
+_GUARD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +46,34 @@ class CoordinatorStatistics:
     pending: int
     running: int
     agents: int
+    paused: int
     draining: int
     submitted: int
     completed: int
     failed: int
+    rejected: int
     requeued: int
+    retried: int
     stolen: int
+
+
+def _result(task: Task, status: TaskStatus, reason: str, now: float) -> TaskResult:
+    """A result for a task that did not run (rejected or cancelled)."""
+    return TaskResult(
+        task.id,
+        status,
+        None,
+        task.attempts,
+        task.enqueued_at or now,
+        None,
+        None,
+        reason,
+        None,
+        task.kind,
+        task.tenant,
+        task.cost,
+        task.fallback_from,
+    )
 
 
 class Coordinator:
@@ -51,6 +86,8 @@ class Coordinator:
         *,
         clock: Clock = time.perf_counter,
         lookahead: int = 8,
+        guard: Guard | None = None,
+        bulkheads: Mapping[str, BulkheadSettings] | None = None,
     ) -> None:
         if lookahead < 0:
             raise ConfigError("lookahead", lookahead, "Use an integer >= 0.")
@@ -60,11 +97,13 @@ class Coordinator:
         self.queue = TaskQueue(queue)
         self.settings = self.queue.settings
         self.clock = clock
+        self.guard = guard
+        self.bulkheads = Bulkheads(bulkheads or {})
         self.agents: dict[str, AgentState] = {}
         self._draining: dict[str, AgentState] = {}
         self._next_index = 0
-        self._free_slots = 0
-        self._pending = 0  # submitted, not yet started: the queue and every backlog
+        self._free_slots = 0  # free slots on live, unpaused agents
+        self._pending = 0  # submitted, not yet started (queue, backlogs, parked, timers)
         self._tenant_pending: dict[str, int] = {}
         self._starts: list[tuple[AgentState, Task]] = []
         # Idle agents whose last attempt to steal found nothing worth taking; they try
@@ -74,10 +113,18 @@ class Coordinator:
         # Estimated cost of a task that brings none: the mean measured work per task.
         self.unknown_cost = 1.0
         self._cost_measured = False
+        self._timers: list[tuple[float, int, int, Any]] = []
+        self._timer_seq = itertools.count()
+        self._pause_tokens: dict[str, int] = {}
+        self._guard_due = float("inf")
+        self._side_results: list[TaskResult] = []
+        self.events: list[Event] = []
         self.submitted = 0
         self.completed = 0
         self.failed = 0
+        self.rejected = 0
         self.requeued = 0
+        self.retried = 0
         self.stolen = 0
         self.running = 0
         # Estimated work not yet started, and running, in cost units; total measured speed.
@@ -85,6 +132,8 @@ class Coordinator:
         self._running_work = 0.0
         self._total_speed = 0.0
         strategy.attach(self)
+        if guard is not None:
+            guard.attach(self)
 
     # -- agents -------------------------------------------------------------------------
 
@@ -96,9 +145,12 @@ class Coordinator:
         self.agents[spec.id] = agent
         self._free_slots += agent.slots
         self._total_speed += agent.speed * agent.concurrency
-        self.strategy.add(agent, self.clock())
+        now = self.clock()
+        self.strategy.add(agent, now)
         if self.strategy.steals:
             self._thieves[agent.id] = agent
+        if self.guard is not None:
+            self.guard.agent_added(agent, now)
         return agent
 
     def remove_agent(self, agent_id: str) -> list[Task]:
@@ -107,24 +159,24 @@ class Coordinator:
         agent = self.agents.pop(agent_id, None)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
+        if not agent.paused:
+            self._free_slots -= max(agent.free_slots, 0)
         agent.alive = False
         self._total_speed -= agent.speed * agent.concurrency
-        self._pending_work -= agent.backlog_work
         self.strategy.remove(agent)
-        self._free_slots -= max(agent.free_slots, 0)
-        requeued = list(agent.backlog)
-        agent.backlog.clear()
-        agent.backlog_work = 0.0
-        now = self.clock()
-        for task in reversed(requeued):
-            self.queue.push(task, now, front=True)
-            self._pending_work += task.est_cost
+        if self.guard is not None:
+            self.guard.agent_removed(agent)
+        requeued = self._return_backlog(agent, self.clock())
         if agent.in_flight:
             self._draining[agent_id] = agent
         return requeued
 
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> list[Task]:
-        """The agent died with `in_flight` unfinished: they are queued again, first in line."""
+        """The agent died with `in_flight` unfinished: they are queued again, first in line.
+
+        A task that already has a result is not queued again: never run a task twice
+        after it is known to have finished.
+        """
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
@@ -133,7 +185,7 @@ class Coordinator:
         now = self.clock()
         for task in reversed(in_flight):
             if agent.running_ends.pop(task.id, None) is None:
-                continue  # already completed: never run a task twice
+                continue
             agent.in_flight -= 1
             self.running -= 1
             self._pending += 1
@@ -141,10 +193,65 @@ class Coordinator:
             self.requeued += 1
             self._pending_work += task.est_cost
             self._running_work -= task.est_cost
-            self.queue.push(task, now, front=True)
+            self._to_queue_front(task, now)
             requeued.append(task)
         agent.running_work = 0.0
+        self.emit("agent-lost", agent_id, reason=reason, requeued=len(requeued))
         return requeued
+
+    def suspend(self, agent_id: str, until: float | None, reason: str) -> None:
+        """Give `agent_id` no new work (until `until`, or until `resume`); its queued tasks
+        go to others. Running tasks finish."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return
+        token = self._pause_tokens.get(agent_id, 0) + 1
+        self._pause_tokens[agent_id] = token
+        if until is not None:
+            self._schedule(until, _RESUME, (agent_id, token))
+        if agent.paused:
+            return
+        self._free_slots -= max(agent.free_slots, 0)
+        agent.paused = True
+        now = self.clock()
+        self._return_backlog(agent, now)
+        self._thieves.pop(agent_id, None)
+        agent.version += 1
+        self.strategy.changed(agent, now)
+        self.emit("agent-paused", agent_id, reason=reason, until=until)
+
+    def resume(self, agent_id: str, reason: str) -> None:
+        agent = self.agents.get(agent_id)
+        if agent is None or not agent.paused:
+            return
+        self._pause_tokens[agent_id] = self._pause_tokens.get(agent_id, 0) + 1
+        agent.paused = False
+        self._free_slots += max(agent.free_slots, 0)
+        now = self.clock()
+        if self.strategy.steals:
+            self._thieves[agent_id] = agent
+        agent.version += 1
+        self.strategy.changed(agent, now)
+        self.emit("agent-resumed", agent_id, reason=reason)
+
+    def limit_slots(self, agent_id: str, slots: int | None) -> None:
+        """Cap `agent_id` at `slots` tasks at once (None: its own number again)."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return
+        own = agent.spec.concurrency + agent.spec.prefetch
+        new = own if slots is None else max(0, min(slots, own))
+        if new == agent.slots:
+            return
+        before = 0 if agent.paused else max(agent.free_slots, 0)
+        agent.slots = new
+        after = 0 if agent.paused else max(agent.free_slots, 0)
+        self._free_slots += after - before
+        now = self.clock()
+        if agent.backlog and agent.in_flight < agent.slots:
+            self._refill(agent, now)
+        agent.version += 1
+        self.strategy.changed(agent, now)
 
     def live_agents(self) -> list[AgentState]:
         return list(self.agents.values())
@@ -162,7 +269,11 @@ class Coordinator:
     # -- tasks --------------------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
-        """Admit `task` or raise `Backpressure` (nothing is queued then)."""
+        """Admit `task` or raise `Backpressure` (nothing is queued then).
+
+        A guard may shed the task instead (overload, an open circuit): it then finishes at
+        once as REJECTED, with the reason, among `take_results()`.
+        """
         settings = self.settings
         if self._pending >= settings.max_queued:
             raise Backpressure(task.id, self._pending, settings.max_queued)
@@ -172,6 +283,13 @@ class Coordinator:
             quota = settings.tenant_quotas.get(tenant)
             if quota is not None and tenant_pending >= quota:
                 raise QuotaExceeded(task.id, tenant, tenant_pending, quota)
+        if self.guard is not None:
+            reason = self.guard.admit(task, self.clock())
+            if reason is not None:
+                self.reject(task, reason)
+                return
+        if self.bulkheads:
+            self.bulkheads.admit(task)
         self._tenant_pending[tenant] = tenant_pending + 1
         task.est_cost = est = self.unknown_cost if task.cost is None else task.cost
         self._pending_work += est
@@ -193,6 +311,26 @@ class Coordinator:
             n += 1
         return n
 
+    def reject(self, task: Task, reason: str) -> None:
+        """Finish a task that was never admitted as REJECTED, with `reason`."""
+        self.rejected += 1
+        self.submitted += 1
+        self._side_results.append(_result(task, TaskStatus.REJECTED, reason, self.clock()))
+
+    def take_results(self) -> list[TaskResult]:
+        """Results that did not come from an agent: rejected and cancelled tasks."""
+        results = self._side_results
+        self._side_results = []
+        return results
+
+    def take_events(self) -> list[Event]:
+        events = self.events
+        self.events = []
+        return events
+
+    def emit(self, event: str, subject: str, /, **detail: Any) -> None:
+        self.events.append(Event(self.clock(), event, subject, detail))
+
     @property
     def pending(self) -> int:
         return self._pending
@@ -206,25 +344,41 @@ class Coordinator:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued, bound or running."""
+        """Nothing queued, bound, waiting or running."""
         return self._pending == 0 and self.running == 0
+
+    def next_wakeup(self) -> float | None:
+        """When something is due (a paused agent resumes, a retry, the guard): call
+        `take_starts` then. None: nothing is scheduled."""
+        return self._timers[0][0] if self._timers else None
 
     def take_starts(self) -> list[tuple[AgentState, Task]]:
         """Bind what can be bound now and return the tasks to start, in order."""
+        if self._timers:
+            now = self.clock()
+            if self._timers[0][0] <= now:
+                self._run_timers(now)
         queue = self.queue
         if queue._len and (self._free_slots > 0 or not self._late):
             now = self.clock()
             choose = self.strategy.choose
+            bulkheads = self.bulkheads
             while queue._len:
                 if self._late and self._free_slots <= 0:
                     break
                 task = queue.pop(now)
                 if task is None:
                     break
-                agent = choose(task, now)
+                if task.avoid is None:
+                    agent = choose(task, now)
+                else:
+                    agent = self._choose_avoiding(task, now)
                 if agent is None:
                     if not self._backfill(task, now):
                         break
+                    continue
+                if bulkheads and not bulkheads.try_enter(task):
+                    bulkheads.park(task)
                     continue
                 self._bind(agent, task, now)
         if self._thieves:
@@ -234,7 +388,8 @@ class Coordinator:
         return starts
 
     def cancel_pending(self, reason: str) -> list[TaskResult]:
-        """Withdraw every task not yet started (queued or bound to an agent's queue).
+        """Withdraw every task not yet started (queued, bound to an agent's queue, parked
+        or waiting to be retried).
 
         Each comes back as a CANCELLED result carrying `reason`; running tasks are left to
         finish. Nothing is dropped without a result.
@@ -247,34 +402,87 @@ class Coordinator:
             agent.backlog_work = 0.0
             agent.version += 1
             self.strategy.changed(agent, now)
+        withdrawn.extend(self.bulkheads.drain_parked())
+        timers = []
+        for entry in self._timers:
+            if entry[2] == _RETRY:
+                withdrawn.append(entry[3])
+            else:
+                timers.append(entry)
+        heapq.heapify(timers)
+        self._timers = timers
+        for task in withdrawn:
+            self.bulkheads.leave(task, done=True)
         self._pending = 0
         self._pending_work = 0.0
         self._tenant_pending.clear()
-        return [
-            TaskResult(
-                task.id,
-                TaskStatus.CANCELLED,
-                None,
-                task.attempts,
-                task.enqueued_at,
-                None,
-                None,
-                reason,
-                None,
-                task.kind,
-                task.tenant,
-                task.cost,
-            )
-            for task in withdrawn
-        ]
+        return [_result(task, TaskStatus.CANCELLED, reason, now) for task in withdrawn]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _to_queue_front(self, task: Task, now: float) -> None:
+        """Put a task that had been taken out back at the head of the queue."""
+        freed = self.bulkheads.leave(task, done=False) if self.bulkheads else None
+        self.queue.push(task, now, front=True)
+        if freed is not None:
+            self.queue.push(freed, now, front=True)
+
+    def _return_backlog(self, agent: AgentState, now: float) -> list[Task]:
+        requeued = list(agent.backlog)
+        agent.backlog.clear()
+        agent.backlog_work = 0.0
+        for task in reversed(requeued):
+            self._to_queue_front(task, now)
+        return requeued
+
+    def _schedule(self, when: float, kind: int, payload: Any) -> None:
+        heapq.heappush(self._timers, (when, next(self._timer_seq), kind, payload))
+
+    def wake_at(self, when: float) -> None:
+        """Call the guard's `tick` at `when` (the guard asks; the earliest ask wins)."""
+        if when < self._guard_due:
+            self._guard_due = when
+            self._schedule(when, _GUARD, None)
+
+    def _run_timers(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, payload = heapq.heappop(timers)
+            if kind == _RETRY:
+                task: Task = payload
+                self.queue.push(task, now, front=True)
+            elif kind == _RESUME:
+                agent_id, token = payload
+                if self._pause_tokens.get(agent_id) == token:
+                    self.resume(agent_id, "pause over")
+            elif self.guard is not None and payload is None and self._guard_due <= now:
+                self._guard_due = float("inf")
+                due = self.guard.tick(now)
+                if due is not None:
+                    self.wake_at(due)
+
+    def _choose_avoiding(self, task: Task, now: float) -> AgentState | None:
+        """Choose as usual, but not `task.avoid` unless nobody else can take it."""
+        avoided = self.agents.get(task.avoid or "")
+        task.avoid = None
+        if avoided is None or avoided.paused or len(self.agents) < 2:
+            return self.strategy.choose(task, now)
+        avoided.paused = True
+        try:
+            agent = self.strategy.choose(task, now)
+        finally:
+            avoided.paused = False
+            avoided.version += 1
+            self.strategy.changed(avoided, now)
+        return agent if agent is not None else self.strategy.choose(task, now)
 
     def _retry_steals(self) -> None:
         now = self.clock()
         for agent in list(self._thieves.values()):
-            while agent.alive and agent.in_flight < agent.slots and not agent.backlog:
+            while agent.alive and agent.has_free_slot and not agent.backlog:
                 if not self._steal(agent, now):
                     break
-            if not agent.alive or agent.in_flight >= agent.slots:
+            if not agent.alive or agent.paused or agent.in_flight >= agent.slots:
                 del self._thieves[agent.id]
 
     def _backfill(self, held: Task, now: float) -> bool:
@@ -288,7 +496,7 @@ class Coordinator:
             if task is None:
                 break
             agent = self.strategy.choose(task, now)
-            if agent is not None:
+            if agent is not None and (not self.bulkheads or self.bulkheads.try_enter(task)):
                 self._bind(agent, task, now)
                 bound = True
                 break
@@ -307,7 +515,15 @@ class Coordinator:
         agent.version += 1
         self.strategy.changed(agent, now)
 
-    def _start(self, agent: AgentState, task: Task, now: float) -> None:
+    def _start(self, agent: AgentState, task: Task, now: float) -> bool:
+        """Start `task` on `agent`, unless the guard makes the agent wait (then the task
+        goes back to the queue, and the agent is paused)."""
+        if self.guard is not None:
+            wait = self.guard.before_start(agent, task, now)
+            if wait > 0:
+                self._to_queue_front(task, now)
+                self.suspend(agent.id, now + wait, "must wait before its next task")
+                return False
         est = task.est_cost
         self._pending_work -= est
         self._running_work += est
@@ -320,6 +536,15 @@ class Coordinator:
         self._tenant_pending[task.tenant] -= 1
         self.running += 1
         self._starts.append((agent, task))
+        return True
+
+    def _refill(self, agent: AgentState, now: float) -> None:
+        backlog = agent.backlog
+        while backlog and agent.in_flight < agent.slots and not agent.paused:
+            nxt = backlog.popleft()
+            agent.backlog_work -= nxt.est_cost
+            if not self._start(agent, nxt, now):
+                break
 
     def finish(
         self,
@@ -329,9 +554,13 @@ class Coordinator:
         finished: float,
         error: str | None = None,
         value: Any = None,
-    ) -> TaskResult:
-        """Record that `task` ran on `agent_id`; refill the agent's freed slot."""
-        return self.finish_many(agent_id, ((task, started, finished, error, value),))[0]
+    ) -> TaskResult | None:
+        """Record that `task` ran on `agent_id`; refill the agent's freed slot.
+
+        Returns its result, or None when the guard sends it round again (a retry).
+        """
+        results = self.finish_many(agent_id, ((task, started, finished, error, value),))
+        return results[0] if results else None
 
     def finish_many(
         self, agent_id: str, done: Iterable[tuple[Task, float, float, str | None, Any]]
@@ -339,29 +568,36 @@ class Coordinator:
         """Record tasks that `agent_id` finished, in order; refill its freed slots.
 
         Per-agent figures are updated once per batch: a batch of quick tasks costs little
-        more than its results.
+        more than its results. A task that the guard retries or degrades gets no result
+        yet; it goes round again.
         """
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
         ends = agent.running_ends
+        guard = self.guard
         results: list[TaskResult] = []
         append = results.append
         succeeded = SUCCEEDED
         failed_status = FAILED
-        n = n_failed = n_unknown = 0
+        n = n_errors = n_ok = n_failed = n_unknown = 0
         busy = est = known_work = known_busy = unknown_busy = 0.0
         last = 0.0
         for task, started, finished, error, value in done:
             if ends.pop(task.id, None) is None:
-                raise ConfigError("task", task.id, f"Task was not running on {agent_id!r}.")
+                # A report for a task already re-queued after its agent was declared
+                # lost: the other run's result is the one that counts.
+                self.emit("duplicate-result-ignored", task.id, agent=agent_id)
+                continue
             service = finished - started
             busy += service
             est += task.est_cost
             cost = task.cost
             n += 1
-            if error is None:
-                status = succeeded
+            last = finished
+            if error is not None:
+                n_errors += 1
+            else:
                 # Speeds are learnt from successful work only: a failure or a zero-cost
                 # task says nothing about how fast the agent works.
                 if cost is None:
@@ -370,10 +606,21 @@ class Coordinator:
                 elif cost > 0:
                     known_work += cost
                     known_busy += service
+            if guard is not None:
+                verdict = guard.after_finish(agent, task, started, finished, error)
+                if verdict is not None:
+                    self._go_round_again(task, verdict, finished)
+                    continue
+            if self.bulkheads:
+                freed = self.bulkheads.leave(task, done=True)
+                if freed is not None:
+                    self.queue.push(freed, finished, front=True)
+            if error is None:
+                status = succeeded
+                n_ok += 1
             else:
                 status = failed_status
                 n_failed += 1
-            last = finished
             append(
                 TaskResult(
                     task.id,
@@ -388,19 +635,21 @@ class Coordinator:
                     task.kind,
                     task.tenant,
                     cost,
+                    task.fallback_from,
                 )
             )
         if n == 0:
             return results
+        free_before = 0 if agent.paused else max(agent.slots - agent.in_flight, 0)
         agent.in_flight -= n
         agent.running_work -= est
         self._running_work -= est
         speed_before = agent.speed
         agent.busy_time += busy
-        agent.completed += n - n_failed
-        agent.failed += n_failed
+        agent.completed += n - n_errors
+        agent.failed += n_errors
         self.running -= n
-        self.completed += n - n_failed
+        self.completed += n_ok
         self.failed += n_failed
         if unknown_busy > 0:
             # Work of tasks that came without a cost: their time at the agent's speed.
@@ -415,23 +664,55 @@ class Coordinator:
             agent.observe(known_work, known_busy)
         if agent.alive:
             self._total_speed += (agent.speed - speed_before) * agent.concurrency
-            self._free_slots += n
-            backlog = agent.backlog
-            for _ in range(n):
-                if backlog:
-                    nxt = backlog.popleft()
-                    agent.backlog_work -= nxt.est_cost
-                    self._start(agent, nxt, last)
-                elif not self._steal(agent, last):
-                    break
+            if not agent.paused:
+                self._free_slots += max(agent.slots - agent.in_flight, 0) - free_before
+                backlog = agent.backlog
+                for _ in range(n):
+                    if agent.paused or agent.in_flight >= agent.slots:
+                        break
+                    if backlog:
+                        nxt = backlog.popleft()
+                        agent.backlog_work -= nxt.est_cost
+                        self._start(agent, nxt, last)
+                    elif not self._steal(agent, last):
+                        break
             agent.version += 1
             self.strategy.changed(agent, last)
         elif agent.in_flight == 0:
             self._draining.pop(agent_id, None)
         return results
 
+    def _go_round_again(self, task: Task, verdict: Retry | Fallback, now: float) -> None:
+        """A finished attempt that does not end the task: queue it again."""
+        if self.bulkheads:
+            freed = self.bulkheads.leave(task, done=False)
+            if freed is not None:
+                self.queue.push(freed, now, front=True)
+        self._pending += 1
+        self._tenant_pending[task.tenant] = self._tenant_pending.get(task.tenant, 0) + 1
+        self._pending_work += task.est_cost
+        if isinstance(verdict, Retry):
+            self.retried += 1
+            task.avoid = verdict.avoid
+            self.emit(
+                "retry",
+                task.id,
+                kind=task.kind,
+                attempt=task.attempts,
+                delay=verdict.delay,
+                reason=verdict.reason,
+            )
+            if verdict.delay > 0:
+                self._schedule(now + verdict.delay, _RETRY, task)
+                return
+        else:
+            self.emit("fallback", task.id, kind=task.kind, to=verdict.kind, reason=verdict.reason)
+            task.fallback_from = task.fallback_from or task.kind
+            task.kind = verdict.kind
+        self.queue.push(task, now, front=True)
+
     def _steal(self, thief: AgentState, now: float) -> bool:
-        if not self.strategy.steals:
+        if not self.strategy.steals or thief.paused:
             return False
         victim = self.strategy.steal_from(thief, now)
         if victim is None or not victim.backlog:
@@ -443,8 +724,7 @@ class Coordinator:
         self.strategy.changed(victim, now)
         self.strategy.assigned(thief, task)
         self.stolen += 1
-        self._start(thief, task, now)
-        return True
+        return self._start(thief, task, now)
 
     def statistics(self) -> CoordinatorStatistics:
         return CoordinatorStatistics(
@@ -452,10 +732,13 @@ class Coordinator:
             pending=self._pending,
             running=self.running,
             agents=len(self.agents),
+            paused=sum(a.paused for a in self.agents.values()),
             draining=len(self._draining),
             submitted=self.submitted,
             completed=self.completed,
             failed=self.failed,
+            rejected=self.rejected,
             requeued=self.requeued,
+            retried=self.retried,
             stolen=self.stolen,
         )

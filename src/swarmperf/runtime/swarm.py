@@ -13,9 +13,12 @@ from swarmperf.handlers import Handler, HandlerRegistry
 from swarmperf.model import AgentSpec, Task, TaskResult
 from swarmperf.queueing import QueueSettings
 from swarmperf.runtime.backend import Backend, Done
+from swarmperf.runtime.bulkheads import BulkheadSettings
 from swarmperf.runtime.coordinator import Coordinator
+from swarmperf.runtime.guard import Event, Guard
 
 ResultListener = Callable[[TaskResult], None]
+EventListener = Callable[[Event], None]
 
 
 class Swarm:
@@ -35,6 +38,8 @@ class Swarm:
         handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        guard: Guard | None = None,
+        bulkheads: Mapping[str, BulkheadSettings] | None = None,
     ) -> None:
         if backend is None:
             from swarmperf.runtime.local import LocalBackend
@@ -47,12 +52,18 @@ class Swarm:
         self.handlers = (
             handlers if isinstance(handlers, HandlerRegistry) else HandlerRegistry(handlers)
         )
-        self.coordinator = Coordinator(strategy, queue, clock=clock)
+        self.coordinator = Coordinator(
+            strategy, queue, clock=clock, guard=guard, bulkheads=bulkheads
+        )
         self.clock = clock
         self.results: list[TaskResult] = []
         self.lost_agents: list[tuple[str, str]] = []
         self._initial_agents = list(agents)
         self._listeners: list[ResultListener] = []
+        self._event_listeners: list[EventListener] = []
+        self.events: list[Event] = []
+        self._wakeup_at = float("inf")
+        self._wakeup_handle: asyncio.TimerHandle | None = None
         self._futures: dict[str, asyncio.Future[TaskResult]] = {}
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._progress_waiters: list[asyncio.Future[None]] = []
@@ -86,6 +97,9 @@ class Swarm:
 
     async def stop(self) -> None:
         self._started = False
+        if self._wakeup_handle is not None:
+            self._wakeup_handle.cancel()
+            self._wakeup_handle = None
         await self.backend.stop()
         for fut in self._idle_waiters + self._progress_waiters:
             if not fut.done():
@@ -94,6 +108,10 @@ class Swarm:
     def on_result(self, listener: ResultListener) -> None:
         """Call `listener` with every result as it is recorded."""
         self._listeners.append(listener)
+
+    def on_event(self, listener: EventListener) -> None:
+        """Call `listener` with every event (breaker trips, retries, sheds...)."""
+        self._event_listeners.append(listener)
 
     # -- agents -------------------------------------------------------------------------
 
@@ -164,19 +182,12 @@ class Swarm:
     def cancel_pending(self, reason: str) -> list[TaskResult]:
         """Withdraw every task that has not started; each gets a CANCELLED result."""
         cancelled = self.coordinator.cancel_pending(reason)
-        self.results.extend(cancelled)
-        for result in cancelled:
-            fut = self._futures.pop(result.task_id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(result)
-        if self._idle_waiters and self.coordinator.idle:
-            self._wake(self._idle_waiters)
-        if self._progress_waiters:
-            self._wake(self._progress_waiters)
+        self._record(cancelled)
+        self._settle()
         return cancelled
 
     async def drain(self) -> None:
-        """Wait until nothing is queued or running."""
+        """Wait until nothing is queued, waiting to be retried, or running."""
         while not self.coordinator.idle:
             if not self.coordinator.agents and not self.coordinator.running:
                 raise NoAgents()
@@ -193,12 +204,11 @@ class Swarm:
         starts = self.coordinator.take_starts()
         if starts:
             self.backend.run([(agent.id, task) for agent, task in starts])
+        self._settle()
 
-    # -- CompletionSink -----------------------------------------------------------------
-
-    def tasks_done(self, agent_id: str, done: Sequence[Done]) -> None:
-        coordinator = self.coordinator
-        results = coordinator.finish_many(agent_id, done)
+    def _record(self, results: list[TaskResult]) -> None:
+        if not results:
+            return
         self.results.extend(results)
         for listener in self._listeners:
             for result in results:
@@ -209,20 +219,55 @@ class Swarm:
                 fut = futures.pop(result.task_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(result)
+
+    def _settle(self) -> None:
+        """After any change: results that need no agent, events, timers, waiters."""
+        coordinator = self.coordinator
+        if coordinator._side_results:
+            self._record(coordinator.take_results())
+        if coordinator.events:
+            events = coordinator.take_events()
+            self.events.extend(events)
+            for event_listener in self._event_listeners:
+                for event in events:
+                    event_listener(event)
+        if coordinator._timers:
+            self._arm_wakeup()
+        if self._progress_waiters:
+            self._wake(self._progress_waiters)
+        if self._idle_waiters and (coordinator.idle or not coordinator.agents):
+            self._wake(self._idle_waiters)
+
+    def _arm_wakeup(self) -> None:
+        when = self.coordinator.next_wakeup()
+        if when is None or when >= self._wakeup_at or not self._started:
+            return
+        if self._wakeup_handle is not None:
+            self._wakeup_handle.cancel()
+        self._wakeup_at = when
+        delay = max(when - self.clock(), 0.0)
+        self._wakeup_handle = asyncio.get_running_loop().call_later(delay, self._on_wakeup)
+
+    def _on_wakeup(self) -> None:
+        self._wakeup_handle = None
+        self._wakeup_at = float("inf")
+        if self._started:
+            self._pump()
+
+    # -- CompletionSink -----------------------------------------------------------------
+
+    def tasks_done(self, agent_id: str, done: Sequence[Done]) -> None:
+        coordinator = self.coordinator
+        self._record(coordinator.finish_many(agent_id, done))
         starts = coordinator.take_starts()
         if starts:
             self.backend.run([(agent.id, t) for agent, t in starts])
-        if self._progress_waiters:
-            self._wake(self._progress_waiters)
-        if self._idle_waiters and coordinator.idle:
-            self._wake(self._idle_waiters)
+        self._settle()
 
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
         self.lost_agents.append((agent_id, reason))
         self.coordinator.agent_lost(agent_id, in_flight, reason)
         self._pump()
-        if self._idle_waiters and (self.coordinator.idle or not self.coordinator.agents):
-            self._wake(self._idle_waiters)
 
     @staticmethod
     def _wake(waiters: list[asyncio.Future[None]]) -> None:
