@@ -9,20 +9,52 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from swarmperf.errors import UnknownName
+from swarmperf.model import AgentSpec, Fault
 
 
 @dataclass(frozen=True, slots=True)
 class AgentContext:
-    """What a handler may know about the agent running it."""
+    """What a handler may know about the agent running it.
+
+    `slowdown` and `faults` shape the built-in work handlers of synthetic agents; `epoch`
+    is when the swarm started (time.perf_counter), which fault windows count from.
+    """
 
     id: str
     slowdown: float = 1.0
+    faults: tuple[Fault, ...] = ()
+    epoch: float = 0.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    @classmethod
+    def for_agent(cls, spec: AgentSpec, epoch: float) -> AgentContext:
+        # Seeded by the agent's id: the same agent fails on the same draws every run.
+        seed = zlib.crc32(spec.id.encode())
+        return cls(spec.id, spec.slowdown, spec.faults, epoch, random.Random(seed))
+
+    def work_factor(self) -> float:
+        """How many times longer work takes now; raises `InjectedFault` when a fault
+        window's error rate says this call fails."""
+        factor = self.slowdown
+        if self.faults:
+            elapsed = time.perf_counter() - self.epoch
+            for fault in self.faults:
+                if fault.active(elapsed):
+                    if fault.error_rate and self.rng.random() < fault.error_rate:
+                        raise InjectedFault(
+                            f"agent {self.id!r} fails {fault.error_rate:.0%} of its calls "
+                            f"from {fault.start:g}s"
+                        )
+                    factor *= fault.slowdown
+        return factor
 
 
 Handler = Callable[[Any, AgentContext], Any]
@@ -32,22 +64,29 @@ class TaskFailure(Exception):
     """Raised by the `fail` handler, and by handlers that want a plain, expected failure."""
 
 
+class InjectedFault(TaskFailure):
+    """A failure from a synthetic agent's fault plan."""
+
+
 def noop(payload: Any, agent: AgentContext) -> None:
-    return None
+    if agent.faults:
+        agent.work_factor()
 
 
 def echo(payload: Any, agent: AgentContext) -> Any:
+    if agent.faults:
+        agent.work_factor()
     return payload
 
 
 async def sleep(payload: Any, agent: AgentContext) -> None:
     """Wait `payload` seconds (times the agent's slowdown): I/O-bound work, e.g. an API call."""
-    await asyncio.sleep(float(payload) * agent.slowdown)
+    await asyncio.sleep(float(payload) * agent.work_factor())
 
 
 def spin(payload: Any, agent: AgentContext) -> int:
     """Burn CPU for `payload` seconds (times the agent's slowdown): CPU-bound work."""
-    end = time.perf_counter() + float(payload) * agent.slowdown
+    end = time.perf_counter() + float(payload) * agent.work_factor()
     n = 0
     while time.perf_counter() < end:
         n += 1

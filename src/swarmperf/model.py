@@ -40,6 +40,31 @@ class TaskStatus(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Fault:
+    """A synthetic fault, for demos and chaos tests: from `start` to `end` seconds after
+    the swarm started (None: for good), the agent's built-in work handlers fail with
+    probability `error_rate` and take `slowdown` times longer."""
+
+    start: float = 0.0
+    end: float | None = None
+    error_rate: float = 0.0
+    slowdown: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.start < 0:
+            raise ConfigError("faults.start", self.start, "Use a duration >= 0, e.g. 2s.")
+        if self.end is not None and self.end <= self.start:
+            raise ConfigError("faults.end", self.end, "Use a time after faults.start.")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ConfigError("faults.error_rate", self.error_rate, "Use a number in [0, 1].")
+        if not self.slowdown > 0:
+            raise ConfigError("faults.slowdown", self.slowdown, "Use a number > 0.")
+
+    def active(self, elapsed: float) -> bool:
+        return self.start <= elapsed and (self.end is None or elapsed < self.end)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSpec:
     """What an agent is: its identity and its declared capacity.
 
@@ -60,6 +85,7 @@ class AgentSpec:
     queue_limit: int | None = None
     prefetch: int = 0
     slowdown: float = 1.0
+    faults: tuple[Fault, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -6,6 +6,7 @@ cannot be computed is None, and `RunReport.missing` says why. Nothing is filled 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from swarmperf.balancing.agents import AgentState
 from swarmperf.model import AgentSpec, TaskResult, TaskStatus
+from swarmperf.runtime.guard import Event
 
 LATENCY_PERCENTILES = (50, 90, 95, 99)
 
@@ -60,6 +62,8 @@ class RunReport:
     lower_bound: float | None  # a floor for the makespan, e.g. from `work_lower_bound`
     makespan_ratio: float | None  # makespan / lower_bound: 1 is optimal
     missing: dict[str, str] = field(default_factory=dict)  # figure -> why it is None
+    # How often each kind of resilience event happened: trips, retries, sheds, restarts...
+    events: dict[str, int] = field(default_factory=dict)
 
     @property
     def makespan_ratio_reason(self) -> str | None:
@@ -77,6 +81,8 @@ class RunReport:
         """Print a summary table and a per-agent table."""
         console.print(self._summary_table())
         console.print(self._agent_table())
+        if self.events:
+            console.print(self._event_table())
 
     def _summary_table(self) -> Table:
         table = Table(title=f"Run of swarm {self.swarm_id!r}: {self.strategy} on {self.backend}")
@@ -114,6 +120,14 @@ class RunReport:
             )
         return table
 
+    def _event_table(self) -> Table:
+        table = Table(title="Resilience events")
+        table.add_column("event")
+        table.add_column("count", justify="right")
+        for kind, count in sorted(self.events.items()):
+            table.add_row(kind, str(count))
+        return table
+
     def _shown(self, name: str, template: str | None = None) -> str:
         value = getattr(self, name)
         if value is None:
@@ -138,6 +152,7 @@ def build_report(
     backend: str,
     swarm_id: str,
     lower_bound: float | None = None,
+    events: Iterable[Event] = (),
 ) -> RunReport:
     """Compute a `RunReport` from a run's results.
 
@@ -190,6 +205,7 @@ def build_report(
         lower_bound=lower_bound,
         makespan_ratio=ratio,
         missing=missing,
+        events=dict(Counter(event.kind for event in events)),
     )
 
 

@@ -13,6 +13,7 @@ from swarmperf.handlers import HandlerRegistry
 from swarmperf.model import TaskResult
 from swarmperf.report import RunReport, build_report, work_lower_bound
 from swarmperf.runtime.backends import make_backend
+from swarmperf.runtime.guard import Event
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.spec import BatchArrival, SwarmSpec
 from swarmperf.store import Store
@@ -67,6 +68,7 @@ async def run_spec(
     timed = generate_tasks(spec.workload, spec.seed)
     total = len(timed)
     backend = make_backend(spec.backend)
+    clock = time.perf_counter
     swarm = Swarm(
         spec.agent_specs(),
         strategy=spec.strategy,
@@ -74,6 +76,10 @@ async def run_spec(
         queue=spec.queue_settings(),
         handlers=handlers,
         seed=spec.seed,
+        clock=clock,
+        guard=spec.guard(clock),
+        bulkheads=spec.resilience.bulkhead_settings(),
+        restart=spec.resilience.restart_policy(),
     )
     run_id = (
         store.start_run(spec.swarm_id, spec.to_data(), spec.backend, spec.strategy)
@@ -82,13 +88,22 @@ async def run_spec(
     )
     status = "failed"
     unsaved: list[TaskResult] = []
+    unsaved_events: list[Event] = []
     if store is not None:
         swarm.on_result(unsaved.append)
+        swarm.on_event(unsaved_events.append)
     try:
         async with swarm:
             started = swarm.clock()
             ticker = asyncio.create_task(
-                _tick(swarm, total, started, on_progress, progress_every, store, run_id, unsaved)
+                _tick(
+                    swarm,
+                    total,
+                    started,
+                    on_progress,
+                    progress_every,
+                    _Saver(store, run_id, spec.swarm_id, unsaved, unsaved_events),
+                )
             )
             try:
                 lag = await _feed_and_drain(swarm, timed, spec.duration)
@@ -113,6 +128,7 @@ async def run_spec(
             backend=spec.backend,
             swarm_id=spec.swarm_id,
             lower_bound=bound,
+            events=swarm.events,
         )
         if not isinstance(spec.workload.arrival, BatchArrival):
             report.missing["makespan_ratio"] = (
@@ -121,7 +137,7 @@ async def run_spec(
         status = "completed"
         if store is not None and run_id is not None:
             with store.transaction():
-                store.record_results(run_id, _take(unsaved))
+                _Saver(store, run_id, spec.swarm_id, unsaved, unsaved_events).save()
                 store.finish_run(run_id, report.to_dict(), status)
         return RunOutcome(report, results, run_id, lag)
     finally:
@@ -154,10 +170,35 @@ def _snapshot(swarm: Swarm, total: int, started: float) -> Progress:
     return Progress(total, c.completed + c.failed, c.failed, time.perf_counter() - started)
 
 
-def _take(buffer: list[TaskResult]) -> list[TaskResult]:
-    taken = buffer[:]
-    buffer.clear()
-    return taken
+@dataclass(slots=True)
+class _Saver:
+    """Moves finished results and events into the store as the run goes."""
+
+    store: Store | None
+    run_id: int | None
+    swarm_id: str
+    results: list[TaskResult]
+    events: list[Event]
+
+    def take(self) -> tuple[list[TaskResult], list[Event]]:
+        """What is waiting to be saved; call on the swarm's loop, which appends to it."""
+        results, events = self.results[:], self.events[:]
+        self.results.clear()
+        self.events.clear()
+        return results, events
+
+    def save(self) -> None:
+        self.write(*self.take())
+
+    def write(self, results: list[TaskResult], events: list[Event]) -> None:
+        if self.store is None or self.run_id is None:
+            return
+        if results:
+            self.store.record_results(self.run_id, results)
+        for event in events:
+            self.store.record_event(
+                self.swarm_id, self.run_id, event.ts, event.kind, event.subject, dict(event.detail)
+            )
 
 
 async def _tick(
@@ -166,18 +207,15 @@ async def _tick(
     started: float,
     listener: ProgressListener | None,
     every: float,
-    store: Store | None,
-    run_id: int | None,
-    unsaved: list[TaskResult],
+    saver: _Saver,
 ) -> None:
-    """Report progress, and save finished results as they come, so that other processes
-    can follow a running swarm in the store."""
+    """Report progress, and save finished results and events as they come, so that other
+    processes can follow a running swarm in the store."""
     while True:
         if listener is not None:
             listener(_snapshot(swarm, total, started))
-        if store is not None and run_id is not None and unsaved:
-            batch = _take(unsaved)
-            await asyncio.to_thread(store.record_results, run_id, batch)
+        if saver.results or saver.events:
+            await asyncio.to_thread(saver.write, *saver.take())
         await asyncio.sleep(every)
 
 

@@ -13,7 +13,7 @@ import re
 import types
 import typing
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +27,7 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -35,6 +36,8 @@ from swarmperf.durations import format_duration, format_rate, parse_duration, pa
 from swarmperf.errors import ConfigError
 from swarmperf.model import AgentSpec
 from swarmperf.queueing import QueueSettings
+from swarmperf.resilience.guard import ResilienceGuard
+from swarmperf.spec_resilience import FaultSpec, ResilienceSpec
 
 AUTO = "auto"  # not a strategy: "run every strategy and compare"; only the CLI acts on it
 _QUEUE_DEFAULTS = QueueSettings()
@@ -138,6 +141,8 @@ class AgentGroupSpec(_Section):
     prefetch: Annotated[int, Field(ge=0)] = 0
     slowdown: PositiveFloat = 1.0
     tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    faults: tuple[FaultSpec, ...] = ()
+    rate_limits: tuple[Name, ...] = ()  # names under resilience.rate_limits it draws from
 
     def ids(self) -> list[str]:
         if self.count is None:
@@ -154,6 +159,7 @@ class AgentGroupSpec(_Section):
                 queue_limit=self.queue_limit,
                 prefetch=self.prefetch,
                 slowdown=self.slowdown,
+                faults=tuple(f.fault() for f in self.faults),
             )
             for agent_id in self.ids()
         ]
@@ -344,6 +350,7 @@ class SwarmSpec(_Section):
     agents: tuple[AgentGroupSpec, ...]
     queue: QueueSpec = QueueSpec()
     workload: WorkloadSpec = WorkloadSpec()
+    resilience: ResilienceSpec = ResilienceSpec()
 
     @field_validator("strategy")
     @classmethod
@@ -371,6 +378,33 @@ class SwarmSpec(_Section):
                 value=sorted(repeated),
             )
         return groups
+
+    @model_validator(mode="after")
+    def _known_rate_limits(self) -> SwarmSpec:
+        defined = self.resilience.rate_limits
+        for group in self.agents:
+            for name in group.rate_limits:
+                if name not in defined:
+                    raise _problem(
+                        "rate_limits",
+                        f"agent {group.id!r} draws from rate limit {name!r}, which is not defined",
+                        _choose(name, sorted(defined))
+                        if defined
+                        else "Define it under resilience.rate_limits.",
+                    )
+        return self
+
+    def agent_rate_limits(self) -> dict[str, tuple[str, ...]]:
+        return {
+            agent_id: group.rate_limits
+            for group in self.agents
+            if group.rate_limits
+            for agent_id in group.ids()
+        }
+
+    def guard(self, clock: Callable[[], float]) -> ResilienceGuard:
+        """The resilience guard this spec asks for."""
+        return self.resilience.guard(self.agent_rate_limits(), self.seed, clock)
 
     def agent_specs(self) -> list[AgentSpec]:
         """Every agent, with groups expanded."""
@@ -674,7 +708,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "swarm spec") -> SwarmSpec
 
 
 DEMO_SPEC_YAML = """\
-# A demo swarm: eight agents of different kinds, heavy-tailed work, a few failing tasks.
+# A demo swarm: eight agents of different kinds, heavy-tailed work, a few failing tasks,
+# and one agent that breaks down for a while: its breaker trips, then it recovers.
 swarm_id: demo
 backend: local             # local | process
 strategy: capacity-aware   # a strategy name, or auto to compare them all
@@ -685,8 +720,11 @@ agents:
     count: 2
     weight: 2.0
     slowdown: 0.5
-  - id: std                # four ordinary agents, std-0 … std-3
-    count: 4
+  - id: std                # three ordinary agents, std-0 … std-2
+    count: 3
+  - id: flaky              # fails every call from 0.1 s to 0.5 s into the run
+    faults:
+      - {start: 100ms, end: 500ms, error_rate: 1.0}
   - id: wide               # one agent that runs four tasks at once
     concurrency: 4
   - id: slow               # four times slower than it says; only measuring finds out
@@ -702,6 +740,16 @@ workload:
   failure_rate: 0.01       # about 1% of the tasks fail on purpose
   priorities: {normal: 1.0}
   cost_estimates: true     # tasks tell the strategy their true size
+resilience:
+  breaker:                 # per agent: trip after 3 failures in a row, rest 200 ms
+    failure_threshold: 3
+    open_for: 200ms
+    half_open_calls: 1     # then one trial call at a time
+    success_threshold: 2   # two good trials close it again
+  retry:                   # retry agent trouble elsewhere; a task's own bug is final
+    max_attempts: 3
+    base_delay: 5ms
+    retry_on: [InjectedFault, TimeoutError, RateLimited, AgentCrashed]
 """
 
 

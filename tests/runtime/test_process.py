@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import signal
 import sys
 import threading
@@ -49,12 +50,26 @@ def unpicklable(payload: Any, agent: AgentContext) -> threading.Lock:
     return threading.Lock()
 
 
+async def nap(payload: tuple[float, Any], agent: AgentContext) -> Any:
+    """Wait `payload[0]` seconds, then return `payload[1]`, which ties a result to its task."""
+    await asyncio.sleep(payload[0])
+    return payload[1]
+
+
+def doze(payload: tuple[float, Any], agent: AgentContext) -> Any:
+    """`nap` for a sync handler: blocks its thread, releasing the GIL, as blocking I/O does."""
+    time.sleep(payload[0])
+    return payload[1]
+
+
 HANDLERS: dict[str, Handler] = {
     "add_one": add_one,
     "double_later": double_later,
     "whoami": whoami,
     "divide": divide,
     "unpicklable": unpicklable,
+    "nap": nap,
+    "doze": doze,
 }
 
 
@@ -127,6 +142,21 @@ def gone(pid: int) -> bool:
     return False
 
 
+def most_at_once(done: Sequence[Done]) -> int:
+    """The most tasks whose [started, finished] spans overlap, by their own timestamps."""
+    # A finish sorts before a start at the same instant: the slot was free by then.
+    events = sorted([(d[1], 1) for d in done] + [(d[2], -1) for d in done])
+    most = running = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
+
+
+def ids(tasks: Sequence[Task]) -> list[str]:
+    return sorted(task.id for task in tasks)
+
+
 def test_it_is_a_backend() -> None:
     backend: Backend = ProcessBackend()
     assert backend.name == "process"
@@ -179,9 +209,10 @@ def test_tasks_run_in_order_and_return_values_with_sane_timestamps(start_method:
     run(test)
 
 
-def test_failures_become_failed_results_and_the_worker_carries_on() -> None:
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_failures_become_failed_results_and_the_worker_carries_on(concurrency: int) -> None:
     async def test() -> None:
-        async with running(AgentSpec("a")) as (backend, sink):
+        async with running(AgentSpec("a", concurrency=concurrency)) as (backend, sink):
             tasks = [
                 Task("fail", "boom"),
                 Task("divide", 0),
@@ -229,6 +260,85 @@ def test_batches_larger_than_the_pipe_flow_both_ways() -> None:
     run(test)
 
 
+# -- concurrency --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [("sleep", 0.2), ("doze", (0.2, None))],
+    ids=["async-on-the-loop", "sync-on-threads"],
+)
+def test_an_agent_runs_up_to_its_concurrency_at_once(kind: str, payload: Any) -> None:
+    async def test() -> None:
+        async with running(AgentSpec("a", concurrency=4)) as (backend, sink):
+            tasks = [Task(kind, payload) for _ in range(8)]
+            started = time.perf_counter()
+            backend.run([("a", t) for t in tasks])
+            await sink.until(lambda: len(sink.done["a"]) == len(tasks))
+            elapsed = time.perf_counter() - started
+
+            assert elapsed < 1.2  # one at a time takes 1.6 s; four at a time, 0.4 s
+            assert ids(sink.tasks("a")) == ids(tasks)
+            for _, task_started, finished, error, _ in sink.done["a"]:
+                assert error is None
+                assert finished - task_started >= 0.2
+            assert most_at_once(sink.done["a"]) == 4
+            assert sink.lost == []
+
+    run(test)
+
+
+def test_results_come_back_as_tasks_finish_each_exactly_once() -> None:
+    async def test() -> None:
+        rng = random.Random(7)
+        mixed = [
+            Task(rng.choice(["nap", "doze"]), (rng.choice([0.0, 0.001, 0.005, 0.02]), i))
+            for i in range(60)
+        ]
+        slow = Task("nap", (0.5, "slow"))
+        failing = [Task("fail", "boom"), Task("nope"), Task("divide", 0)]
+        tasks = [slow, *mixed[:20], *failing, *mixed[20:]]
+        async with running(AgentSpec("a", concurrency=3)) as (backend, sink):
+            for batch in (tasks[:24], tasks[24:44], tasks[44:]):
+                backend.run([("a", t) for t in batch])
+            await sink.until(lambda: len(sink.done["a"]) == len(tasks))
+
+            reported = sink.tasks("a")
+            assert ids(reported) == ids(tasks)  # every task, none twice
+            assert reported[0] is not slow  # the first sent did not hold the others back
+            for task, started, finished, error, value in sink.done["a"]:
+                if task.kind in ("nap", "doze"):
+                    assert error is None
+                    assert value == task.payload[1]  # the result of this very task
+                    assert finished - started >= task.payload[0]
+                else:
+                    assert error is not None
+                    assert value is None
+            assert most_at_once(sink.done["a"]) <= 3
+            assert sink.lost == []
+
+    run(test)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_removing_a_concurrent_agent_lets_its_running_tasks_finish(start_method: str) -> None:
+    async def test() -> None:
+        agent = AgentSpec("a", concurrency=3)
+        async with running(agent, start_method=start_method) as (backend, sink):
+            tasks = [Task("nap", (0.05, i)) for i in range(4)]
+            tasks += [Task("doze", (0.05, i)) for i in range(4, 6)]
+            backend.run([("a", t) for t in tasks])
+            pid = backend.pid("a")
+
+            await backend.remove_agent("a")
+            assert ids(sink.tasks("a")) == ids(tasks)
+            assert sorted(done[4] for done in sink.done["a"]) == list(range(6))
+            assert gone(pid)
+            assert sink.lost == []
+
+    run(test)
+
+
 # -- crashes ----------------------------------------------------------------------------
 
 
@@ -263,6 +373,34 @@ def test_a_killed_worker_hands_back_exactly_the_tasks_it_had_not_reported(
             await sink.until(lambda: len(sink.done["b"]) == 1)
             assert sink.done["b"][0][4] == 2
             assert len(sink.done["a"]) == 3  # nothing was reported twice
+
+    run(test)
+
+
+def test_a_killed_concurrent_worker_hands_back_exactly_the_tasks_it_had_not_reported() -> None:
+    async def test() -> None:
+        async with running(AgentSpec("a", concurrency=3)) as (backend, sink):
+            quick = [Task("echo", i) for i in range(3)]
+            stuck = [Task("sleep", 60.0), Task("doze", (60.0, None)), Task("sleep", 60.0)]
+            waiting = [Task("echo", 3), Task("echo", 4)]
+            later = [Task("echo", 5)]
+            # The quick ones free their slots; then the stuck ones hold all three, the
+            # third reported quick one having been sent after two of them.
+            sent = [quick[0], quick[1], stuck[0], stuck[1], quick[2], stuck[2], *waiting]
+            backend.run([("a", t) for t in sent])
+            backend.run([("a", t) for t in later])
+            await sink.until(lambda: len(sink.done["a"]) == len(quick))
+            pid = backend.pid("a")
+            os.kill(pid, signal.SIGKILL)
+            await sink.until(lambda: bool(sink.lost))
+
+            assert ids(sink.tasks("a")) == ids(quick)
+            [(agent_id, in_flight, reason)] = sink.lost
+            assert agent_id == "a"
+            assert in_flight == [*stuck, *waiting, *later]  # all of them, in send order
+            assert reason == f"worker process {pid} exited with signal SIGKILL"
+            assert gone(pid)
+            assert len(sink.done["a"]) == len(quick)  # nothing was reported twice
 
     run(test)
 

@@ -336,6 +336,10 @@ class Coordinator:
         return self._pending
 
     @property
+    def max_queued(self) -> int:
+        return self.settings.max_queued
+
+    @property
     def horizon(self) -> float:
         """Seconds to finish all known work at the measured speeds, perfectly balanced."""
         if self._total_speed <= 0:

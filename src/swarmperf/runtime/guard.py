@@ -69,6 +69,9 @@ class Control(Protocol):
     @property
     def pending(self) -> int: ...
 
+    @property
+    def max_queued(self) -> int: ...
+
 
 class Guard(Protocol):
     """A fault-tolerance policy. Pure: it reads the clock values it is given."""

@@ -27,9 +27,9 @@ _REPORT_EVERY = 64
 class _LocalAgent:
     __slots__ = ("closing", "context", "queue", "spec", "waiters", "workers")
 
-    def __init__(self, spec: AgentSpec) -> None:
+    def __init__(self, spec: AgentSpec, epoch: float) -> None:
         self.spec = spec
-        self.context = AgentContext(spec.id, spec.slowdown)
+        self.context = AgentContext.for_agent(spec, epoch)
         self.queue: deque[Task] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.workers: list[asyncio.Task[None]] = []
@@ -53,10 +53,12 @@ class LocalBackend:
         self._agents: dict[str, _LocalAgent] = {}
         self._sink: CompletionSink | None = None
         self._handlers = HandlerRegistry()
+        self._epoch = 0.0
 
     async def start(self, sink: CompletionSink, handlers: HandlerRegistry) -> None:
         self._sink = sink
         self._handlers = handlers
+        self._epoch = _now()
 
     async def stop(self) -> None:
         agents = list(self._agents)
@@ -69,7 +71,7 @@ class LocalBackend:
     async def add_agent(self, spec: AgentSpec) -> None:
         if spec.id in self._agents:
             raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
-        agent = _LocalAgent(spec)
+        agent = _LocalAgent(spec, self._epoch)
         self._agents[spec.id] = agent
         for i in range(spec.concurrency):
             agent.workers.append(

@@ -1,11 +1,15 @@
 """The `process` backend: each agent is a worker process, for CPU-bound handlers.
 
 Tasks travel in batches: `run` sends each agent one frame per call holding the kinds and
-payloads of its new tasks (never the `Task` objects, which stay in the parent). A worker
-runs its tasks one at a time, in the order received, and answers with frames of results in
-the same order, so the parent matches results to tasks by position alone and always knows
-exactly which tasks a worker had been sent and not yet reported. When a worker dies, those
-are handed back through `CompletionSink.agent_lost`.
+payloads of its new tasks (never the `Task` objects, which stay in the parent). Both sides
+number an agent's tasks 0, 1, 2, ... in send order, and a frame of results names its tasks
+by those numbers, so the parent always knows exactly which tasks a worker had been sent and
+not yet reported. When a worker dies, those are handed back, in send order, through
+`CompletionSink.agent_lost`.
+
+A worker with concurrency 1 runs its tasks one at a time, in the order received, and its
+results keep that order: a frame names only its first task. A worker with concurrency `c`
+runs up to `c` at once and reports each as it finishes, in any order.
 
 A frame is a 16-byte header (opcode, task count, body length) and a pickled body, written
 with one `writev` on a socket pair. The parent never blocks on a worker: it reads and
@@ -20,17 +24,18 @@ import importlib
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import struct
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from swarmperf.balancing.agents import EWMA_ALPHA
 from swarmperf.errors import AgentCrashed, BackendError, ConfigError
@@ -129,7 +134,12 @@ def _error(exc: BaseException) -> str:
 
 
 def _worker_main(
-    conn: Connection, agent_id: str, slowdown: float, refs: dict[str, str], flush: float
+    conn: Connection,
+    agent_id: str,
+    slowdown: float,
+    refs: dict[str, str],
+    flush: float,
+    concurrency: int,
 ) -> None:
     """Entry point of a worker process: load the handlers, report ready, serve batches."""
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
@@ -142,14 +152,23 @@ def _worker_main(
         body = pickle.dumps((os.getpid(), _error(exc)), _PICKLE)
         _write_all(fd, _HEADER.pack(_READY, 0, len(body)), body)
         return
-    worker = _Worker(fd, registry, AgentContext(agent_id, slowdown), flush)
+    context = AgentContext(agent_id, slowdown)
+    worker: _Worker = (
+        _SerialWorker(fd, registry, context, flush)
+        if concurrency == 1
+        else _ConcurrentWorker(fd, registry, context, flush, concurrency)
+    )
     worker.send(_READY, 0, pickle.dumps((os.getpid(), None), _PICKLE))
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         worker.serve()  # those two mean the parent is gone: nobody is left to report to
 
 
 class _Worker:
-    """Runs batches in order; a helper thread flushes results of long batches early."""
+    """What both kinds of worker share: the handlers, the socket and the result frames.
+
+    Both number the tasks they receive 0, 1, 2, ... in arrival order, as the parent numbers
+    them in send order, so a result names its task by that number alone.
+    """
 
     def __init__(
         self, fd: int, registry: HandlerRegistry, context: AgentContext, flush: float
@@ -159,11 +178,60 @@ class _Worker:
         self._table = {name: registry.resolve(name) for name in registry}
         self._context = context
         self._flush_interval = flush
+        self._reader = _FrameReader()
+        self._received = 0  # tasks received so far: the next task's number
+        self._lock = threading.Lock()  # one frame at a time on the socket
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    def send(self, op: int, count: int, body: bytes) -> None:
+        with self._lock:
+            _write_all(self._fd, _HEADER.pack(op, count, len(body)), body)
+
+    def _write_results(
+        self,
+        seqs: int | tuple[int, ...],
+        starts: tuple[float, ...],
+        finishes: tuple[float, ...],
+        errors: tuple[str | None, ...],
+        values: tuple[Any, ...],
+    ) -> None:
+        """One results frame; `seqs` is the first task's number when they are consecutive."""
+        n = len(starts)
+        sent_at = _now()
+        try:
+            body = pickle.dumps(
+                (
+                    sent_at,
+                    seqs,
+                    starts,
+                    finishes,
+                    None if errors.count(None) == n else errors,
+                    values,
+                ),
+                _PICKLE,
+            )
+        except Exception:
+            body = _dumps_each(sent_at, seqs, starts, finishes, errors, values)
+        _write_all(self._fd, _HEADER.pack(_RESULTS, n, len(body)), body)
+
+
+class _SerialWorker(_Worker):
+    """Runs one task at a time, in order; a helper thread flushes results of long batches early.
+
+    Results leave in the order the tasks arrived, so a frame names only its first task.
+    """
+
+    def __init__(
+        self, fd: int, registry: HandlerRegistry, context: AgentContext, flush: float
+    ) -> None:
+        super().__init__(fd, registry, context, flush)
         # (started, finished, error, value) of tasks run but not yet sent. Only the main
         # thread appends; senders take a prefix under `_lock`. Under the GIL `append`,
         # slicing and `del` are atomic, so the hot loop needs no lock.
         self._results: list[tuple[float, float, str | None, Any]] = []
-        self._lock = threading.Lock()
+        self._reported = 0  # the number of the first task in `_results`
         self._busy = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -176,7 +244,7 @@ class _Worker:
                 self._loop.close()
 
     def _serve(self) -> None:
-        reader = _FrameReader()
+        reader = self._reader
         frames: deque[tuple[int, int, memoryview]] = deque()
         fd = self._fd
         while True:
@@ -193,11 +261,8 @@ class _Worker:
             elif op == _STOP:
                 return
 
-    def send(self, op: int, count: int, body: bytes) -> None:
-        with self._lock:
-            _write_all(self._fd, _HEADER.pack(op, count, len(body)), body)
-
     def _run_batch(self, count: int, body: memoryview) -> None:
+        self._received += count
         append = self._results.append
         try:
             kinds, payloads = pickle.loads(body)
@@ -250,26 +315,250 @@ class _Worker:
                 return
             taken = results[:n]
             del results[:n]
-            sent_at = _now()
+            first = self._reported
+            self._reported = first + n
             starts, finishes, errors, values = zip(*taken, strict=True)
+            self._write_results(first, starts, finishes, errors, values)
+
+
+# (number, started, finished, error, value) of one task a concurrent worker has run.
+_Finished = tuple[int, float, float, str | None, Any]
+
+
+class _ConcurrentWorker(_Worker):
+    """Runs up to `concurrency` tasks at once, starting them in arrival order.
+
+    Async handlers run as tasks on this process's event loop; sync handlers run on a pool of
+    `concurrency` threads, started on first use. Threads help handlers that release the GIL
+    (blocking I/O, sleeps, most C extensions), not CPU-bound Python code.
+
+    A finished result leaves at once if the worker has a free slot (the parent's answer is
+    what fills it); while every slot is busy and tasks wait for one, results are gathered
+    for up to `flush_interval`, so that a stream of quick tasks costs few frames.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        registry: HandlerRegistry,
+        context: AgentContext,
+        flush: float,
+        concurrency: int,
+    ) -> None:
+        super().__init__(fd, registry, context, flush)
+        self._limit = concurrency
+        self._waiting: deque[tuple[int, str, Any]] = deque()  # received, no free slot yet
+        self._running = 0
+        self._finished: list[_Finished] = []  # run, not yet sent
+        self._flush_handle: asyncio.Handle | None = None
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()  # the async handlers running
+        self._jobs: queue.SimpleQueue[tuple[int, Handler, Any]] | None = None
+        # Filled by the pool's threads; `_woken` spares a loop wake-up per result.
+        self._from_threads: deque[_Finished] = deque()
+        self._woken = False
+        # Made by `serve`, before any callback that uses them can run.
+        self._loop: asyncio.AbstractEventLoop
+        self._end: asyncio.Future[None]
+
+    def serve(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        loop.set_exception_handler(self._on_fault)
+        self._end = loop.create_future()
+        loop.add_reader(self._fd, self._on_readable)
+        try:
+            loop.run_until_complete(self._end)
+        finally:
+            loop.remove_reader(self._fd)
+            running = [task for task in self._tasks if not task.done()]
+            for task in running:
+                task.cancel()
+            if running:  # or closing the loop would warn about each of them
+                loop.run_until_complete(asyncio.gather(*running, return_exceptions=True))
+            loop.close()
+
+    def _on_fault(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # A fault in the worker itself (handlers' errors fail their tasks instead) ends it,
+        # as it would end a serial worker, so that the parent hands its tasks on rather
+        # than wait for results that will never come.
+        error = context.get("exception")
+        if not isinstance(error, BaseException):
+            error = RuntimeError(context.get("message", "event loop error"))
+        self._finish(error)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        """Stop serving: the parent said stop, went away, or a handler ended the process."""
+        if self._end.done():
+            return
+        if error is None:
+            self._end.set_result(None)
+        else:
+            self._end.set_exception(error)
+
+    # -- frames in ------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._fd, _READ_SIZE)
+        except OSError as exc:
+            self._finish(exc)
+            return
+        if not data:
+            self._finish()
+            return
+        for op, count, body in self._reader.feed(data):
+            if op == _BATCH:
+                self._receive(count, body)
+            elif op == _PING:
+                self._write(_PONG, 0, b"")
+            elif op == _STOP:
+                # Nothing follows a stop; the worker ends once its tasks have run.
+                self._stopping = True
+                self._loop.remove_reader(self._fd)
+                self._end_if_idle()
+                return
+
+    def _receive(self, count: int, body: memoryview) -> None:
+        first = self._received
+        self._received += count
+        try:
+            kinds, payloads = pickle.loads(body)
+        except Exception as exc:  # e.g. a payload class the worker cannot import
+            now = _now()
+            error = f"{_error(exc)} (while unpickling a batch of {count} tasks)"
+            self._finished.extend(
+                (seq, now, now, error, None) for seq in range(first, first + count)
+            )
+            self._flush_soon()
+            return
+        self._waiting.extend(zip(range(first, first + count), kinds, payloads, strict=True))
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        table = self._table
+        while self._running < self._limit and self._waiting:
+            seq, kind, payload = self._waiting.popleft()
+            entry = table.get(kind)
             try:
-                body = pickle.dumps(
-                    (
-                        sent_at,
-                        starts,
-                        finishes,
-                        None if errors.count(None) == n else errors,
-                        values,
-                    ),
-                    _PICKLE,
-                )
-            except Exception:
-                body = _dumps_each(sent_at, starts, finishes, errors, values)
-            _write_all(self._fd, _HEADER.pack(_RESULTS, n, len(body)), body)
+                handler, is_async = entry if entry is not None else self._registry.resolve(kind)
+            except Exception as exc:  # an unknown kind fails its task without taking a slot
+                now = _now()
+                self._finished.append((seq, now, now, _error(exc), None))
+                self._flush_soon()
+                continue
+            self._running += 1
+            if is_async:
+                task = self._loop.create_task(self._run_async(seq, handler, payload))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                self._run_in_thread(seq, handler, payload)
+
+    # -- running --------------------------------------------------------------------------
+
+    async def _run_async(self, seq: int, handler: Handler, payload: Any) -> None:
+        started = _now()
+        try:
+            value = await handler(payload, self._context)
+        except Exception as exc:  # a failing handler fails its task, not the worker
+            self._task_done((seq, started, _now(), _error(exc), None))
+            return
+        self._task_done((seq, started, _now(), None, value))
+
+    def _run_in_thread(self, seq: int, handler: Handler, payload: Any) -> None:
+        jobs = self._jobs
+        if jobs is None:
+            jobs = self._jobs = queue.SimpleQueue()
+            for i in range(self._limit):
+                # Daemonic: a handler still blocked when the worker ends must not keep it up.
+                name = f"swarmperf-{self._context.id}-{i}"
+                threading.Thread(
+                    target=self._thread_main, args=(jobs,), name=name, daemon=True
+                ).start()
+        jobs.put((seq, handler, payload))
+
+    def _thread_main(self, jobs: queue.SimpleQueue[tuple[int, Handler, Any]]) -> None:
+        context = self._context
+        loop = self._loop
+        results = self._from_threads
+        while True:
+            seq, handler, payload = jobs.get()
+            started = _now()
+            try:
+                value = handler(payload, context)
+            except Exception as exc:  # a failing handler fails its task, not the worker
+                results.append((seq, started, _now(), _error(exc), None))
+            except BaseException as exc:  # SystemExit and the like end the worker, as serially
+                with contextlib.suppress(RuntimeError):  # the loop is closed: it ended already
+                    loop.call_soon_threadsafe(self._finish, exc)
+                return
+            else:
+                results.append((seq, started, _now(), None, value))
+            if not self._woken:
+                self._woken = True
+                try:
+                    loop.call_soon_threadsafe(self._collect)
+                except RuntimeError:  # the loop is closed: the worker is ending
+                    return
+
+    def _collect(self) -> None:
+        # Cleared before draining: a result appended after the drain wakes the loop again.
+        self._woken = False
+        results = self._from_threads
+        while results:
+            self._task_done(results.popleft())
+
+    def _task_done(self, result: _Finished) -> None:
+        self._running -= 1
+        self._finished.append(result)
+        self._start_waiting()
+        if self._running < self._limit or self._stopping:
+            self._flush_soon()
+        elif self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(self._flush_interval, self._flush)
+        self._end_if_idle()
+
+    # -- frames out -----------------------------------------------------------------------
+
+    def _flush_soon(self) -> None:
+        # On the next pass of the loop, so that tasks finishing together share one frame.
+        handle = self._flush_handle
+        if handle is not None:
+            if not isinstance(handle, asyncio.TimerHandle):
+                return
+            handle.cancel()
+        self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        results = self._finished
+        if not results:
+            return
+        self._finished = []
+        seqs, starts, finishes, errors, values = zip(*results, strict=True)
+        try:
+            with self._lock:
+                self._write_results(seqs, starts, finishes, errors, values)
+        except OSError as exc:
+            self._finish(exc)
+
+    def _write(self, op: int, count: int, body: bytes) -> None:
+        try:
+            self.send(op, count, body)
+        except OSError as exc:
+            self._finish(exc)
+
+    def _end_if_idle(self) -> None:
+        if self._stopping and not self._running and not self._waiting:
+            self._flush()
+            self._finish()
 
 
 def _dumps_each(
     sent_at: float,
+    seqs: int | tuple[int, ...],
     starts: tuple[float, ...],
     finishes: tuple[float, ...],
     errors: tuple[str | None, ...],
@@ -287,23 +576,97 @@ def _dumps_each(
                 "worker process)"
             )
             value_list[i] = None
-    return pickle.dumps((sent_at, starts, finishes, error_list, value_list), _PICKLE)
+    return pickle.dumps((sent_at, seqs, starts, finishes, error_list, value_list), _PICKLE)
 
 
 # -- the parent side ------------------------------------------------------------------
+
+
+class _Unreported:
+    """The tasks sent to one worker and not yet reported, by number (0, 1, ... as sent).
+
+    A list from number `_base` on, so that results in send order cost one slice. A task
+    reported out of order leaves None in its place until every task before it is reported,
+    so a long task holds on to one slot (8 bytes) for each task sent after it meanwhile.
+    """
+
+    __slots__ = ("_base", "_low", "_tasks")
+
+    def __init__(self) -> None:
+        self._tasks: list[Task | None] = []
+        self._base = 0  # the number of `_tasks[0]`
+        self._low = 0  # every task numbered below this has been reported
+
+    def __bool__(self) -> bool:
+        return self._low < self._base + len(self._tasks)
+
+    def add(self, tasks: list[Task]) -> int:
+        """Number `tasks` on from the last sent; return the first one's number."""
+        first = self._base + len(self._tasks)
+        self._tasks += tasks
+        return first
+
+    def take_run(self, first: int, count: int) -> list[Task]:
+        """Remove and return the `count` tasks numbered from `first` on."""
+        if first != self._low:
+            return self.take(range(first, first + count))
+        start = first - self._base
+        run = self._tasks[start : start + count]
+        if len(run) != count:
+            raise BackendError(f"A worker reported tasks {first}+{count} it was not sent.")
+        self._low = first + count
+        self._advance()
+        # Only tasks below `_low` or reported out of order are None, and these are neither.
+        return cast("list[Task]", run)
+
+    def take(self, seqs: Iterable[int]) -> list[Task]:
+        """Remove and return the tasks with these numbers, in this order."""
+        tasks = self._tasks
+        low = self._low - self._base
+        taken: list[Task] = []
+        for seq in seqs:
+            i = seq - self._base
+            task = tasks[i] if low <= i < len(tasks) else None
+            if task is None:
+                raise BackendError(f"A worker reported task {seq}, which was not outstanding.")
+            tasks[i] = None
+            taken.append(task)
+        self._advance()
+        return taken
+
+    def pending(self) -> list[Task]:
+        """The tasks not yet reported, in send order."""
+        return [task for task in self._tasks[self._low - self._base :] if task is not None]
+
+    def clear(self) -> None:
+        self._base = self._low = self._base + len(self._tasks)
+        self._tasks = []
+
+    def _advance(self) -> None:
+        tasks = self._tasks
+        base = self._base
+        low = self._low - base
+        end = len(tasks)
+        while low < end and tasks[low] is None:
+            low += 1
+        self._low = low + base
+        if 2 * low >= end:  # at least half is reported: drop it, amortised O(1) a task
+            del tasks[:low]
+            self._base = base + low
 
 
 class _Agent:
     """The parent's record of one worker process."""
 
     __slots__ = (
+        "batch_sent",
         "closing",
         "conn",
         "exited",
         "failure",
         "fd",
-        "head",
         "id",
+        "in_order",
         "last_finished",
         "out",
         "pid",
@@ -311,12 +674,14 @@ class _Agent:
         "reader",
         "ready",
         "rejected",
-        "sent",
         "sentinel",
+        "unreported",
         "waiter",
     )
 
-    def __init__(self, agent_id: str, process: BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self, agent_id: str, process: BaseProcess, conn: Connection, in_order: bool
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.id = agent_id
         self.process = process
@@ -325,10 +690,12 @@ class _Agent:
         self.pid = 0
         self.sentinel = -1
         self.reader = _FrameReader()
-        # Batches sent and not fully reported, oldest first: (tasks, sent at). The first
-        # `head` tasks of the oldest batch have been reported already.
-        self.sent: deque[tuple[list[Task], float]] = deque()
-        self.head = 0
+        self.unreported = _Unreported()
+        # A worker with concurrency 1 reports in send order; others as tasks finish.
+        self.in_order = in_order
+        # In-order workers only: when each batch whose first task is unreported was sent,
+        # by that task's number.
+        self.batch_sent: dict[int, float] = {}
         self.last_finished = 0.0
         self.out = bytearray()  # frames the socket would not take yet
         self.rejected: list[Done] = []  # tasks failed in the parent, reported on next tick
@@ -338,22 +705,26 @@ class _Agent:
         self.exited: asyncio.Future[None] = loop.create_future()
         self.waiter: asyncio.Future[float | None] | None = None
 
-    def unreported(self) -> list[Task]:
-        tasks = [done[0] for done in self.rejected]
-        for i, (batch, _) in enumerate(self.sent):
-            tasks.extend(batch[self.head :] if i == 0 else batch)
-        return tasks
+    def in_flight(self) -> list[Task]:
+        """Every task given to this agent and not yet reported, in the order given."""
+        return [done[0] for done in self.rejected] + self.unreported.pending()
 
 
 class ProcessBackend:
     """Agents as worker processes: one OS process per agent, for CPU-bound handlers.
 
-    A worker runs one task at a time, in the order it received them; an agent's
-    `concurrency` (and prefetch) only set how many tasks may wait in its pipe, which hides
-    the round trip. Handlers must be importable module-level functions (checked at
-    `start`). `flush_interval` bounds how long a finished result may wait in a worker
-    while later tasks of its batch run; `start_timeout` bounds a worker's start-up and
-    `stop_timeout` how long `stop` waits for workers to exit before killing them.
+    A worker runs up to its agent's `concurrency` tasks at once, starting them in the order
+    received; `prefetch` more wait in the worker, which hides the round trip. With
+    concurrency 1 they run one after the other on the worker's main thread. Above 1, async
+    handlers run concurrently on the worker's event loop and sync handlers on a pool of
+    `concurrency` threads in the worker. Threads only overlap handlers that release the GIL
+    (blocking I/O, `time.sleep`, many C extensions): CPU-bound Python handlers gain nothing
+    from concurrency, so for CPU-bound parallelism add agents (processes) instead.
+
+    Handlers must be importable module-level functions (checked at `start`).
+    `flush_interval` bounds how long a finished result may wait in a worker while it is
+    busy with other tasks; `start_timeout` bounds a worker's start-up and `stop_timeout` how
+    long `stop` waits for workers to exit before killing them.
 
     Workers are daemonic, so they end with the parent even without `stop`; the price is
     that a handler cannot start processes of its own with `multiprocessing`.
@@ -450,12 +821,19 @@ class ProcessBackend:
         conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(
             target=_worker_main,
-            args=(child_conn, spec.id, spec.slowdown, self._refs, self.flush_interval),
+            args=(
+                child_conn,
+                spec.id,
+                spec.slowdown,
+                self._refs,
+                self.flush_interval,
+                spec.concurrency,
+            ),
             name=f"swarmperf-agent-{spec.id}",
             # Daemonic, so that a parent that exits without stop() still takes them along.
             daemon=True,
         )
-        agent = _Agent(spec.id, process, conn)
+        agent = _Agent(spec.id, process, conn, in_order=spec.concurrency == 1)
         os.set_blocking(agent.fd, False)
         # Registered before the worker is up: the coordinator may bind tasks to it now.
         self._agents[spec.id] = agent
@@ -465,7 +843,7 @@ class ProcessBackend:
             self._detach(agent)
             self._forget(agent)
             conn.close()
-            self._sink.agent_lost(agent.id, agent.unreported(), f"could not start: {exc}")
+            self._sink.agent_lost(agent.id, agent.in_flight(), f"could not start: {exc}")
             raise BackendError(f"Could not start a worker process for {spec.id!r}.") from exc
         finally:
             child_conn.close()  # or the parent's copy would hide the worker's exit (no EOF)
@@ -506,7 +884,7 @@ class ProcessBackend:
         assert self._loop is not None
         best: float | None = None
         for _ in range(_PINGS):
-            if agent.sent or agent.closing or agent.exited.done():
+            if agent.unreported or agent.closing or agent.exited.done():
                 break
             agent.waiter = self._loop.create_future()
             sent_at = _now()
@@ -557,7 +935,9 @@ class ProcessBackend:
             if not tasks:
                 return
             body = pickle.dumps(([t.kind for t in tasks], [t.payload for t in tasks]), _PICKLE)
-        agent.sent.append((tasks, now))
+        first = agent.unreported.add(tasks)
+        if agent.in_order:
+            agent.batch_sent[first] = now
         self._send(agent, _BATCH, len(tasks), body)
 
     def _reject_unpicklable(self, agent: _Agent, tasks: list[Task], now: float) -> list[Task]:
@@ -650,28 +1030,25 @@ class ProcessBackend:
             self._sink.tasks_done(agent.id, done)
 
     def _results(self, agent: _Agent, count: int, body: memoryview) -> list[Done]:
-        sent_at, starts, finishes, errors, values = pickle.loads(body)
-        received_at = _now()
-        tasks, batch_sent_at = agent.sent[0]
-        head = agent.head
-        end = head + count
-        # A worker never mixes batches in one frame, so `end` stays within this batch.
-        if head == 0:
-            # Out: from the later of sending and the worker freeing up, to the first start.
-            # Back: from the worker's send to here. Work hides the out part when pipelined.
-            out = starts[0] - max(batch_sent_at, agent.last_finished)
-            self._observe_transfer(max(out, 0.0) + (received_at - sent_at))
-        if end >= len(tasks):
-            agent.sent.popleft()
-            agent.head = 0
-            chunk = tasks if head == 0 else tasks[head:]
+        sent_at, seqs, starts, finishes, errors, values = pickle.loads(body)
+        if isinstance(seqs, int):  # consecutive tasks, from an in-order worker
+            tasks = agent.unreported.take_run(seqs, count)
+            # Such a worker never mixes batches in one frame, so a frame that opens a batch
+            # holds that batch's first task.
+            batch_sent_at = agent.batch_sent.pop(seqs, None)
+            if batch_sent_at is not None:
+                # Out: from the later of sending and the worker freeing up, to the first
+                # start. Back: from the worker's send to here. Work hides the out part
+                # when pipelined. Concurrent workers are left to the pings: there a task
+                # may wait for a free slot, which would read as transfer time.
+                out = starts[0] - max(batch_sent_at, agent.last_finished)
+                self._observe_transfer(max(out, 0.0) + (_now() - sent_at))
+            agent.last_finished = finishes[-1]
         else:
-            agent.head = end
-            chunk = tasks[head:end]
-        agent.last_finished = finishes[-1]
+            tasks = agent.unreported.take(seqs)
         if errors is None:
             errors = repeat(None, count)
-        return list(zip(chunk, starts, finishes, errors, values, strict=True))
+        return list(zip(tasks, starts, finishes, errors, values, strict=True))
 
     # -- exits --------------------------------------------------------------------------
 
@@ -696,8 +1073,9 @@ class ProcessBackend:
             reason = agent.failure
         agent.conn.close()
         agent.process.close()
-        in_flight = agent.unreported()
-        agent.sent.clear()
+        in_flight = agent.in_flight()
+        agent.unreported.clear()
+        agent.batch_sent.clear()
         agent.rejected = []
         self._settle(agent, AgentCrashed(agent.id, reason))
         if (in_flight or not agent.closing) and self._sink is not None:

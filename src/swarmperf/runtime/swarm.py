@@ -16,6 +16,7 @@ from swarmperf.runtime.backend import Backend, Done
 from swarmperf.runtime.bulkheads import BulkheadSettings
 from swarmperf.runtime.coordinator import Coordinator
 from swarmperf.runtime.guard import Event, Guard
+from swarmperf.runtime.restart import RestartPolicy
 
 ResultListener = Callable[[TaskResult], None]
 EventListener = Callable[[Event], None]
@@ -40,6 +41,7 @@ class Swarm:
         clock: Callable[[], float] = time.perf_counter,
         guard: Guard | None = None,
         bulkheads: Mapping[str, BulkheadSettings] | None = None,
+        restart: RestartPolicy | None = None,
     ) -> None:
         if backend is None:
             from swarmperf.runtime.local import LocalBackend
@@ -69,6 +71,12 @@ class Swarm:
         self._progress_waiters: list[asyncio.Future[None]] = []
         self._started = False
         self.started_at: float | None = None
+        self.restart = restart
+        self._specs: dict[str, AgentSpec] = {}
+        self._restarts: dict[str, tuple[int, float]] = {}  # agent -> (restarts, last at)
+        self._restarting: set[asyncio.Task[None]] = set()
+        # Idempotency: key -> the id of the task that carries it (its result counts once).
+        self._keys: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -97,6 +105,8 @@ class Swarm:
 
     async def stop(self) -> None:
         self._started = False
+        for job in self._restarting:
+            job.cancel()
         if self._wakeup_handle is not None:
             self._wakeup_handle.cancel()
             self._wakeup_handle = None
@@ -116,6 +126,7 @@ class Swarm:
     # -- agents -------------------------------------------------------------------------
 
     async def add_agent(self, spec: AgentSpec) -> None:
+        self._specs[spec.id] = spec
         self.coordinator.add_agent(spec)
         try:
             await self.backend.add_agent(spec)
@@ -130,6 +141,7 @@ class Swarm:
 
     async def remove_agent(self, agent_id: str) -> None:
         """Stop giving `agent_id` work; its queued tasks go to others; its running ones finish."""
+        self._specs.pop(agent_id, None)
         self.coordinator.remove_agent(agent_id)
         self._pump()
         await self.backend.remove_agent(agent_id)
@@ -137,14 +149,43 @@ class Swarm:
     # -- tasks --------------------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
-        """Queue `task` now or raise `Backpressure`. The result arrives in `results`."""
+        """Queue `task` now or raise `Backpressure`. The result arrives in `results`.
+
+        A task whose `idempotency_key` was seen before is not queued again: the first
+        task's result is the one recorded, exactly once.
+        """
         if not self.coordinator.agents:
             raise NoAgents()
+        if task.idempotency_key is not None and self._duplicate(task):
+            return
         self.coordinator.submit(task)
         self._pump()
 
+    def _duplicate(self, task: Task) -> bool:
+        key = task.idempotency_key
+        assert key is not None
+        first = self._keys.get(key)
+        if first is None:
+            self._keys[key] = task.id
+            return False
+        self.coordinator.emit("duplicate-submission", task.id, key=key, first=first)
+        return True
+
     async def execute(self, task: Task) -> TaskResult:
-        """Submit `task` and wait for its result."""
+        """Submit `task` and wait for its result (the first one's, for a repeated
+        idempotency key)."""
+        key = task.idempotency_key
+        if key is not None and key in self._keys:
+            first = self._keys[key]
+            for result in reversed(self.results):
+                if result.task_id == first:
+                    return result
+            pending = self._futures.get(first)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_future()
+                self._futures[first] = pending
+            self.coordinator.emit("duplicate-submission", task.id, key=key, first=first)
+            return await asyncio.shield(pending)
         fut: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
         self._futures[task.id] = fut
         try:
@@ -159,7 +200,7 @@ class Swarm:
         if not self.coordinator.agents:
             raise NoAgents()
         submit_many = self.coordinator.submit_many
-        pending = list(tasks)
+        pending = [t for t in tasks if t.idempotency_key is None or not self._duplicate(t)]
         total = len(pending)
         i = 0
         while i < total:
@@ -189,7 +230,8 @@ class Swarm:
     async def drain(self) -> None:
         """Wait until nothing is queued, waiting to be retried, or running."""
         while not self.coordinator.idle:
-            if not self.coordinator.agents and not self.coordinator.running:
+            c = self.coordinator
+            if not c.agents and not c.running and not self._restarting:
                 raise NoAgents()
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(fut)
@@ -267,7 +309,41 @@ class Swarm:
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
         self.lost_agents.append((agent_id, reason))
         self.coordinator.agent_lost(agent_id, in_flight, reason)
+        spec = self._specs.get(agent_id)
+        if self.restart is not None and spec is not None and self._started:
+            self._schedule_restart(spec)
         self._pump()
+
+    def _schedule_restart(self, spec: AgentSpec) -> None:
+        assert self.restart is not None
+        now = self.clock()
+        count, last = self._restarts.get(spec.id, (0, now))
+        if now - last >= self.restart.reset_after:
+            count = 0
+        delay = self.restart.delay(count)
+        if delay is None:
+            self.coordinator.emit("agent-given-up", spec.id, restarts=count)
+            return
+        self._restarts[spec.id] = (count + 1, now)
+
+        async def restart() -> None:
+            await asyncio.sleep(delay)
+            if not self._started or spec.id in self.coordinator.agents:
+                return
+            try:
+                await self.add_agent(spec)
+            except Exception as exc:  # a failed restart is one more loss, not a crash
+                self.coordinator.emit("agent-restart-failed", spec.id, error=repr(exc))
+                if spec.id not in self.coordinator.agents:
+                    self._schedule_restart(spec)
+                self._settle()
+                return
+            self.coordinator.emit("agent-restarted", spec.id, attempt=count + 1, delay=delay)
+            self._settle()
+
+        job = asyncio.get_running_loop().create_task(restart())
+        self._restarting.add(job)
+        job.add_done_callback(self._restarting.discard)
 
     @staticmethod
     def _wake(waiters: list[asyncio.Future[None]]) -> None:
