@@ -244,18 +244,22 @@ def test_failures_become_failed_results_and_the_worker_carries_on(concurrency: i
     run(test)
 
 
-def test_batches_larger_than_the_pipe_flow_both_ways() -> None:
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_batches_larger_than_the_pipe_flow_both_ways(concurrency: int) -> None:
     async def test() -> None:
-        async with running(AgentSpec("a")) as (backend, sink):
+        async with running(AgentSpec("a", concurrency=concurrency)) as (backend, sink):
             big = os.urandom(4 << 20)
             tasks = [Task("echo", i.to_bytes(64, "little")) for i in range(20_000)]
             tasks.append(Task("echo", big))
+            last = Task("add_one", 1)
             backend.run([("a", t) for t in tasks])
-            backend.run([("a", Task("add_one", 1))])
+            backend.run([("a", last)])
             await sink.until(lambda: len(sink.done["a"]) == len(tasks) + 1)
-            assert sink.tasks("a")[:-1] == tasks
-            assert [done[4] for done in sink.done["a"][:-1]] == [t.payload for t in tasks]
-            assert sink.done["a"][-1][4] == 2
+            if concurrency == 1:
+                assert sink.tasks("a") == [*tasks, last]
+            assert ids(sink.tasks("a")) == ids([*tasks, last])
+            assert all(done[4] == done[0].payload for done in sink.done["a"] if done[0] is not last)
+            assert [done[4] for done in sink.done["a"] if done[0] is last] == [2]
 
     run(test)
 
