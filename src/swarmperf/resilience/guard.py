@@ -118,6 +118,8 @@ class ResilienceGuard:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._kind_breakers: dict[str, CircuitBreaker] = {}
         self._open: set[str] = set()  # breakers (by name) waiting out their open time
+        self._lost: set[str] = set()  # agents whose worker died; they come back on probation
+        self._probation: dict[str, int] = {}  # agent -> trial successes still needed
         self._limiter = Limiter(s.rate_limits, clock=clock) if s.rate_limits else None
         self._budget = (
             RetryBudget(
@@ -143,17 +145,27 @@ class ResilienceGuard:
         return self._control
 
     def agent_added(self, agent: AgentState, now: float) -> None:
-        if self.settings.breaker is not None:
-            self._breakers[agent.id] = CircuitBreaker(
-                agent.id,
-                self.settings.breaker,
-                clock=self._clock,
-                on_transition=self._on_transition,
-            )
+        settings = self.settings.breaker
+        if settings is None:
+            return
+        self._breakers[agent.id] = CircuitBreaker(
+            agent.id, settings, clock=self._clock, on_transition=self._on_transition
+        )
+        if agent.id in self._lost:
+            # A restarted agent is reinstated as a half-open breaker would be: a few
+            # trial calls at a time until enough of them succeed.
+            self._lost.discard(agent.id)
+            self._probation[agent.id] = settings.success_threshold
+            self.control.limit_slots(agent.id, settings.half_open_calls)
+            self.control.emit("agent-probation", agent.id, trials=settings.success_threshold)
+
+    def agent_lost(self, agent_id: str, now: float) -> None:
+        self._lost.add(agent_id)
 
     def agent_removed(self, agent: AgentState) -> None:
         self._breakers.pop(agent.id, None)
         self._open.discard(agent.id)
+        self._probation.pop(agent.id, None)
 
     def admit(self, task: Task, now: float) -> str | None:
         shed_at = self.settings.shed_at
@@ -207,6 +219,8 @@ class ResilienceGuard:
         duration = finished - started
         breaker = self._breakers.get(agent.id)
         kind_breaker = self._kind_breakers.get(task.kind)
+        if agent.id in self._probation:
+            self._on_probation(agent, error)
         if error is None:
             if breaker is not None:
                 breaker.record_success(duration)
@@ -255,6 +269,24 @@ class ResilienceGuard:
         return due
 
     # -- internals ----------------------------------------------------------------------
+
+    def _on_probation(self, agent: AgentState, error: str | None) -> None:
+        settings = self.settings.breaker
+        if settings is None:
+            return
+        if error is not None:
+            self._probation[agent.id] = settings.success_threshold
+            self.control.suspend(
+                agent.id, self._clock() + settings.open_for, f"failed on probation: {error}"
+            )
+            return
+        left = self._probation[agent.id] - 1
+        if left > 0:
+            self._probation[agent.id] = left
+            return
+        del self._probation[agent.id]
+        self.control.limit_slots(agent.id, None)
+        self.control.emit("agent-reinstated", agent.id)
 
     def _throttled(self, agent: AgentState, task: Task, error: str) -> Verdict:
         match = _RETRY_IN.search(error)

@@ -196,6 +196,8 @@ class Coordinator:
             self._to_queue_front(task, now)
             requeued.append(task)
         agent.running_work = 0.0
+        if self.guard is not None:
+            self.guard.agent_lost(agent_id, now)
         self.emit("agent-lost", agent_id, reason=reason, requeued=len(requeued))
         return requeued
 

@@ -82,6 +82,10 @@ class Guard(Protocol):
 
     def agent_removed(self, agent: AgentState) -> None: ...
 
+    def agent_lost(self, agent_id: str, now: float) -> None:
+        """The agent's worker died (after `agent_removed`)."""
+        ...
+
     def admit(self, task: Task, now: float) -> str | None:
         """A reason to shed `task` instead of queueing it, or None to admit it."""
         ...

@@ -135,8 +135,8 @@ def _error(exc: BaseException) -> str:
 
 def _worker_main(
     conn: Connection,
-    agent_id: str,
-    slowdown: float,
+    spec: AgentSpec,
+    epoch: float,
     refs: dict[str, str],
     flush: float,
     concurrency: int,
@@ -152,7 +152,9 @@ def _worker_main(
         body = pickle.dumps((os.getpid(), _error(exc)), _PICKLE)
         _write_all(fd, _HEADER.pack(_READY, 0, len(body)), body)
         return
-    context = AgentContext(agent_id, slowdown)
+    # perf_counter is CLOCK_MONOTONIC here, the same in every process: fault windows
+    # count from the parent's start.
+    context = AgentContext.for_agent(spec, epoch)
     worker: _Worker = (
         _SerialWorker(fd, registry, context, flush)
         if concurrency == 1
@@ -764,6 +766,7 @@ class ProcessBackend:
         self._agents: dict[str, _Agent] = {}
         self._sink: CompletionSink | None = None
         self._refs: dict[str, str] = {}
+        self._epoch = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -772,6 +775,7 @@ class ProcessBackend:
         self._refs = {name: handler_ref(name, fn) for name, fn in handlers.items()}
         self._sink = sink
         self._loop = asyncio.get_running_loop()
+        self._epoch = time.perf_counter()
 
     async def stop(self) -> None:
         agents = list(self._agents.values())
@@ -823,8 +827,8 @@ class ProcessBackend:
             target=_worker_main,
             args=(
                 child_conn,
-                spec.id,
-                spec.slowdown,
+                spec,
+                self._epoch,
                 self._refs,
                 self.flush_interval,
                 spec.concurrency,

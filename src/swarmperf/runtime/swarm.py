@@ -42,6 +42,7 @@ class Swarm:
         guard: Guard | None = None,
         bulkheads: Mapping[str, BulkheadSettings] | None = None,
         restart: RestartPolicy | None = None,
+        keep_results: bool = True,
     ) -> None:
         if backend is None:
             from swarmperf.runtime.local import LocalBackend
@@ -72,6 +73,8 @@ class Swarm:
         self._started = False
         self.started_at: float | None = None
         self.restart = restart
+        # Long or endless runs: results go to listeners only, so memory stays flat.
+        self.keep_results = keep_results
         self._specs: dict[str, AgentSpec] = {}
         self._restarts: dict[str, tuple[int, float]] = {}  # agent -> (restarts, last at)
         self._restarting: set[asyncio.Task[None]] = set()
@@ -251,7 +254,8 @@ class Swarm:
     def _record(self, results: list[TaskResult]) -> None:
         if not results:
             return
-        self.results.extend(results)
+        if self.keep_results:
+            self.results.extend(results)
         for listener in self._listeners:
             for result in results:
                 listener(result)
