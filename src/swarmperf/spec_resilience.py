@@ -63,7 +63,11 @@ def _checked(build: Callable[[], Any]) -> Any:
         raise PydanticCustomError(
             "invalid",
             "{problem}",
-            {"problem": f"{exc.field} is {exc.value!r}, which is not valid", "fix": exc.fix},
+            {
+                "problem": f"{exc.field} is not valid",
+                "fix": exc.fix,
+                "value": exc.value,
+            },
         ) from None
 
 
@@ -198,9 +202,9 @@ class ResilienceSpec(_Section):
     restart: RestartSpec | None = Field(default_factory=RestartSpec)
 
     @model_validator(mode="after")
-    def _limits_valid(self) -> ResilienceSpec:
-        for name, spec in self.rate_limits.items():
-            _checked(partial(spec.limit, name))
+    def _valid(self) -> ResilienceSpec:
+        # Building the settings runs their own checks (limits, fallbacks, shed levels).
+        _checked(partial(self.settings, {}, 0))
         return self
 
     def settings(

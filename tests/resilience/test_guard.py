@@ -225,3 +225,33 @@ def test_a_repeated_idempotency_key_runs_and_records_once() -> None:
     assert runs == ["x"]
     assert again is first
     assert len(results) == 1
+
+
+def test_an_open_kind_breaker_sends_new_tasks_to_the_fallback() -> None:
+    def api(payload: Any, agent: AgentContext) -> str:
+        raise ConnectionError("upstream down")
+
+    def cached(payload: Any, agent: AgentContext) -> str:
+        return "stale but useful"
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        guard = ResilienceGuard(
+            ResilienceSettings(
+                breaker=None,
+                kind_breaker=BreakerSettings(failure_threshold=3, open_for=60.0),
+                retry=None,
+                fallbacks={"api": "cached"},
+            )
+        )
+        handlers = {"api": api, "cached": cached}
+        async with Swarm([AgentSpec("a")], guard=guard, handlers=handlers) as swarm:
+            first = [await swarm.execute(Task("api")) for _ in range(3)]
+            later = await swarm.run([Task("api") for _ in range(10)])
+            return first + later, swarm.events
+
+    results, events = asyncio.run(main())
+    # The first three fail and fall back one by one; then the kind's breaker is open and
+    # new tasks go straight to the fallback, without touching the failing handler.
+    assert all(r.ok and r.value == "stale but useful" for r in results)
+    assert any(e.kind == "breaker-open" and e.subject == "kind:api" for e in events)
+    assert all(r.attempts == 1 for r in results[3:])
