@@ -22,32 +22,35 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
 from swarmperf.balancing.strategies import STRATEGIES
-from swarmperf.durations import format_duration, format_rate, parse_duration, parse_rate
 from swarmperf.errors import ConfigError
 from swarmperf.model import AgentSpec
 from swarmperf.queueing import QueueSettings
 from swarmperf.resilience.guard import ResilienceGuard
 from swarmperf.spec_resilience import FaultSpec, ResilienceSpec
+from swarmperf.spec_types import (
+    Duration,
+    Name,
+    PositiveDuration,
+    PositiveFloat,
+    PriorityName,
+    Rate,
+    Section,
+    Share,
+    problem,
+)
 
 AUTO = "auto"  # not a strategy: "run every strategy and compare"; only the CLI acts on it
 _QUEUE_DEFAULTS = QueueSettings()
 _NAME_FIX = "Use letters, digits, '.', '_' and '-', starting with a letter or digit."
 _SHARES_TOLERANCE = 1e-6
-
-
-def _problem(kind: str, problem: str, fix: str, **extra: Any) -> PydanticCustomError:
-    """A validation error that carries its own wording; `value=` overrides the shown input."""
-    return PydanticCustomError(kind, "{problem}", {"problem": problem, "fix": fix, **extra})
 
 
 def _closest(name: str, choices: Sequence[str]) -> str | None:
@@ -63,63 +66,10 @@ def _choose(name: object, choices: Sequence[str]) -> str:
     return f"Did you mean {guess!r}? {listed}" if guess else listed
 
 
-# -- field types ------------------------------------------------------------------------
-
-
-def _duration_or_error(value: object, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _problem("duration", "is not a duration", "Use a duration like 30s, 5m or 250ms.")
-    try:
-        seconds = parse_duration(value, "duration")
-    except ConfigError as exc:
-        raise _problem("duration", "is not a valid duration", exc.fix) from None
-    if positive and seconds == 0:
-        raise _problem("duration", "must be longer than 0", "Use a duration like 30s or 250ms.")
-    return seconds
-
-
-def _rate_or_error(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _problem("rate", "is not a rate", "Use a rate like 500/s or 30/m.")
-    try:
-        return parse_rate(value, "rate")
-    except ConfigError as exc:
-        raise _problem("rate", "is not a valid rate", exc.fix) from None
-
-
-def _duration_text(seconds: float) -> str | float:
-    # Text when it reads back exactly; otherwise the float, so a dump always round-trips.
-    text = format_duration(seconds)
-    return text if parse_duration(text, "duration") == seconds else seconds
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(lambda v: _duration_or_error(v, positive=False)),
-    PlainSerializer(_duration_text, when_used="json"),
-]
-PositiveDuration = Annotated[
-    float,
-    BeforeValidator(lambda v: _duration_or_error(v, positive=True)),
-    PlainSerializer(_duration_text, when_used="json"),
-]
-Rate = Annotated[
-    float, BeforeValidator(_rate_or_error), PlainSerializer(format_rate, when_used="json")
-]
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Share = Annotated[float, Field(ge=0)]
-PriorityName = Literal["critical", "high", "normal", "low"]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
 def _check_shares(shares: Mapping[Any, float], example: str) -> None:
     total = sum(shares.values())
     if abs(total - 1.0) > _SHARES_TOLERANCE:
-        raise _problem(
+        raise problem(
             "shares",
             f"the shares add up to {total:g}, not 1",
             f"Make them add up to 1, e.g. {example}.",
@@ -130,7 +80,7 @@ def _check_shares(shares: Mapping[Any, float], example: str) -> None:
 # -- agents -----------------------------------------------------------------------------
 
 
-class AgentGroupSpec(_Section):
+class AgentGroupSpec(Section):
     """One agent, or with `count: N` a group of N alike agents named `<id>-0` … `<id>-(N-1)`."""
 
     id: Name
@@ -168,7 +118,7 @@ class AgentGroupSpec(_Section):
 # -- queue ------------------------------------------------------------------------------
 
 
-class QueueSpec(_Section):
+class QueueSpec(Section):
     """The central queue's settings; see `swarmperf.queueing.QueueSettings`."""
 
     max_queued: Annotated[int, Field(ge=1)] = _QUEUE_DEFAULTS.max_queued
@@ -182,7 +132,7 @@ class QueueSpec(_Section):
     @classmethod
     def _four_levels(cls, weights: tuple[float, ...]) -> tuple[float, ...]:
         if len(weights) != 4:
-            raise _problem(
+            raise problem(
                 "levels",
                 f"has {len(weights)} weights, not 4",
                 "Give four weights, for critical, high, normal and low: [0.4, 0.3, 0.2, 0.1].",
@@ -204,19 +154,19 @@ class QueueSpec(_Section):
 # -- workload ---------------------------------------------------------------------------
 
 
-class ConstantSize(_Section):
+class ConstantSize(Section):
     """Every task is `value` seconds of work."""
 
     distribution: Literal["constant"] = "constant"
     value: Duration = 0.0
 
 
-class ExponentialSize(_Section):
+class ExponentialSize(Section):
     distribution: Literal["exponential"] = "exponential"
     mean: PositiveDuration
 
 
-class ParetoSize(_Section):
+class ParetoSize(Section):
     """Heavy-tailed sizes: Pareto with shape `alpha` (> 1, so the mean exists) and `mean`."""
 
     distribution: Literal["pareto"] = "pareto"
@@ -227,7 +177,7 @@ class ParetoSize(_Section):
     @classmethod
     def _mean_exists(cls, alpha: float) -> float:
         if not alpha > 1:
-            raise _problem(
+            raise problem(
                 "alpha",
                 "must be greater than 1, or the Pareto mean is infinite",
                 "Use e.g. alpha: 1.5 (smaller is more heavy-tailed).",
@@ -240,7 +190,7 @@ class ParetoSize(_Section):
         return self.mean * (self.alpha - 1) / self.alpha
 
 
-class LognormalSize(_Section):
+class LognormalSize(Section):
     """Log-normal sizes with the given `mean`; `sigma` is the spread of the log."""
 
     distribution: Literal["lognormal"] = "lognormal"
@@ -248,18 +198,18 @@ class LognormalSize(_Section):
     sigma: Annotated[float, Field(ge=0)]
 
 
-class BatchArrival(_Section):
+class BatchArrival(Section):
     """Every task arrives at the start."""
 
     process: Literal["batch"] = "batch"
 
 
-class PoissonArrival(_Section):
+class PoissonArrival(Section):
     process: Literal["poisson"] = "poisson"
     rate: Rate
 
 
-class ConstantArrival(_Section):
+class ConstantArrival(Section):
     process: Literal["constant"] = "constant"
     rate: Rate
 
@@ -275,7 +225,7 @@ def _size_shorthand(value: object) -> object:
     if isinstance(value, Mapping) and "distribution" not in value:
         if set(value) <= {"value"}:
             return {"distribution": "constant", **value}
-        raise _problem(
+        raise problem(
             "distribution",
             "has no distribution",
             f"Add distribution: one of {', '.join(_SIZES)}.",
@@ -290,7 +240,7 @@ def _arrival_shorthand(value: object) -> object:
     if isinstance(value, Mapping) and "process" not in value:
         if not value:
             return {"process": "batch"}
-        raise _problem("process", "has no process", f"Add process: one of {', '.join(_ARRIVALS)}.")
+        raise problem("process", "has no process", f"Add process: one of {', '.join(_ARRIVALS)}.")
     return value
 
 
@@ -310,7 +260,7 @@ def _all_normal() -> dict[PriorityName, float]:
     return {"normal": 1.0}
 
 
-class WorkloadSpec(_Section):
+class WorkloadSpec(Section):
     """The synthetic tasks of a run; `swarmperf.workload.generate_tasks` draws them."""
 
     tasks: Annotated[int, Field(ge=1)] = 1000
@@ -339,7 +289,7 @@ class WorkloadSpec(_Section):
 # -- the spec ---------------------------------------------------------------------------
 
 
-class SwarmSpec(_Section):
+class SwarmSpec(Section):
     """A whole run: which agents, which strategy and backend, what queue, what workload."""
 
     swarm_id: Name = "default"
@@ -356,7 +306,7 @@ class SwarmSpec(_Section):
     @classmethod
     def _known_strategy(cls, name: str) -> str:
         if name != AUTO and name not in STRATEGIES:
-            raise _problem(
+            raise problem(
                 "strategy", "is not a known strategy", _choose(name, [*sorted(STRATEGIES), AUTO])
             )
         return name
@@ -367,11 +317,11 @@ class SwarmSpec(_Section):
         # Checked here, not with min_length: pydantic would also report a list whose
         # items are invalid as too short.
         if not groups:
-            raise _problem("agents", "is empty", _MISSING_FIXES["agents"])
+            raise problem("agents", "is empty", _MISSING_FIXES["agents"])
         counts = Counter(agent_id for group in groups for agent_id in group.ids())
         repeated = [agent_id for agent_id, n in counts.items() if n > 1]
         if repeated:
-            raise _problem(
+            raise problem(
                 "unique",
                 "gives more than one agent the same id",
                 "Give every agent its own id; a group with count: N uses <id>-0 … <id>-(N-1).",
@@ -385,7 +335,7 @@ class SwarmSpec(_Section):
         for group in self.agents:
             for name in group.rate_limits:
                 if name not in defined:
-                    raise _problem(
+                    raise problem(
                         "rate_limits",
                         f"agent {group.id!r} draws from rate limit {name!r}, which is not defined",
                         _choose(name, sorted(defined))

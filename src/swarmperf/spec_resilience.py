@@ -7,16 +7,11 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    PlainSerializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from swarmperf.durations import format_duration, parse_duration
 from swarmperf.errors import ConfigError
 from swarmperf.model import Fault, Priority
 from swarmperf.resilience.breaker import BreakerSettings
@@ -25,34 +20,9 @@ from swarmperf.resilience.ratelimit import RateLimit
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 from swarmperf.runtime.bulkheads import BulkheadSettings
 from swarmperf.runtime.restart import RestartPolicy
+from swarmperf.spec_types import Duration, Fraction, Name, Section
 
-
-def _duration(value: object) -> float:
-    if isinstance(value, bool):
-        raise PydanticCustomError(
-            "duration", "{problem}", {"problem": "is not a duration", "fix": "Use e.g. 30s."}
-        )
-    try:
-        return parse_duration(value, "duration")  # type: ignore[arg-type]
-    except ConfigError as exc:
-        raise PydanticCustomError(
-            "duration", "{problem}", {"problem": "is not a valid duration", "fix": exc.fix}
-        ) from None
-
-
-def _text(seconds: float) -> str | float:
-    text = format_duration(seconds)
-    return text if parse_duration(text, "duration") == seconds else seconds
-
-
-Seconds = Annotated[float, BeforeValidator(_duration), PlainSerializer(_text, when_used="json")]
-Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=1)]
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _checked(build: Callable[[], Any]) -> Any:
@@ -71,11 +41,11 @@ def _checked(build: Callable[[], Any]) -> Any:
         ) from None
 
 
-class FaultSpec(_Section):
+class FaultSpec(Section):
     """A synthetic fault window for demos and chaos tests (see `swarmperf.model.Fault`)."""
 
-    start: Seconds = 0.0
-    end: Seconds | None = None
+    start: Duration = 0.0
+    end: Duration | None = None
     error_rate: Fraction = 0.0
     slowdown: Annotated[float, Field(gt=0)] = 1.0
 
@@ -88,7 +58,7 @@ class FaultSpec(_Section):
         return Fault(self.start, self.end, self.error_rate, self.slowdown)
 
 
-class BreakerSpec(_Section):
+class BreakerSpec(Section):
     """Per-agent (or per-kind) circuit breaker; see `swarmperf.resilience.breaker`."""
 
     failure_threshold: Count = 5
@@ -96,17 +66,17 @@ class BreakerSpec(_Section):
     window_size: Annotated[float, Field(gt=0)] = 60.0
     minimum_calls: Count = 10
     failure_rate_threshold: Fraction = 0.5
-    slow_call_duration: Seconds | None = None
+    slow_call_duration: Duration | None = None
     slow_call_rate_threshold: Fraction = 1.0
-    open_for: Seconds = 60.0
+    open_for: Duration = 60.0
     half_open_calls: Count = 3
     success_threshold: Count = 3
     adaptive: bool = False
     adaptive_k: Annotated[float, Field(gt=0)] = 3.0
     adaptive_floor: Fraction = 0.2
     backoff_factor: Annotated[float, Field(ge=1)] = 2.0
-    max_open_for: Seconds = 600.0
-    healthy_after: Seconds = 300.0
+    max_open_for: Duration = 600.0
+    healthy_after: Duration = 300.0
 
     @model_validator(mode="after")
     def _valid(self) -> BreakerSpec:
@@ -117,10 +87,10 @@ class BreakerSpec(_Section):
         return BreakerSettings(**self.model_dump())
 
 
-class RetryPolicySpec(_Section):
+class RetryPolicySpec(Section):
     max_attempts: Count = 3
-    base_delay: Seconds = 0.05
-    max_delay: Seconds = 5.0
+    base_delay: Duration = 0.05
+    max_delay: Duration = 5.0
     multiplier: Annotated[float, Field(ge=1)] = 2.0
     jitter: Literal["full", "none"] = "full"
     # 'transient' (timeouts, throttling, crashes, dropped connections), 'failure' (any error
@@ -139,10 +109,10 @@ class RetryPolicySpec(_Section):
         return RetryPolicy(**data)
 
 
-class RetryBudgetSpec(_Section):
+class RetryBudgetSpec(Section):
     ratio: Annotated[float, Field(ge=0)] = 0.1
     min_per_second: Annotated[float, Field(ge=0)] = 1.0
-    window: Seconds = 10.0
+    window: Duration = 10.0
 
 
 class RetrySpec(RetryPolicySpec):
@@ -154,25 +124,25 @@ class RetrySpec(RetryPolicySpec):
         return RetryPolicies(self.policy(), per_kind)
 
 
-class RateLimitSpec(_Section):
+class RateLimitSpec(Section):
     requests_per_minute: Annotated[float, Field(gt=0)] | None = None
     tokens_per_minute: Annotated[float, Field(gt=0)] | None = None
-    burst: Seconds | None = None
+    burst: Duration | None = None
 
     def limit(self, name: str) -> RateLimit:
         return RateLimit(self.requests_per_minute, self.tokens_per_minute, self.burst, name=name)
 
 
-class BulkheadSpec(_Section):
+class BulkheadSpec(Section):
     max_concurrent: Count
     max_queued: Annotated[int, Field(ge=0)] = 10_000
 
 
-class RestartSpec(_Section):
+class RestartSpec(Section):
     max_restarts: Annotated[int, Field(ge=0)] = 5
-    base_delay: Seconds = 0.5
-    max_delay: Seconds = 30.0
-    reset_after: Seconds = 60.0
+    base_delay: Duration = 0.5
+    max_delay: Duration = 30.0
+    reset_after: Duration = 60.0
 
     @model_validator(mode="after")
     def _valid(self) -> RestartSpec:
@@ -187,7 +157,7 @@ def _default_shed_at() -> dict[Literal["high", "normal", "low"], float]:
     return {"low": 0.5, "normal": 0.8, "high": 0.95}
 
 
-class ResilienceSpec(_Section):
+class ResilienceSpec(Section):
     """Fault tolerance for the whole swarm. `null` switches a part off."""
 
     breaker: BreakerSpec | None = Field(default_factory=BreakerSpec)

@@ -1,0 +1,71 @@
+"""Field types shared by the spec's sections: durations, rates, names, fractions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic_core import PydanticCustomError
+
+from swarmperf.durations import format_duration, format_rate, parse_duration, parse_rate
+from swarmperf.errors import ConfigError
+
+
+def problem(kind: str, problem: str, fix: str, **extra: Any) -> PydanticCustomError:
+    """A validation error that carries its own wording; `value=` overrides the shown input."""
+    return PydanticCustomError(kind, "{problem}", {"problem": problem, "fix": fix, **extra})
+
+
+def _duration_or_error(value: object, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise problem("duration", "is not a duration", "Use a duration like 30s, 5m or 250ms.")
+    try:
+        seconds = parse_duration(value, "duration")
+    except ConfigError as exc:
+        raise problem("duration", "is not a valid duration", exc.fix) from None
+    if positive and seconds == 0:
+        raise problem("duration", "must be longer than 0", "Use a duration like 30s or 250ms.")
+    return seconds
+
+
+def _rate_or_error(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise problem("rate", "is not a rate", "Use a rate like 500/s or 30/m.")
+    try:
+        return parse_rate(value, "rate")
+    except ConfigError as exc:
+        raise problem("rate", "is not a valid rate", exc.fix) from None
+
+
+def _duration_text(seconds: float) -> str | float:
+    # Text when it reads back exactly; otherwise the float, so a dump always round-trips.
+    text = format_duration(seconds)
+    return text if parse_duration(text, "duration") == seconds else seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(lambda v: _duration_or_error(v, positive=False)),
+    PlainSerializer(_duration_text, when_used="json"),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(lambda v: _duration_or_error(v, positive=True)),
+    PlainSerializer(_duration_text, when_used="json"),
+]
+Rate = Annotated[
+    float, BeforeValidator(_rate_or_error), PlainSerializer(format_rate, when_used="json")
+]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0)]
+PriorityName = Literal["critical", "high", "normal", "low"]
+
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class Section(BaseModel):
+    """A spec section: unknown keys are errors, values are frozen, no inf or NaN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
