@@ -5,9 +5,12 @@ SwarmError
 │   └── UnknownName        a registry lookup missed; lists the choices
 ├── DispatchError
 │   ├── Backpressure       admission control refused a task (queue full)
-│   │   └── QuotaExceeded  a tenant's quota is used up
+│   │   ├── QuotaExceeded  a tenant's quota is used up
+│   │   └── BulkheadFull   a task kind's bulkhead is full (runtime.bulkheads)
 │   ├── NoAgents           nothing to run tasks on
-│   └── TaskLost           a task could not be delivered or re-queued
+│   ├── TaskLost           a task could not be delivered or re-queued
+│   ├── CircuitOpen        a breaker refuses calls for now (resilience.breaker)
+│   └── RateLimited        a provider throttled a call (resilience.ratelimit)
 └── BackendError
     └── AgentCrashed       a worker died; its in-flight tasks were re-queued
 """

@@ -1,4 +1,4 @@
-"""Resilience: circuit breakers and the other guards around calls to agents."""
+"""Fault tolerance: circuit breakers, rate limits, retries, and the guard that applies them."""
 
 from swarmperf.resilience.breaker import (
     BreakerSettings,
@@ -8,12 +8,25 @@ from swarmperf.resilience.breaker import (
     State,
     Transition,
 )
+from swarmperf.resilience.guard import ResilienceGuard, ResilienceSettings, RetryBudgetSettings
+from swarmperf.resilience.ratelimit import Limiter, RateLimit, RateLimited, TokenBucket
+from swarmperf.resilience.retry import RetryBudget, RetryPolicies, RetryPolicy
 
 __all__ = [
     "BreakerSettings",
     "BreakerStatistics",
     "CircuitBreaker",
     "CircuitOpen",
+    "Limiter",
+    "RateLimit",
+    "RateLimited",
+    "ResilienceGuard",
+    "ResilienceSettings",
+    "RetryBudget",
+    "RetryBudgetSettings",
+    "RetryPolicies",
+    "RetryPolicy",
     "State",
+    "TokenBucket",
     "Transition",
 ]
