@@ -69,8 +69,7 @@ class InjectedFault(TaskFailure):
 
 
 def noop(payload: Any, agent: AgentContext) -> None:
-    if agent.faults:
-        agent.work_factor()
+    """Nothing at all, not even fault injection: the floor for overhead measurements."""
 
 
 def echo(payload: Any, agent: AgentContext) -> Any:

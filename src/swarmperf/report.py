@@ -6,8 +6,7 @@ cannot be computed is None, and `RunReport.missing` says why. Nothing is filled 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,7 +16,6 @@ from rich.table import Table
 
 from swarmperf.balancing.agents import AgentState
 from swarmperf.model import AgentSpec, TaskResult, TaskStatus
-from swarmperf.runtime.guard import Event
 
 LATENCY_PERCENTILES = (50, 90, 95, 99)
 
@@ -152,7 +150,7 @@ def build_report(
     backend: str,
     swarm_id: str,
     lower_bound: float | None = None,
-    events: Iterable[Event] = (),
+    events: Mapping[str, int] | None = None,
 ) -> RunReport:
     """Compute a `RunReport` from a run's results.
 
@@ -205,7 +203,7 @@ def build_report(
         lower_bound=lower_bound,
         makespan_ratio=ratio,
         missing=missing,
-        events=dict(Counter(event.kind for event in events)),
+        events=dict(events or {}),
     )
 
 

@@ -128,7 +128,7 @@ async def run_spec(
             backend=spec.backend,
             swarm_id=spec.swarm_id,
             lower_bound=bound,
-            events=swarm.events,
+            events=swarm.event_counts,
         )
         if not isinstance(spec.workload.arrival, BatchArrival):
             report.missing["makespan_ratio"] = (

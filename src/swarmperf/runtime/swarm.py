@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
@@ -18,6 +19,7 @@ from swarmperf.runtime.coordinator import Coordinator
 from swarmperf.runtime.guard import Event, Guard
 from swarmperf.runtime.restart import RestartPolicy
 
+EVENTS_KEPT = 10_000
 ResultListener = Callable[[TaskResult], None]
 EventListener = Callable[[Event], None]
 
@@ -64,7 +66,10 @@ class Swarm:
         self._initial_agents = list(agents)
         self._listeners: list[ResultListener] = []
         self._event_listeners: list[EventListener] = []
-        self.events: list[Event] = []
+        # The latest events, and how many of each kind there have been: bounded, so that
+        # a long overload (an event per shed task) does not grow memory without end.
+        self.events: deque[Event] = deque(maxlen=EVENTS_KEPT)
+        self.event_counts: Counter[str] = Counter()
         self._wakeup_at = float("inf")
         self._wakeup_handle: asyncio.TimerHandle | None = None
         self._futures: dict[str, asyncio.Future[TaskResult]] = {}
@@ -274,6 +279,7 @@ class Swarm:
         if coordinator.events:
             events = coordinator.take_events()
             self.events.extend(events)
+            self.event_counts.update(event.kind for event in events)
             for event_listener in self._event_listeners:
                 for event in events:
                     event_listener(event)
