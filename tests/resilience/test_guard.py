@@ -64,7 +64,7 @@ def test_retries_go_to_another_agent() -> None:
             ResilienceSettings(breaker=None, retry=RETRY_FAILURES, retry_budget=None)
         )
         async with Swarm(agents, strategy="round-robin", guard=guard) as swarm:
-            return await swarm.run([Task("noop") for _ in range(50)])
+            return await swarm.run([Task("echo") for _ in range(50)])
 
     results = asyncio.run(main())
     assert all(r.ok and r.agent == "good" for r in results)
