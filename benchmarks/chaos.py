@@ -35,7 +35,7 @@ from swarmperf import AgentSpec, QueueSettings, Swarm, Task, TaskResult, TaskSta
 from swarmperf.errors import Backpressure
 from swarmperf.model import Fault
 from swarmperf.resilience.breaker import BreakerSettings
-from swarmperf.resilience.guard import ResilienceGuard, ResilienceSettings
+from swarmperf.resilience.guard import SUGGESTED_SHED_AT, ResilienceGuard, ResilienceSettings
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 from swarmperf.runtime.process import ProcessBackend
 from swarmperf.runtime.restart import RestartPolicy
@@ -163,7 +163,9 @@ async def _overload(seconds: float) -> dict[str, Any]:
         else:
             counts["succeeded" if result.ok else "failed"] += 1
 
-    guard = ResilienceGuard(ResilienceSettings(breaker=None, retry=None, retry_budget=None))
+    guard = ResilienceGuard(
+        ResilienceSettings(breaker=None, retry=None, retry_budget=None, shed_at=SUGGESTED_SHED_AT)
+    )
     swarm = Swarm(
         agents,
         strategy="least-loaded",

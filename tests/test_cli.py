@@ -214,3 +214,54 @@ def test_console_script_reports_user_errors_without_traceback(tmp_path: Path) ->
     assert "Traceback" not in proc.stderr
     assert "strategy" in proc.stderr
     assert "agents" in proc.stderr
+
+
+def test_simulate_scales_agents_and_tasks_in_virtual_time(spec_file: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(spec_file),
+            "--agents",
+            "40",
+            "--tasks",
+            "5000",
+            "--no-store",
+            "-o",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "sim"
+    assert report["tasks_total"] == 5000
+    assert len(report["agents"]) == 40
+    assert report["makespan"] > 0
+
+
+def test_load_balance_on_the_sim_backend(spec_file: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "load-balance",
+            "--backend",
+            "sim",
+            "--workload",
+            str(spec_file),
+            "--no-store",
+            "-o",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(r["backend"] == "sim" for r in data["strategies"].values())
+    assert (
+        data["strategies"]["round-robin"]["makespan"] > data["strategies"][data["best"]]["makespan"]
+    )
+
+
+def test_simulate_rejects_a_bad_agent_count(spec_file: Path) -> None:
+    result = runner.invoke(app, ["simulate", str(spec_file), "--agents", "0"])
+    assert result.exit_code == 2
+    assert "--agents" in result.output

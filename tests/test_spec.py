@@ -258,7 +258,7 @@ def test_generated_specs_round_trip(
         ),
         (
             MINIMAL + "backend: ray\n",
-            "backend: 'ray' — is not one of the choices. Choose one of: local, process.",
+            "backend: 'ray' — is not one of the choices. Choose one of: local, process, sim.",
         ),
         (
             MINIMAL + "workload: {size: {distribution: weibull, mean: 1s}}\n",

@@ -147,7 +147,9 @@ def run(
     strategy: Annotated[
         str | None, typer.Option("--strategy", help="Overrides the spec's.")
     ] = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="local or process.")] = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="local, process or sim (virtual time).")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Overrides the spec's.")] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
@@ -193,13 +195,17 @@ def load_balance(
         Path | None, typer.Option("--workload", help="A YAML swarm spec; none: the demo.")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="local, process or sim (virtual time, for scale)."),
+    ] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Record the runs.")] = True,
 ) -> None:
     """Run one workload under one strategy, or all of them, and compare."""
     with _user_errors():
-        spec = _override(_load(workload), strategy=strategy, seed=seed)
+        spec = _override(_load(workload), strategy=strategy, seed=seed, backend=backend)
         names = spec.strategy_names()
         db = _store(data_dir, store)
         console = err if output is Output.json else out
@@ -278,6 +284,68 @@ def _comparison_table(outcomes: dict[str, RunOutcome], best: str | None) -> None
     out.print(table)
 
 
+def _scaled_agents(spec: SwarmSpec, agents: int) -> list[dict[str, Any]]:
+    """The spec's agent groups, their counts scaled so that they add up to `agents`."""
+    if agents < 1:
+        raise UserError(f"--agents: {agents} is not valid. Use an integer >= 1.")
+    groups = [g.model_dump(mode="json") for g in spec.agents]
+    sizes = [g.get("count") or 1 for g in groups]
+    total = sum(sizes)
+    counts = [max(1, round(size * agents / total)) for size in sizes]
+    largest = counts.index(max(counts))
+    counts[largest] = max(1, counts[largest] + agents - sum(counts))
+    for group, count in zip(groups, counts, strict=True):
+        group["count"] = count
+    return groups
+
+
+@app.command()
+def simulate(
+    spec_path: Annotated[
+        Path | None, typer.Argument(metavar="[SPEC]", help="A YAML swarm spec; none: the demo.")
+    ] = None,
+    agents: Annotated[
+        int | None,
+        typer.Option("--agents", help="Scale the spec's agent groups to this many agents."),
+    ] = None,
+    tasks: Annotated[int | None, typer.Option("--tasks", help="How many tasks to run.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy")] = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
+) -> None:
+    """Run a swarm spec in virtual time: the same strategies, queue and breakers, at scale."""
+    with _user_errors():
+        spec = _load(spec_path)
+        changes: dict[str, Any] = {"backend": "sim", "seed": seed, "strategy": strategy}
+        if agents is not None:
+            changes["agents"] = _scaled_agents(spec, agents)
+        if tasks is not None:
+            workload = spec.workload.model_dump(mode="json")
+            workload["tasks"] = tasks
+            changes["workload"] = workload
+        spec = _override(spec, **changes)
+        db = _store(data_dir, store)
+        console = err if output is Output.json else out
+        bar, update = _progress_bar(spec.workload.tasks, f"simulating {spec.strategy}", console)
+        try:
+            with bar:
+                outcome: RunOutcome = _run_async(
+                    lambda: run_spec(spec, store=db, on_progress=update)
+                )
+        finally:
+            if db is not None:
+                db.close()
+    if output is Output.json:
+        data = outcome.report.to_dict()
+        data["run_id"] = outcome.run_id
+        print(json.dumps(data))
+        return
+    outcome.report.render(out)
+    out.print("[dim]Times are virtual: what the swarm would take, not how long this took.[/dim]")
+
+
 @app.command()
 def validate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
@@ -319,7 +387,7 @@ def strategies(output: OutputOption = Output.table) -> None:
     for row in rows:
         table.add_row(*row)
     out.print(table)
-    out.print(f"[dim]Backends: {', '.join(BACKENDS)}.[/dim]")
+    out.print(f"[dim]Backends: {', '.join(BACKENDS)}, sim (virtual time).[/dim]")
 
 
 def main() -> None:

@@ -62,9 +62,14 @@ async def run_spec(
     progress_every: float = 0.2,
     handlers: HandlerRegistry | None = None,
 ) -> RunOutcome:
-    """Run `spec` once. With a `duration`, tasks not started by then are cancelled."""
+    """Run `spec` once. With a `duration`, tasks not started by then are cancelled.
+
+    The `sim` backend runs the same swarm in virtual time (see `swarmperf.sim`).
+    """
     handlers = handlers or HandlerRegistry()
     check_runnable(spec, handlers)
+    if spec.backend == "sim":
+        return _simulate(spec, store, on_progress, handlers)
     timed = generate_tasks(spec.workload, spec.seed)
     total = len(timed)
     backend = make_backend(spec.backend)
@@ -163,6 +168,36 @@ async def _feed_and_drain(swarm: Swarm, timed: list[TimedTask], duration: float 
     swarm.cancel_pending(f"the run's duration of {duration:g}s was up before it started")
     await swarm.drain()
     return float("nan")
+
+
+def _simulate(
+    spec: SwarmSpec,
+    store: Store | None,
+    on_progress: ProgressListener | None,
+    handlers: HandlerRegistry,
+) -> RunOutcome:
+    from swarmperf.sim import SimProgress, simulate_spec
+
+    def progress(p: SimProgress) -> None:
+        if on_progress is not None:
+            on_progress(Progress(p.total, p.finished, p.failed, p.wall))
+
+    run_id = (
+        store.start_run(spec.swarm_id, spec.to_data(), spec.backend, spec.strategy)
+        if store is not None
+        else None
+    )
+    try:
+        outcome, report = simulate_spec(spec, handlers=handlers, on_progress=progress)
+    except BaseException:
+        if store is not None and run_id is not None:
+            store.finish_run(run_id, {}, "failed")
+        raise
+    if store is not None and run_id is not None:
+        with store.transaction():
+            _Saver(store, run_id, spec.swarm_id, list(outcome.results), list(outcome.events)).save()
+            store.finish_run(run_id, report.to_dict(), "completed")
+    return RunOutcome(report, outcome.results, run_id, 0.0)
 
 
 def _snapshot(swarm: Swarm, total: int, started: float) -> Progress:

@@ -293,7 +293,7 @@ class SwarmSpec(Section):
     """A whole run: which agents, which strategy and backend, what queue, what workload."""
 
     swarm_id: Name = "default"
-    backend: Literal["local", "process"] = "local"
+    backend: Literal["local", "process", "sim"] = "local"
     strategy: str = "capacity-aware"
     seed: Annotated[int, Field(ge=0)] = 0
     duration: PositiveDuration | None = None
@@ -661,7 +661,7 @@ DEMO_SPEC_YAML = """\
 # A demo swarm: eight agents of different kinds, heavy-tailed work, a few failing tasks,
 # and one agent that breaks down for a while: its breaker trips, then it recovers.
 swarm_id: demo
-backend: local             # local | process
+backend: local             # local | process | sim (virtual time)
 strategy: capacity-aware   # a strategy name, or auto to compare them all
 seed: 42
 duration: 30s              # stop the run after this long, whatever is left

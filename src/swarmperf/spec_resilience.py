@@ -153,10 +153,6 @@ class RestartSpec(Section):
         return RestartPolicy(**self.model_dump())
 
 
-def _default_shed_at() -> dict[Literal["high", "normal", "low"], float]:
-    return {"low": 0.5, "normal": 0.8, "high": 0.95}
-
-
 class ResilienceSpec(Section):
     """Fault tolerance for the whole swarm. `null` switches a part off."""
 
@@ -166,7 +162,7 @@ class ResilienceSpec(Section):
     rate_limits: dict[Name, RateLimitSpec] = Field(default_factory=dict)
     fallbacks: dict[Name, Name] = Field(default_factory=dict)
     shed_at: dict[Literal["high", "normal", "low"], Annotated[float, Field(gt=0, le=1)]] = Field(
-        default_factory=_default_shed_at
+        default_factory=dict
     )
     bulkheads: dict[Name, BulkheadSpec] = Field(default_factory=dict)
     restart: RestartSpec | None = Field(default_factory=RestartSpec)

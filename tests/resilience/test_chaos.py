@@ -11,7 +11,7 @@ import psutil
 from swarmperf import AgentSpec, QueueSettings, Swarm, Task, TaskResult, TaskStatus
 from swarmperf.errors import Backpressure
 from swarmperf.resilience.breaker import BreakerSettings
-from swarmperf.resilience.guard import ResilienceGuard, ResilienceSettings
+from swarmperf.resilience.guard import SUGGESTED_SHED_AT, ResilienceGuard, ResilienceSettings
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 from swarmperf.runtime.process import ProcessBackend
 from swarmperf.runtime.restart import RestartPolicy
@@ -64,7 +64,11 @@ def test_overload_keeps_memory_flat_and_gives_every_refusal_a_reason() -> None:
             reasons.append(result.error or "")
 
     async def main() -> tuple[int, int, float, float]:
-        guard = ResilienceGuard(ResilienceSettings(breaker=None, retry=None, retry_budget=None))
+        guard = ResilienceGuard(
+            ResilienceSettings(
+                breaker=None, retry=None, retry_budget=None, shed_at=SUGGESTED_SHED_AT
+            )
+        )
         swarm = Swarm(
             [AgentSpec("a"), AgentSpec("b")],
             guard=guard,

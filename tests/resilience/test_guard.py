@@ -10,7 +10,7 @@ from swarmperf import AgentContext, AgentSpec, Swarm, Task, TaskStatus
 from swarmperf.model import Fault, Priority
 from swarmperf.queueing import QueueSettings
 from swarmperf.resilience.breaker import BreakerSettings
-from swarmperf.resilience.guard import ResilienceGuard, ResilienceSettings
+from swarmperf.resilience.guard import SUGGESTED_SHED_AT, ResilienceGuard, ResilienceSettings
 from swarmperf.resilience.ratelimit import RateLimit, RateLimited
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 from swarmperf.runtime.bulkheads import BulkheadSettings
@@ -45,7 +45,7 @@ def test_a_failing_agent_trips_recovers_and_no_task_is_lost() -> None:
             tasks = [Task("sleep", payload=0.003, cost=0.003) for _ in range(600)]
             results = await swarm.run(tasks)
             _exactly_once(results, tasks)
-            return results, swarm.events
+            return results, list(swarm.events)
 
     results, events = asyncio.run(main())
     assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
@@ -117,7 +117,7 @@ def test_throttled_agent_is_paused_and_its_task_retried() -> None:
         agents = [AgentSpec("x"), AgentSpec("y")]
         async with Swarm(agents, guard=guard, handlers={"call": throttled_once}) as swarm:
             results = await swarm.run([Task("call") for _ in range(20)])
-            return results, swarm.events
+            return results, list(swarm.events)
 
     results, events = asyncio.run(main())
     assert len(results) == 20
@@ -129,7 +129,7 @@ def test_throttled_agent_is_paused_and_its_task_retried() -> None:
 
 def test_overload_sheds_low_priority_work_with_a_reason() -> None:
     async def main() -> list[Any]:
-        guard = ResilienceGuard(ResilienceSettings(breaker=None))
+        guard = ResilienceGuard(ResilienceSettings(breaker=None, shed_at=SUGGESTED_SHED_AT))
         swarm = Swarm([AgentSpec("only")], guard=guard, queue=QueueSettings(max_queued=100))
         async with swarm:
             for _ in range(100):
@@ -247,7 +247,7 @@ def test_an_open_kind_breaker_sends_new_tasks_to_the_fallback() -> None:
         async with Swarm([AgentSpec("a")], guard=guard, handlers=handlers) as swarm:
             first = [await swarm.execute(Task("api")) for _ in range(3)]
             later = await swarm.run([Task("api") for _ in range(10)])
-            return first + later, swarm.events
+            return first + later, list(swarm.events)
 
     results, events = asyncio.run(main())
     # The first three fail and fall back one by one; then the kind's breaker is open and

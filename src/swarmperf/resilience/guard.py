@@ -39,8 +39,9 @@ _RETRY_IN = re.compile(r"retry in ([0-9.eE+-]+)s")
 _PROVIDER = re.compile(r"Provider '([^']+)'")
 _KIND_PREFIX = "kind:"
 
-# Fill levels of the queue at which new work of a level is shed (critical: never).
-DEFAULT_SHED_AT: Mapping[Priority, float] = {
+# A sensible choice of fill levels at which new work of a level is shed (critical: never).
+# Shedding is off unless asked for: a batch larger than the queue should wait, not vanish.
+SUGGESTED_SHED_AT: Mapping[Priority, float] = {
     Priority.LOW: 0.5,
     Priority.NORMAL: 0.8,
     Priority.HIGH: 0.95,
@@ -65,7 +66,7 @@ class ResilienceSettings:
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     agent_rate_limits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fallbacks: Mapping[str, str] = field(default_factory=dict)
-    shed_at: Mapping[Priority, float] = field(default_factory=lambda: dict(DEFAULT_SHED_AT))
+    shed_at: Mapping[Priority, float] = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -117,7 +118,9 @@ class ResilienceGuard:
         self._rng = random.Random(s.seed)
         self._breakers: dict[str, CircuitBreaker] = {}
         self._kind_breakers: dict[str, CircuitBreaker] = {}
-        self._open: set[str] = set()  # breakers (by name) waiting out their open time
+        # Breakers (by name) waiting out their open time; a dict keeps insertion order, so
+        # breakers that reopen together do so in the same order in every process.
+        self._open: dict[str, None] = {}
         self._lost: set[str] = set()  # agents whose worker died; they come back on probation
         self._probation: dict[str, int] = {}  # agent -> trial successes still needed
         self._limiter = Limiter(s.rate_limits, clock=clock) if s.rate_limits else None
@@ -164,7 +167,7 @@ class ResilienceGuard:
 
     def agent_removed(self, agent: AgentState) -> None:
         self._breakers.pop(agent.id, None)
-        self._open.discard(agent.id)
+        self._open.pop(agent.id, None)
         self._probation.pop(agent.id, None)
 
     def admit(self, task: Task, now: float) -> str | None:
@@ -252,7 +255,7 @@ class ResilienceGuard:
         for name in list(self._open):
             breaker = self._breaker_named(name)
             if breaker is None:
-                self._open.discard(name)
+                self._open.pop(name, None)
                 continue
             wait = breaker.retry_after()
             if wait <= 0:
@@ -260,7 +263,7 @@ class ResilienceGuard:
                 # trial slot back at once, the agent's own trial calls will take them.
                 if name.startswith(_KIND_PREFIX):
                     breaker.allow()
-                    self._open.discard(name)
+                    self._open.pop(name, None)
                     continue
                 self._half_open(name)
             else:
@@ -322,7 +325,7 @@ class ResilienceGuard:
 
     def _half_open(self, agent_id: str) -> None:
         """The open time is up: let the agent back with its slots capped for trials."""
-        self._open.discard(agent_id)
+        self._open.pop(agent_id, None)
         settings = self.settings.breaker
         trials = settings.half_open_calls if settings is not None else 1
         control = self.control
@@ -344,13 +347,13 @@ class ResilienceGuard:
         )
         if name.startswith(_KIND_PREFIX):
             if to is State.OPEN:
-                self._open.add(name)
+                self._open[name] = None
                 breaker = self._breaker_named(name)
                 if breaker is not None:
                     control.wake_at(self._clock() + breaker.retry_after())
             return
         if to is State.OPEN:
-            self._open.add(name)
+            self._open[name] = None
             control.suspend(name, None, f"breaker open: {transition.reason}")
             breaker = self._breakers.get(name)
             if breaker is not None:

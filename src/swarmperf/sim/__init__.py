@@ -1,0 +1,47 @@
+"""Simulated swarms: the same coordinator and strategies, in virtual time, at scale."""
+
+from swarmperf.sim.backend import SimBackend
+from swarmperf.sim.engine import Engine, VirtualClock
+from swarmperf.sim.models import (
+    AgentModel,
+    ArrivalProcess,
+    BatchArrivals,
+    Constant,
+    ConstantArrivals,
+    CountArrivals,
+    Empirical,
+    Exponential,
+    Lognormal,
+    Outages,
+    Pareto,
+    PoissonArrivals,
+    ReplayArrivals,
+    ServiceModel,
+    read_minute_trace,
+)
+from swarmperf.sim.run import SimOutcome, SimProgress, Simulation, simulate_spec
+
+__all__ = [
+    "AgentModel",
+    "ArrivalProcess",
+    "BatchArrivals",
+    "Constant",
+    "ConstantArrivals",
+    "CountArrivals",
+    "Empirical",
+    "Engine",
+    "Exponential",
+    "Lognormal",
+    "Outages",
+    "Pareto",
+    "PoissonArrivals",
+    "ReplayArrivals",
+    "ServiceModel",
+    "SimBackend",
+    "SimOutcome",
+    "SimProgress",
+    "Simulation",
+    "VirtualClock",
+    "read_minute_trace",
+    "simulate_spec",
+]
