@@ -6,7 +6,7 @@ sizes with mean 5 ms, all submitted at once; at least 20 seeds.
 
 The lower bound is total work / total capacity. Work is *measured*: each task's service
 time divided by the slowdown of the agent that ran it, so asyncio's timer granularity
-(sleeps overshoot by ~0.1 ms here) counts as work, not as imbalance. The bound from the
+(sleeps overshoot by 0.1-1 ms here) counts as work, not as imbalance. The bound from the
 nominal sizes is reported beside it (`nominal_*`), which charges that overshoot to the
 strategy.
 """

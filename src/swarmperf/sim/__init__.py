@@ -1,6 +1,7 @@
 """Simulated swarms: the same coordinator and strategies, in virtual time, at scale."""
 
 from swarmperf.sim.backend import SimBackend
+from swarmperf.sim.calibrate import Calibration, calibrate
 from swarmperf.sim.engine import Engine, VirtualClock
 from swarmperf.sim.models import (
     AgentModel,
@@ -11,12 +12,14 @@ from swarmperf.sim.models import (
     CountArrivals,
     Empirical,
     Exponential,
+    LinearService,
     Lognormal,
     Outages,
     Pareto,
     PoissonArrivals,
     ReplayArrivals,
     ServiceModel,
+    TaskServiceModel,
     read_minute_trace,
 )
 from swarmperf.sim.run import SimOutcome, SimProgress, Simulation, simulate_spec
@@ -25,12 +28,14 @@ __all__ = [
     "AgentModel",
     "ArrivalProcess",
     "BatchArrivals",
+    "Calibration",
     "Constant",
     "ConstantArrivals",
     "CountArrivals",
     "Empirical",
     "Engine",
     "Exponential",
+    "LinearService",
     "Lognormal",
     "Outages",
     "Pareto",
@@ -41,7 +46,9 @@ __all__ = [
     "SimOutcome",
     "SimProgress",
     "Simulation",
+    "TaskServiceModel",
     "VirtualClock",
+    "calibrate",
     "read_minute_trace",
     "simulate_spec",
 ]

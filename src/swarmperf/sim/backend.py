@@ -6,7 +6,8 @@ it take (`sleep` and `spin`: the payload in seconds times the agent's slowdown; 
 `echo`: no time; `fail`: fails at once; another registered kind: its `cost`), with the
 agent's fault windows counted from the start of the run (every kind but `noop` and `fail`
 honours them, as the built-in handlers do); an `AgentModel` can give an agent its own
-service-time distribution.
+service-time distribution, one that sees each task (a `TaskServiceModel`) if the time
+should follow the task's cost.
 Like the `local` backend, an agent runs `concurrency` tasks at once and keeps the rest of
 what it was given (its prefetch) in a first-in, first-out run queue.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from heapq import heappush
 from typing import Any, ClassVar
 
@@ -25,7 +26,7 @@ from swarmperf.handlers import HandlerRegistry
 from swarmperf.model import AgentSpec, Fault, Task
 from swarmperf.runtime.backend import CompletionSink, Done
 from swarmperf.sim.engine import Engine
-from swarmperf.sim.models import AgentModel, ServiceModel
+from swarmperf.sim.models import AgentModel, ServiceModel, TaskServiceModel
 
 # Kinds whose time is their payload in seconds, kinds that take no time, and kinds that
 # fault windows leave alone (`fail` fails anyway; `noop` is the overhead floor).
@@ -48,6 +49,7 @@ class _SimAgent:
         "running",
         "scale",
         "service",
+        "sized",
         "spec",
     )
 
@@ -57,6 +59,10 @@ class _SimAgent:
         self.concurrency = spec.concurrency
         self.faults: tuple[Fault, ...] = spec.faults
         self.service: ServiceModel | None = model.service
+        # Looked up once here: the isinstance check on a Protocol is too slow per task.
+        self.sized: Callable[[Task, random.Random], float] | None = (
+            model.service.sample_task if isinstance(model.service, TaskServiceModel) else None
+        )
         # Seconds per second of nominal work: a service model already holds the agent's
         # slowness, so only the what-if speed applies to it.
         self.scale = (1.0 if model.service is not None else spec.slowdown) / model.speed
@@ -226,7 +232,8 @@ class SimBackend:
         elif service is not None:
             rng = agent.rng
             assert rng is not None  # made with the agent whenever it has a model
-            duration = service.sample(rng)
+            sized = agent.sized
+            duration = service.sample(rng) if sized is None else sized(task, rng)
         elif kind in _INSTANT:
             pass
         elif task.cost is None:

@@ -14,11 +14,12 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from swarmperf.errors import ConfigError
+from swarmperf.model import Task
 
 # -- validation -------------------------------------------------------------------------
 
@@ -162,6 +163,68 @@ class Empirical:
 
     def sample(self, rng: random.Random) -> float:
         return rng.choice(self.samples)
+
+
+@runtime_checkable
+class TaskServiceModel(ServiceModel, Protocol):
+    """A service model that sees each task, so that its time can follow the task's cost.
+    The `sim` backend calls `sample_task` for every task; `sample` stands for a typical one."""
+
+    def sample_task(self, task: Task, rng: random.Random) -> float:
+        """The service time of `task` in seconds, >= 0."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinearService:
+    """Service times that follow each task's cost, as fitted to a recorded run: `slope` ×
+    the cost plus a residual resampled from `residuals` (seconds; may be negative, the sum
+    never goes below 0). A task without a cost takes a time drawn from `uncosted`.
+
+    `sample` (no task at hand) draws the time of a task of `mean_cost`, and `mean` is the
+    mean of those draws.
+    """
+
+    slope: float  # seconds of service per second of cost
+    residuals: tuple[float, ...]
+    uncosted: ServiceModel
+    mean_cost: float
+
+    def __init__(
+        self,
+        slope: float,
+        residuals: Iterable[float],
+        uncosted: ServiceModel,
+        mean_cost: float = 0.0,
+    ) -> None:
+        _non_negative("linear.slope", slope, "1.0")
+        _non_negative("linear.mean_cost", mean_cost, "0.005")
+        values = tuple(float(v) for v in residuals)
+        if not values:
+            raise ConfigError(
+                "linear.residuals", [], "Give at least one residual, e.g. [0.0001, 0.0009]."
+            )
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise ConfigError(f"linear.residuals[{i}]", v, "Use finite seconds.")
+        object.__setattr__(self, "slope", float(slope))
+        object.__setattr__(self, "residuals", values)
+        object.__setattr__(self, "uncosted", uncosted)
+        object.__setattr__(self, "mean_cost", float(mean_cost))
+
+    @property
+    def mean(self) -> float:
+        base = self.slope * self.mean_cost
+        return math.fsum(max(base + r, 0.0) for r in self.residuals) / len(self.residuals)
+
+    def sample(self, rng: random.Random) -> float:
+        return max(self.slope * self.mean_cost + rng.choice(self.residuals), 0.0)
+
+    def sample_task(self, task: Task, rng: random.Random) -> float:
+        cost = task.cost
+        if cost is None:
+            return self.uncosted.sample(rng)
+        return max(self.slope * cost + rng.choice(self.residuals), 0.0)
 
 
 # -- agents -----------------------------------------------------------------------------
