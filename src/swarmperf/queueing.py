@@ -28,6 +28,7 @@ from swarmperf.errors import ConfigError
 from swarmperf.model import Priority, Task
 
 _INF = float("inf")
+_NORMAL = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,24 +174,26 @@ class TaskQueue:
         arrivals = self._arrivals
         if not front:
             task.enqueued_at = now
-            task.seq = next(self._seq)
+            task.seq = seq = next(self._seq)
             if not arrivals:
                 self._age_due = now + self.settings.max_wait
             elif len(arrivals) > 2 * self._len + 1024:
                 self._compact_arrivals()
-            arrivals.append((task.seq, task))
+                arrivals = self._arrivals  # the compacted line: the entry must go there
+            arrivals.append((seq, task))
         else:
             if task.seq < 0:
                 task.seq = next(self._seq)
             arrivals.appendleft((task.seq, task))
             self._age_due = min(self._age_due, task.enqueued_at + self.settings.max_wait)
         level = task.priority
-        if self._counts[level] == 0:
+        counts = self._counts
+        if counts[level] == 0:
             # A level that was idle does not get to claim the turns it missed.
             self._level_pass[level] = max(self._level_pass[level], self._level_vt)
-        self._counts[level] += 1
+        counts[level] += 1
         self._len += 1
-        if level is Priority.NORMAL:
+        if level is _NORMAL:
             self._normal.push(task, front)
         elif level is Priority.CRITICAL:
             deadline = _INF if task.deadline is None else task.deadline
@@ -218,7 +221,16 @@ class TaskQueue:
                     raise RuntimeError("normal level is empty but counted")
             else:
                 task = self._by_level_weight()
-        self._taken(task)
+        # As `_taken`, written out: this runs for every task.
+        task.seq = -1
+        self._counts[task.priority] -= 1
+        self._len -= 1
+        # Usually the task taken is the oldest one queued (one FIFO line, say): drop its
+        # arrival entry now rather than leave it stale. The oldest live task is unchanged,
+        # so aging decides exactly as before; `_age_due` stays a lower bound of its due time.
+        arrivals = self._arrivals
+        if arrivals and arrivals[0][1] is task:
+            arrivals.popleft()
         return task
 
     def _compact_arrivals(self) -> None:

@@ -125,6 +125,13 @@ class _LazyHeap:
     def push(self, agent: AgentState) -> None:
         heapq.heappush(self._heap, (self._key(agent), next(self._seq), agent.version, agent))
 
+    def push_and_compact(self, agent: AgentState, agents: dict[str, AgentState]) -> None:
+        """`push`, then `compact` if the heap has grown too big: the per-change path."""
+        heap = self._heap
+        heapq.heappush(heap, (self._key(agent), next(self._seq), agent.version, agent))
+        if len(heap) > 4 * len(agents) + 64:
+            self.compact(agents)
+
     def top(self, accept: Callable[[AgentState], bool]) -> AgentState | None:
         """The current minimum that `accept`s; entries that are stale or refused are dropped.
 
@@ -134,6 +141,21 @@ class _LazyHeap:
         while heap:
             _, _, version, agent = heap[0]
             if agent.alive and version == agent.version and accept(agent):
+                return agent
+            heapq.heappop(heap)
+        return None
+
+    def top_with_free_slot(self) -> AgentState | None:
+        """`top(_has_free_slot)`, with the test written out: it runs for every task."""
+        heap = self._heap
+        while heap:
+            _, _, version, agent = heap[0]
+            if (
+                agent.alive
+                and version == agent.version
+                and agent.in_flight < agent.slots
+                and not agent.paused
+            ):
                 return agent
             heapq.heappop(heap)
         return None
@@ -152,6 +174,14 @@ def _has_room(agent: AgentState) -> bool:
 
 def _has_free_slot(agent: AgentState) -> bool:
     return agent.has_free_slot
+
+
+def _has_backlog(agent: AgentState) -> bool:
+    return bool(agent.backlog)
+
+
+def _is_full(agent: AgentState) -> bool:
+    return agent.in_flight >= agent.slots
 
 
 class RoundRobin(_Strategy):
@@ -347,12 +377,11 @@ class LeastLoaded(_Strategy):
         self._index.push(agent)
 
     def changed(self, agent: AgentState, now: float) -> None:
-        if agent.alive and agent.has_free_slot:
-            self._index.push(agent)
-            self._index.compact(self._agents)
+        if agent.alive and agent.in_flight < agent.slots and not agent.paused:
+            self._index.push_and_compact(agent, self._agents)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
-        return self._index.top(_has_free_slot)
+        return self._index.top_with_free_slot()
 
 
 class PowerOfTwo(_Strategy):
@@ -416,11 +445,10 @@ class WorkStealing(RoundRobin):
     def changed(self, agent: AgentState, now: float) -> None:
         super().changed(agent, now)
         if agent.alive and agent.backlog:
-            self._victims.push(agent)
-            self._victims.compact(self._agents)
+            self._victims.push_and_compact(agent, self._agents)
 
     def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
-        victim = self._victims.top(lambda a: bool(a.backlog))
+        victim = self._victims.top(_has_backlog)
         if victim is None or victim is thief:
             return None
         task = victim.backlog[-1]
@@ -478,10 +506,10 @@ class CapacityAware(_Strategy):
         self._busy.compact(self._agents)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
-        idle = self._idle.top(_has_free_slot)
+        idle = self._idle.top_with_free_slot()
         if idle is None:
             return None
-        busy = self._busy.top(lambda a: a.in_flight >= a.slots)
+        busy = self._busy.top(_is_full)
         if busy is not None and busy.speed > idle.speed:
             if now - self._idle_since.get(idle.id, now) >= self.PROBE_AFTER:
                 return idle

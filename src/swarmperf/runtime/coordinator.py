@@ -99,6 +99,9 @@ class Coordinator:
         self.clock = clock
         self.guard = guard
         self.bulkheads = Bulkheads(bulkheads or {})
+        # Bulkheads are fixed at construction; most swarms have none, and the hot paths
+        # then skip them with one test.
+        self._bulkheads_on = bool(self.bulkheads)
         self.agents: dict[str, AgentState] = {}
         self._draining: dict[str, AgentState] = {}
         self._next_index = 0
@@ -285,15 +288,17 @@ class Coordinator:
             quota = settings.tenant_quotas.get(tenant)
             if quota is not None and tenant_pending >= quota:
                 raise QuotaExceeded(task.id, tenant, tenant_pending, quota)
-        if self.guard is not None:
-            reason = self.guard.admit(task, self.clock())
+        guard = self.guard
+        if guard is not None:
+            reason = guard.admit(task, self.clock())
             if reason is not None:
                 self.reject(task, reason)
                 return
-        if self.bulkheads:
+        if self._bulkheads_on:
             self.bulkheads.admit(task)
         self._tenant_pending[tenant] = tenant_pending + 1
-        task.est_cost = est = self.unknown_cost if task.cost is None else task.cost
+        cost = task.cost
+        task.est_cost = est = self.unknown_cost if cost is None else cost
         self._pending_work += est
         self._pending += 1
         self.submitted += 1
@@ -304,13 +309,38 @@ class Coordinator:
 
         The same rules as `submit`, in one loop: the batch path for large workloads.
         """
-        n = 0
-        for task in tasks:
-            try:
-                self.submit(task)
-            except Backpressure:
-                break
-            n += 1
+        if self.guard is not None or self._bulkheads_on or self.settings.tenant_quotas:
+            n = 0
+            for task in tasks:
+                try:
+                    self.submit(task)
+                except Backpressure:
+                    break
+                n += 1
+            return n
+        # Without a guard, bulkheads or quotas only the queue's bound can refuse a task:
+        # admit as many as fit, all at once, exactly as `submit` would one by one.
+        room = self.settings.max_queued - self._pending
+        if room <= 0:
+            return 0
+        batch = tasks if len(tasks) <= room else tasks[:room]
+        tenant_pending = self._tenant_pending
+        unknown_cost = self.unknown_cost
+        push = self.queue.push
+        clock = self.clock
+        # Summed in the same order as one by one, so the float comes out the same.
+        pending_work = self._pending_work
+        for task in batch:
+            tenant = task.tenant
+            tenant_pending[tenant] = tenant_pending.get(tenant, 0) + 1
+            cost = task.cost
+            task.est_cost = est = unknown_cost if cost is None else cost
+            pending_work += est
+            push(task, clock())
+        n = len(batch)
+        self._pending_work = pending_work
+        self._pending += n
+        self.submitted += n
         return n
 
     def reject(self, task: Task, reason: str) -> None:
@@ -365,14 +395,17 @@ class Coordinator:
             if self._timers[0][0] <= now:
                 self._run_timers(now)
         queue = self.queue
-        if queue._len and (self._free_slots > 0 or not self._late):
+        late = self._late
+        if queue._len and (self._free_slots > 0 or not late):
             now = self.clock()
             choose = self.strategy.choose
-            bulkheads = self.bulkheads
+            bulkheads = self.bulkheads if self._bulkheads_on else None
+            pop = queue.pop
+            bind = self._bind
             while queue._len:
-                if self._late and self._free_slots <= 0:
+                if late and self._free_slots <= 0:
                     break
-                task = queue.pop(now)
+                task = pop(now)
                 if task is None:
                     break
                 if task.avoid is None:
@@ -383,10 +416,10 @@ class Coordinator:
                     if not self._backfill(task, now):
                         break
                     continue
-                if bulkheads and not bulkheads.try_enter(task):
+                if bulkheads is not None and not bulkheads.try_enter(task):
                     bulkheads.park(task)
                     continue
-                self._bind(agent, task, now)
+                bind(agent, task, now)
         if self._thieves:
             self._retry_steals()
         starts = self._starts
@@ -512,14 +545,15 @@ class Coordinator:
         return bound
 
     def _bind(self, agent: AgentState, task: Task, now: float) -> None:
-        self.strategy.assigned(agent, task)
+        strategy = self.strategy
+        strategy.assigned(agent, task)
         if agent.in_flight < agent.slots:
             self._start(agent, task, now)
         else:
             agent.backlog.append(task)
             agent.backlog_work += task.est_cost
         agent.version += 1
-        self.strategy.changed(agent, now)
+        strategy.changed(agent, now)
 
     def _start(self, agent: AgentState, task: Task, now: float) -> bool:
         """Start `task` on `agent`, unless the guard makes the agent wait (then the task
@@ -535,7 +569,7 @@ class Coordinator:
         self._running_work += est
         agent.in_flight += 1
         agent.running_work += est
-        agent.running_ends[task.id] = now + task.est_cost / agent.speed
+        agent.running_ends[task.id] = now + est / agent.speed
         task.attempts += 1
         self._free_slots -= 1
         self._pending -= 1
@@ -580,17 +614,16 @@ class Coordinator:
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
-        ends = agent.running_ends
+        pop_end = agent.running_ends.pop
         guard = self.guard
+        bulkheads = self.bulkheads if self._bulkheads_on else None
         results: list[TaskResult] = []
         append = results.append
-        succeeded = SUCCEEDED
-        failed_status = FAILED
-        n = n_errors = n_ok = n_failed = n_unknown = 0
+        n = n_errors = n_failed = n_unknown = 0
         busy = est = known_work = known_busy = unknown_busy = 0.0
         last = 0.0
         for task, started, finished, error, value in done:
-            if ends.pop(task.id, None) is None:
+            if pop_end(task.id, None) is None:
                 # A report for a task already re-queued after its agent was declared
                 # lost: the other run's result is the one that counts.
                 self.emit("duplicate-result-ignored", task.id, agent=agent_id)
@@ -603,29 +636,27 @@ class Coordinator:
             last = finished
             if error is not None:
                 n_errors += 1
-            else:
-                # Speeds are learnt from successful work only: a failure or a zero-cost
-                # task says nothing about how fast the agent works.
-                if cost is None:
-                    unknown_busy += service
-                    n_unknown += 1
-                elif cost > 0:
-                    known_work += cost
-                    known_busy += service
+            # Speeds are learnt from successful work only: a failure or a zero-cost
+            # task says nothing about how fast the agent works.
+            elif cost is None:
+                unknown_busy += service
+                n_unknown += 1
+            elif cost > 0:
+                known_work += cost
+                known_busy += service
             if guard is not None:
                 verdict = guard.after_finish(agent, task, started, finished, error)
                 if verdict is not None:
                     self._go_round_again(task, verdict, finished)
                     continue
-            if self.bulkheads:
-                freed = self.bulkheads.leave(task, done=True)
+            if bulkheads is not None:
+                freed = bulkheads.leave(task, done=True)
                 if freed is not None:
                     self.queue.push(freed, finished, front=True)
             if error is None:
-                status = succeeded
-                n_ok += 1
+                status = SUCCEEDED
             else:
-                status = failed_status
+                status = FAILED
                 n_failed += 1
             append(
                 TaskResult(
@@ -646,7 +677,9 @@ class Coordinator:
             )
         if n == 0:
             return results
-        free_before = 0 if agent.paused else max(agent.slots - agent.in_flight, 0)
+        paused = agent.paused
+        slots = agent.slots
+        free_before = 0 if paused else max(slots - agent.in_flight, 0)
         agent.in_flight -= n
         agent.running_work -= est
         self._running_work -= est
@@ -655,7 +688,7 @@ class Coordinator:
         agent.completed += n - n_errors
         agent.failed += n_errors
         self.running -= n
-        self.completed += n_ok
+        self.completed += len(results) - n_failed
         self.failed += n_failed
         if unknown_busy > 0:
             # Work of tasks that came without a cost: their time at the agent's speed.
@@ -670,9 +703,10 @@ class Coordinator:
             agent.observe(known_work, known_busy)
         if agent.alive:
             self._total_speed += (agent.speed - speed_before) * agent.concurrency
-            if not agent.paused:
-                self._free_slots += max(agent.slots - agent.in_flight, 0) - free_before
+            if not paused:
+                self._free_slots += max(slots - agent.in_flight, 0) - free_before
                 backlog = agent.backlog
+                steals = self.strategy.steals
                 for _ in range(n):
                     if agent.paused or agent.in_flight >= agent.slots:
                         break
@@ -680,7 +714,7 @@ class Coordinator:
                         nxt = backlog.popleft()
                         agent.backlog_work -= nxt.est_cost
                         self._start(agent, nxt, last)
-                    elif not self._steal(agent, last):
+                    elif not steals or not self._steal(agent, last):
                         break
             agent.version += 1
             self.strategy.changed(agent, last)
