@@ -165,25 +165,37 @@ def run(
             backend=backend,
             seed=seed,
         )
-        db = _store(data_dir, store)
-        console = err if output is Output.json else out
-        bar, update = _progress_bar(spec.workload.tasks, f"{spec.strategy}", console)
-        try:
-            with bar:
-                outcome: RunOutcome = _run_async(
-                    lambda: run_spec(spec, store=db, on_progress=update)
-                )
-        finally:
-            if db is not None:
-                db.close()
-    if output is Output.json:
-        data = outcome.report.to_dict()
-        data["run_id"] = outcome.run_id
-        print(json.dumps(data))
+        outcome = _run_with_progress(spec, spec.strategy, output, data_dir, store)
+    if _print_json(outcome, output):
         return
     outcome.report.render(out)
     if outcome.run_id is not None:
         out.print(f"[dim]Stored as run {outcome.run_id} of swarm {spec.swarm_id!r}.[/dim]")
+
+
+def _run_with_progress(
+    spec: SwarmSpec, label: str, output: Output, data_dir: Path | None, store: bool
+) -> RunOutcome:
+    """Run `spec` with a live progress bar (on stderr when stdout carries JSON)."""
+    db = _store(data_dir, store)
+    console = err if output is Output.json else out
+    bar, update = _progress_bar(spec.workload.tasks, label, console)
+    try:
+        with bar:
+            outcome: RunOutcome = _run_async(lambda: run_spec(spec, store=db, on_progress=update))
+    finally:
+        if db is not None:
+            db.close()
+    return outcome
+
+
+def _print_json(outcome: RunOutcome, output: Output) -> bool:
+    if output is not Output.json:
+        return False
+    data = outcome.report.to_dict()
+    data["run_id"] = outcome.run_id
+    print(json.dumps(data))
+    return True
 
 
 @app.command("load-balance")
@@ -326,21 +338,8 @@ def simulate(
             workload["tasks"] = tasks
             changes["workload"] = workload
         spec = _override(spec, **changes)
-        db = _store(data_dir, store)
-        console = err if output is Output.json else out
-        bar, update = _progress_bar(spec.workload.tasks, f"simulating {spec.strategy}", console)
-        try:
-            with bar:
-                outcome: RunOutcome = _run_async(
-                    lambda: run_spec(spec, store=db, on_progress=update)
-                )
-        finally:
-            if db is not None:
-                db.close()
-    if output is Output.json:
-        data = outcome.report.to_dict()
-        data["run_id"] = outcome.run_id
-        print(json.dumps(data))
+        outcome = _run_with_progress(spec, f"simulating {spec.strategy}", output, data_dir, store)
+    if _print_json(outcome, output):
         return
     outcome.report.render(out)
     out.print("[dim]Times are virtual: what the swarm would take, not how long this took.[/dim]")
