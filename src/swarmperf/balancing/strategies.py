@@ -471,6 +471,11 @@ class CapacityAware(_Strategy):
     An agent held back this way is not measured again, so a low estimate could stick for
     good (an agent that was slow for a while, then recovered). An agent idle for
     `PROBE_AFTER` seconds therefore gets the next task whatever its estimate: a probe.
+
+    Holding is monotonic in a task's cost: if a task is held, so is any costlier one while
+    nothing has changed. The coordinator looks past a held task for one a free agent can
+    take, so the last hold is remembered, and costlier tasks are refused without looking
+    at the heaps again; the decisions are exactly those of a full look.
     """
 
     name = "capacity-aware"
@@ -482,6 +487,10 @@ class CapacityAware(_Strategy):
         self._idle = _LazyHeap(lambda a: -a.speed)
         self._busy = _LazyHeap(lambda a: a.free_at(0.0))
         self._idle_since: dict[str, float] = {}
+        # Bumped on any change to the agents; with the time and horizon it keys the last
+        # hold: (epoch, now, horizon, smallest cost held).
+        self._epoch = 0
+        self._held: tuple[int, float, float, float] | None = None
 
     def add(self, agent: AgentState, now: float) -> None:
         super().add(agent, now)
@@ -489,9 +498,11 @@ class CapacityAware(_Strategy):
 
     def remove(self, agent: AgentState) -> None:
         super().remove(agent)
+        self._epoch += 1
         self._idle_since.pop(agent.id, None)
 
     def changed(self, agent: AgentState, now: float) -> None:
+        self._epoch += 1
         if not agent.alive:
             return
         if agent.in_flight == 0:
@@ -506,6 +517,16 @@ class CapacityAware(_Strategy):
         self._busy.compact(self._agents)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
+        cost = task.est_cost
+        held = self._held
+        if (
+            held is not None
+            and cost >= held[3]
+            and held[0] == self._epoch
+            and held[1] == now
+            and held[2] == self._horizon()
+        ):
+            return None
         idle = self._idle.top_with_free_slot()
         if idle is None:
             return None
@@ -513,12 +534,18 @@ class CapacityAware(_Strategy):
         if busy is not None and busy.speed > idle.speed:
             if now - self._idle_since.get(idle.id, now) >= self.PROBE_AFTER:
                 return idle
-            cost = task.est_cost
             on_idle = cost / idle.speed
-            horizon = self._swarm.horizon if self._swarm is not None else 0.0
+            horizon = self._horizon()
             if on_idle > horizon and busy.free_at(now) - now + cost / busy.speed < on_idle:
+                key = (self._epoch, now, horizon)
+                if held is not None and held[:3] == key:
+                    cost = min(cost, held[3])
+                self._held = (*key, cost)
                 return None
         return idle
+
+    def _horizon(self) -> float:
+        return self._swarm.horizon if self._swarm is not None else 0.0
 
 
 STRATEGIES: dict[str, type[_Strategy]] = {
