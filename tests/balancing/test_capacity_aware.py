@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from swarmperf.balancing import get_strategy
+from swarmperf.balancing.strategies import CapacityAware
 from swarmperf.model import AgentSpec, Task
 from swarmperf.runtime.coordinator import Coordinator
 from tests.conftest import FakeClock
@@ -69,3 +73,31 @@ def test_an_agent_idle_for_long_is_probed_despite_a_low_estimate() -> None:
     c.submit(Task("noop", cost=0.5))
     started = c.take_starts()
     assert [a.id for a, _ in started] == ["slow"]
+
+
+@given(
+    speeds=st.lists(st.floats(0.05, 2.0), min_size=2, max_size=6),
+    busy=st.lists(st.booleans(), min_size=6, max_size=6),
+    costs=st.lists(st.floats(0.001, 5.0), min_size=1, max_size=12),
+)
+@settings(max_examples=200, deadline=None)
+def test_remembered_holds_decide_as_a_full_look_would(
+    speeds: list[float], busy: list[bool], costs: list[float]
+) -> None:
+    clock = FakeClock()
+    c = Coordinator(get_strategy("capacity-aware"), clock=clock)
+    for i, speed in enumerate(speeds):
+        c.add_agent(AgentSpec(f"a{i}"))
+        _set_speed(c, f"a{i}", speed)
+    for i in range(len(speeds)):
+        if busy[i]:
+            c.submit(Task("noop", cost=1.0))
+            c.take_starts()
+    strategy = c.strategy
+    assert isinstance(strategy, CapacityAware)
+    for cost in costs:
+        task = Task("noop", cost=cost)
+        task.est_cost = cost
+        remembered = strategy.choose(task, clock.now)
+        strategy._held = None  # forget, and look again from scratch
+        assert strategy.choose(task, clock.now) is remembered
