@@ -121,6 +121,8 @@ class Coordinator:
         self._pause_tokens: dict[str, int] = {}
         self._guard_due = float("inf")
         self._side_results: list[TaskResult] = []
+        # Idempotency: key -> the id of the first task that carried it.
+        self._keys: dict[str, str] = {}
         self.events: list[Event] = []
         self.submitted = 0
         self.completed = 0
@@ -303,6 +305,23 @@ class Coordinator:
         self._pending += 1
         self.submitted += 1
         self.queue.push(task, self.clock())
+
+    def repeats_key(self, task: Task) -> bool:
+        """Whether `task` repeats an idempotency key seen before (then it must not be
+        queued: the first task's result is the one that counts). Records new keys."""
+        key = task.idempotency_key
+        if key is None:
+            return False
+        first = self._keys.get(key)
+        if first is None:
+            self._keys[key] = task.id
+            return False
+        self.emit("duplicate-submission", task.id, key=key, first=first)
+        return True
+
+    def first_with_key(self, key: str) -> str | None:
+        """The id of the first task submitted with idempotency key `key`, if any."""
+        return self._keys.get(key)
 
     def submit_many(self, tasks: list[Task]) -> int:
         """Admit tasks in order until one is refused; return how many were admitted.

@@ -83,8 +83,6 @@ class Swarm:
         self._specs: dict[str, AgentSpec] = {}
         self._restarts: dict[str, tuple[int, float]] = {}  # agent -> (restarts, last at)
         self._restarting: set[asyncio.Task[None]] = set()
-        # Idempotency: key -> the id of the task that carries it (its result counts once).
-        self._keys: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -164,27 +162,17 @@ class Swarm:
         """
         if not self.coordinator.agents:
             raise NoAgents()
-        if task.idempotency_key is not None and self._duplicate(task):
+        if self.coordinator.repeats_key(task):
             return
         self.coordinator.submit(task)
         self._pump()
-
-    def _duplicate(self, task: Task) -> bool:
-        key = task.idempotency_key
-        assert key is not None
-        first = self._keys.get(key)
-        if first is None:
-            self._keys[key] = task.id
-            return False
-        self.coordinator.emit("duplicate-submission", task.id, key=key, first=first)
-        return True
 
     async def execute(self, task: Task) -> TaskResult:
         """Submit `task` and wait for its result (the first one's, for a repeated
         idempotency key)."""
         key = task.idempotency_key
-        if key is not None and key in self._keys:
-            first = self._keys[key]
+        first = None if key is None else self.coordinator.first_with_key(key)
+        if key is not None and first is not None:
             for result in reversed(self.results):
                 if result.task_id == first:
                     return result
@@ -208,7 +196,8 @@ class Swarm:
         if not self.coordinator.agents:
             raise NoAgents()
         submit_many = self.coordinator.submit_many
-        pending = [t for t in tasks if t.idempotency_key is None or not self._duplicate(t)]
+        repeats_key = self.coordinator.repeats_key
+        pending = [t for t in tasks if t.idempotency_key is None or not repeats_key(t)]
         total = len(pending)
         i = 0
         while i < total:

@@ -150,8 +150,6 @@ class Simulation:
         self._specs: dict[str, AgentSpec] = {}
         self._listeners: list[ResultListener] = []
         self._outage_rngs: dict[str, random.Random] = {}
-        # Idempotency: key -> the id of the task that carries it (its result counts once).
-        self._keys: dict[str, str] = {}
         self._tasks: Sequence[Task] = ()
         self._offsets: list[float] = []
         self._next = 0  # index of the next task to feed
@@ -378,7 +376,7 @@ class Simulation:
         submit = self.coordinator.submit
         while i < n and offsets[i] <= now:
             task = tasks[i]
-            if task.idempotency_key is not None and self._duplicate(task):
+            if task.idempotency_key is not None and self.coordinator.repeats_key(task):
                 i += 1
                 continue
             try:
@@ -395,17 +393,6 @@ class Simulation:
             side = self.coordinator.take_results()
             if side:
                 self._record(side)
-
-    def _duplicate(self, task: Task) -> bool:
-        """As `Swarm.submit`: a repeated idempotency key is not queued again."""
-        key = task.idempotency_key
-        assert key is not None
-        first = self._keys.get(key)
-        if first is None:
-            self._keys[key] = task.id
-            return False
-        self.coordinator.emit("duplicate-submission", task.id, key=key, first=first)
-        return True
 
     def _record(self, results: list[TaskResult]) -> None:
         self._finished += len(results)
