@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
+import pkgutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import StrEnum
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from swarmperf import commands
 from swarmperf.balancing.strategies import STRATEGIES
+from swarmperf.commands._support import (
+    DataDirOption,
+    Output,
+    OutputOption,
+    UserError,
+    err,
+    load_spec_or_demo,
+    open_store,
+    out,
+    override,
+    progress_bar,
+    run_async,
+    user_errors,
+)
 from swarmperf.durations import parse_duration
-from swarmperf.errors import SwarmError
-from swarmperf.runner import Progress as RunProgress
 from swarmperf.runner import RunOutcome, compare_strategies, run_spec
 from swarmperf.runtime.backends import BACKENDS
-from swarmperf.spec import AUTO, DEMO_SPEC_YAML, SwarmSpec, demo_spec, load_spec
-from swarmperf.store import Store, database_path, resolve_data_dir
+from swarmperf.spec import AUTO, DEMO_SPEC_YAML, SwarmSpec
 
 T = TypeVar("T")
 
@@ -42,94 +42,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-
-
-OutputOption = Annotated[
-    Output, typer.Option("--output", "-o", help="table for people, json for programs.")
-]
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Where the memory store lives (default: $SWARMPERF_DATA_DIR, else ./.swarmperf).",
-    ),
-]
-
-
-class UserError(SwarmError):
-    """A mistake in what the user asked for: reported without a traceback, exit code 2."""
-
-
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except (SwarmError, ValueError) as exc:
-        _fail(exc)
-
-
-def _load(spec_path: Path | None) -> SwarmSpec:
-    if spec_path is None:
-        return demo_spec()
-    if not spec_path.exists():
-        raise UserError(f"SPEC: {str(spec_path)!r} does not exist. Give the path of a YAML spec.")
-    return load_spec(spec_path)
-
-
-def _override(spec: SwarmSpec, **changes: Any) -> SwarmSpec:
-    # Re-validate through the spec's own rules, so overrides get the same error messages.
-    from swarmperf.spec import parse_spec
-
-    data = spec.to_data()
-    data.update({k: v for k, v in changes.items() if v is not None})
-    return parse_spec(data, "command line")
-
-
-def _store(data_dir: Path | None, enabled: bool) -> Store | None:
-    if not enabled:
-        return None
-    directory = resolve_data_dir(data_dir, os.environ)
-    return Store.open(database_path(directory))
-
-
-def _run_async(coro_factory: Callable[[], Any]) -> Any:
-    return asyncio.run(coro_factory())
-
-
-def _progress_bar(
-    total: int, label: str, console: Console
-) -> tuple[Progress, Callable[[RunProgress], None]]:
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TextColumn("[red]{task.fields[failed]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    task_id = bar.add_task(label, total=total, rate="", failed="")
-
-    def update(p: RunProgress) -> None:
-        rate = f"{p.finished / p.elapsed:,.0f} tasks/s" if p.elapsed > 0 else ""
-        failed = f"{p.failed} failed" if p.failed else ""
-        bar.update(task_id, completed=p.finished, rate=rate, failed=failed)
-
-    return bar, update
 
 
 @app.command()
@@ -156,9 +68,9 @@ def run(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
 ) -> None:
     """Start a swarm, run its workload, and report how it went. The main job."""
-    with _user_errors():
-        spec = _override(
-            _load(spec_path),
+    with user_errors():
+        spec = override(
+            load_spec_or_demo(spec_path),
             swarm_id=swarm_id,
             duration=None if duration is None else parse_duration(duration, "--duration"),
             strategy=strategy,
@@ -177,12 +89,12 @@ def _run_with_progress(
     spec: SwarmSpec, label: str, output: Output, data_dir: Path | None, store: bool
 ) -> RunOutcome:
     """Run `spec` with a live progress bar (on stderr when stdout carries JSON)."""
-    db = _store(data_dir, store)
+    db = open_store(data_dir, store)
     console = err if output is Output.json else out
-    bar, update = _progress_bar(spec.workload.tasks, label, console)
+    bar, update = progress_bar(spec.workload.tasks, label, console)
     try:
         with bar:
-            outcome: RunOutcome = _run_async(lambda: run_spec(spec, store=db, on_progress=update))
+            outcome: RunOutcome = run_async(lambda: run_spec(spec, store=db, on_progress=update))
     finally:
         if db is not None:
             db.close()
@@ -216,18 +128,18 @@ def load_balance(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Record the runs.")] = True,
 ) -> None:
     """Run one workload under one strategy, or all of them, and compare."""
-    with _user_errors():
-        spec = _override(_load(workload), strategy=strategy, seed=seed, backend=backend)
+    with user_errors():
+        spec = override(load_spec_or_demo(workload), strategy=strategy, seed=seed, backend=backend)
         names = spec.strategy_names()
-        db = _store(data_dir, store)
+        db = open_store(data_dir, store)
         console = err if output is Output.json else out
         outcomes: dict[str, RunOutcome] = {}
         try:
             for name in names:
-                bar, update = _progress_bar(spec.workload.tasks, name, console)
+                bar, update = progress_bar(spec.workload.tasks, name, console)
                 with bar:
                     outcomes.update(
-                        _run_async(
+                        run_async(
                             lambda n=name, u=update: compare_strategies(  # type: ignore[misc]
                                 spec, [n], store=db, on_progress=u
                             )
@@ -328,8 +240,8 @@ def simulate(
     store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
 ) -> None:
     """Run a swarm spec in virtual time: the same strategies, queue and breakers, at scale."""
-    with _user_errors():
-        spec = _load(spec_path)
+    with user_errors():
+        spec = load_spec_or_demo(spec_path)
         changes: dict[str, Any] = {"backend": "sim", "seed": seed, "strategy": strategy}
         if agents is not None:
             changes["agents"] = _scaled_agents(spec, agents)
@@ -337,7 +249,7 @@ def simulate(
             workload = spec.workload.model_dump(mode="json")
             workload["tasks"] = tasks
             changes["workload"] = workload
-        spec = _override(spec, **changes)
+        spec = override(spec, **changes)
         outcome = _run_with_progress(spec, f"simulating {spec.strategy}", output, data_dir, store)
     if _print_json(outcome, output):
         return
@@ -351,8 +263,8 @@ def validate(
     output: OutputOption = Output.table,
 ) -> None:
     """Check a swarm spec and explain every problem (exit code 2 if there are any)."""
-    with _user_errors():
-        spec = _load(spec_path)
+    with user_errors():
+        spec = load_spec_or_demo(spec_path)
     agents = spec.agent_specs()
     if output is Output.json:
         print(json.dumps({"valid": True, "spec": spec.to_data()}))
@@ -387,6 +299,16 @@ def strategies(output: OutputOption = Output.table) -> None:
         table.add_row(*row)
     out.print(table)
     out.print(f"[dim]Backends: {', '.join(BACKENDS)}, sim (virtual time).[/dim]")
+
+
+def _register_commands() -> None:
+    # Each module in `swarmperf.commands` adds its own commands; heavy imports stay inside them.
+    for info in pkgutil.iter_modules(commands.__path__):
+        if not info.name.startswith("_"):
+            import_module(f"{commands.__name__}.{info.name}").register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

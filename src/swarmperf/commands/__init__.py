@@ -1,0 +1,1 @@
+"""Command-line modules: each defines `register(app)` and is picked up by `swarmperf.cli`."""
