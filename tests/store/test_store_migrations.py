@@ -12,7 +12,15 @@ from swarmperf.model import TaskStatus
 from swarmperf.store import SCHEMA_VERSION, Store
 from swarmperf.store.migrations import MIGRATIONS, migrate, split_statements
 
-ALL_TABLES = {"runs", "task_results", "metrics", "benchmarks", "decisions", "events"}
+ALL_TABLES = {
+    "alert_states",
+    "runs",
+    "task_results",
+    "metrics",
+    "benchmarks",
+    "decisions",
+    "events",
+}
 
 # Version 1 of the schema, written out by hand as an older swarmperf would have left it.
 SCHEMA_V1 = """

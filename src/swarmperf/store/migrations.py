@@ -90,6 +90,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_by_swarm ON events (swarm_id, ts);
     """,
+    # 3: alert state, so a restarted monitor neither loses an alert nor sends it twice.
+    """
+    CREATE TABLE alert_states (
+        swarm_id   TEXT NOT NULL,
+        key        TEXT NOT NULL,  -- the alert's identity: rule name and its labels
+        updated_at REAL NOT NULL,
+        state      TEXT NOT NULL,  -- JSON
+        PRIMARY KEY (swarm_id, key)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -339,6 +339,32 @@ class Store:
         )
         return [_event(row) for row in rows]
 
+    # -- alert state ----------------------------------------------------------------------
+
+    def save_alert_states(
+        self, swarm_id: str, states: Mapping[str, Mapping[str, Any]], removed: Iterable[str] = ()
+    ) -> None:
+        """Upsert the alerts in `states` (key -> JSON-able state) and delete `removed`, at once."""
+        now = self._clock()
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT INTO alert_states (swarm_id, key, updated_at, state) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (swarm_id, key) DO UPDATE SET"
+                " updated_at = excluded.updated_at, state = excluded.state",
+                [(swarm_id, key, now, _dump(state)) for key, state in states.items()],
+            )
+            self._conn.executemany(
+                "DELETE FROM alert_states WHERE swarm_id = ? AND key = ?",
+                [(swarm_id, key) for key in removed],
+            )
+
+    def alert_states(self, swarm_id: str) -> dict[str, dict[str, Any]]:
+        """Every stored alert of a swarm, by key."""
+        rows = self._query(
+            "SELECT key, state FROM alert_states WHERE swarm_id = ? ORDER BY key", (swarm_id,)
+        )
+        return {key: _load(state) for key, state in rows}
+
     # -- helpers --------------------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:

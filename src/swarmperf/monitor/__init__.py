@@ -1,0 +1,1 @@
+"""The Performance Monitor: metrics, collectors, Prometheus, bottlenecks, SLAs, alerts."""

@@ -1,0 +1,1 @@
+"""The Benchmark Suite: scenarios, load generation, results, regressions, SLA validation."""
