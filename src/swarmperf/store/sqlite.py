@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -371,6 +372,88 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    # -- metric history: retention and downsampling ---------------------------------------
+    # A downsampled bucket is three rows at the bucket's start: `<name>` (the mean),
+    # `<name>#max` and `<name>#n` (how many values went in), so that downsampling again into
+    # coarser buckets weighs each bucket by its count and changes nothing when repeated.
+
+    def delete_metrics_before(self, cutoff: float, swarm_id: str | None = None) -> int:
+        """Delete the metric rows older than `cutoff` (UNIX seconds); return how many."""
+        sql = "DELETE FROM metrics WHERE ts < ?"
+        params: tuple[object, ...] = (cutoff,)
+        if swarm_id is not None:
+            sql, params = sql + " AND swarm_id = ?", (cutoff, swarm_id)
+        with self.transaction():
+            return self._conn.execute(sql, params).rowcount
+
+    def downsample_metrics(
+        self, before: float, bucket_s: float, swarm_id: str | None = None
+    ) -> tuple[int, int]:
+        """Aggregate the rows of whole buckets of `bucket_s` seconds ending by `before`.
+
+        Each (swarm, run, metric, bucket) becomes its mean, max and count. Buckets already
+        in that form are left alone, so repeating the call is harmless. Returns (rows
+        replaced, rows written).
+        """
+        if not bucket_s > 0 or not math.isfinite(bucket_s):
+            raise ConfigError("bucket", bucket_s, "Use a duration > 0, e.g. 1m.")
+        limit = math.floor(before / bucket_s) * bucket_s
+        sql = "SELECT id, swarm_id, run_id, ts, name, value FROM metrics WHERE ts < ?"
+        params: tuple[object, ...] = (limit,)
+        if swarm_id is not None:
+            sql, params = sql + " AND swarm_id = ?", (limit, swarm_id)
+        with self.transaction():
+            groups: dict[tuple[str, int | None, str, int], list[tuple[Any, ...]]] = {}
+            for row in self._conn.execute(sql, params):
+                base = row[4].split("#", 1)[0]
+                key = (row[1], row[2], base, _bucket(row[3], bucket_s))
+                groups.setdefault(key, []).append(row)
+            replaced: list[int] = []
+            written: list[tuple[Any, ...]] = []
+            for (swarm, run, base, k), rows in groups.items():
+                start = k * bucket_s
+                if all(r[3] == start for r in rows) and sorted(r[4] for r in rows) == [
+                    base,
+                    f"{base}#max",
+                    f"{base}#n",
+                ]:
+                    continue
+                mean, peak, count = _aggregate(rows)
+                replaced.extend(r[0] for r in rows)
+                written += [
+                    (swarm, run, start, base, mean),
+                    (swarm, run, start, f"{base}#max", peak),
+                    (swarm, run, start, f"{base}#n", float(count)),
+                ]
+            self._conn.executemany(
+                "DELETE FROM metrics WHERE id = ?", [(row_id,) for row_id in replaced]
+            )
+            self._conn.executemany(
+                "INSERT INTO metrics (swarm_id, run_id, ts, name, value) VALUES (?, ?, ?, ?, ?)",
+                written,
+            )
+        return len(replaced), len(written)
+
+    def count_metrics(self, swarm_id: str | None = None) -> int:
+        if swarm_id is None:
+            rows = self._query("SELECT count(*) FROM metrics", ())
+        else:
+            rows = self._query("SELECT count(*) FROM metrics WHERE swarm_id = ?", (swarm_id,))
+        count: int = rows[0][0]
+        return count
+
+    def latest_metrics(self, swarm_id: str) -> tuple[float, dict[str, float | None]] | None:
+        """The newest snapshot of a swarm: its time and its rows by name; None if none."""
+        rows = self._query("SELECT max(ts) FROM metrics WHERE swarm_id = ?", (swarm_id,))
+        if rows[0][0] is None:
+            return None
+        ts: float = rows[0][0]
+        named = self._query(
+            "SELECT name, value FROM metrics WHERE swarm_id = ? AND ts = ? ORDER BY id",
+            (swarm_id, ts),
+        )
+        return ts, dict(named)
+
 
 def _configure(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
@@ -488,3 +571,33 @@ def _result(row: tuple[Any, ...]) -> TaskResult:
         tenant=tenant,
         cost=cost,
     )
+
+
+def _bucket(ts: float, size: float) -> int:
+    """The k with k * size <= ts < (k + 1) * size, computed with the same products."""
+    k = math.floor(ts / size)
+    if k * size > ts:
+        k -= 1
+    elif (k + 1) * size <= ts:
+        k += 1
+    return k
+
+
+def _aggregate(rows: list[tuple[Any, ...]]) -> tuple[float | None, float | None, int]:
+    """Mean, max and count of a bucket's rows, raw or already downsampled."""
+    by_ts: dict[float, dict[str, float | None]] = {}
+    for _, _, _, ts, name, value in rows:
+        _, _, suffix = name.partition("#")
+        by_ts.setdefault(ts, {})[suffix] = value
+    total, count, peak = 0.0, 0, None
+    for parts in by_ts.values():
+        value = parts.get("")
+        if value is None:
+            continue
+        stored_n = parts.get("n")
+        n = 1 if stored_n is None else int(stored_n)
+        top = parts.get("max", value)
+        total += value * n
+        count += n
+        peak = top if peak is None or (top is not None and top > peak) else peak
+    return (total / count if count else None), peak, count
