@@ -265,3 +265,18 @@ def test_simulate_rejects_a_bad_agent_count(spec_file: Path) -> None:
     result = runner.invoke(app, ["simulate", str(spec_file), "--agents", "0"])
     assert result.exit_code == 2
     assert "--agents" in result.output
+
+
+def test_address_without_the_ray_backend_is_a_user_error(spec_file: Path) -> None:
+    result = runner.invoke(app, ["run", str(spec_file), "--address", "auto", "--no-store"])
+    assert result.exit_code == 2
+    assert "--address: 'auto' only applies to the ray backend" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_error_messages_keep_their_square_brackets(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agents: [{id: w, weight: -1}]\n")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "agents[w].weight" in result.output or "agents[0].weight" in result.output

@@ -257,8 +257,8 @@ def test_generated_specs_round_trip(
             "agents: ['a-1'] — gives more than one agent the same id.",
         ),
         (
-            MINIMAL + "backend: ray\n",
-            "backend: 'ray' — is not one of the choices. Choose one of: local, process, sim.",
+            MINIMAL + "backend: spark\n",
+            "backend: 'spark' — is not one of the choices. Choose one of: local, process, ray, sim.",
         ),
         (
             MINIMAL + "workload: {size: {distribution: weibull, mean: 1s}}\n",

@@ -44,6 +44,27 @@ app = typer.Typer(
 )
 
 
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray cluster address for --backend ray: ray://<head>:10001, or auto.",
+    ),
+]
+
+
+def _with_address(spec: SwarmSpec, address: str | None) -> SwarmSpec:
+    """The spec with its Ray cluster address set from the command line, if one was given."""
+    if address is None:
+        return spec
+    if spec.backend != "ray":
+        raise UserError(
+            f"--address: {address!r} only applies to the ray backend, and this run uses "
+            f"{spec.backend!r}. Add --backend ray, or leave --address out."
+        )
+    return override(spec, ray={**spec.ray.model_dump(mode="json"), "address": address})
+
+
 @app.command()
 def run(
     spec_path: Annotated[
@@ -60,8 +81,10 @@ def run(
         str | None, typer.Option("--strategy", help="Overrides the spec's.")
     ] = None,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="local, process or sim (virtual time).")
+        str | None,
+        typer.Option("--backend", help="local, process, ray or sim (virtual time)."),
     ] = None,
+    address: AddressOption = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Overrides the spec's.")] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
@@ -77,6 +100,7 @@ def run(
             backend=backend,
             seed=seed,
         )
+        spec = _with_address(spec, address)
         outcome = _run_with_progress(spec, spec.strategy, output, data_dir, store)
     if _print_json(outcome, output):
         return
@@ -121,8 +145,9 @@ def load_balance(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     backend: Annotated[
         str | None,
-        typer.Option("--backend", help="local, process or sim (virtual time, for scale)."),
+        typer.Option("--backend", help="local, process, ray or sim (virtual time, for scale)."),
     ] = None,
+    address: AddressOption = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Record the runs.")] = True,
@@ -130,6 +155,7 @@ def load_balance(
     """Run one workload under one strategy, or all of them, and compare."""
     with user_errors():
         spec = override(load_spec_or_demo(workload), strategy=strategy, seed=seed, backend=backend)
+        spec = _with_address(spec, address)
         names = spec.strategy_names()
         db = open_store(data_dir, store)
         console = err if output is Output.json else out

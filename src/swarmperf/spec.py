@@ -24,10 +24,14 @@ from pydantic import (
     BeforeValidator,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+if typing.TYPE_CHECKING:
+    from swarmperf.runtime.ray_backend import RaySettings
 
 from swarmperf.balancing.strategies import STRATEGIES
 from swarmperf.errors import ConfigError
@@ -36,6 +40,7 @@ from swarmperf.queueing import QueueSettings
 from swarmperf.resilience.guard import ResilienceGuard
 from swarmperf.spec_resilience import FaultSpec, ResilienceSpec
 from swarmperf.spec_types import (
+    ByteSize,
     Duration,
     Name,
     PositiveDuration,
@@ -286,6 +291,72 @@ class WorkloadSpec(Section):
         return shares
 
 
+# -- ray --------------------------------------------------------------------------------
+
+PlacementName = Literal["pack", "spread", "strict-pack", "strict-spread"]
+
+
+class RayGroupSpec(Section):
+    """What the actors of one agent group ask Ray for, and where they may run.
+
+    `node` pins them to a Ray node id (`node_soft`: elsewhere if it cannot take them);
+    `placement` puts the group in one placement group, a bundle per agent.
+    """
+
+    num_cpus: Annotated[float, Field(ge=0)] | None = None
+    memory: ByteSize | None = None
+    resources: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict
+    )
+    node: Annotated[str, Field(min_length=1)] | None = None
+    node_soft: bool = False
+    placement: PlacementName | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_place(self) -> RayGroupSpec:
+        if self.node is not None and self.placement is not None:
+            raise problem(
+                "placement",
+                "pins to a node and asks for a placement group at once",
+                "Drop node or placement: an actor is placed one way.",
+                value={"node": self.node, "placement": self.placement},
+            )
+        if self.placement is not None and not (
+            self.num_cpus or self.memory or any(self.resources.values())
+        ):
+            raise problem(
+                "placement",
+                "reserves nothing",
+                "A placement group reserves resources: give the group num_cpus (e.g. 1), "
+                "memory or resources too.",
+                value=self.placement,
+            )
+        return self
+
+
+class RaySpec(Section):
+    """Where the Ray cluster is (`address`: ray://<head>:10001 or auto; none: a local Ray
+    started with the run) and what each agent group's actors ask for, by group id."""
+
+    address: Annotated[str, Field(min_length=1)] | None = None
+    namespace: Name | None = None
+    start_timeout: PositiveDuration = 60.0
+    groups: dict[Name, RayGroupSpec] = Field(default_factory=dict)
+
+
+# -- monitor ----------------------------------------------------------------------------
+
+
+class MonitorSpec(Section):
+    """The Performance Monitor during `swarmperf run`: a snapshot every `interval`, stored
+    under the run, and with `metrics_port` a Prometheus /metrics endpoint (0: a free port).
+    The `sim` backend runs in virtual time and has no live monitor."""
+
+    enabled: bool = True
+    interval: PositiveDuration = 1.0
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+
+
 # -- the spec ---------------------------------------------------------------------------
 
 
@@ -293,7 +364,7 @@ class SwarmSpec(Section):
     """A whole run: which agents, which strategy and backend, what queue, what workload."""
 
     swarm_id: Name = "default"
-    backend: Literal["local", "process", "sim"] = "local"
+    backend: Literal["local", "process", "ray", "sim"] = "local"
     strategy: str = "capacity-aware"
     seed: Annotated[int, Field(ge=0)] = 0
     duration: PositiveDuration | None = None
@@ -301,6 +372,8 @@ class SwarmSpec(Section):
     queue: QueueSpec = QueueSpec()
     workload: WorkloadSpec = WorkloadSpec()
     resilience: ResilienceSpec = ResilienceSpec()
+    ray: RaySpec = RaySpec()
+    monitor: MonitorSpec = MonitorSpec()
 
     @field_validator("strategy")
     @classmethod
@@ -343,6 +416,61 @@ class SwarmSpec(Section):
                         else "Define it under resilience.rate_limits.",
                     )
         return self
+
+    @field_validator("ray")
+    @classmethod
+    def _known_ray_groups(cls, ray: RaySpec, info: ValidationInfo) -> RaySpec:
+        agents = info.data.get("agents")
+        if agents is None:  # invalid, and reported as such
+            return ray
+        ids = [group.id for group in agents]
+        for name in ray.groups:
+            if name not in ids:
+                raise problem(
+                    "ray_groups",
+                    f"ray.groups names {name!r}, which is not an agent group",
+                    _choose(name, ids),
+                    value=name,
+                )
+        return ray
+
+    def ray_settings(self) -> RaySettings:
+        """The `ray` backend's settings: the `ray:` section with agent groups expanded."""
+        from swarmperf.runtime.ray_backend import (
+            ActorOptions,
+            PlacementGroupSettings,
+            RaySettings,
+        )
+
+        agents: dict[str, ActorOptions] = {}
+        groups: dict[str, PlacementGroupSettings] = {}
+        for group in self.agents:
+            ray_group = self.ray.groups.get(group.id)
+            if ray_group is None:
+                continue
+            placed = ray_group.placement is not None
+            for bundle, agent_id in enumerate(group.ids()):
+                agents[agent_id] = ActorOptions(
+                    num_cpus=ray_group.num_cpus,
+                    memory=ray_group.memory,
+                    resources=dict(ray_group.resources),
+                    node_id=ray_group.node,
+                    soft=ray_group.node_soft,
+                    placement_group=group.id if placed else None,
+                    bundle=bundle if placed else 0,
+                )
+            if ray_group.placement is not None:
+                groups[group.id] = PlacementGroupSettings(
+                    strategy=ray_group.placement.upper().replace("-", "_"),
+                    bundles=tuple(agents[i].bundle_resources() for i in group.ids()),
+                )
+        return RaySettings(
+            address=self.ray.address,
+            namespace=self.ray.namespace,
+            agents=agents,
+            placement_groups=groups,
+            start_timeout=self.ray.start_timeout,
+        )
 
     def agent_rate_limits(self) -> dict[str, tuple[str, ...]]:
         return {
@@ -661,7 +789,7 @@ DEMO_SPEC_YAML = """\
 # A demo swarm: eight agents of different kinds, heavy-tailed work, a few failing tasks,
 # and one agent that breaks down for a while: its breaker trips, then it recovers.
 swarm_id: demo
-backend: local             # local | process | sim (virtual time)
+backend: local             # local | process | ray | sim (virtual time)
 strategy: capacity-aware   # a strategy name, or auto to compare them all
 seed: 42
 duration: 30s              # stop the run after this long, whatever is left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
@@ -69,3 +70,36 @@ class Section(BaseModel):
     """A spec section: unknown keys are errors, values are frozen, no inf or NaN."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def _bytes_or_error(value: object) -> int:
+    fix = "Use a size like 512MiB, 2GiB or 1.5GB (or a number of bytes)."
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise problem("size", "is not a size", fix)
+    match = _SIZE.match(str(value))
+    unit = _SIZE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise problem("size", "is not a valid size", fix)
+    size = int(float(match.group(1)) * unit)
+    if size <= 0:
+        raise problem("size", "must be larger than 0", fix)
+    return size
+
+
+# A number of bytes, written as bytes or with a unit (512MiB, 2GB).
+ByteSize = Annotated[int, BeforeValidator(_bytes_or_error)]

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -52,7 +53,13 @@ class UserError(SwarmError):
 
 
 def fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True, soft_wrap=True)
+    # The message is plain text: field names like `agents[w]` must not be read as markup.
+    err.print(
+        f"[bold red]error:[/bold red] {escape(str(exc))}",
+        highlight=False,
+        markup=True,
+        soft_wrap=True,
+    )
     raise typer.Exit(code=2)
 
 

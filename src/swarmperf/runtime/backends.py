@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from swarmperf.errors import UnknownName
 from swarmperf.runtime.backend import Backend
 
-BACKENDS = ("local", "process")
+if TYPE_CHECKING:
+    from swarmperf.spec import SwarmSpec
+
+BACKENDS = ("local", "process", "ray")
 
 
-def make_backend(name: str) -> Backend:
-    """Make the backend registered as `name`; its module is imported only now."""
+def make_backend(name: str, spec: SwarmSpec | None = None) -> Backend:
+    """Make the backend registered as `name`; its module is imported only now.
+
+    `spec` carries backend settings (the `ray:` section); None: the backend's defaults.
+    """
     if name == "local":
         from swarmperf.runtime.local import LocalBackend
 
@@ -18,4 +26,9 @@ def make_backend(name: str) -> Backend:
         from swarmperf.runtime.process import ProcessBackend
 
         return ProcessBackend()
+    if name == "ray":
+        # Ray is an optional extra: without it, RayBackend says what to install.
+        from swarmperf.runtime.ray_backend import RayBackend
+
+        return RayBackend(spec.ray_settings() if spec is not None else None)
     raise UnknownName("backend", name, BACKENDS)

@@ -1,0 +1,113 @@
+"""Dispatch overhead per no-op task on the ray backend, against plain Ray actor calls."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+from typing import Any
+
+from _common import emit, log, median, parse_args, python_version, spread
+from swarmperf import AgentSpec, Swarm, Task
+from swarmperf.runtime.ray_backend import RayBackend
+
+AGENTS = 2
+CPUS = 2
+PREFETCH = 32  # tasks handed to an agent ahead of time: they travel as one actor call
+BATCH = 256  # plain Ray: calls in flight before each ray.get
+RATIO_GOAL = 1.2
+STRATEGY = "round-robin"
+
+
+def plain_ray_us_per_task(ray: Any, actors: list[Any], n: int) -> float:
+    """Round-robin `call("noop")` over the same actors, `ray.get` on batches of calls."""
+    gc.collect()
+    started = time.perf_counter()
+    for first in range(0, n, BATCH):
+        refs = [
+            actors[i % len(actors)].call.remote("noop", None)
+            for i in range(first, min(n, first + BATCH))
+        ]
+        ray.get(refs)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+async def swarm_us_per_task(swarm: Swarm, n: int) -> float:
+    tasks = [Task("noop") for _ in range(n)]
+    gc.collect()
+    started = time.perf_counter()
+    results = await swarm.run(tasks)
+    elapsed = time.perf_counter() - started
+    failed = sum(1 for r in results if not r.ok)
+    if len(results) != n or failed:  # a fast run that lost tasks would be a wrong number
+        raise RuntimeError(f"{len(results)} results for {n} tasks, {failed} failed")
+    return elapsed / n * 1e6
+
+
+async def measure(ray: Any, prefetch: int, n: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Alternate swarm runs and plain Ray runs on the same actors, `repeats` times each."""
+    specs = [AgentSpec(f"agent-{i}", prefetch=prefetch) for i in range(AGENTS)]
+    backend = RayBackend()
+    ours: list[float] = []
+    plain: list[float] = []
+    async with Swarm(specs, strategy=STRATEGY, backend=backend) as swarm:
+        actors = [backend.actor(spec.id) for spec in specs]
+        await swarm_us_per_task(swarm, min(n, 200))  # warm-up: imports, first calls
+        plain_ray_us_per_task(ray, actors, min(n, 200))
+        for _ in range(repeats):
+            ours.append(await swarm_us_per_task(swarm, n))
+            plain.append(plain_ray_us_per_task(ray, actors, n))
+            log(
+                f"  prefetch {prefetch:>2}: ray backend {ours[-1]:8.1f} µs/task, "
+                f"plain Ray {plain[-1]:8.1f} µs/task"
+            )
+    return ours, plain
+
+
+def main() -> None:
+    settings = parse_args(__doc__ or "", n=5_000, repeats=3, quick_n=1_000, quick_repeats=1)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+
+    started = time.perf_counter()
+    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+    log(
+        f"Ray {ray.__version__} started in {time.perf_counter() - started:.1f}s "
+        f"({CPUS} CPUs); {AGENTS} agents, {settings.n:,} no-op tasks per run"
+    )
+    try:
+        ours, plain = asyncio.run(measure(ray, PREFETCH, settings.n, settings.repeats))
+        ours0, plain0 = asyncio.run(measure(ray, 0, settings.n, settings.repeats))
+    finally:
+        ray.shutdown()
+    log(f"prefetch {PREFETCH}: ray backend {spread(ours)}  plain Ray {spread(plain)} µs/task")
+    log(f"prefetch  0: ray backend {spread(ours0)}  plain Ray {spread(plain0)} µs/task")
+    ratio = median(ours) / median(plain)
+    emit(
+        {
+            "benchmark": "ray_overhead",
+            "quick": settings.quick,
+            "tasks": settings.n,
+            "repeats": settings.repeats,
+            "agents": AGENTS,
+            "ray_cpus": CPUS,
+            "prefetch": PREFETCH,
+            "us_per_task": round(median(ours), 2),
+            "ray_us_per_task": round(median(plain), 2),
+            "ratio": round(ratio, 3),
+            "ratio_goal": RATIO_GOAL,
+            "goal_met": ratio <= RATIO_GOAL,
+            # Without prefetch every task is its own actor call, one in flight per agent.
+            "us_per_task_prefetch0": round(median(ours0), 2),
+            "ray_us_per_task_prefetch0": round(median(plain0), 2),
+            "ratio_prefetch0": round(median(ours0) / median(plain0), 3),
+            "ray": ray.__version__,
+            "python": python_version(),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,751 @@
+"""The `ray` backend: each agent is a Ray actor, for swarms larger than one machine.
+
+Ray's scheduler only places the actors; our load balancer still decides which agent runs
+each task. An agent with concurrency 1 gets one actor call per `run` holding all its new
+tasks (a batch), run one after the other; an agent with concurrency `c` > 1 gets one call
+per task, and its actor (an async actor with `max_concurrency=c`) runs up to `c` at once:
+async handlers on the actor's event loop, sync ones on `c` threads.
+
+Every call is numbered in send order. Its result comes back through the call's future,
+whose callback (on a Ray thread) hands it to the event loop: the loop never blocks on Ray.
+When an actor dies (node loss, OOM, `ray.kill`), every call still outstanding fails with a
+`RayActorError`; once all of them have come back, the tasks of the failed ones go back,
+in send order, through `CompletionSink.agent_lost` and the swarm's retry, breaker and
+restart machinery takes over. Nothing is lost and nothing is reported twice: a call's
+tasks are reported either with its result or as lost, never both. Ray restarts nothing
+on its own (`max_restarts=0`): the swarm's restart policy adds the agent again.
+
+This is the only module that imports Ray, and only when a backend is made, so the rest of
+the package (and this module's settings classes) work without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from swarmperf.balancing.agents import EWMA_ALPHA
+from swarmperf.errors import AgentCrashed, BackendError, ConfigError
+from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.model import AgentSpec, Task, TaskResult
+from swarmperf.runtime.backend import CompletionSink, Done
+
+_now = time.perf_counter
+INSTALL_FIX = "The ray backend needs Ray. Install it with: pip install 'swarmperf[ray]'"
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+# An actor call round trip on a local Ray, used until the first agent's pings measure one.
+_DEFAULT_TRANSFER_COST = 1e-3
+_PINGS = 3
+
+
+def import_ray() -> Any:
+    """The `ray` module, or a `ConfigError` saying what to install."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("backend", "ray", INSTALL_FIX) from exc
+    return ray
+
+
+# -- settings -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActorOptions:
+    """What one agent's actor asks Ray for, and where it may run.
+
+    `num_cpus`, `memory` (bytes) and `resources` (custom resources) are Ray resource
+    requests (None: Ray's defaults). `node_id` pins the actor to a node (`soft`: elsewhere
+    if that node cannot take it). `placement_group` names an entry of
+    `RaySettings.placement_groups`; the actor then takes bundle `bundle` of it.
+    """
+
+    num_cpus: float | None = None
+    memory: int | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+    node_id: str | None = None
+    soft: bool = False
+    placement_group: str | None = None
+    bundle: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 0:
+            raise ConfigError("ray.num_cpus", self.num_cpus, "Use a number >= 0.")
+        if self.memory is not None and self.memory <= 0:
+            raise ConfigError("ray.memory", self.memory, "Use a size > 0, e.g. 512MiB.")
+        for name, amount in self.resources.items():
+            if not amount >= 0:
+                raise ConfigError(f"ray.resources[{name!r}]", amount, "Use a number >= 0.")
+        if self.node_id is not None and self.placement_group is not None:
+            raise ConfigError(
+                "ray.node",
+                self.node_id,
+                "An actor is either pinned to a node or placed in a placement group; "
+                "drop one of node and placement.",
+            )
+        if self.bundle < 0:
+            raise ConfigError("ray.bundle", self.bundle, "Use an integer >= 0.")
+
+    def bundle_resources(self) -> dict[str, float]:
+        """The resources of this actor's bundle in a placement group."""
+        bundle = {name: float(amount) for name, amount in self.resources.items() if amount}
+        if self.num_cpus:
+            bundle["CPU"] = float(self.num_cpus)
+        if self.memory:
+            bundle["memory"] = float(self.memory)
+        return bundle
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementGroupSettings:
+    """A Ray placement group: one bundle per agent, placed together by `strategy`."""
+
+    strategy: str
+    bundles: tuple[Mapping[str, float], ...]
+
+    def __post_init__(self) -> None:
+        if self.strategy not in PLACEMENT_STRATEGIES:
+            raise ConfigError(
+                "ray.placement", self.strategy, f"Use one of: {', '.join(PLACEMENT_STRATEGIES)}."
+            )
+        if not self.bundles or not all(self.bundles):
+            raise ConfigError(
+                "ray.placement",
+                self.strategy,
+                "A placement group reserves resources: give the group num_cpus, memory or "
+                "resources.",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RaySettings:
+    """How to reach Ray and what each agent's actor asks for.
+
+    `address` is a Ray address (`ray://host:10001`, `host:6379` or `auto`); None starts a
+    local Ray with this process (or uses the one already connected). `agents` holds the
+    options by agent id; agents not in it get `default`. `start_timeout` bounds how long
+    an actor or placement group may wait for room in the cluster.
+    """
+
+    address: str | None = None
+    namespace: str | None = None
+    agents: Mapping[str, ActorOptions] = field(default_factory=dict)
+    default: ActorOptions = ActorOptions()
+    placement_groups: Mapping[str, PlacementGroupSettings] = field(default_factory=dict)
+    start_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.start_timeout > 0:
+            raise ConfigError("ray.start_timeout", self.start_timeout, "Use a duration > 0.")
+        for agent_id, options in self.agents.items():
+            group = options.placement_group
+            if group is None:
+                continue
+            settings = self.placement_groups.get(group)
+            if settings is None:
+                raise ConfigError(
+                    f"ray.agents[{agent_id!r}].placement_group",
+                    group,
+                    f"Define it in placement_groups: {sorted(self.placement_groups)}.",
+                )
+            if options.bundle >= len(settings.bundles):
+                raise ConfigError(
+                    f"ray.agents[{agent_id!r}].bundle",
+                    options.bundle,
+                    f"Placement group {group!r} has {len(settings.bundles)} bundles.",
+                )
+
+    def options_for(self, agent_id: str) -> ActorOptions:
+        return self.agents.get(agent_id, self.default)
+
+
+@dataclass(frozen=True, slots=True)
+class ActorPlacement:
+    """Where an agent's actor runs."""
+
+    agent: str
+    node_id: str
+    node_ip: str
+    pid: int
+    actor_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFigures:
+    """What the agents on one node did: task counts and service times (seconds)."""
+
+    node_id: str
+    node_ip: str
+    agents: tuple[str, ...]
+    tasks: int
+    failed: int
+    mean_service: float | None
+    p95_service: float | None
+
+
+def node_figures(
+    results: Sequence[TaskResult], placements: Mapping[str, ActorPlacement]
+) -> list[NodeFigures]:
+    """Per-node figures of a run: results grouped by the node their agent's actor ran on.
+
+    Results of agents with no known placement are left out (an agent that never started).
+    """
+    by_node: dict[str, list[TaskResult]] = {}
+    agents: dict[str, set[str]] = {}
+    for placement in placements.values():
+        agents.setdefault(placement.node_id, set()).add(placement.agent)
+        by_node.setdefault(placement.node_id, [])
+    for result in results:
+        where = placements.get(result.agent) if result.agent is not None else None
+        if where is not None:
+            by_node[where.node_id].append(result)
+    ips = {p.node_id: p.node_ip for p in placements.values()}
+    figures: list[NodeFigures] = []
+    for node_id, node_results in sorted(by_node.items()):
+        times = np.array(
+            [r.service_time for r in node_results if r.service_time is not None], dtype=float
+        )
+        figures.append(
+            NodeFigures(
+                node_id=node_id,
+                node_ip=ips[node_id],
+                agents=tuple(sorted(agents[node_id])),
+                tasks=len(node_results),
+                failed=sum(1 for r in node_results if not r.ok),
+                mean_service=float(times.mean()) if times.size else None,
+                p95_service=float(np.percentile(times, 95)) if times.size else None,
+            )
+        )
+    return figures
+
+
+# -- the actor ------------------------------------------------------------------------------
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# (starts, finishes, errors or None when all succeeded, values), on the actor's clock.
+_Results = tuple[list[float], list[float], list[str | None] | None, list[Any]]
+
+
+class AgentActor:
+    """One agent, as a Ray actor. Runs the tasks of each call; handler errors fail tasks.
+
+    Made an actor class by `ray.remote` in `RayBackend`; every method is async, so Ray runs
+    it as an async actor with `max_concurrency` set to the agent's concurrency.
+    """
+
+    def __init__(self, spec: AgentSpec, handlers: Mapping[str, Handler], epoch: float) -> None:
+        self._spec = spec
+        self._registry = HandlerRegistry(handlers)
+        self._table = {name: self._registry.resolve(name) for name in self._registry}
+        self._context = AgentContext.for_agent(spec, epoch)
+        # Sync handlers of a concurrent agent run on threads, as in the process backend.
+        self._pool = (
+            ThreadPoolExecutor(spec.concurrency, thread_name_prefix=f"swarmperf-{spec.id}")
+            if spec.concurrency > 1
+            else None
+        )
+
+    async def hello(self) -> tuple[float, str, str, int, str]:
+        """This actor's clock, node id, node IP, process id and actor id."""
+        import ray
+
+        context = ray.get_runtime_context()
+        node_ip: Callable[[], str] = ray.util.get_node_ip_address
+        return (
+            _now(),
+            context.get_node_id(),
+            node_ip(),
+            os.getpid(),
+            context.get_actor_id() or "",
+        )
+
+    async def begin(self, epoch: float) -> None:
+        """Count fault windows from `epoch` on this actor's clock."""
+        self._context = AgentContext.for_agent(self._spec, epoch)
+
+    async def run(self, kinds: Sequence[str], payloads: Sequence[Any]) -> _Results:
+        starts: list[float] = []
+        finishes: list[float] = []
+        errors: list[str | None] = []
+        values: list[Any] = []
+        failed = False
+        context = self._context
+        for kind, payload in zip(kinds, payloads, strict=True):
+            started = _now()
+            try:
+                entry = self._table.get(kind)
+                handler, is_async = entry if entry is not None else self._registry.resolve(kind)
+                if is_async:
+                    value = await handler(payload, context)
+                elif self._pool is not None:
+                    loop = asyncio.get_running_loop()
+                    value = await loop.run_in_executor(self._pool, handler, payload, context)
+                else:
+                    value = handler(payload, context)
+            except Exception as exc:  # a failing handler fails its task, not the actor
+                failed = True
+                starts.append(started)
+                finishes.append(_now())
+                errors.append(_error(exc))
+                values.append(None)
+                continue
+            starts.append(started)
+            finishes.append(_now())
+            errors.append(None)
+            values.append(value)
+        return starts, finishes, errors if failed else None, values
+
+    async def call(self, kind: str, payload: Any) -> Any:
+        """Run one handler and return its value: a plain Ray call, for comparisons."""
+        handler, is_async = self._registry.resolve(kind)
+        value = handler(payload, self._context)
+        return await value if is_async else value
+
+
+# -- the driver side ------------------------------------------------------------------------
+
+
+class _RayAgent:
+    """The driver's record of one agent's actor."""
+
+    __slots__ = (
+        "calls",
+        "closing",
+        "dying",
+        "exited",
+        "failed",
+        "handle",
+        "id",
+        "next_seq",
+        "offset",
+        "placement",
+        "rejected",
+        "spec",
+    )
+
+    def __init__(self, spec: AgentSpec, handle: Any) -> None:
+        self.id = spec.id
+        self.spec = spec
+        self.handle = handle
+        self.calls: dict[int, list[Task]] = {}  # outstanding calls by number, in send order
+        self.next_seq = 0
+        self.offset = 0.0  # actor clock minus swarm clock
+        self.closing = False
+        self.dying: str | None = None  # why the actor is gone, while its calls come back
+        self.failed: list[tuple[int, list[Task]]] = []  # calls that died with the actor
+        self.rejected: list[Done] = []  # failed before leaving, reported on the next tick
+        self.placement: ActorPlacement | None = None
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def in_flight(self) -> list[Task]:
+        """Every task given to this agent and not reported, in the order given."""
+        lost = [t for _, tasks in sorted(self.failed, key=lambda call: call[0]) for t in tasks]
+        return [done[0] for done in self.rejected] + lost
+
+
+class RayBackend:
+    """Agents as Ray actors: the same swarm across a Ray cluster.
+
+    `settings` says where Ray is and what each agent's actor asks for. Handlers travel to
+    the actors pickled (by reference for module-level functions, so their modules must be
+    importable on every node; closures travel by value). If this backend connects to Ray,
+    Ray stays up until the process exits, so that later runs start quickly.
+    """
+
+    name: ClassVar[str] = "ray"
+
+    def __init__(self, settings: RaySettings | None = None) -> None:
+        self._ray = import_ray()
+        self.settings = settings or RaySettings()
+        self.transfer_cost = _DEFAULT_TRANSFER_COST
+        self._measured = False
+        self._agents: dict[str, _RayAgent] = {}
+        self._placements: dict[str, ActorPlacement] = {}
+        self._groups: dict[str, Any] = {}  # placement groups made, by name
+        self._sink: CompletionSink | None = None
+        self._handlers: dict[str, Handler] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._actor_class: Any = None
+        self._epoch = 0.0
+        self._node_id = ""
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, sink: CompletionSink, handlers: HandlerRegistry) -> None:
+        ray = self._ray
+        if not ray.is_initialized():
+            self._connect()
+        self._handlers = dict(handlers.items())
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+        self._epoch = _now()
+        self._node_id = ray.get_runtime_context().get_node_id()
+        self._actor_class = ray.remote(AgentActor)
+
+    def _connect(self) -> None:
+        settings = self.settings
+        options: dict[str, Any] = {"namespace": settings.namespace}
+        if settings.address is None:
+            options["include_dashboard"] = False
+        try:
+            self._ray.init(address=settings.address, **options)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            where = "a local Ray" if settings.address is None else repr(settings.address)
+            raise ConfigError(
+                "ray.address",
+                settings.address,
+                f"Could not connect to {where} ({_error(exc)}). Start a cluster with "
+                "`ray start --head` and give the address it prints (ray://<head>:10001 or "
+                "auto on a cluster node), or leave ray.address out to start a local Ray.",
+            ) from exc
+
+    async def stop(self) -> None:
+        agents = list(self._agents.values())
+        self._agents.clear()
+        for agent in agents:
+            agent.closing = True
+            self._kill(agent)
+            agent.calls.clear()
+            if not agent.exited.done():
+                agent.exited.set_result(None)
+        groups = list(self._groups.values())
+        self._groups.clear()
+        for group in groups:
+            with contextlib.suppress(Exception):  # already gone with its cluster
+                self._ray.util.remove_placement_group(group)
+
+    # -- agents -------------------------------------------------------------------------
+
+    def placement(self, agent_id: str) -> ActorPlacement:
+        """Where `agent_id`'s actor runs (or last ran)."""
+        placement = self._placements.get(agent_id)
+        if placement is None:
+            raise ConfigError("agent", agent_id, f"No agent called {agent_id!r} has started.")
+        return placement
+
+    def placements(self) -> dict[str, ActorPlacement]:
+        """Where each agent's actor runs or last ran, for per-node figures."""
+        return dict(self._placements)
+
+    def actor(self, agent_id: str) -> Any:
+        """The Ray actor handle of a live agent (e.g. to `ray.kill` it in a drill)."""
+        return self._agent(agent_id).handle
+
+    async def add_agent(self, spec: AgentSpec) -> None:
+        if self._sink is None or self._loop is None:
+            raise BackendError("Call RayBackend.start() before adding agents.")
+        if spec.id in self._agents:
+            raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
+        options = self.settings.options_for(spec.id)
+        ray_options = await self._actor_options(spec, options)
+        try:
+            handle = self._actor_class.options(**ray_options).remote(
+                spec, self._handlers, self._epoch
+            )
+        except Exception as exc:  # e.g. a handler that cannot be pickled
+            raise ConfigError(
+                "handlers",
+                sorted(self._handlers),
+                f"Could not send the handlers to a Ray actor ({_error(exc)}). Handlers must "
+                "be picklable: module-level functions, or closures over picklable values.",
+            ) from exc
+        agent = _RayAgent(spec, handle)
+        # Registered before the actor is up: the coordinator may bind tasks to it now, and
+        # Ray queues those calls until the actor is ready.
+        self._agents[spec.id] = agent
+        try:
+            async with asyncio.timeout(self.settings.start_timeout):
+                await self._hello(agent)
+        except BaseException as exc:
+            reason = self._start_failure(exc, options)
+            if agent.dying is None:
+                agent.dying = reason
+                self._kill(agent)
+                if not agent.calls:
+                    self._settle(agent)
+            await asyncio.shield(agent.exited)
+            if isinstance(exc, TimeoutError | self._ray.exceptions.RayError):
+                raise AgentCrashed(spec.id, reason) from None
+            raise
+
+    def _start_failure(self, exc: BaseException, options: ActorOptions) -> str:
+        if isinstance(exc, TimeoutError):
+            available = self._ray.available_resources()
+            return (
+                f"Ray could not place its actor within {self.settings.start_timeout:g}s "
+                f"(asked for {self._asked(options)}; the cluster has {available} free). "
+                "Lower the group's num_cpus/memory/resources, fix its node, or add nodes."
+            )
+        if isinstance(exc, self._ray.exceptions.RayError):
+            return f"its actor could not start: {_first_line(exc)}"
+        return f"its start was interrupted ({_error(exc)})"
+
+    @staticmethod
+    def _asked(options: ActorOptions) -> str:
+        parts = [f"num_cpus={options.num_cpus:g}"] if options.num_cpus is not None else []
+        if options.memory is not None:
+            parts.append(f"memory={options.memory}")
+        parts += [f"{name}={amount:g}" for name, amount in options.resources.items()]
+        if options.node_id is not None:
+            parts.append(f"node={options.node_id}{' (soft)' if options.soft else ''}")
+        if options.placement_group is not None:
+            parts.append(f"placement group {options.placement_group}[{options.bundle}]")
+        return ", ".join(parts) or "Ray's default resources"
+
+    async def _actor_options(self, spec: AgentSpec, options: ActorOptions) -> dict[str, Any]:
+        ray = self._ray
+        result: dict[str, Any] = {
+            "max_concurrency": spec.concurrency,
+            # The swarm restarts agents through its own policy and retries their tasks.
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "name": None,
+        }
+        if options.num_cpus is not None:
+            result["num_cpus"] = options.num_cpus
+        if options.memory is not None:
+            result["memory"] = options.memory
+        if options.resources:
+            result["resources"] = dict(options.resources)
+        strategies = ray.util.scheduling_strategies
+        if options.node_id is not None:
+            try:
+                result["scheduling_strategy"] = strategies.NodeAffinitySchedulingStrategy(
+                    node_id=options.node_id, soft=options.soft
+                )
+            except ValueError:
+                raise ConfigError(
+                    f"ray.groups[{spec.id}].node",
+                    options.node_id,
+                    "Use a node id in hex, as `ray list nodes` or ray.nodes() shows it.",
+                ) from None
+        elif options.placement_group is not None:
+            group = await self._placement_group(options.placement_group)
+            result["num_cpus"] = options.num_cpus or 0
+            result["scheduling_strategy"] = strategies.PlacementGroupSchedulingStrategy(
+                placement_group=group, placement_group_bundle_index=options.bundle
+            )
+        return result
+
+    async def _placement_group(self, name: str) -> Any:
+        group = self._groups.get(name)
+        if group is not None:
+            return group
+        settings = self.settings.placement_groups[name]
+        util = self._ray.util
+        group = util.placement_group(
+            [dict(b) for b in settings.bundles], strategy=settings.strategy
+        )
+        try:
+            async with asyncio.timeout(self.settings.start_timeout):
+                await group.ready()
+        except TimeoutError:
+            util.remove_placement_group(group)
+            raise BackendError(
+                f"Ray could not place placement group {name!r} ({settings.strategy}, bundles "
+                f"{[dict(b) for b in settings.bundles]}) within "
+                f"{self.settings.start_timeout:g}s; the cluster has "
+                f"{self._ray.available_resources()} free. Ask for less, use a softer "
+                "strategy (pack or spread), or add nodes."
+            ) from None
+        existing = self._groups.setdefault(name, group)
+        if existing is not group:  # another agent of the group made it meanwhile
+            util.remove_placement_group(group)
+        return existing
+
+    async def _hello(self, agent: _RayAgent) -> None:
+        """Ping the new actor: where it runs, its clock, and the transfer cost."""
+        best: tuple[float, float, float] | None = None  # rtt, sent, actor time
+        info: tuple[float, str, str, int, str] | None = None
+        for _ in range(_PINGS):
+            sent_at = _now()
+            info = await agent.handle.hello.remote()
+            rtt = _now() - sent_at
+            if best is None or rtt < best[0]:
+                best = (rtt, sent_at, info[0])
+        assert best is not None
+        assert info is not None
+        _, node_id, node_ip, pid, actor_id = info
+        agent.placement = ActorPlacement(agent.id, node_id, node_ip, pid, actor_id)
+        self._placements[agent.id] = agent.placement
+        rtt, sent_at, actor_time = best
+        if node_id != self._node_id:
+            # Another machine's monotonic clock: estimate the offset from the best ping.
+            agent.offset = actor_time - (sent_at + rtt / 2)
+            agent.handle.begin.remote(self._epoch + agent.offset)
+        self._observe_transfer(rtt)
+
+    def _observe_transfer(self, sample: float) -> None:
+        if self._measured:
+            self.transfer_cost += EWMA_ALPHA * (sample - self.transfer_cost)
+        else:
+            self.transfer_cost, self._measured = sample, True
+
+    async def remove_agent(self, agent_id: str) -> None:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return
+        agent.closing = True
+        self._retire_if_idle(agent)
+        await asyncio.shield(agent.exited)
+
+    def _agent(self, agent_id: str) -> _RayAgent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
+        return agent
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def run(self, starts: Sequence[tuple[str, Task]]) -> None:
+        groups: dict[str, list[Task]] = {}
+        for agent_id, task in starts:
+            tasks = groups.get(agent_id)
+            if tasks is None:
+                groups[agent_id] = [task]
+            else:
+                tasks.append(task)
+        agents = [self._agent(agent_id) for agent_id in groups]  # all checked, then sent
+        for agent in agents:
+            if agent.closing:
+                raise ConfigError("agent", agent.id, "The agent is being removed.")
+        for agent, tasks in zip(agents, groups.values(), strict=True):
+            if agent.dying is not None:
+                # Its death is being settled: these go back with the other lost tasks.
+                agent.failed.append((agent.next_seq, tasks))
+                agent.next_seq += 1
+            elif agent.spec.concurrency == 1:
+                self._call(agent, tasks)
+            else:
+                for task in tasks:
+                    self._call(agent, [task])
+
+    def _call(self, agent: _RayAgent, tasks: list[Task]) -> None:
+        try:
+            ref = agent.handle.run.remote([t.kind for t in tasks], [t.payload for t in tasks])
+        except Exception as exc:  # a payload Ray cannot serialize
+            if len(tasks) > 1:
+                for task in tasks:
+                    self._call(agent, [task])
+                return
+            self._reject(agent, tasks[0], exc)
+            return
+        seq = agent.next_seq
+        agent.next_seq = seq + 1
+        agent.calls[seq] = tasks
+        ref.future().add_done_callback(functools.partial(self._from_ray, agent, seq))
+
+    def _reject(self, agent: _RayAgent, task: Task, exc: Exception) -> None:
+        assert self._loop is not None
+        now = _now()
+        error = f"{_error(exc)} (a task's payload must be serializable to reach a Ray actor)"
+        if not agent.rejected:
+            # Not now: run() is often called from inside the sink.
+            self._loop.call_soon(self._report_rejected, agent)
+        agent.rejected.append((task, now, now, error, None))
+
+    def _report_rejected(self, agent: _RayAgent) -> None:
+        done, agent.rejected = agent.rejected, []
+        if done and self._sink is not None and self._agents.get(agent.id) is agent:
+            self._sink.tasks_done(agent.id, done)
+        self._retire_if_idle(agent)
+
+    # -- results ------------------------------------------------------------------------
+
+    def _from_ray(self, agent: _RayAgent, seq: int, future: Future[Any]) -> None:
+        """On a Ray thread: hand the finished call to the event loop."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            loop.call_soon_threadsafe(self._on_result, agent, seq, future)
+
+    def _on_result(self, agent: _RayAgent, seq: int, future: Future[Any]) -> None:
+        if self._agents.get(agent.id) is not agent:
+            return  # stopped, or its death already settled
+        tasks = agent.calls.pop(seq, None)
+        if tasks is None:
+            return
+        exceptions = self._ray.exceptions
+        try:
+            starts, finishes, errors, values = future.result()
+        except exceptions.RayTaskError as exc:
+            # The call itself failed in a live actor (e.g. an argument or a return value
+            # it could not deserialize or serialize): its tasks fail, the agent carries on.
+            now = _now()
+            error = f"{_first_line(exc)} (in the Ray actor of {agent.id!r})"
+            self._report(agent, [(t, now, now, error, None) for t in tasks])
+        except Exception as exc:  # RayActorError and any other loss of the actor
+            if agent.dying is None:
+                agent.dying = f"Ray actor died: {_first_line(exc)}"
+            agent.failed.append((seq, tasks))
+        else:
+            offset = agent.offset
+            if errors is None:
+                errors = [None] * len(tasks)
+            if offset:
+                starts = [s - offset for s in starts]
+                finishes = [f - offset for f in finishes]
+            self._report(agent, list(zip(tasks, starts, finishes, errors, values, strict=True)))
+        if agent.dying is not None:
+            if not agent.calls:
+                self._settle(agent)
+        else:
+            self._retire_if_idle(agent)
+
+    def _report(self, agent: _RayAgent, done: list[Done]) -> None:
+        if self._sink is not None:
+            self._sink.tasks_done(agent.id, done)
+
+    # -- exits --------------------------------------------------------------------------
+
+    def _retire_if_idle(self, agent: _RayAgent) -> None:
+        """A removed agent goes once all it was given has been reported."""
+        if not agent.closing or agent.calls or agent.rejected or agent.dying is not None:
+            return
+        if self._agents.get(agent.id) is agent:
+            del self._agents[agent.id]
+        self._kill(agent)
+        if not agent.exited.done():
+            agent.exited.set_result(None)
+
+    def _settle(self, agent: _RayAgent) -> None:
+        """The actor is gone and all its calls are back: hand back what it had not done."""
+        if self._agents.get(agent.id) is agent:
+            del self._agents[agent.id]
+        self._kill(agent)  # a lost actor may yet linger (e.g. unreachable): make sure
+        reason = agent.dying or "Ray actor died"
+        in_flight = agent.in_flight()
+        agent.failed = []
+        agent.rejected = []
+        if not agent.exited.done():
+            agent.exited.set_result(None)
+        if (in_flight or not agent.closing) and self._sink is not None:
+            self._sink.agent_lost(agent.id, in_flight, reason)
+
+    def _kill(self, agent: _RayAgent) -> None:
+        with contextlib.suppress(Exception):  # already dead, or its cluster is gone
+            self._ray.kill(agent.handle, no_restart=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    """Ray's messages run over many lines (ids, pids, IPs): keep what says what and why."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    why = next((line for line in lines[1:] if "because" in line), None)
+    if why is not None:
+        text = f"{text} {why}"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
