@@ -280,3 +280,9 @@ def test_error_messages_keep_their_square_brackets(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2
     assert "agents[w].weight" in result.output or "agents[0].weight" in result.output
+
+
+def test_metrics_port_out_of_range_names_the_field(spec_file: Path) -> None:
+    result = runner.invoke(app, ["run", str(spec_file), "--metrics-port", "70000", "--no-store"])
+    assert result.exit_code == 2
+    assert "monitor.metrics_port" in result.output

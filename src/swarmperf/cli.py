@@ -85,6 +85,13 @@ def run(
         typer.Option("--backend", help="local, process, ray or sim (virtual time)."),
     ] = None,
     address: AddressOption = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus /metrics on this port while the run lasts (0: a free port).",
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Overrides the spec's.")] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
@@ -101,6 +108,9 @@ def run(
             seed=seed,
         )
         spec = _with_address(spec, address)
+        if metrics_port is not None:
+            monitor = spec.monitor.model_dump(mode="json")
+            spec = override(spec, monitor={**monitor, "metrics_port": metrics_port})
         outcome = _run_with_progress(spec, spec.strategy, output, data_dir, store)
     if _print_json(outcome, output):
         return

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from swarmperf.errors import ConfigError
 from swarmperf.handlers import HandlerRegistry
 from swarmperf.model import TaskResult
+from swarmperf.monitor.monitor import Monitor
+from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.report import RunReport, build_report, work_lower_bound
 from swarmperf.runtime.backends import make_backend
 from swarmperf.runtime.guard import Event
@@ -18,6 +21,10 @@ from swarmperf.runtime.swarm import Swarm
 from swarmperf.spec import BatchArrival, SwarmSpec
 from swarmperf.store import Store
 from swarmperf.workload import TimedTask, feed, generate_tasks
+
+if TYPE_CHECKING:
+    from swarmperf.monitor.exposition import MetricsServer
+    from swarmperf.monitor.snapshot import SystemFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,8 @@ class RunOutcome:
 
 
 ProgressListener = Callable[[Progress], None]
+# Told of the run's monitor (and its /metrics server, if the spec asks for one) once it runs.
+MonitorListener = Callable[[Monitor, "MetricsServer | None"], None]
 
 
 def check_runnable(spec: SwarmSpec, handlers: HandlerRegistry) -> None:
@@ -61,8 +70,12 @@ async def run_spec(
     on_progress: ProgressListener | None = None,
     progress_every: float = 0.2,
     handlers: HandlerRegistry | None = None,
+    on_monitor: MonitorListener | None = None,
 ) -> RunOutcome:
     """Run `spec` once. With a `duration`, tasks not started by then are cancelled.
+
+    Unless the spec turns it off, a `Monitor` samples the swarm every `monitor.interval`
+    and stores the snapshots under the run; `monitor.metrics_port` also serves /metrics.
 
     The `sim` backend runs the same swarm in virtual time (see `swarmperf.sim`).
     """
@@ -72,7 +85,7 @@ async def run_spec(
         return _simulate(spec, store, on_progress, handlers)
     timed = generate_tasks(spec.workload, spec.seed)
     total = len(timed)
-    backend = make_backend(spec.backend)
+    backend = make_backend(spec.backend, spec)
     clock = time.perf_counter
     swarm = Swarm(
         spec.agent_specs(),
@@ -98,7 +111,7 @@ async def run_spec(
         swarm.on_result(unsaved.append)
         swarm.on_event(unsaved_events.append)
     try:
-        async with swarm:
+        async with swarm, _monitoring(spec, swarm, store, run_id, on_monitor):
             started = swarm.clock()
             ticker = asyncio.create_task(
                 _tick(
@@ -148,6 +161,47 @@ async def run_spec(
     finally:
         if store is not None and run_id is not None and status != "completed":
             store.finish_run(run_id, {}, status)
+
+
+@contextlib.asynccontextmanager
+async def _monitoring(
+    spec: SwarmSpec,
+    swarm: Swarm,
+    store: Store | None,
+    run_id: int | None,
+    listener: MonitorListener | None,
+) -> AsyncIterator[Monitor | None]:
+    """The spec's monitor (and /metrics server) for as long as the swarm runs."""
+    if not spec.monitor.enabled:
+        yield None
+        return
+    metrics = SwarmMetrics(spec.swarm_id, clock=swarm.clock)
+    metrics.attach(swarm)
+    monitor = Monitor(metrics, interval=spec.monitor.interval, store=store, run_id=run_id)
+    server: MetricsServer | None = None
+    await monitor.start()
+    try:
+        if spec.monitor.metrics_port is not None:
+            from swarmperf.monitor.exposition import SwarmCollector, make_registry, serve
+
+            def system() -> SystemFigures | None:
+                latest = monitor.latest
+                return latest.system if latest is not None else None
+
+            collector = SwarmCollector(metrics, system=system)
+            try:
+                server = serve(spec.monitor.metrics_port, registry=make_registry(collector))
+            except ConfigError as exc:  # name the spec's field, not the function's argument
+                raise ConfigError("monitor.metrics_port", exc.value, exc.fix) from exc
+        if listener is not None:
+            listener(monitor, server)
+        yield monitor
+    finally:
+        try:
+            await monitor.stop()  # one last snapshot, covering the end of the run
+        finally:
+            if server is not None:
+                server.close()
 
 
 async def _feed_and_drain(swarm: Swarm, timed: list[TimedTask], duration: float | None) -> float:
