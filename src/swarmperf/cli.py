@@ -29,7 +29,7 @@ from swarmperf.commands._support import (
     user_errors,
 )
 from swarmperf.durations import parse_duration
-from swarmperf.runner import RunOutcome, compare_strategies, run_spec
+from swarmperf.runner import RunOutcome, compare_strategies, load_alerting, run_spec
 from swarmperf.runtime.backends import BACKENDS
 from swarmperf.spec import AUTO, DEMO_SPEC_YAML, SwarmSpec
 
@@ -301,6 +301,7 @@ def validate(
     """Check a swarm spec and explain every problem (exit code 2 if there are any)."""
     with user_errors():
         spec = load_spec_or_demo(spec_path)
+        load_alerting(spec)
     agents = spec.agent_specs()
     if output is Output.json:
         print(json.dumps({"valid": True, "spec": spec.to_data()}))

@@ -24,6 +24,7 @@ from swarmperf.workload import TimedTask, feed, generate_tasks
 
 if TYPE_CHECKING:
     from swarmperf.monitor.exposition import MetricsServer
+    from swarmperf.monitor.sinks import AlertingFile
     from swarmperf.monitor.snapshot import SystemFigures
 
 
@@ -178,6 +179,16 @@ async def _monitoring(
     metrics = SwarmMetrics(spec.swarm_id, clock=swarm.clock)
     metrics.attach(swarm)
     monitor = Monitor(metrics, interval=spec.monitor.interval, store=store, run_id=run_id)
+    alerts = load_alerting(spec)
+    observer = None
+    if alerts is not None:
+        from swarmperf.monitor.sinks import build_observer
+
+        # In the background: a slow or failing receiver must never stall the swarm's loop.
+        observer = build_observer(
+            alerts, store=store, swarm_id=spec.swarm_id, seed=spec.seed or 0, background=True
+        )
+        monitor.add_observer(observer)
     server: MetricsServer | None = None
     await monitor.start()
     try:
@@ -200,8 +211,27 @@ async def _monitoring(
         try:
             await monitor.stop()  # one last snapshot, covering the end of the run
         finally:
+            if observer is not None:
+                observer.close()
             if server is not None:
                 server.close()
+
+
+def load_alerting(spec: SwarmSpec) -> AlertingFile | None:
+    """The spec's alerting file, read and checked; None when the spec names none."""
+    path = spec.monitor.alerting
+    if path is None:
+        return None
+    if not path.is_file():
+        raise ConfigError(
+            "monitor.alerting",
+            str(path),
+            "No such file. Give the path of an alerting file (start from `swarmperf "
+            "sla-defaults`), relative to the working directory, or leave the field out.",
+        )
+    from swarmperf.monitor.sinks import AlertingFile
+
+    return AlertingFile.load(path)
 
 
 async def _feed_and_drain(swarm: Swarm, timed: list[TimedTask], duration: float | None) -> float:

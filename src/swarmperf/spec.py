@@ -350,11 +350,16 @@ class RaySpec(Section):
 class MonitorSpec(Section):
     """The Performance Monitor during `swarmperf run`: a snapshot every `interval`, stored
     under the run, and with `metrics_port` a Prometheus /metrics endpoint (0: a free port).
+    `alerting` names an alerting file (SLA rules, routing, sinks; see docs/alerting.md) whose
+    rules are evaluated on the snapshots while the run lasts. `anomalies` runs the streaming
+    anomaly detectors on the swarm's key figures and records what they find as events.
     The `sim` backend runs in virtual time and has no live monitor."""
 
     enabled: bool = True
     interval: PositiveDuration = 1.0
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    alerting: Path | None = None
+    anomalies: bool = True
 
 
 # -- the spec ---------------------------------------------------------------------------
