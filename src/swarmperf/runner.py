@@ -25,7 +25,7 @@ from swarmperf.workload import TimedTask, feed, generate_tasks
 if TYPE_CHECKING:
     from swarmperf.monitor.exposition import MetricsServer
     from swarmperf.monitor.sinks import AlertingFile
-    from swarmperf.monitor.snapshot import SystemFigures
+    from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +189,8 @@ async def _monitoring(
             alerts, store=store, swarm_id=spec.swarm_id, seed=spec.seed or 0, background=True
         )
         monitor.add_observer(observer)
+    if spec.monitor.anomalies:
+        monitor.add_observer(_anomaly_events(swarm))
     server: MetricsServer | None = None
     await monitor.start()
     try:
@@ -215,6 +217,27 @@ async def _monitoring(
                 observer.close()
             if server is not None:
                 server.close()
+
+
+def _anomaly_events(
+    swarm: Swarm,
+) -> Callable[[SwarmFigures, SystemFigures | None], None]:
+    """A monitor observer that runs the anomaly ensemble on the swarm's key figures and
+    records each anomalous one as an `anomaly` event of the run."""
+    from swarmperf.monitor.anomaly.feed import MetricAnomalies
+
+    detect = MetricAnomalies()
+
+    def observe(figures: SwarmFigures, system: SystemFigures | None) -> None:
+        for finding in detect(figures, system):
+            swarm.emit(
+                "anomaly",
+                finding["metric"],
+                value=finding["value"],
+                score=round(finding["score"], 4),
+            )
+
+    return observe
 
 
 def load_alerting(spec: SwarmSpec) -> AlertingFile | None:

@@ -192,6 +192,6 @@ class Monitor:
         swarm = self.metrics.swarm
         if swarm is not None:
             # Through the swarm, so the run's event log (and the store) has it.
-            swarm.coordinator.emit(kind, subject, **detail)
+            swarm.emit(kind, subject, **detail)
         elif self.store is not None:
             self.store.record_event(self.metrics.swarm_id, self.run_id, ts, kind, subject, detail)

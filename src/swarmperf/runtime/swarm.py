@@ -131,6 +131,12 @@ class Swarm:
 
     # -- agents -------------------------------------------------------------------------
 
+    def emit(self, kind: str, subject: str, /, **detail: object) -> None:
+        """Record an event from outside the coordinator (the monitor's findings, say) now,
+        so that listeners and the event log have it even while the swarm is idle."""
+        self.coordinator.emit(kind, subject, **detail)
+        self._settle()
+
     async def add_agent(self, spec: AgentSpec) -> None:
         self._specs[spec.id] = spec
         self.coordinator.add_agent(spec)
