@@ -334,7 +334,9 @@ QUICK_SUITE_YAML = """\
 # Small and short: every kind of scenario once, in well under a minute on the local backend.
 suite: quick
 description: A smoke test of every scenario kind, short enough for every commit.
-defaults: {duration: 2s, iterations: 3, warmup: 500ms, cooldown: 200ms}
+# Five iterations: the fewest with which the regression gate (Mann-Whitney at alpha 0.01)
+# can judge a metric.
+defaults: {duration: 1s, iterations: 5, warmup: 500ms, cooldown: 200ms}
 scenarios:
   - name: steady-load
     kind: load
@@ -357,7 +359,7 @@ scenarios:
     kind: endurance
     rate: 200/s
     duration: 6s
-    iterations: 3
+    iterations: 6
     warmup: 0s
     memory_every: 250ms
   - name: burst
