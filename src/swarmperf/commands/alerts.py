@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +18,7 @@ from swarmperf.commands._support import (
     out,
     user_errors,
 )
+from swarmperf.files import write_atomic
 
 if TYPE_CHECKING:
     from swarmperf.monitor.sla import RuleResult, RuleSet
@@ -58,14 +57,7 @@ def _write(text: str, path: Path | None) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"--out: {str(path)!r} is in no existing directory. Create it first.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text if text.endswith("\n") else text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text if text.endswith("\n") else text + "\n")
     err.print(f"[dim]Wrote {path}.[/dim]")
 
 

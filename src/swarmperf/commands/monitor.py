@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -26,6 +25,7 @@ from swarmperf.commands._support import (
 )
 from swarmperf.durations import parse_duration
 from swarmperf.errors import ConfigError
+from swarmperf.files import write_atomic
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -330,19 +330,6 @@ def swarm_monitor(
 # -- performance-report ---------------------------------------------------------------------
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write the whole file or leave what was there: a temporary file, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def performance_report(
     swarm_id: SwarmIdOption,
     format_: Annotated[
@@ -392,7 +379,7 @@ def performance_report(
             if out_file is None:
                 print(text)
             else:
-                _write_atomically(out_file, text + "\n")
+                write_atomic(out_file, text + "\n")
                 err.print(f"Wrote {format_.value} report to {out_file}.")
             return
         render = rep.render_summary if format_ is ReportFormat.summary else rep.render_detailed
@@ -402,7 +389,7 @@ def performance_report(
         with tempfile.TemporaryFile("w+", encoding="utf-8") as buffer:
             render(built, Console(file=buffer, width=120, color_system=None))
             buffer.seek(0)
-            _write_atomically(out_file, buffer.read())
+            write_atomic(out_file, buffer.read())
         err.print(f"Wrote {format_.value} report to {out_file}.")
 
 

@@ -12,14 +12,14 @@ Exit codes: 0 every check passed, 1 a check failed or had no data, 2 the tool co
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from swarmperf.files import write_atomic
 
 CheckStatus = Literal["pass", "fail", "no data", "skipped"]
 EXIT_OK = 0
@@ -206,15 +206,7 @@ def _cell(text: str) -> str:
 
 def write_text(path: Path, text: str) -> None:
     """Write atomically, so a CI step never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def write_outputs(

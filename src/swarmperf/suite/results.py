@@ -10,14 +10,13 @@ Figures that could not be measured are None, with the reason in `notes`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from swarmperf.errors import ConfigError
+from swarmperf.files import write_atomic
 
 SCHEMA_VERSION = 1
 ScenarioKind = Literal["load", "stress", "volume", "endurance", "spike"]
@@ -178,15 +177,4 @@ def load_result(path: Path) -> SuiteResult:
 
 def save_result(result: SuiteResult, path: Path) -> None:
     """Write `result` to `path` atomically: a reader sees the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = result.model_dump_json(indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, result.model_dump_json(indent=1), durable=True)

@@ -1,0 +1,31 @@
+"""Writing files whole or not at all: a reader sees the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str, *, durable: bool = False) -> None:
+    """Write `text` to `path` through a temporary file in the same directory and a rename.
+
+    The file gets the permissions a plain `open(path, "w")` would give (the process umask
+    applied to 0o666), not the private 0o600 of a temporary file. `durable` also fsyncs
+    the data before the rename, for files that must survive a power cut.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
