@@ -50,3 +50,15 @@ class Backend(Protocol):
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
         """Start each task on its agent. Must not block; results come to the sink."""
         ...
+
+
+def group_starts(starts: Sequence[tuple[str, Task]]) -> dict[str, list[Task]]:
+    """The coordinator's starts by agent, each agent's tasks in start order (one batch each)."""
+    groups: dict[str, list[Task]] = {}
+    for agent_id, task in starts:
+        tasks = groups.get(agent_id)
+        if tasks is None:
+            groups[agent_id] = [task]
+        else:
+            tasks.append(task)
+    return groups

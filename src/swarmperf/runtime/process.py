@@ -41,7 +41,7 @@ from swarmperf.balancing.agents import EWMA_ALPHA
 from swarmperf.errors import AgentCrashed, BackendError, ConfigError
 from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
 from swarmperf.model import AgentSpec, Task
-from swarmperf.runtime.backend import CompletionSink, Done
+from swarmperf.runtime.backend import CompletionSink, Done, group_starts
 
 _now = time.perf_counter  # CLOCK_MONOTONIC: worker timestamps are on the parent's clock
 
@@ -916,13 +916,7 @@ class ProcessBackend:
     # -- tasks --------------------------------------------------------------------------
 
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
-        groups: dict[str, list[Task]] = {}
-        for agent_id, task in starts:
-            tasks = groups.get(agent_id)
-            if tasks is None:
-                groups[agent_id] = [task]
-            else:
-                tasks.append(task)
+        groups = group_starts(starts)
         agents = [self._agent(agent_id) for agent_id in groups]  # all checked, then sent
         for agent in agents:
             if agent.closing:

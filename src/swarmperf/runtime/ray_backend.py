@@ -37,7 +37,7 @@ from swarmperf.balancing.agents import EWMA_ALPHA
 from swarmperf.errors import AgentCrashed, BackendError, ConfigError
 from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
 from swarmperf.model import AgentSpec, Task, TaskResult
-from swarmperf.runtime.backend import CompletionSink, Done
+from swarmperf.runtime.backend import CompletionSink, Done, group_starts
 
 _now = time.perf_counter
 INSTALL_FIX = "The ray backend needs Ray. Install it with: pip install 'swarmperf[ray]'"
@@ -611,13 +611,7 @@ class RayBackend:
     # -- tasks --------------------------------------------------------------------------
 
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
-        groups: dict[str, list[Task]] = {}
-        for agent_id, task in starts:
-            tasks = groups.get(agent_id)
-            if tasks is None:
-                groups[agent_id] = [task]
-            else:
-                tasks.append(task)
+        groups = group_starts(starts)
         agents = [self._agent(agent_id) for agent_id in groups]  # all checked, then sent
         for agent in agents:
             if agent.closing:
