@@ -64,6 +64,26 @@ def check_runnable(spec: SwarmSpec, handlers: HandlerRegistry) -> None:
         )
 
 
+def build_swarm(
+    spec: SwarmSpec, handlers: HandlerRegistry | None = None, *, keep_results: bool = True
+) -> Swarm:
+    """The spec's swarm, not yet started: agents, strategy, backend, queue and resilience."""
+    clock = time.perf_counter
+    return Swarm(
+        spec.agent_specs(),
+        strategy=spec.strategy,
+        backend=make_backend(spec.backend, spec),
+        queue=spec.queue_settings(),
+        handlers=handlers,
+        seed=spec.seed,
+        clock=clock,
+        guard=spec.guard(clock),
+        bulkheads=spec.resilience.bulkhead_settings(),
+        restart=spec.resilience.restart_policy(),
+        keep_results=keep_results,
+    )
+
+
 async def run_spec(
     spec: SwarmSpec,
     *,
@@ -86,20 +106,7 @@ async def run_spec(
         return _simulate(spec, store, on_progress, handlers)
     timed = generate_tasks(spec.workload, spec.seed)
     total = len(timed)
-    backend = make_backend(spec.backend, spec)
-    clock = time.perf_counter
-    swarm = Swarm(
-        spec.agent_specs(),
-        strategy=spec.strategy,
-        backend=backend,
-        queue=spec.queue_settings(),
-        handlers=handlers,
-        seed=spec.seed,
-        clock=clock,
-        guard=spec.guard(clock),
-        bulkheads=spec.resilience.bulkhead_settings(),
-        restart=spec.resilience.restart_policy(),
-    )
+    swarm = build_swarm(spec, handlers)
     run_id = (
         store.start_run(spec.swarm_id, spec.to_data(), spec.backend, spec.strategy)
         if store is not None

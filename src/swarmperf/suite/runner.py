@@ -151,8 +151,7 @@ def import_callable(reference: str) -> Callable[..., Any]:
 
 
 def _swarm_factory(spec: SwarmSpec, handlers: HandlerRegistry) -> tuple[TargetFactory, str]:
-    from swarmperf.runtime.backends import make_backend
-    from swarmperf.runtime.swarm import Swarm
+    from swarmperf.runner import build_swarm
     from swarmperf.workload import draw_sizes
 
     if spec.backend == "sim":
@@ -179,20 +178,7 @@ def _swarm_factory(spec: SwarmSpec, handlers: HandlerRegistry) -> tuple[TargetFa
             payloads = _SizeStream(spec, scenario.seed, draw_sizes)
         else:
             payloads = None
-        clock = time.perf_counter
-        swarm = Swarm(
-            spec.agent_specs(),
-            strategy=spec.strategy,
-            backend=make_backend(spec.backend),
-            queue=spec.queue_settings(),
-            handlers=handlers,
-            seed=spec.seed,
-            clock=clock,
-            guard=spec.guard(clock),
-            bulkheads=spec.resilience.bulkhead_settings(),
-            restart=spec.resilience.restart_policy(),
-            keep_results=False,
-        )
+        swarm = build_swarm(spec, handlers, keep_results=False)
         return SwarmTarget(
             swarm, kind, payloads, owned=True, description=f"swarm:{spec.swarm_id}:{kind}"
         )
