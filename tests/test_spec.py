@@ -258,7 +258,8 @@ def test_generated_specs_round_trip(
         ),
         (
             MINIMAL + "backend: spark\n",
-            "backend: 'spark' — is not one of the choices. Choose one of: local, process, ray, sim.",
+            "backend: 'spark' — is not one of the choices. "
+            "Choose one of: local, process, ray, sim.",
         ),
         (
             MINIMAL + "workload: {size: {distribution: weibull, mean: 1s}}\n",
