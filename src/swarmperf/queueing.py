@@ -83,17 +83,26 @@ class _TenantRotation:
         self._vt = 0.0
         self._seq = itertools.count()
 
-    def push(self, task: Task, front: bool = False) -> None:
-        fifo = self._fifos.get(task.tenant)
-        if fifo is None:
-            fifo = self._fifos[task.tenant] = deque()
-            p = max(self._pass.get(task.tenant, 0.0), self._vt)
-            self._pass[task.tenant] = p
-            heapq.heappush(self._heap, (p, next(self._seq), task.tenant))
+    def push(self, task: Task, front: bool = False, entry: tuple[int, Task] | None = None) -> None:
+        """Queue `task`; `entry` is its `(seq, task)` if the caller has made one already."""
+        if entry is None:
+            entry = (task.seq, task)
+        tenant = task.tenant
+        fifo = self._fifos.get(tenant)
+        if not fifo:
+            # A tenant's line is kept when it empties (a queue that is mostly empty would
+            # make and drop one per task), but it enters the rotation afresh.
+            if fifo is None:
+                fifo = self._fifos[tenant] = deque()
+            p = self._pass.get(tenant, 0.0)
+            if p < self._vt:
+                p = self._vt
+            self._pass[tenant] = p
+            heapq.heappush(self._heap, (p, next(self._seq), tenant))
         if front:
-            fifo.appendleft((task.seq, task))
+            fifo.appendleft(entry)
         else:
-            fifo.append((task.seq, task))
+            fifo.append(entry)
 
     def pop(self) -> Task | None:
         heap = self._heap
@@ -113,10 +122,8 @@ class _TenantRotation:
                     heap[0] = (np, seq, tenant)
                 else:
                     heap.clear()
-                    del self._fifos[tenant]
                 return task
             heap.clear()
-            del self._fifos[tenant]
             return None
         while heap:
             p, _, tenant = heap[0]
@@ -125,7 +132,6 @@ class _TenantRotation:
                 fifo.popleft()  # stale: taken out of order by aging
             if not fifo:
                 heapq.heappop(heap)
-                del self._fifos[tenant]
                 continue
             _, task = fifo.popleft()
             self._vt = p
@@ -136,7 +142,6 @@ class _TenantRotation:
                 heapq.heapreplace(heap, (np, next(self._seq), tenant))
             else:
                 heapq.heappop(heap)
-                del self._fifos[tenant]
             return task
         return None
 
@@ -175,33 +180,38 @@ class TaskQueue:
         if not front:
             task.enqueued_at = now
             task.seq = seq = next(self._seq)
+            # One entry, shared by the arrival line and the level's own structure.
+            entry = (seq, task)
             if not arrivals:
                 self._age_due = now + self.settings.max_wait
             elif len(arrivals) > 2 * self._len + 1024:
                 self._compact_arrivals()
                 arrivals = self._arrivals  # the compacted line: the entry must go there
-            arrivals.append((seq, task))
+            arrivals.append(entry)
         else:
             if task.seq < 0:
                 task.seq = next(self._seq)
-            arrivals.appendleft((task.seq, task))
+            entry = (task.seq, task)
+            arrivals.appendleft(entry)
             self._age_due = min(self._age_due, task.enqueued_at + self.settings.max_wait)
         level = task.priority
         counts = self._counts
         if counts[level] == 0:
             # A level that was idle does not get to claim the turns it missed.
-            self._level_pass[level] = max(self._level_pass[level], self._level_vt)
+            passes = self._level_pass
+            if passes[level] < self._level_vt:
+                passes[level] = self._level_vt
         counts[level] += 1
         self._len += 1
         if level is _NORMAL:
-            self._normal.push(task, front)
+            self._normal.push(task, front, entry)
         elif level is Priority.CRITICAL:
             deadline = _INF if task.deadline is None else task.deadline
             heapq.heappush(self._critical, (deadline, task.seq, task))
         elif level is Priority.HIGH:
             heapq.heappush(self._high, (-task.rank, task.seq, task))
         else:
-            self._low.push(task, front)
+            self._low.push(task, front, entry)
 
     def pop(self, now: float) -> Task | None:
         """Take the task that should run next, or None if the queue is empty."""

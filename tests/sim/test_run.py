@@ -302,11 +302,32 @@ def test_until_cancels_what_has_not_started() -> None:
     assert outcome.finished == 3.0
 
 
+def test_until_feeds_nothing_more_while_a_long_task_still_runs() -> None:
+    sim = Simulation([AgentSpec("a"), AgentSpec("b")], strategy="least-loaded")
+    tasks = [Task("sleep", payload=s, cost=s, id=f"t{i}") for i, s in enumerate([1.0, 30.0, 1.0])]
+    outcome = sim.run(tasks, [0.0, 0.0, 20.0], until=2.5)
+    assert sorted(r.task_id for r in outcome.results) == ["t0", "t1"]
+    assert outcome.arrivals == 2
+    assert outcome.finished == 30.0
+
+
 def test_a_repeated_idempotency_key_counts_once() -> None:
     sim = Simulation([AgentSpec("a")])
     outcome = sim.run([Task("noop", idempotency_key="k"), Task("noop", idempotency_key="k")])
     assert len(outcome.results) == 1
     assert [e.kind for e in outcome.events] == ["duplicate-submission"]
+
+
+def test_a_keyed_task_held_back_by_a_full_queue_is_no_repeat_of_itself() -> None:
+    sim = Simulation([AgentSpec("a")], queue=QueueSettings(max_queued=1))
+    tasks = [
+        Task("sleep", payload=0.1, cost=0.1, idempotency_key=f"k{i % 4}", id=f"t{i}")
+        for i in range(6)
+    ]
+    outcome = sim.run(tasks)
+    assert sorted(r.task_id for r in outcome.results) == ["t0", "t1", "t2", "t3"]
+    assert sorted(e.subject for e in outcome.events) == ["t4", "t5"]
+    assert {e.kind for e in outcome.events} == {"duplicate-submission"}
 
 
 def test_timed_tasks_from_a_workload_spec() -> None:

@@ -357,6 +357,11 @@ class _FreeSet:
         return self._list[i]
 
 
+def _least_loaded_key(agent: AgentState) -> float:
+    # The tiny constant breaks ties between equal loads in favour of speed.
+    return (agent.backlog_work + agent.running_work + 1e-9) / agent.speed
+
+
 class LeastLoaded(_Strategy):
     """The agent with a free slot whose outstanding work, over its measured speed, is least.
 
@@ -369,16 +374,29 @@ class LeastLoaded(_Strategy):
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
-        # The tiny constant breaks ties between equal loads in favour of speed.
-        self._index = _LazyHeap(lambda a: (a.backlog_work + a.running_work + 1e-9) / a.speed)
+        self._index = _LazyHeap(_least_loaded_key)
 
     def add(self, agent: AgentState, now: float) -> None:
         super().add(agent, now)
         self._index.push(agent)
 
     def changed(self, agent: AgentState, now: float) -> None:
-        if agent.alive and agent.in_flight < agent.slots and not agent.paused:
-            self._index.push_and_compact(agent, self._agents)
+        if agent.in_flight < agent.slots and agent.alive and not agent.paused:
+            # `_index.push_and_compact`, with `_least_loaded_key` written out: this runs
+            # for every task.
+            index = self._index
+            heap = index._heap
+            heapq.heappush(
+                heap,
+                (
+                    (agent.backlog_work + agent.running_work + 1e-9) / agent.speed,
+                    next(index._seq),
+                    agent.version,
+                    agent,
+                ),
+            )
+            if len(heap) > 4 * len(self._agents) + 64:
+                index.compact(self._agents)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
         return self._index.top_with_free_slot()

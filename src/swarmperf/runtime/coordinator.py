@@ -113,6 +113,8 @@ class Coordinator:
         # again whenever the coordinator binds, since the others' queues keep changing.
         self._thieves: dict[str, AgentState] = {}
         self._late = strategy.late_binding
+        # `finish` for one task takes a short path when nothing but the strategy decides.
+        self._plain = guard is None and not self._bulkheads_on and not strategy.steals
         # Estimated cost of a task that brings none: the mean measured work per task.
         self.unknown_cost = 1.0
         self._cost_measured = False
@@ -417,10 +419,13 @@ class Coordinator:
         late = self._late
         if queue._len and (self._free_slots > 0 or not late):
             now = self.clock()
-            choose = self.strategy.choose
+            strategy = self.strategy
+            choose = strategy.choose
+            assigned = strategy.assigned
+            changed = strategy.changed
             bulkheads = self.bulkheads if self._bulkheads_on else None
             pop = queue.pop
-            bind = self._bind
+            start = self._start
             while queue._len:
                 if late and self._free_slots <= 0:
                     break
@@ -438,7 +443,15 @@ class Coordinator:
                 if bulkheads is not None and not bulkheads.try_enter(task):
                     bulkheads.park(task)
                     continue
-                bind(agent, task, now)
+                # `_bind`, written out: it runs for every task.
+                assigned(agent, task)
+                if agent.in_flight < agent.slots:
+                    start(agent, task, now)
+                else:
+                    agent.backlog.append(task)
+                    agent.backlog_work += task.est_cost
+                agent.version += 1
+                changed(agent, now)
         if self._thieves:
             self._retry_steals()
         starts = self._starts
@@ -618,8 +631,64 @@ class Coordinator:
 
         Returns its result, or None when the guard sends it round again (a retry).
         """
-        results = self.finish_many(agent_id, ((task, started, finished, error, value),))
-        return results[0] if results else None
+        cost = task.cost
+        if error is not None or cost is None or not self._plain:
+            results = self.finish_many(agent_id, ((task, started, finished, error, value),))
+            return results[0] if results else None
+        # `finish_many` for one successful task of known cost, with no guard, bulkheads or
+        # stealing to consult: the per-task path of a simulation. Every figure comes out
+        # exactly as `finish_many` makes it.
+        agent = self.agents.get(agent_id) or self._draining.get(agent_id)
+        if agent is None:
+            raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
+        if agent.running_ends.pop(task.id, None) is None:
+            self.emit("duplicate-result-ignored", task.id, agent=agent_id)
+            return None
+        service = finished - started
+        est = task.est_cost
+        result = TaskResult(
+            task.id,
+            SUCCEEDED,
+            agent_id,
+            task.attempts,
+            task.enqueued_at,
+            started,
+            finished,
+            None,
+            value,
+            task.kind,
+            task.tenant,
+            cost,
+            task.fallback_from,
+        )
+        paused = agent.paused
+        slots = agent.slots
+        in_flight = agent.in_flight
+        free_before = 0 if paused or in_flight > slots else slots - in_flight
+        agent.in_flight = in_flight = in_flight - 1
+        agent.running_work -= est
+        self._running_work -= est
+        speed_before = agent.speed
+        agent.busy_time += service
+        agent.completed += 1
+        self.running -= 1
+        self.completed += 1
+        if cost > 0 and service > 0:
+            agent.observe(cost, service)
+        if agent.alive:
+            self._total_speed += (agent.speed - speed_before) * agent.concurrency
+            if not paused:
+                self._free_slots += (slots - in_flight if slots > in_flight else 0) - free_before
+                backlog = agent.backlog
+                if backlog and not agent.paused and in_flight < agent.slots:
+                    nxt = backlog.popleft()
+                    agent.backlog_work -= nxt.est_cost
+                    self._start(agent, nxt, finished)
+            agent.version += 1
+            self.strategy.changed(agent, finished)
+        elif in_flight == 0:
+            self._draining.pop(agent_id, None)
+        return result
 
     def finish_many(
         self, agent_id: str, done: Iterable[tuple[Task, float, float, str | None, Any]]

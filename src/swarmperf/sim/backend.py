@@ -34,6 +34,8 @@ _TIMED = frozenset({"sleep", "spin"})
 _INSTANT = frozenset({"noop", "echo"})
 _NO_FAULTS = frozenset({"noop", "fail"})
 _DEFAULT_MODEL = AgentModel()
+# `task_done(agent_id, task, started, finished, error, value)`: a sink's one-task entry.
+OneDone = Callable[[str, Task, float, float, "str | None", Any], None]
 
 
 class _SimAgent:
@@ -96,6 +98,7 @@ class SimBackend:
     ) -> None:
         self.engine = engine if engine is not None else Engine()
         self._heap = self.engine._heap
+        self._clock = self.engine.clock
         self._seq = self.engine._seq
         self._complete_one = self._complete  # one bound method for every completion
         self.transfer_cost = 0.0
@@ -107,6 +110,7 @@ class SimBackend:
         self._agents: dict[str, _SimAgent] = {}
         self._rngs: dict[str, random.Random] = {}
         self._sink: CompletionSink | None = None
+        self._one_done: OneDone | None = None
         self._handlers = HandlerRegistry()
         self._known: set[str] = set(self._handlers)
         self._unknown: dict[str, str] = {}
@@ -143,6 +147,8 @@ class SimBackend:
 
     def attach(self, sink: CompletionSink, handlers: HandlerRegistry) -> None:
         self._sink = sink
+        # A sink that takes one result at a time saves a batch of one per completion.
+        self._one_done = getattr(sink, "task_done", None)
         self._handlers = handlers
         self._known = set(handlers)
         self._unknown.clear()
@@ -154,6 +160,7 @@ class SimBackend:
             agent.alive = False  # completions still scheduled are dropped
         self._agents.clear()
         self._sink = None
+        self._one_done = None
 
     def add_agent_now(self, spec: AgentSpec) -> None:
         if spec.id in self._agents:
@@ -211,8 +218,21 @@ class SimBackend:
         agent.busy += 1
         agent.running[task.id] = task
         self.started += 1
-        error: str | None = None
         kind = task.kind
+        payload = task.payload
+        if type(payload) is float and kind in _TIMED and agent.service is None and not agent.faults:
+            # The usual task, in short: a sleep of `payload` seconds, scaled.
+            heappush(
+                self._heap,
+                (
+                    now + (payload if payload > 0 else 0.0) * agent.scale,
+                    next(self._seq),
+                    self._complete_one,
+                    (agent, task, now, None, None),
+                ),
+            )
+            return
+        error: str | None = None
         duration = 0.0
         service = agent.service
         if service is None and kind in _TIMED:
@@ -292,7 +312,7 @@ class SimBackend:
             return  # crashed meanwhile: the task was queued again elsewhere
         del agent.running[task.id]
         self.completed += 1
-        now = self.engine.clock.now
+        now = self._clock.now
         if agent.queue:
             self._serve(agent, agent.queue.popleft(), now)
             agent.busy -= 1
@@ -300,7 +320,9 @@ class SimBackend:
             agent.busy -= 1
             if agent.retiring and not agent.busy:
                 del self._agents[agent.id]
-        sink = self._sink
-        if sink is not None:
+        one = self._one_done
+        if one is not None:
+            one(agent.id, task, started, now, error, value)
+        elif self._sink is not None:
             done: Done = (task, started, now, error, value)
-            sink.tasks_done(agent.id, (done,))
+            self._sink.tasks_done(agent.id, (done,))

@@ -4,18 +4,23 @@
 drives, with the `sim` backend and a virtual clock in place of the event loop: arrivals,
 completions, agents crashing and coming back, and the coordinator's own timers (retries,
 paused agents, breakers) are events on one `Engine`, and time jumps from one to the next.
+Arrivals, already in time order, are a stream merged with the engine's heap rather than
+entries in it; an arrival and a scheduled event due at the same instant run in the order
+they were scheduled, as if both were in the heap.
 """
 
 from __future__ import annotations
 
+import bisect
 import gc
+import heapq
 import math
 import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
 from swarmperf.errors import Backpressure, ConfigError, NoAgents, TaskLost
@@ -125,8 +130,9 @@ class Simulation:
         if isinstance(strategy, str):
             strategy = get_strategy(strategy, seed=seed, transfer_cost=self.backend.transfer_cost)
         self.strategy = strategy
+        # The clock's bound `__call__` reads it in half the time of calling the clock.
         self.coordinator = Coordinator(
-            strategy, queue, clock=self.clock, guard=guard, bulkheads=bulkheads
+            strategy, queue, clock=self.clock.__call__, guard=guard, bulkheads=bulkheads
         )
         self._guarded = guard is not None
         self._run_bound = self.backend.run_bound
@@ -150,12 +156,15 @@ class Simulation:
         self._specs: dict[str, AgentSpec] = {}
         self._listeners: list[ResultListener] = []
         self._outage_rngs: dict[str, random.Random] = {}
-        self._tasks: Sequence[Task] = ()
+        self._tasks: list[Task] = []
         self._offsets: list[float] = []
         self._next = 0  # index of the next task to feed
         self._fed_all = False
         self._blocked = False  # the queue refused a task: feed again on progress
         self._armed = math.inf  # the earliest coordinator wakeup already scheduled
+        # The next feed of arrivals, as (time, engine sequence number): arrivals come in
+        # time order, so they are a stream merged with the engine's heap, not entries in it.
+        self._arrival: tuple[float, int] | None = None
         self._finished = 0
         self._done = False
         self._ran = False
@@ -221,7 +230,7 @@ class Simulation:
             raise ConfigError("progress_every", progress_every, "Use an integer >= 1.")
         self._check_kinds(tasks)
         self._ran = True
-        self._tasks = tasks
+        self._tasks = tasks if isinstance(tasks, list) else list(tasks)
         self._progress, self._progress_every = on_progress, progress_every
         self._next_progress = progress_every
         self._wall_start = time.perf_counter()
@@ -235,7 +244,7 @@ class Simulation:
             self._join(spec)
         self._running = True
         if n:
-            self.engine.at(self._offsets[0], self._arrive)
+            self._arrive_at(self._offsets[0])
         else:
             self._fed_all = True
             self._step()
@@ -245,7 +254,7 @@ class Simulation:
         if paused:
             gc.disable()
         try:
-            self.engine.run()
+            self._loop()
         finally:
             if paused:
                 gc.enable()
@@ -297,6 +306,38 @@ class Simulation:
             self._record(results)
         self._step()
 
+    def task_done(
+        self,
+        agent_id: str,
+        task: Task,
+        started: float,
+        finished: float,
+        error: str | None,
+        value: Any,
+    ) -> None:
+        """`tasks_done` for one task: what the backend calls on every completion."""
+        result = self.coordinator.finish(agent_id, task, started, finished, error, value)
+        if result is not None:
+            self._finished += 1
+            if self.keep_results:
+                self.results.append(result)
+            if self._listeners or self._progress is not None:
+                self._notify([result])
+        # `_step`, written out: this runs for every task.
+        coordinator = self.coordinator
+        if self._blocked:
+            self._unblock()
+        starts = coordinator.take_starts()
+        if starts:
+            self._run_bound(starts)
+        if coordinator.events:
+            self._collect(coordinator.take_events())
+        if self._guarded:
+            self._arm()
+        if self._fed_all and coordinator.running == 0 and coordinator.idle:
+            self._done = True
+            self.engine.stop()
+
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
         self.lost_agents.append((agent_id, reason))
         self.coordinator.agent_lost(agent_id, in_flight, reason)
@@ -345,54 +386,129 @@ class Simulation:
         self._blocked = False
         self._feed()
         if not self._blocked and not self._fed_all:
-            self.engine.at(max(self._offsets[self._next], self.clock.now), self._arrive)
+            self._arrive_at(max(self._offsets[self._next], self.clock.now))
 
-    def _arrive(self, _: object) -> None:
+    def _arrive_at(self, when: float) -> None:
+        """Feed arrivals at `when`, after what the engine already holds for that time (as
+        if it were scheduled there now)."""
+        key = (when, next(self.engine._seq))
+        if self._arrival is None or key < self._arrival:
+            self._arrival = key
+
+    def _loop(self) -> None:
+        """`Engine.run`, with the stream of arrivals merged in."""
+        engine = self.engine
+        heap = engine._heap
+        clock = self.clock
+        pop = heapq.heappop
+        arrive = self._arrive
+        engine._stopped = False
+        n = 0
+        while not engine._stopped:
+            due = self._arrival
+            if due is not None:
+                if heap:
+                    top = heap[0]
+                    when = due[0]
+                    first = when < top[0] or (when == top[0] and due[1] < top[1])
+                else:
+                    first = True
+                if first:
+                    self._arrival = None
+                    clock.now = due[0]
+                    arrive()
+                    n += 1
+                    continue
+            if not heap:
+                break
+            when, _, action, arg = pop(heap)
+            clock.now = when
+            action(arg)
+            n += 1
+        engine.processed += n
+
+    def _arrive(self) -> None:
+        if self._fed_all:
+            return  # the run's time was up first: nothing more is fed
         clock = self.clock
         offsets = self._offsets
         heap = self.engine._heap
-        feed = self._feed
         step = self._step
+        tasks = self._tasks
+        last = len(tasks) - 1
+        submit = self.coordinator.submit
         while True:
-            feed()
+            i = self._next
+            if (
+                (i == last or offsets[i + 1] > clock.now)
+                and not self._guarded
+                and tasks[i].idempotency_key is None
+            ):
+                # One task is due (the usual case with arrivals over time): `_feed`, short.
+                try:
+                    submit(tasks[i])
+                except Backpressure:
+                    self._blocked = True
+                else:
+                    self._next = i + 1
+                    if i == last:
+                        self._fed_all = True
+            else:
+                self._feed()
             step()
             if self._fed_all or self._blocked or self._done:
                 return
             # Arrivals before the next scheduled event are fed here, in a loop: only a
-            # jump of the clock separates them, so the heap need not carry them.
+            # jump of the clock separates them.
             due = offsets[self._next]
             if heap and heap[0][0] <= due:
-                self.engine.at(due, self._arrive)
+                self._arrive_at(due)
                 return
             clock.now = due
 
     def _feed(self) -> None:
         """Submit every task that is due, until the queue refuses one."""
-        now = self.clock.now
         offsets = self._offsets
         tasks = self._tasks
-        n = len(tasks)
         i = self._next
-        submit = self.coordinator.submit
-        while i < n and offsets[i] <= now:
-            task = tasks[i]
-            if task.idempotency_key is not None and self.coordinator.repeats_key(task):
-                i += 1
+        due = bisect.bisect_right(offsets, self.clock.now, i)
+        coordinator = self.coordinator
+        submit = coordinator.submit
+        while i < due and not self._blocked:
+            # No more than the queue has room for: the rest would only be refused.
+            room = coordinator.max_queued - coordinator.pending
+            batch = tasks[i : min(due, i + max(room, 1))]
+            if len(batch) > 1 and all(task.idempotency_key is None for task in batch):
+                # Tasks due together go in as one batch, on the same terms as one by one.
+                admitted = coordinator.submit_many(batch)
+                i += admitted
+                if admitted < len(batch):
+                    self._blocked = True
                 continue
-            try:
-                submit(task)
-            except Backpressure:
-                self._blocked = True
-                break
-            i += 1
+            for task in batch:
+                if task.idempotency_key is None or not self._repeats(task):
+                    try:
+                        submit(task)
+                    except Backpressure:
+                        self._blocked = True
+                        break
+                i += 1
         self._next = i
-        if i == n:
+        if i == len(tasks):
             self._fed_all = True
         if self._guarded:
             # Tasks the guard shed finish at once, without an agent.
             side = self.coordinator.take_results()
             if side:
                 self._record(side)
+
+    def _repeats(self, task: Task) -> bool:
+        """Whether `task` repeats an earlier task's idempotency key. A task the queue
+        refused is fed again later: its own key, recorded then, is no repeat."""
+        key = task.idempotency_key
+        if key is not None and self.coordinator.first_with_key(key) == task.id:
+            return False
+        return self.coordinator.repeats_key(task)
 
     def _record(self, results: list[TaskResult]) -> None:
         self._finished += len(results)
