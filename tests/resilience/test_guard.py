@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from swarmperf import AgentContext, AgentSpec, Swarm, Task, TaskStatus
+from swarmperf.errors import Backpressure
 from swarmperf.model import Fault, Priority
 from swarmperf.queueing import QueueSettings
 from swarmperf.resilience.breaker import BreakerSettings
@@ -225,6 +228,24 @@ def test_a_repeated_idempotency_key_runs_and_records_once() -> None:
     assert runs == ["x"]
     assert again is first
     assert len(results) == 1
+
+
+def test_a_keyed_task_the_full_queue_refused_can_be_submitted_again() -> None:
+    async def main() -> list[str]:
+        queue = QueueSettings(max_queued=1)
+        async with Swarm([AgentSpec("a")], queue=queue) as swarm:
+            swarm.submit(Task("sleep", payload=0.05, id="busy"))  # takes the only slot
+            swarm.submit(Task("noop", id="waiting"))  # fills the queue
+            with pytest.raises(Backpressure):
+                swarm.submit(Task("noop", id="refused", idempotency_key="k1"))
+            await swarm.drain()
+            # The refused task never ran: a task with its key is the first, not a duplicate.
+            swarm.submit(Task("noop", id="again", idempotency_key="k1"))
+            await swarm.drain()
+            assert swarm.event_counts["duplicate-submission"] == 0
+            return sorted(r.task_id for r in swarm.results)
+
+    assert asyncio.run(main()) == ["again", "busy", "waiting"]
 
 
 def test_an_open_kind_breaker_sends_new_tasks_to_the_fallback() -> None:

@@ -310,7 +310,10 @@ class Coordinator:
 
     def repeats_key(self, task: Task) -> bool:
         """Whether `task` repeats an idempotency key seen before (then it must not be
-        queued: the first task's result is the one that counts). Records new keys."""
+        queued: the first task's result is the one that counts). Records new keys.
+
+        The first task itself, offered again after the queue refused it, is no repeat.
+        """
         key = task.idempotency_key
         if key is None:
             return False
@@ -318,8 +321,17 @@ class Coordinator:
         if first is None:
             self._keys[key] = task.id
             return False
+        if first == task.id:
+            return False
         self.emit("duplicate-submission", task.id, key=key, first=first)
         return True
+
+    def forget_key(self, task: Task) -> None:
+        """Forget `task`'s idempotency key because `task` was refused: a later task with
+        the same key is then the first, not a duplicate of work that never ran."""
+        key = task.idempotency_key
+        if key is not None and self._keys.get(key) == task.id:
+            del self._keys[key]
 
     def first_with_key(self, key: str) -> str | None:
         """The id of the first task submitted with idempotency key `key`, if any."""

@@ -170,7 +170,11 @@ class Swarm:
             raise NoAgents()
         if self.coordinator.repeats_key(task):
             return
-        self.coordinator.submit(task)
+        try:
+            self.coordinator.submit(task)
+        except BaseException:
+            self.coordinator.forget_key(task)
+            raise
         self._pump()
 
     async def execute(self, task: Task) -> TaskResult:

@@ -486,7 +486,7 @@ class Simulation:
                     self._blocked = True
                 continue
             for task in batch:
-                if task.idempotency_key is None or not self._repeats(task):
+                if task.idempotency_key is None or not self.coordinator.repeats_key(task):
                     try:
                         submit(task)
                     except Backpressure:
@@ -501,14 +501,6 @@ class Simulation:
             side = self.coordinator.take_results()
             if side:
                 self._record(side)
-
-    def _repeats(self, task: Task) -> bool:
-        """Whether `task` repeats an earlier task's idempotency key. A task the queue
-        refused is fed again later: its own key, recorded then, is no repeat."""
-        key = task.idempotency_key
-        if key is not None and self.coordinator.first_with_key(key) == task.id:
-            return False
-        return self.coordinator.repeats_key(task)
 
     def _record(self, results: list[TaskResult]) -> None:
         self._finished += len(results)
