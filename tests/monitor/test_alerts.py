@@ -153,6 +153,24 @@ def test_an_alert_is_pending_until_for_elapses_then_fires_then_resolves(clock: F
     assert m.groups == {}
 
 
+def test_a_resolved_alert_sent_late_keeps_its_end_time(clock: FakeClock) -> None:
+    # Resolved within group_interval of the firing notice, then pending again before the
+    # resolved notice is due: receivers must still learn when it ended.
+    sink = RecordingSink("s")
+    m = manager(clock, [sink], rules("5m"), group_interval="60s")
+    step(m, clock, "critical")
+    step(m, clock, "critical", dt=300)
+    [(fired_at, firing)] = sink.delivered()
+    assert firing.status == "firing"
+    step(m, clock, "ok")
+    ended = clock.now
+    step(m, clock, "critical")
+    step(m, clock, "critical", dt=fired_at + 60 - clock.now)
+    (_, resolved) = sink.delivered()[-1]
+    assert resolved.status == "resolved"
+    assert [a.ends_at for a in resolved.alerts] == [ended, ended]
+
+
 def test_a_condition_that_clears_before_for_elapses_never_notifies(clock: FakeClock) -> None:
     sink = RecordingSink("s")
     m = manager(clock, [sink], rules("30s"))

@@ -70,6 +70,33 @@ def test_second_sample_measures_rates_from_deltas() -> None:
     assert "cpu_percent" not in second.reasons
 
 
+@pytest.mark.skipif(not psutil.LINUX, reason="guest CPU time is a Linux counter")
+@settings(max_examples=50, deadline=None)
+@given(
+    user=st.floats(0, 1e4),
+    guest=st.floats(0, 1),
+    idle=st.floats(0, 1e4),
+    iowait=st.floats(0, 1e3),
+)
+def test_cpu_share_counts_guest_time_once_as_psutil_does(
+    user: float, guest: float, idle: float, iowait: float
+) -> None:
+    # Linux counts the time a core runs a VM both in `user` and in `guest`.
+    fields = psutil.cpu_times()._fields
+    zero = dict.fromkeys(fields, 0.0)
+    after = {**zero, "user": user, "idle": idle, "iowait": iowait, "guest": guest * user}
+    before = type(psutil.cpu_times())(**zero)
+    reading = iter([[before], [type(before)(**after)]])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(psutil, "cpu_times", lambda percpu=False: next(reading))
+        collector = SystemCollector()
+        collector.sample(now=1.0)
+        second = collector.sample(now=2.0)
+    total = user + idle + iowait
+    expected = 100.0 * user / total if total > 0 else 0.0
+    assert second.cpu_percent == pytest.approx(expected, abs=1e-6)
+
+
 def test_no_time_between_samples_gives_no_rate() -> None:
     collector = SystemCollector()
     collector.sample(now=5.0)

@@ -260,3 +260,12 @@ def test_export_grafana_dashboard(tmp_path: Path) -> None:
     out = tmp_path / "board.json"
     assert runner.invoke(app, ["export", "grafana-dashboard", "--out", str(out)]).exit_code == 0
     assert json.loads(out.read_text())["uid"] == "swarmperf"
+
+
+def test_export_to_a_file_that_cannot_be_written_exits_2_naming_it(tmp_path: Path) -> None:
+    out = tmp_path / ("r" * 300 + ".yml")  # longer than a file name may be
+    result = runner.invoke(app, ["export", "grafana-dashboard", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "--out" in result.stderr
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []

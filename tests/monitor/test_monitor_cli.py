@@ -90,6 +90,24 @@ def test_metrics_collect_reads_a_swarms_agents(data_dir: Path) -> None:
     assert "agent.slow.utilization" in stdout
 
 
+def test_metrics_collect_waits_for_a_run_with_nothing_finished_yet(tmp_path: Path) -> None:
+    with Store.open(database_path(tmp_path)) as store:
+        store.start_run("starting", parse_spec_yaml(SPEC).to_data(), "local", "round-robin")
+    for output in ("json", "table"):
+        code, stdout, out = invoke(
+            "metrics-collect", "--components", "agents", "--swarm-id", "starting", "--count", "2",
+            "--interval", "0", "--data-dir", str(tmp_path), "--output", output,
+        )  # fmt: skip
+        assert code == 0, out
+        assert "no finished task yet" in stdout
+    samples = [json.loads(line) for line in invoke(
+        "metrics-collect", "--components", "agents", "--swarm-id", "starting", "--count", "2",
+        "--interval", "0", "--data-dir", str(tmp_path), "--output", "json",
+    )[1].splitlines()]  # fmt: skip
+    assert [s["swarm"] for s in samples] == [None, None]
+    assert [s["run_id"] for s in samples] == [1, 1]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -247,3 +265,18 @@ def test_metrics_retention_downsamples_old_rows_once(tmp_path: Path) -> None:
     code, _, output = invoke(*args, "--keep-for", "30m")
     assert code == 2
     assert "keep_for" in output
+
+
+@pytest.mark.parametrize("fmt", ["json", "summary"])
+def test_performance_report_to_a_place_that_cannot_be_written_exits_2(
+    data_dir: Path, tmp_path: Path, fmt: str
+) -> None:
+    for target in (tmp_path, tmp_path / ("r" * 300 + ".json")):  # a folder; too long a name
+        code, _, output = invoke(
+            "performance-report", "--swarm-id", "watched", "--format", fmt, "--out", str(target),
+            "--data-dir", str(data_dir),
+        )  # fmt: skip
+        assert code == 2, output
+        assert "--out" in output
+        assert str(target)[:40] in output
+        assert list(tmp_path.iterdir()) == []

@@ -240,3 +240,32 @@ def test_json_and_rich_renderings(stored: tuple[Path, RunOutcome]) -> None:
     assert "SLA compliance" in detailed
     assert "Trends" in detailed
     assert "fix:" in detailed
+
+
+def test_availability_counts_tasks_that_failed_for_lack_of_an_agent(tmp_path: Path) -> None:
+    from swarmperf.model import TaskResult, TaskStatus
+    from swarmperf.monitor.figures import run_figures
+
+    ok, failed = TaskStatus.SUCCEEDED, TaskStatus.FAILED
+    with Store.open(tmp_path / "s.db") as store:
+        spec = parse_spec_yaml(SPEC).to_data()
+        run_id = store.start_run("reported", spec, "local", "round-robin")
+        store.record_results(
+            run_id,
+            [
+                TaskResult("t0", ok, "a-0", 1, 0.0, 0.1, 0.2),
+                TaskResult("t1", ok, "a-1", 1, 0.1, 0.2, 0.3),
+                TaskResult("t2", failed, "a-0", 1, 0.2, 0.3, 0.4),  # an agent's failure
+                TaskResult("t3", failed, None, 1, 0.3, None, 0.5),  # no agent to run it
+            ],
+        )
+        store.finish_run(run_id, {}, "finished")
+        run = store.get_run(run_id)
+        assert run is not None
+        assert run.finished_at is not None
+        report = build_report(
+            store, "reported", since=run.started_at - 60, until=run.finished_at + 60
+        )
+        assert report is not None
+        assert report.availability == pytest.approx(0.75)
+        assert report.availability == pytest.approx(run_figures(store, run_id).availability)

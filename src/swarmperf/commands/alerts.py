@@ -57,7 +57,13 @@ def _write(text: str, path: Path | None) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"--out: {str(path)!r} is in no existing directory. Create it first.")
-    write_atomic(path, text if text.endswith("\n") else text + "\n")
+    try:
+        write_atomic(path, text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        raise UserError(
+            f"--out: {str(path)!r} cannot be written ({exc.strerror or exc}). "
+            "Give a file path in a writable folder."
+        ) from exc
     err.print(f"[dim]Wrote {path}.[/dim]")
 
 

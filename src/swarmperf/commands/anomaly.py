@@ -57,7 +57,13 @@ def anomaly_eval(
         with bar:
             scores = nab.run_corpus(loaded, factory, on_file=lambda _s: bar.advance(task))
         elapsed = time.perf_counter() - started
-        nab.write_results(results_dir, name, loaded, scores)
+        try:
+            nab.write_results(results_dir, name, loaded, scores)
+        except OSError as exc:
+            raise UserError(
+                f"--results-dir: {str(results_dir)!r} cannot take the results "
+                f"({exc.strerror or exc}: {exc.filename}). Give a folder you can write into."
+            ) from exc
         results = nab.score_all(loaded, scores) if loaded.windows is not None else None
     report = {
         "detector": name,

@@ -155,12 +155,20 @@ def _samples(
             if reasons:
                 sample["reasons"] = reasons
         if agents is not None:
-            found = agents.sample()
-            if found is None:
-                sample["swarm"] = None
+            try:
+                found = agents.sample()
+            except ConfigError as exc:
+                if exc.field != "run":
+                    raise
+                # The latest run has no finished task yet: say so, and keep watching it.
+                sample["run_id"], sample["swarm"] = exc.value, None
+                sample.setdefault("reasons", {})["swarm"] = str(exc)
             else:
-                sample["run_id"], swarm = found
-                sample["swarm"] = _agents_part(swarm)
+                if found is None:
+                    sample["swarm"] = None
+                else:
+                    sample["run_id"], swarm = found
+                    sample["swarm"] = _agents_part(swarm)
         taken += 1
         yield sample
 
@@ -173,6 +181,8 @@ def _sample_table(sample: Mapping[str, Any]) -> Table:
     for name, value in sample.get("system", {}).items():
         table.add_row(name, _show(value, reasons.get(name)))
     swarm = sample.get("swarm")
+    if swarm is None and "swarm" in reasons:
+        table.add_row("swarm", _show(None, reasons["swarm"]))
     if swarm is not None:
         for name in ("throughput_per_s", "error_rate", "latency_p99_s", "queue_depth"):
             table.add_row(f"swarm.{name}", _show(swarm[name]))
@@ -379,7 +389,7 @@ def performance_report(
             if out_file is None:
                 print(text)
             else:
-                write_atomic(out_file, text + "\n")
+                _write_report(out_file, text + "\n")
                 err.print(f"Wrote {format_.value} report to {out_file}.")
             return
         render = rep.render_summary if format_ is ReportFormat.summary else rep.render_detailed
@@ -389,8 +399,19 @@ def performance_report(
         with tempfile.TemporaryFile("w+", encoding="utf-8") as buffer:
             render(built, Console(file=buffer, width=120, color_system=None))
             buffer.seek(0)
-            write_atomic(out_file, buffer.read())
+            _write_report(out_file, buffer.read())
         err.print(f"Wrote {format_.value} report to {out_file}.")
+
+
+def _write_report(path: Path, text: str) -> None:
+    """`text` to `path` in full or not at all; a place that cannot be written is a user error."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise UserError(
+            f"--out: {str(path)!r} cannot be written ({exc.strerror or exc}). "
+            "Give a file path in a writable folder."
+        ) from exc
 
 
 # -- bottleneck-analyze ---------------------------------------------------------------------

@@ -451,12 +451,13 @@ class AlertManager:
             alert.value = result.value
         if condition:
             if alert.status in ("inactive", "resolved"):
+                # ends_at stays until it fires again: a resolved notice may still be owed.
                 alert.status = "pending"
                 alert.active_since = now
-                alert.ends_at = None
             if alert.status == "pending" and now - alert.active_since >= for_:
                 alert.status = "firing"
                 alert.starts_at = now
+                alert.ends_at = None
                 if alert.group not in self.groups:
                     self.groups[alert.group] = GroupState(
                         alert.group, self._group_labels(alert.labels), now

@@ -113,7 +113,10 @@ def _read_counters(ts: float) -> _Counters:
 
 
 def _busy_total(times: Any) -> tuple[float, float]:
+    # Linux counts time running a VM in `user`/`nice` and again in `guest`/`guest_nice`:
+    # counted twice it would inflate both, and the busy share of a hypervisor's cores.
     total = float(sum(times))
+    total -= float(getattr(times, "guest", 0.0)) + float(getattr(times, "guest_nice", 0.0))
     # Waiting for I/O is idle time for the CPU, as `top` counts it.
     idle = float(times.idle) + float(getattr(times, "iowait", 0.0))
     return total - idle, total

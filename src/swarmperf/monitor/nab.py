@@ -190,8 +190,16 @@ def load_corpus(root: Path, only: Iterable[str] | None = None) -> Corpus:
 def window_rows(series: Series, spans: Sequence[Sequence[str]]) -> tuple[tuple[int, int], ...]:
     """Windows as inclusive row ranges: first row at or after the start to last at or before end."""
     rows: list[tuple[int, int]] = []
+    shape = "Give the file's windows as [[start, end], ...], times as YYYY-MM-DD HH:MM:SS."
+    if not isinstance(spans, list):
+        raise ConfigError(f"windows of {series.key}", spans, shape)
     for span in spans:
-        start, end = parse_time(span[0]), parse_time(span[1])
+        try:
+            if not (isinstance(span, list) and len(span) == 2):
+                raise ValueError(span)
+            start, end = parse_time(span[0]), parse_time(span[1])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"window of {series.key}", span, shape) from exc
         left = int(np.searchsorted(series.times, start, side="left"))
         right = int(np.searchsorted(series.times, end, side="right")) - 1
         if right < left:
@@ -416,13 +424,20 @@ def write_results(
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{detector}_{series.name}"
         partial = target.with_suffix(".csv.partial")
-        with partial.open("w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["timestamp", "value", "anomaly_score"])
-            for stamp, value, score in zip(
-                series.timestamps, series.values.tolist(), scores[series.key].tolist(), strict=True
-            ):
-                writer.writerow([stamp, repr(value), repr(score)])
-        partial.replace(target)
+        try:
+            with partial.open("w", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(["timestamp", "value", "anomaly_score"])
+                for stamp, value, score in zip(
+                    series.timestamps,
+                    series.values.tolist(),
+                    scores[series.key].tolist(),
+                    strict=True,
+                ):
+                    writer.writerow([stamp, repr(value), repr(score)])
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         written.append(target)
     return written

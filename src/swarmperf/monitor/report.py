@@ -231,6 +231,7 @@ def build_report(
     lat, wait, service = [], [], []
     counts = dict.fromkeys((s.value for s in TaskStatus), 0)
     running_s = 0.0
+    unreachable = 0  # failed without reaching an agent
     agent_busy: dict[str, list[float]] = {}  # name -> [busy slot-seconds, offered, tasks, failed]
     derived: dict[float, dict[str, float | None]] = {}
     for run in runs:
@@ -249,6 +250,9 @@ def build_report(
             ended = (cols.finished >= lo) & (cols.finished <= hi)
         for status in TaskStatus:
             counts[status.value] += int(np.count_nonzero(ended & (cols.status == _code(status))))
+        # Availability's definition (as in the snapshots): failing with no agent to run the
+        # task is unavailability too, not only a rejection.
+        unreachable += int(np.count_nonzero(ended & _failed(cols) & (cols.agent < 0)))
         ran = ended & ((cols.status == _code(TaskStatus.SUCCEEDED)) | _failed(cols))
         lat.append(cols.finished[ran] - cols.queued[ran])
         wait.append(cols.started[ran] - cols.queued[ran])
@@ -287,7 +291,7 @@ def build_report(
         tasks=counts,
         throughput_per_s=ran_count / running_s if running_s else None,
         error_rate=counts["failed"] / ran_count if ran_count else None,
-        availability=1.0 - counts["rejected"] / asked if asked else None,
+        availability=1.0 - (counts["rejected"] + unreachable) / asked if asked else None,
         latency=quantiles(_cat(lat)),
         wait=quantiles(_cat(wait)),
         service=quantiles(_cat(service)),

@@ -144,3 +144,47 @@ def test_detectors_lists_every_detector() -> None:
     rows = json.loads(result.stdout)
     assert {r["name"] for r in rows} >= {"ensemble", "robust", "seasonal", "knn"}
     assert [r["name"] for r in rows if r["default"]] == ["ensemble"]
+
+
+def test_results_that_cannot_be_written_are_a_user_error_leaving_no_partial_file(
+    corpus: Path, tmp_path: Path
+) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "ensemble").write_text("a file where the detector's folder goes\n")
+    blocked = tmp_path / "blocked"
+    target = blocked / "ensemble" / "synthetic" / "ensemble_spiky.csv"
+    (target / "inside").mkdir(parents=True)  # a folder where a results file goes
+    for out in (taken, blocked):
+        result = runner.invoke(
+            app, ["anomaly-eval", "--corpus", str(corpus), "--results-dir", str(out)]
+        )
+        assert result.exit_code == 2, result.output
+        assert "--results-dir" in result.stderr
+        assert "Traceback" not in result.output
+        assert not list(out.rglob("*.partial"))
+
+
+@pytest.mark.parametrize(
+    "spans",
+    [
+        [["2024-01-01 00:00:00"]],  # no end
+        [5],  # not a pair
+        [["2024-01-01 00:00:00", "zz"]],  # not a time
+        7,  # not a list of windows
+    ],
+)
+def test_malformed_label_windows_are_a_user_error(
+    corpus: Path, tmp_path: Path, spans: object
+) -> None:
+    labels = corpus / "labels" / "combined_windows.json"
+    labels.write_text(json.dumps({"synthetic/spiky.csv": spans}))
+    out = tmp_path / "r"
+    result = runner.invoke(
+        app, ["anomaly-eval", "--corpus", str(corpus), "--results-dir", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "synthetic/spiky.csv" in result.stderr
+    assert "[start, end]" in result.stderr
+    assert not out.exists()
