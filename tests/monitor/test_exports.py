@@ -113,7 +113,8 @@ def test_rules_alert_at_the_evaluator_levels() -> None:
         assert entry["for"] == "1m"
     availability = [e for e in exported["rules"] if e["alert"] == "availability"]
     assert {e["labels"]["severity"] for e in availability} == {"warning", "critical"}
-    assert 'status=~"failed|rejected"' in availability[0]["expr"]
+    assert 'status="rejected"' in availability[0]["expr"]
+    assert 'status="failed",agent="none"' in availability[0]["expr"]
 
 
 def test_annotation_templates_become_prometheus_templates() -> None:

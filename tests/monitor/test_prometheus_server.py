@@ -159,3 +159,13 @@ def test_prometheus_sees_what_the_swarm_did(
     rate = _query(prometheus, f'sum(increase(swarmperf_tasks_total{{swarm="{SWARM_ID}"}}[1m]))')
     assert rate
     assert float(rate[0]["value"][1]) > 0
+    # The exported SLA expressions evaluate in Prometheus, with the snapshot's definitions:
+    # every failure here reached an agent, so availability is 1; one task in seven failed.
+    from swarmperf.monitor.exports import _rate_expr
+
+    availability = _query(prometheus, _rate_expr("swarm.availability", "1m") or "")
+    assert len(availability) == 1
+    assert float(availability[0]["value"][1]) == pytest.approx(1.0)
+    errors = _query(prometheus, _rate_expr("swarm.error_rate", "1m") or "")
+    assert len(errors) == 1
+    assert 0.05 < float(errors[0]["value"][1]) < 0.3

@@ -38,6 +38,11 @@ _OVER_TIME = {
 _INNER_RATE = "1m"  # the rate window inside subqueries for aggregations other than avg
 
 
+FINISHED = 'status=~"succeeded|failed"'
+ASKED = 'status=~"succeeded|failed|rejected"'
+NO_AGENT_FAILED = f'status="failed",agent="{names.NO_AGENT}"'
+
+
 def _tasks_rate(window: str, status: str | None = None, selector: str = "") -> str:
     matchers = [m for m in (selector, status) if m]
     inner = "{" + ",".join(matchers) + "}" if matchers else ""
@@ -52,15 +57,20 @@ _RATE_METRICS = frozenset(
 
 def _rate_expr(metric: str, window: str, selector: str = "") -> str | None:
     """PromQL for a rate-based snapshot figure, with rates over `window`."""
-    total = _tasks_rate(window, selector=selector)
+    # The same definitions as the snapshot's (see snapshot.SwarmFigures): throughput and
+    # the error rate count finished tasks (succeeded or failed); a task is unavailable when
+    # it was rejected or failed without reaching an agent.
+    finished = _tasks_rate(window, FINISHED, selector)
     if metric == "swarm.availability":
-        bad = _tasks_rate(window, 'status=~"failed|rejected"', selector)
-        return f"1 - ({bad} / {total})"
+        rejected = _tasks_rate(window, 'status="rejected"', selector)
+        no_agent = _tasks_rate(window, NO_AGENT_FAILED, selector)
+        asked = _tasks_rate(window, ASKED, selector)
+        return f"1 - (({rejected} + {no_agent}) / {asked})"
     if metric == "swarm.error_rate":
         failed = _tasks_rate(window, 'status="failed"', selector)
-        return f"{failed} / {total}"
+        return f"{failed} / {finished}"
     if metric == "swarm.throughput_per_s":
-        return _tasks_rate(window, 'status="succeeded"', selector)
+        return finished
     for part, name in _SUMMARIES.items():
         if metric == f"swarm.{part}.mean":
             inner = "{" + selector + "}" if selector else ""
@@ -254,7 +264,6 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
 def grafana_dashboard(title: str = "swarmperf", uid: str = "swarmperf") -> dict[str, Any]:
     """A Grafana dashboard (JSON model) over the exported swarm and system metrics."""
     tasks = names.TASKS_TOTAL
-    total = f"sum by (swarm) (rate({tasks}{{{_SWARM}}}[{_RATE}]))"
 
     def by_status(matcher: str) -> str:
         return f"sum by (swarm) (rate({tasks}{{{_SWARM},{matcher}}}[{_RATE}]))"
@@ -266,7 +275,7 @@ def grafana_dashboard(title: str = "swarmperf", uid: str = "swarmperf") -> dict[
         ]
 
     failed = 'status="failed"'
-    unavailable = 'status=~"failed|rejected"'
+    rejected = 'status="rejected"'
     p99 = _quantile("0.99")
 
     panels = [
@@ -287,14 +296,20 @@ def grafana_dashboard(title: str = "swarmperf", uid: str = "swarmperf") -> dict[
         _panel(
             3,
             "Error rate",
-            [(f"{by_status(failed)} / {total}", "{{swarm}}")],
+            [(f"{by_status(failed)} / {by_status(FINISHED)}", "{{swarm}}")],
             "percentunit",
             (0, 8, 8, 8),
         ),
         _panel(
             4,
             "Availability",
-            [(f"1 - ({by_status(unavailable)} / {total})", "{{swarm}}")],
+            [
+                (
+                    f"1 - (({by_status(rejected)} + {by_status(NO_AGENT_FAILED)})"
+                    f" / {by_status(ASKED)})",
+                    "{{swarm}}",
+                )
+            ],
             "percentunit",
             (8, 8, 8, 8),
         ),

@@ -137,6 +137,11 @@ class SwarmMetrics:
             ("agent", "status"),
             max_series=max_agents * 4,
         )
+        # The series of tasks that never reached an agent exist from the start, at 0, so that
+        # availability in PromQL has both terms before the first such task (a missing series
+        # would make the whole expression empty).
+        for status in ("rejected", "failed"):
+            self.tasks.labels(NO_AGENT, status)
         self.latency_total = Totals()
         self.wait_total = Totals()
         self.service_total: dict[str, Totals] = {}
