@@ -92,6 +92,27 @@ def test_user_errors_exit_2_without_a_traceback(args: list[str], says: str, tmp_
     assert not (tmp_path / "results").exists()  # nothing half-written
 
 
+def test_an_unwritable_out_path_is_exit_2_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    before = calls
+    result = runner.invoke(
+        app,
+        [
+            "benchmark-run",
+            "--target",
+            f"{__name__}:noop",
+            "--out",
+            str(tmp_path / "a-file" / "r.json"),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "--out" in result.output
+    assert "Traceback" not in result.output
+    assert calls == before  # refused before the suite ran, not after
+
+
 def test_a_bad_suite_file_lists_its_problems(tmp_path: Path) -> None:
     suite = tmp_path / "bad.yaml"
     suite.write_text("suite: bad\nscenarios:\n  - {name: a, kind: spike, baseline_rate: 5}\n")

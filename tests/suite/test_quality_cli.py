@@ -98,6 +98,23 @@ def test_quality_assess_bad_input_is_exit_2_without_a_traceback(
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("option", ["--junit", "--markdown"])
+def test_an_unwritable_report_path_is_exit_2_not_a_failed_check(
+    tmp_path: Path, option: str
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    bad = str(tmp_path / "a-file" / "report")
+    healthy = str(_healthy(tmp_path))
+    for args in (
+        ["quality-assess", "--target", healthy],
+        ["detect-regression", "--current", healthy, "--historical", healthy],
+    ):
+        result = runner.invoke(app, [*args, option, bad])
+        assert result.exit_code == 2, result.output
+        assert option in result.output
+        assert "Traceback" not in result.output
+
+
 def test_quality_assess_swarm_reads_the_latest_stored_suite(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     empty = runner.invoke(app, ["quality-assess", "--data-dir", str(data_dir)])
@@ -172,6 +189,26 @@ def test_detect_regression_over_history_files_and_the_store(tmp_path: Path) -> N
     )  # fmt: skip
     assert unknown.exit_code == 2
     assert "no earlier results" in unknown.output
+
+
+def test_the_current_file_among_the_historical_ones_is_not_its_own_history(
+    tmp_path: Path,
+) -> None:
+    paths = [
+        _save(_run(0.1, seed=i, started=1000.0 + i), tmp_path / f"h{i}.json") for i in range(6)
+    ]
+    slow = _save(_run(0.13, seed=50, started=2000.0), tmp_path / "slow.json")
+    history_args = [arg for p in [*paths, slow] for arg in ("--historical", str(p))]
+    result = runner.invoke(
+        app, ["detect-regression", "--current", str(slow), *history_args, "--output", "json"]
+    )
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["notes"] == ["6 earlier results of suite quick"]
+    latency = next(
+        c for c in data["checks"] if c["metric"] == "latency_p95_s" and c["kind"] == "history"
+    )
+    assert latency["status"] == "fail"  # against the six earlier runs, not against itself
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,15 @@ def test_saving_replaces_the_file_and_leaves_no_temporary_files(tmp_path: Path) 
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]
 
 
+def test_a_path_that_cannot_be_written_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "r.json"
+    with pytest.raises(ConfigError, match="results file") as raised:
+        save_result(_result(), target)
+    assert str(target) in str(raised.value)
+    assert not target.exists()
+
+
 def _write(tmp_path: Path, data: Any) -> Path:
     path = tmp_path / "bad.json"
     path.write_text(data if isinstance(data, str) else json.dumps(data))
@@ -164,6 +173,17 @@ def test_bad_files_name_the_field_the_value_and_the_fix(tmp_path: Path) -> None:
     del broken["scenarios"][0]["kind"]
     with pytest.raises(ConfigError, match="2 problem"):
         load_result(_write(tmp_path, broken))
+
+
+def test_a_missing_field_is_named_without_dumping_the_file(tmp_path: Path) -> None:
+    good = _result().model_dump(mode="json")
+    good["scenarios"][0]["latency_samples_s"] = [0.001 * i for i in range(20_000)]
+    del good["scenarios"][0]["summary"]
+    with pytest.raises(ConfigError) as info:
+        load_result(_write(tmp_path, good))
+    assert info.value.field == "scenarios.0.summary"
+    assert "missing" in str(info.value).lower()
+    assert len(str(info.value)) < 1000  # the message names the gap, not the whole scenario
 
 
 def test_an_unknown_scenario_name_lists_the_known_ones() -> None:

@@ -59,6 +59,10 @@ def tidy() -> None:
     return None
 
 
+async def slow_answer() -> None:
+    await asyncio.sleep(0.3)
+
+
 def _suite(*scenarios: dict[str, Any], **defaults: Any) -> Any:
     return parse_suite({"suite": "t", "defaults": defaults, "scenarios": list(scenarios)})
 
@@ -180,6 +184,28 @@ def test_endurance_suspects_a_leak_only_where_there_is_one() -> None:
     assert clean.extra["latency_drift_s_per_s"] is not None
 
 
+def test_endurance_windows_count_throughput_over_their_own_width() -> None:
+    # Every answer takes 0.3 s: a window's late answers must not stretch it into the next
+    # one's time, or a slow target's steady 100/s reads as about 100 * 0.5 / 0.8 = 62/s.
+    scenario = {
+        "name": "soak",
+        "kind": "endurance",
+        "rate": "100/s",
+        "arrival": "constant",
+        "duration": "2s",
+        "iterations": 4,
+        "memory_every": "500ms",
+    }
+    (soak,) = _run(_suite(scenario, warmup="0s"), f"{__name__}:slow_answer").scenarios
+    assert sum(it.succeeded for it in soak.iterations) == 200
+    for it in soak.iterations[:-1]:
+        assert it.duration_s == pytest.approx(0.5)
+        assert it.throughput_per_s == pytest.approx(100.0)
+    assert soak.iterations[-1].duration_s > 0.5  # the last window waits for its answers
+    # Over the whole run: 200 answers in the 2 s schedule plus the last answers' 0.3 s.
+    assert soak.summary["throughput_per_s"] == pytest.approx(200 / 2.3, rel=0.1)
+
+
 def _raw(
     intended: list[float],
     latency: list[float],
@@ -236,6 +262,18 @@ def test_spike_recovery_is_when_latency_is_back_in_the_band() -> None:
     assert recovery_time(_raw(times.tolist(), never.tolist()), scenario)[0] is None
 
 
+def test_spike_recovery_is_not_measured_when_nothing_succeeded_after_the_burst() -> None:
+    scenario = SpikeScenario(
+        name="s", baseline_rate=10, spike_rate=100, before=2, spike=1, after=3, window=0.5, band=0.5
+    )
+    times = np.arange(0, 6, 0.05)
+    latency = np.where(times < 2, 0.01, 0.5)
+    # Every request from the burst on failed: there is no latency to say it recovered.
+    failures = {int(i): ("E", "down") for i in np.flatnonzero(times >= 2)}
+    raw = _raw(times.tolist(), latency.tolist(), failures)
+    assert recovery_time(raw, scenario)[0] is None
+
+
 @settings(deadline=None)
 @given(
     batches=st.lists(st.integers(0, 300), min_size=1, max_size=6),
@@ -289,6 +327,15 @@ def test_target_choices_are_checked_before_anything_runs() -> None:
     bad_kind = _suite({"name": "k", "kind": "volume", "tasks": 1, "task_kind": "nope"})
     with pytest.raises(ConfigError, match="task_kind"):
         _run(bad_kind)
+
+
+def test_an_unknown_task_kind_is_refused_before_the_first_scenario_runs() -> None:
+    suite = _suite(
+        {"name": "first", "kind": "load", "rate": "50/s"},
+        {"name": "later", "kind": "load", "rate": "50/s", "task_kind": "nosuch"},
+    )
+    with pytest.raises(ConfigError, match=r"later\.task_kind"):
+        make_target_factory(None, SPEC, scenarios=suite.scenarios)
 
 
 @pytest.mark.slow

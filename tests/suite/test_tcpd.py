@@ -149,6 +149,17 @@ def test_bad_data_sets_name_what_is_wrong(tmp_path: Path, content: str, field: s
         load_corpus(tmp_path)
 
 
+def test_files_that_are_not_text_are_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "x.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ConfigError, match=r"x\.json"):
+        load_corpus(tmp_path)
+    _write_series(tmp_path / "datasets" / "x.json", "x", [1.0, 2.0, 3.0])
+    (tmp_path / "annotations.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ConfigError, match=r"annotations\.json"):
+        load_corpus(tmp_path)
+
+
 def test_an_empty_or_missing_corpus_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="No data sets found"):
         load_corpus(tmp_path)

@@ -91,13 +91,14 @@ def benchmark_run(
                 f"--target: {target!r} and --spec were both given. Use --spec for a swarm, "
                 "--target for a URL or a callable."
             )
-        make, description = make_target_factory(target, swarm_spec)
+        make, description = make_target_factory(target, swarm_spec, scenarios=chosen.scenarios)
         if swarm_id is None and swarm_spec is not None:
             swarm_id = swarm_spec.swarm_id
         directory = resolve_data_dir(data_dir, os.environ)
         path = out_path or directory / "results" / (
             f"{chosen.suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
         )
+        _check_writable(path, "--out" if out_path is not None else "--data-dir")
         result = _run_with_bar(chosen, make, description, overrides, output)
         save_result(result, path)
         benchmark_id = None
@@ -123,6 +124,25 @@ def benchmark_run(
     out.print(f"Results written to {path}")
     if benchmark_id is not None:
         out.print(f"[dim]Stored as benchmark {benchmark_id} (suite:{result.suite}).[/dim]")
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse a results path that cannot be written before the suite runs, not after it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    else:
+        if path.is_dir():
+            problem = "it is a directory"
+        elif not os.access(path.parent, os.W_OK):
+            problem = "its directory is not writable"
+        else:
+            return
+    raise UserError(
+        f"{option}: {str(path)!r} cannot be written ({problem}). Give a path in a writable "
+        "directory."
+    )
 
 
 def _run_with_bar(

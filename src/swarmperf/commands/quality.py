@@ -275,7 +275,7 @@ def detect_regression(
             gate = compare_results(base, now, alpha=alpha, min_change=share)
         else:
             past = (
-                sorted((load_result(p) for p in historical), key=lambda r: r.started_at)
+                _file_history(now, historical)
                 if historical
                 else _stored_history(now, history or "", data_dir)
             )
@@ -287,6 +287,15 @@ def detect_regression(
     else:
         _gate_table(gate)
     _exit(checks)
+
+
+def _file_history(now: SuiteResult, paths: list[Path]) -> list[SuiteResult]:
+    from swarmperf.suite.results import load_result
+
+    # A glob over the results folder often catches the current file: it is not its own history.
+    key = (now.started_at, now.finished_at)
+    past = [r for r in map(load_result, paths) if (r.started_at, r.finished_at) != key]
+    return sorted(past, key=lambda r: r.started_at)
 
 
 def _stored_history(now: SuiteResult, swarm_id: str, data_dir: Path | None) -> list[SuiteResult]:

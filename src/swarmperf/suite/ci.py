@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from swarmperf.errors import ConfigError
 from swarmperf.files import write_atomic
 
 CheckStatus = Literal["pass", "fail", "no data", "skipped"]
@@ -214,12 +215,17 @@ def write_outputs(
 ) -> list[Path]:
     """Write the asked-for files; return their paths."""
     written: list[Path] = []
-    if junit is not None:
-        write_text(junit, to_junit(report))
-        written.append(junit)
-    if markdown is not None:
-        write_text(markdown, to_markdown(report))
-        written.append(markdown)
+    outputs = (("--junit", junit, to_junit), ("--markdown", markdown, to_markdown))
+    for option, path, render in outputs:
+        if path is None:
+            continue
+        try:
+            write_text(path, render(report))
+        except OSError as exc:
+            # A report that cannot be written is a tool error, not a failed check.
+            fix = f"It cannot be written ({exc.strerror or exc}). Give a writable path."
+            raise ConfigError(option, str(path), fix) from None
+        written.append(path)
     return written
 
 

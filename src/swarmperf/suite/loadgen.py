@@ -353,7 +353,9 @@ class RawIteration:
 
     `intended`: when it was due (closed model: when its user sent it); `sent`: when it went
     out (NaN: dropped, not sent on time); `finished`: when it settled (NaN: no answer by the
-    end of the drain). `failures` maps request index to its error.
+    end of the drain). `failures` maps request index to its error. `until_settled`: the run
+    lasts until its last answer; False for a window with another after it, whose time ends
+    at `scheduled_s` (its late answers land in the next window's time).
     """
 
     model: Literal["open", "closed"]
@@ -365,6 +367,7 @@ class RawIteration:
     finished: Floats
     failures: dict[int, Failure]
     unanswered: int
+    until_settled: bool = True
 
     @property
     def asked(self) -> int:
@@ -411,7 +414,7 @@ class RawIteration:
         span = max(self.scheduled_s, float(sent.max()))
         return (len(sent) / span) / (self.asked / self.scheduled_s)
 
-    def window(self, lo: float, hi: float) -> RawIteration:
+    def window(self, lo: float, hi: float, *, until_settled: bool = True) -> RawIteration:
         """The requests intended in [lo, hi), as a run of their own starting at `lo`."""
         keep = (self.intended >= lo) & (self.intended < hi)
         index = np.flatnonzero(keep)
@@ -426,6 +429,7 @@ class RawIteration:
             finished=self.finished[keep] - lo,
             failures={position[i]: f for i, f in self.failures.items() if i in position},
             unanswered=int((np.isnan(self.finished[keep]) & ~np.isnan(self.sent[keep])).sum()),
+            until_settled=until_settled,
         )
 
 

@@ -167,14 +167,36 @@ def load_result(path: Path) -> SuiteResult:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"]) or "(file)"
+        # For a missing field pydantic gives the enclosing object: show the gap, not it.
+        value = _Shown("(missing)") if first["type"] == "missing" else _short(first.get("input"))
         raise ConfigError(
             field,
-            first.get("input"),
+            value,
             f"{first['msg']} in {path} ({exc.error_count()} problem(s)). "
             "Use a file written by `swarmperf benchmark-run`, unedited.",
         ) from None
 
 
+class _Shown:
+    """A value as an error message shows it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _short(value: object, limit: int = 200) -> object:
+    text = repr(value)
+    return value if len(text) <= limit else _Shown(text[:limit] + "...")
+
+
 def save_result(result: SuiteResult, path: Path) -> None:
     """Write `result` to `path` atomically: a reader sees the old file or the new, never half."""
-    write_atomic(path, result.model_dump_json(indent=1), durable=True)
+    try:
+        write_atomic(path, result.model_dump_json(indent=1), durable=True)
+    except OSError as exc:
+        raise ConfigError(
+            "results file", str(path), f"It cannot be written ({exc.strerror or exc})."
+        ) from None

@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,18 +91,20 @@ def make_target_factory(
     target: str | None = None,
     spec: SwarmSpec | None = None,
     handlers: HandlerRegistry | None = None,
+    scenarios: Sequence[Any] = (),
 ) -> tuple[TargetFactory, str]:
     """A factory that makes a fresh target per scenario, and a description of it.
 
     `target`: an http(s) URL or `module:function`; None: a swarm from `spec` (default: the
-    demo spec).
+    demo spec). `scenarios` are checked against the target now (a swarm: their task kinds),
+    so a mistake in the last scenario does not surface after the others have run.
     """
     if target is not None and spec is not None:
         raise ConfigError(
             "--target", target, "Give either --target or --spec, not both: --spec is a swarm."
         )
     if target is None:
-        return _swarm_factory(spec or demo_spec(), handlers or HandlerRegistry())
+        return _swarm_factory(spec or demo_spec(), handlers or HandlerRegistry(), scenarios)
     if target.startswith(("http://", "https://")):
         url = target
 
@@ -150,7 +152,9 @@ def import_callable(reference: str) -> Callable[..., Any]:
     return result
 
 
-def _swarm_factory(spec: SwarmSpec, handlers: HandlerRegistry) -> tuple[TargetFactory, str]:
+def _swarm_factory(
+    spec: SwarmSpec, handlers: HandlerRegistry, scenarios: Sequence[Any] = ()
+) -> tuple[TargetFactory, str]:
     from swarmperf.runner import build_swarm
     from swarmperf.workload import draw_sizes
 
@@ -161,15 +165,22 @@ def _swarm_factory(spec: SwarmSpec, handlers: HandlerRegistry) -> tuple[TargetFa
     if spec.strategy == "auto":
         raise ConfigError("strategy", "auto", "Name one strategy in the spec for a load test.")
 
-    def make(scenario: Any) -> Target:
-        size = scenario.payload_bytes
-        kind = scenario.task_kind or ("echo" if size else spec.workload.kind)
+    def kind_of(scenario: Any) -> str:
+        kind: str = scenario.task_kind or ("echo" if scenario.payload_bytes else spec.workload.kind)
         if kind not in handlers:
             raise ConfigError(
                 f"{scenario.name}.task_kind",
                 kind,
                 f"Use a registered task kind: {', '.join(sorted(handlers))}.",
             )
+        return kind
+
+    for scenario in scenarios:
+        kind_of(scenario)
+
+    def make(scenario: Any) -> Target:
+        size = scenario.payload_bytes
+        kind = kind_of(scenario)
         payloads: Callable[[int], Any] | None
         if size:
             body = bytes(size)
@@ -251,7 +262,7 @@ def _counts(raw: RawIteration) -> _Counts:
         failed=failed,
         succeeded=sent - failed,
         dropped=raw.asked - sent,
-        duration_s=max(raw.scheduled_s, last),
+        duration_s=max(raw.scheduled_s, last) if raw.until_settled else raw.scheduled_s,
     )
 
 
@@ -820,7 +831,11 @@ async def _endurance(
             await watch
     sampler.sample(loop.time() - raw.start)
     width = settings.duration / settings.iterations
-    raws = [raw.window(i * width, (i + 1) * width) for i in range(settings.iterations)]
+    last = settings.iterations - 1
+    raws = [
+        raw.window(i * width, (i + 1) * width, until_settled=i == last)
+        for i in range(settings.iterations)
+    ]
     iterations = [iteration_result(w, i) for i, w in enumerate(raws)]
     notes = [n for i, w in enumerate(raws) for n in _iteration_notes(w, f"window {i + 1}")]
     extra: dict[str, Any] = {"window_s": width, "memory_samples": len(sampler.rss)}
@@ -887,16 +902,21 @@ def recovery_time(
     t = spike_end
     end = spike_end + scenario.after
     settled_any = False
+    measured_any = False
     while t < end - 1e-9:
         hi = min(t + scenario.window, end)
         values = raw.window(t, hi).latencies()
         if len(values):
+            measured_any = True
             if float(np.percentile(values, 95)) > limit:
                 last_over = hi
                 settled_any = False
             else:
                 settled_any = True
         t = hi
+    if not measured_any:
+        # No request after the burst succeeded: nothing says latency came back.
+        return None, detail
     if last_over is None:
         return 0.0, detail
     if not settled_any:

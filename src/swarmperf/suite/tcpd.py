@@ -87,7 +87,7 @@ def load_series(path: Path) -> TcpdSeries:
     """Read one `<name>.json` in the TCPD schema; raises ConfigError naming what is wrong."""
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise _fail(
             str(path), "unreadable", f"Check the file exists and is readable ({exc})."
         ) from exc
@@ -133,6 +133,8 @@ def load_series(path: Path) -> TcpdSeries:
 def _annotations(path: Path) -> dict[str, dict[str, tuple[int, ...]]]:
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(str(path), "unreadable", f"Check the file is readable UTF-8 ({exc}).") from exc
     except json.JSONDecodeError as exc:
         raise _fail(str(path), "not JSON", f"Fix the JSON syntax ({exc}).") from exc
     if not isinstance(data, dict):

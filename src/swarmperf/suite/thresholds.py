@@ -235,9 +235,10 @@ def parse_thresholds(expressions: Sequence[str]) -> list[Threshold]:
 class Figures:
     """The figures thresholds are checked against; None where a figure was not measured.
 
-    Latency is in seconds; `latency_samples_s` are individual latencies (any order).
-    `latency` holds precomputed aggregates by name (`p(99)`, `avg`, `max`...), used only when
-    there are no samples. `missing` says why a None figure is missing.
+    Latency is in seconds; `latency_samples_s` are individual latencies (any order), possibly
+    a bounded sample of them. `latency` holds exact aggregates by name (`p(99)`, `avg`,
+    `max`...), used first; the samples answer the others. `missing` says why a None figure is
+    missing.
     """
 
     latency_samples_s: tuple[float, ...] = ()
@@ -365,6 +366,10 @@ def value_of(threshold: Threshold, figures: Figures) -> tuple[float | None, str]
 def _latency_value(
     threshold: Threshold, figures: Figures, missing: Mapping[str, str]
 ) -> tuple[float | None, str]:
+    known = figures.latency or {}
+    if threshold.aggregate in known:
+        # Exact, over every latency; the samples may be a bounded subset (see the runner).
+        return known[threshold.aggregate], "from the summary"
     samples = figures.latency_samples_s
     if samples:
         data = np.asarray(samples, dtype=float)
@@ -375,9 +380,6 @@ def _latency_value(
         if threshold.aggregate == "avg":
             return float(data.mean()), n
         return float(data.min() if threshold.aggregate == "min" else data.max()), n
-    known = figures.latency or {}
-    if threshold.aggregate in known:
-        return known[threshold.aggregate], "from the summary"
     why = missing.get("latency") or (
         f"no latency samples, and the summary has no {threshold.aggregate}"
     )
