@@ -101,6 +101,38 @@ def test_a_failing_observer_is_recorded_and_the_loop_goes_on(tmp_path: Path) -> 
     assert swarm.event_counts["monitor-observer-failed"] == monitor.samples
 
 
+def test_a_failing_sample_is_recorded_and_the_sampling_goes_on() -> None:
+    from swarmperf.monitor.collectors import SystemCollector
+
+    class FlakyMachine:
+        """Fails its first reading after the priming one (a /proc hiccup), then reads for real."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.real = SystemCollector()
+
+        def sample(self, now: float | None = None) -> SystemFigures:
+            self.calls += 1
+            if self.calls == 2:
+                raise OSError("transient read failure")
+            return self.real.sample(now)
+
+    async def main() -> tuple[Monitor, Swarm]:
+        swarm = Swarm([AgentSpec("a")])
+        metrics = SwarmMetrics("m3", clock=swarm.clock)
+        metrics.attach(swarm)
+        monitor = Monitor(metrics, interval=0.03, system=FlakyMachine())
+        async with swarm:
+            await monitor.start()
+            await _work(swarm, 0.25)
+            await monitor.stop()
+        return monitor, swarm
+
+    monitor, swarm = asyncio.run(main())
+    assert monitor.samples >= 3  # the loop went on after the failed reading
+    assert swarm.event_counts["monitor-tick-failed"] == 1
+
+
 def test_the_monitor_samples_the_machine_too(tmp_path: Path) -> None:
     async def main(store: Store) -> Monitor:
         swarm = Swarm([AgentSpec("a")])

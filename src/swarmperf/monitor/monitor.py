@@ -135,7 +135,10 @@ class Monitor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), max(next_at - loop.time(), 0.0))
                 return
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # one bad sample must not end the monitoring
+                self._emit("monitor-tick-failed", "monitor", self.metrics.clock(), error=repr(exc))
             next_at += self.interval
             now = loop.time()
             if next_at < now:  # fell behind (a long store write): skip, do not burst
