@@ -588,3 +588,25 @@ def test_adding_an_agent_before_start_is_an_error() -> None:
             await ProcessBackend().add_agent(AgentSpec("a"))
 
     run(test)
+
+
+def test_a_swarm_that_cannot_start_leaves_no_worker_running() -> None:
+    def children() -> set[int]:
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+
+    async def main() -> tuple[set[int], set[int]]:
+        # A clean start and stop first: the process-wide helpers (forkserver) now exist.
+        async with Swarm([AgentSpec("warm")], backend=ProcessBackend()) as warm:
+            await warm.run([Task("noop")])
+        before = children()
+        # The second agent is refused after the first one's worker process has started.
+        swarm = Swarm([AgentSpec("a"), AgentSpec("a")], backend=ProcessBackend())
+        with pytest.raises(ConfigError, match="unique"):
+            await swarm.start()
+        deadline = time.monotonic() + 10
+        while children() - before and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return before, children()
+
+    before, after = asyncio.run(main())
+    assert after - before == set()

@@ -106,8 +106,14 @@ class Swarm:
         await self.backend.start(self, self.handlers)
         self._started = True
         self.started_at = self.clock()
-        for spec in self._initial_agents:
-            await self.add_agent(spec)
+        try:
+            for spec in self._initial_agents:
+                await self.add_agent(spec)
+        except BaseException:
+            # A swarm that could not start leaves nothing running: the agents already
+            # started (worker processes, actors) stop with the backend.
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         self._started = False
