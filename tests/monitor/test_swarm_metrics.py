@@ -172,3 +172,15 @@ def test_a_lost_agent_is_down_until_it_restarts(clock: FakeClock) -> None:
     assert metrics.agent_states() == [("w1", 0, 1, False)]
     metrics.observe_event(Event(1.0, "agent-restarted", "w1"))
     assert metrics.agent_states() == []
+
+
+def test_a_lost_agent_that_never_returns_is_forgotten_after_a_while(clock: FakeClock) -> None:
+    metrics = SwarmMetrics("s", clock=clock, forget_lost_after=60.0)
+    for i in range(100):  # churn: a hundred agents lost one after another
+        metrics.observe_event(Event(clock(), "agent-lost", f"w{i}", {"reason": "crash"}))
+        clock.advance(1.0)
+    # Only those lost in the last minute are still shown down.
+    down = sorted(agent for agent, _, _, up in metrics.agent_states() if not up)
+    assert down == sorted(f"w{i}" for i in range(40, 100))
+    clock.advance(61.0)
+    assert metrics.agent_states() == []

@@ -116,8 +116,12 @@ class SwarmMetrics:
         wall: Callable[[], float] = time.time,
         alpha: float = DEFAULT_ALPHA,
         max_agents: int = 1000,
+        forget_lost_after: float = 600.0,
     ) -> None:
         self.swarm_id = swarm_id
+        # A lost agent that never comes back is shown down this long, then forgotten: under
+        # churn, remembering every agent ever lost would grow without bound.
+        self.forget_lost_after = forget_lost_after
         self.window = window
         self.clock = clock
         self.wall = wall
@@ -147,7 +151,7 @@ class SwarmMetrics:
         self.service_total: dict[str, Totals] = {}
         self.breakers: dict[str, str] = {}  # agent -> closed | half_open | open
         self._has_breakers = False
-        self._lost: set[str] = set()
+        self._lost: dict[str, float] = {}  # agent -> when it was lost (swarm clock)
         self._concurrency: dict[str, int] = {}
 
     @property
@@ -275,9 +279,9 @@ class SwarmMetrics:
         if state is not None:
             self.breakers[event.subject] = state
         elif event.kind == "agent-lost":
-            self._lost.add(event.subject)
+            self._lost[event.subject] = event.ts
         elif event.kind == "agent-restarted":
-            self._lost.discard(event.subject)
+            self._lost.pop(event.subject, None)
 
     # -- output -------------------------------------------------------------------------
 
@@ -289,8 +293,13 @@ class SwarmMetrics:
                 self._concurrency[agent.id] = agent.concurrency
                 up = agent.alive and agent.id not in self._lost
                 rows[agent.id] = (agent.id, agent.in_flight, agent.concurrency, up)
-        for agent_id in list(self._lost):
-            if agent_id not in rows:
+        horizon = self.clock() - self.forget_lost_after
+        for agent_id, lost_at in list(self._lost.items()):
+            if lost_at < horizon:
+                self._lost.pop(agent_id, None)
+                self.breakers.pop(agent_id, None)
+                self._concurrency.pop(agent_id, None)
+            elif agent_id not in rows:
                 rows[agent_id] = (agent_id, 0, self._concurrency.get(agent_id, 1), False)
         return list(rows.values())
 
