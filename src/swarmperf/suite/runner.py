@@ -160,7 +160,9 @@ def _swarm_factory(
 
     if spec.backend == "sim":
         raise ConfigError(
-            "backend", "sim", "Load tests need real time: use a spec with backend local or process."
+            "backend",
+            "sim",
+            "Load tests need real time: use a spec with backend local, process or ray.",
         )
     if spec.strategy == "auto":
         raise ConfigError("strategy", "auto", "Name one strategy in the spec for a load test.")
