@@ -73,6 +73,30 @@ def _run(suite: Any, target: str | None = None, **kw: Any) -> SuiteResult:
     return result
 
 
+def test_the_swarm_target_draws_the_specs_workload_failures_included() -> None:
+    spec = parse_spec_yaml(
+        """
+swarm_id: flaky
+agents:
+  - {id: w, count: 2, concurrency: 4}
+workload: {tasks: 10, kind: sleep, size: 1ms, failure_rate: 0.3}
+"""
+    )
+    suite = _suite(
+        {"name": "steady", "kind": "load", "rate": "400/s"},
+        duration="1s",
+        iterations=1,
+        warmup="0s",
+        cooldown="0s",
+    )
+    make, description = make_target_factory(None, spec)
+    result = asyncio.run(run_suite(suite, make, target_description=description))
+    (it,) = result.scenarios[0].iterations
+    assert it.completed > 200
+    assert it.failed > 0
+    assert 0.2 < it.failed / it.completed < 0.4  # the spec's 30%, drawn per task
+
+
 def test_a_load_scenario_on_the_local_swarm_measures_every_iteration() -> None:
     progress: list[SuiteProgress] = []
     suite = _suite(

@@ -164,7 +164,8 @@ class SwarmTarget(Target):
     listener, matched by task id, so no future or coroutine is made per request.
 
     With `owned`, `open` starts the swarm and `close` stops it. `payloads(i)` gives the
-    i-th task's payload (None: no payload).
+    i-th task's payload (None: no payload); `tasks(i)`, when given, makes the i-th task
+    itself instead (its kind, payload and cost, as a spec's workload would draw them).
     """
 
     def __init__(
@@ -175,10 +176,12 @@ class SwarmTarget(Target):
         *,
         owned: bool = False,
         description: str | None = None,
+        tasks: Callable[[int], Task] | None = None,
     ) -> None:
         self.swarm = swarm
         self.kind = kind
         self.payloads = payloads
+        self.tasks = tasks
         self.owned = owned
         self.description = description or f"swarm:{kind}"
         self._pending: dict[str, tuple[int, Sink]] = {}
@@ -196,9 +199,12 @@ class SwarmTarget(Target):
             await self.swarm.stop()
 
     def send(self, index: int, sink: Sink) -> None:
-        payload = None if self.payloads is None else self.payloads(self._sent)
+        if self.tasks is not None:
+            task = self.tasks(self._sent)
+        else:
+            payload = None if self.payloads is None else self.payloads(self._sent)
+            task = Task(self.kind, payload)
         self._sent += 1
-        task = Task(self.kind, payload)
         self._pending[task.id] = (index, sink)
         try:
             self.swarm.submit(task)

@@ -22,6 +22,7 @@ import psutil
 
 from swarmperf.errors import ConfigError
 from swarmperf.handlers import HandlerRegistry
+from swarmperf.model import Task
 from swarmperf.spec import SwarmSpec, demo_spec
 from swarmperf.store import Store
 from swarmperf.suite.environment import capture_environment
@@ -58,6 +59,7 @@ from swarmperf.suite.scenarios import (
     VolumeScenario,
     run_settings,
 )
+from swarmperf.workload import FAIL_KIND
 
 Floats = npt.NDArray[np.float64]
 TargetFactory = Callable[[Any], Target]
@@ -183,39 +185,54 @@ def _swarm_factory(
     def make(scenario: Any) -> Target:
         size = scenario.payload_bytes
         kind = kind_of(scenario)
-        payloads: Callable[[int], Any] | None
+        payloads: Callable[[int], Any] | None = None
+        tasks: Callable[[int], Task] | None = None
         if size:
             body = bytes(size)
             payloads = lambda _i: body  # noqa: E731
         elif kind == spec.workload.kind:
-            payloads = _SizeStream(spec, scenario.seed, draw_sizes)
-        else:
-            payloads = None
+            # The spec's own work: its sizes, failure rate and cost estimates, as a run draws them.
+            tasks = _WorkloadStream(spec, scenario.seed, draw_sizes)
         swarm = build_swarm(spec, handlers, keep_results=False)
         return SwarmTarget(
-            swarm, kind, payloads, owned=True, description=f"swarm:{spec.swarm_id}:{kind}"
+            swarm,
+            kind,
+            payloads,
+            owned=True,
+            description=f"swarm:{spec.swarm_id}:{kind}",
+            tasks=tasks,
         )
 
     return make, f"swarm {spec.swarm_id!r} ({spec.backend}, {len(spec.agent_specs())} agents)"
 
 
-class _SizeStream:
-    """Task sizes drawn from the spec's workload, seeded, in blocks."""
+class _WorkloadStream:
+    """Tasks drawn as the spec's workload draws them (`workload.generate_tasks`): sizes from
+    its distribution, a share `failure_rate` of failing tasks (kind `fail`, no work), and
+    costs when `cost_estimates` is on; seeded, in blocks."""
+
+    BLOCK = 4096
 
     def __init__(self, spec: SwarmSpec, seed: int, draw: Callable[..., Floats]) -> None:
-        self._size = spec.workload.size
-        self._rng = np.random.default_rng(seed)
+        self._workload = spec.workload
+        self._size_rng, self._fail_rng = np.random.default_rng(seed).spawn(2)
         self._draw = draw
-        self._block: list[float] = []
+        self._sizes: list[float] = []
+        self._failing: list[bool] = []
         self._at = 0
 
-    def __call__(self, _index: int) -> float:
-        if self._at >= len(self._block):
-            self._block = self._draw(self._size, 4096, self._rng).tolist()
+    def __call__(self, _index: int) -> Task:
+        workload = self._workload
+        if self._at >= len(self._sizes):
+            self._sizes = self._draw(workload.size, self.BLOCK, self._size_rng).tolist()
+            self._failing = (self._fail_rng.random(self.BLOCK) < workload.failure_rate).tolist()
             self._at = 0
-        value = self._block[self._at]
+        size, fails = self._sizes[self._at], self._failing[self._at]
         self._at += 1
-        return value
+        cost = (0.0 if fails else size) if workload.cost_estimates else None
+        if fails:
+            return Task(FAIL_KIND, None, cost=cost)
+        return Task(workload.kind, size, cost=cost)
 
 
 # -- figures -----------------------------------------------------------------------------------
