@@ -187,3 +187,12 @@ def test_history_compares_against_the_runs_after_the_last_change() -> None:
     history = _history([0.1] * 6 + [0.15] * 8)
     gate = gate_history(history, _run(0.15, seed=99, started=9000.0))
     assert gate.passed, [c.message for c in gate.checks if c.status != "pass"]
+
+
+def test_a_spike_the_target_no_longer_recovers_from_is_a_regression() -> None:
+    def spike(failed: float) -> SuiteResult:
+        return suite(scenario("burst", kind="spike", samples={"recovery_failed": [failed] * 5}))
+
+    gate = compare_results(spike(0.0), spike(1.0))
+    assert [(c.scenario, c.metric) for c in gate.regressions] == [("burst", "recovery_failed")]
+    assert compare_results(spike(0.0), spike(0.0)).passed

@@ -386,6 +386,8 @@ def test_a_burst_beyond_capacity_takes_time_to_recover() -> None:
     (detail,) = scenario.extra["windows"]
     assert detail["spike_p95_s"] > detail["limit_s"]
     assert scenario.summary["recovery_s"] == recovered
+    assert scenario.samples["recovery_failed"] == [0.0]
+    assert scenario.summary["recovery_failed"] == 0.0
 
 
 def test_volume_with_payloads_on_the_swarm() -> None:

@@ -975,6 +975,10 @@ async def _spike(
     )
     if measured:
         result.samples["recovery_s"] = measured
+    # Whether each iteration recovered at all, so that the gate sees a spike the target no
+    # longer recovers from (those iterations have no recovery time to compare).
+    result.samples["recovery_failed"] = [float(r is None) for r in recoveries]
+    result.summary["recovery_failed"] = sum(r is None for r in recoveries) / len(recoveries)
     return result
 
 
