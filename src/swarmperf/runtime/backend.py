@@ -7,9 +7,11 @@ callables in this process), `process` (worker processes); others plug in the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
 
+from swarmperf.balancing.agents import EWMA_ALPHA
+from swarmperf.errors import ConfigError
 from swarmperf.handlers import HandlerRegistry
 from swarmperf.model import AgentSpec, Task
 
@@ -52,6 +54,19 @@ class Backend(Protocol):
         ...
 
 
+class RemoteAgent(Protocol):
+    """What `batches` needs of a backend's record of one agent."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+
+A = TypeVar("A", bound=RemoteAgent)
+
+
 def group_starts(starts: Sequence[tuple[str, Task]]) -> dict[str, list[Task]]:
     """The coordinator's starts by agent, each agent's tasks in start order (one batch each)."""
     groups: dict[str, list[Task]] = {}
@@ -62,3 +77,33 @@ def group_starts(starts: Sequence[tuple[str, Task]]) -> dict[str, list[Task]]:
         else:
             tasks.append(task)
     return groups
+
+
+def batches(
+    starts: Sequence[tuple[str, Task]], agents: Mapping[str, A]
+) -> list[tuple[A, list[Task]]]:
+    """The starts as one batch per agent, every agent checked before anything is sent: a
+    start for an unknown agent, or one being removed, raises `ConfigError` and sends none."""
+    groups = group_starts(starts)
+    found: list[tuple[A, list[Task]]] = []
+    for agent_id, tasks in groups.items():
+        agent = agents.get(agent_id)
+        if agent is None:
+            raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
+        if agent.closing:
+            raise ConfigError("agent", agent.id, "The agent is being removed.")
+        found.append((agent, tasks))
+    return found
+
+
+class MeasuredTransfer:
+    """`transfer_cost` for backends that measure it: the first sample, then an EWMA."""
+
+    transfer_cost: float
+    _measured: bool = False
+
+    def _observe_transfer(self, sample: float) -> None:
+        if self._measured:
+            self.transfer_cost += EWMA_ALPHA * (sample - self.transfer_cost)
+        else:
+            self.transfer_cost, self._measured = sample, True

@@ -37,11 +37,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, ClassVar, cast
 
-from swarmperf.balancing.agents import EWMA_ALPHA
 from swarmperf.errors import AgentCrashed, BackendError, ConfigError
 from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
 from swarmperf.model import AgentSpec, Task
-from swarmperf.runtime.backend import CompletionSink, Done, group_starts
+from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
 
 _now = time.perf_counter  # CLOCK_MONOTONIC: worker timestamps are on the parent's clock
 
@@ -712,7 +711,7 @@ class _Agent:
         return [done[0] for done in self.rejected] + self.unreported.pending()
 
 
-class ProcessBackend:
+class ProcessBackend(MeasuredTransfer):
     """Agents as worker processes: one OS process per agent, for CPU-bound handlers.
 
     A worker runs up to its agent's `concurrency` tasks at once, starting them in the order
@@ -762,7 +761,6 @@ class ProcessBackend:
         # Seconds a task spends moving between processes: pipe latency plus (un)pickling,
         # an EWMA over readiness pings and batches whose transfer was not hidden by work.
         self.transfer_cost = _DEFAULT_TRANSFER_COST
-        self._measured = False
         self._agents: dict[str, _Agent] = {}
         self._sink: CompletionSink | None = None
         self._refs: dict[str, str] = {}
@@ -901,12 +899,6 @@ class ProcessBackend:
         if best is not None:
             self._observe_transfer(best)
 
-    def _observe_transfer(self, sample: float) -> None:
-        if self._measured:
-            self.transfer_cost += EWMA_ALPHA * (sample - self.transfer_cost)
-        else:
-            self.transfer_cost, self._measured = sample, True
-
     def _agent(self, agent_id: str) -> _Agent:
         agent = self._agents.get(agent_id)
         if agent is None:
@@ -916,13 +908,9 @@ class ProcessBackend:
     # -- tasks --------------------------------------------------------------------------
 
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
-        groups = group_starts(starts)
-        agents = [self._agent(agent_id) for agent_id in groups]  # all checked, then sent
-        for agent in agents:
-            if agent.closing:
-                raise ConfigError("agent", agent.id, "The agent is being removed.")
+        checked = batches(starts, self._agents)
         now = _now()
-        for agent, tasks in zip(agents, groups.values(), strict=True):
+        for agent, tasks in checked:
             self._send_batch(agent, tasks, now)
 
     def _send_batch(self, agent: _Agent, tasks: list[Task], now: float) -> None:

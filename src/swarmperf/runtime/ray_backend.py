@@ -33,11 +33,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from swarmperf.balancing.agents import EWMA_ALPHA
 from swarmperf.errors import AgentCrashed, BackendError, ConfigError
 from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
 from swarmperf.model import AgentSpec, Task, TaskResult
-from swarmperf.runtime.backend import CompletionSink, Done, group_starts
+from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
 
 _now = time.perf_counter
 INSTALL_FIX = "The ray backend needs Ray. Install it with: pip install 'swarmperf[ray]'"
@@ -356,7 +355,7 @@ class _RayAgent:
         return [done[0] for done in self.rejected] + lost
 
 
-class RayBackend:
+class RayBackend(MeasuredTransfer):
     """Agents as Ray actors: the same swarm across a Ray cluster.
 
     `settings` says where Ray is and what each agent's actor asks for. Handlers travel to
@@ -371,7 +370,6 @@ class RayBackend:
         self._ray = import_ray()
         self.settings = settings or RaySettings()
         self.transfer_cost = _DEFAULT_TRANSFER_COST
-        self._measured = False
         self._agents: dict[str, _RayAgent] = {}
         self._placements: dict[str, ActorPlacement] = {}
         self._groups: dict[str, Any] = {}  # placement groups made, by name
@@ -588,12 +586,6 @@ class RayBackend:
             agent.handle.begin.remote(self._epoch + agent.offset)
         self._observe_transfer(rtt)
 
-    def _observe_transfer(self, sample: float) -> None:
-        if self._measured:
-            self.transfer_cost += EWMA_ALPHA * (sample - self.transfer_cost)
-        else:
-            self.transfer_cost, self._measured = sample, True
-
     async def remove_agent(self, agent_id: str) -> None:
         agent = self._agents.get(agent_id)
         if agent is None:
@@ -611,12 +603,8 @@ class RayBackend:
     # -- tasks --------------------------------------------------------------------------
 
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
-        groups = group_starts(starts)
-        agents = [self._agent(agent_id) for agent_id in groups]  # all checked, then sent
-        for agent in agents:
-            if agent.closing:
-                raise ConfigError("agent", agent.id, "The agent is being removed.")
-        for agent, tasks in zip(agents, groups.values(), strict=True):
+        checked = batches(starts, self._agents)
+        for agent, tasks in checked:
             if agent.dying is not None:
                 # Its death is being settled: these go back with the other lost tasks.
                 agent.failed.append((agent.next_seq, tasks))
