@@ -323,7 +323,7 @@ def demo_spec_command() -> None:
 def strategies(output: OutputOption = Output.table) -> None:
     """List the load-balancing strategies."""
     rows = [
-        (name, "late" if cls.late_binding else "early", (cls.__doc__ or "").strip().splitlines()[0])
+        (name, "late" if cls.late_binding else "early", cls.summary)
         for name, cls in sorted(STRATEGIES.items())
     ]
     if output is Output.json:

@@ -63,6 +63,11 @@ class Fault:
     def active(self, elapsed: float) -> bool:
         return self.start <= elapsed and (self.end is None or elapsed < self.end)
 
+    def __reduce__(self) -> tuple[type[Fault], tuple[float, float | None, float, float]]:
+        # Pickled by its fields: compiled, a frozen class cannot be rebuilt attribute by
+        # attribute. Processes and Ray actors receive their agents' specs this way.
+        return Fault, (self.start, self.end, self.error_rate, self.slowdown)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
@@ -104,6 +109,19 @@ class AgentSpec:
             raise ConfigError(
                 f"agents[{self.id}].queue_limit", self.queue_limit, "Use an integer >= 0 or null."
             )
+
+    def __reduce__(self) -> tuple[type[AgentSpec], tuple[Any, ...]]:
+        # As `Fault.__reduce__`: by its fields.
+        return AgentSpec, (
+            self.id,
+            self.weight,
+            self.concurrency,
+            self.tags,
+            self.queue_limit,
+            self.prefetch,
+            self.slowdown,
+            self.faults,
+        )
 
 
 _task_ids = itertools.count()

@@ -78,6 +78,8 @@ class _Strategy:
     """Defaults shared by the strategies; each overrides what it uses."""
 
     name: ClassVar[str] = ""
+    # One line on what it does, for listings (a compiled class keeps no docstring).
+    summary: ClassVar[str] = ""
     late_binding: ClassVar[bool] = False
     steals: ClassVar[bool] = False
 
@@ -188,6 +190,7 @@ class RoundRobin(_Strategy):
     """Static round robin: each task to the next agent in turn, whatever its load."""
 
     name = "round-robin"
+    summary = "Static round robin: each task to the next agent in turn, whatever its load."
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
@@ -291,6 +294,7 @@ class WeightedRoundRobin(_VirtualTime):
     """
 
     name = "weighted-round-robin"
+    summary = "Smooth weighted round robin, done as stride scheduling."
 
     def charge(self, agent: AgentState, task: Task) -> float:
         return 1.0 / agent.weight
@@ -304,6 +308,7 @@ class CompletelyFair(_VirtualTime):
     """
 
     name = "cfs"
+    summary = "Linux CFS's rule: the agent with the least virtual runtime runs next."
 
     def charge(self, agent: AgentState, task: Task) -> float:
         return 1000.0 / agent.weight
@@ -319,6 +324,7 @@ class WeightedFairQueuing(_VirtualTime):
     """
 
     name = "weighted-fair-queuing"
+    summary = "Weighted fair queuing over agents with virtual finish times (start-time FQ)."
 
     def charge(self, agent: AgentState, task: Task) -> float:
         return task.est_cost / agent.weight
@@ -370,6 +376,7 @@ class LeastLoaded(_Strategy):
     """
 
     name = "least-loaded"
+    summary = "The agent with a free slot whose outstanding work, over its speed, is least."
     late_binding = True
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
@@ -410,6 +417,7 @@ class PowerOfTwo(_Strategy):
     """
 
     name = "power-of-two"
+    summary = "Power of two choices: sample two agents with a free slot, keep the less loaded."
     late_binding = True
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
@@ -454,6 +462,7 @@ class WorkStealing(RoundRobin):
     """
 
     name = "work-stealing"
+    summary = "Round-robin placement into per-agent queues; idle agents steal from the busiest."
     steals = True
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
@@ -497,6 +506,7 @@ class CapacityAware(_Strategy):
     """
 
     name = "capacity-aware"
+    summary = "Expected completion time from each agent's measured service rate (EWMA)."
     late_binding = True
     PROBE_AFTER = 1.0
 
