@@ -29,6 +29,7 @@ from swarmperf.model import Priority, Task
 
 _INF = float("inf")
 _NORMAL = Priority.NORMAL
+_LOW = Priority.LOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class QueueSettings:
     """Validated queue settings. Durations are seconds."""
 
     max_queued: int = 100_000
-    level_weights: tuple[float, float, float, float] = (0.4, 0.3, 0.2, 0.1)
+    level_weights: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)
     max_wait: float = 30.0
     urgent_within: float = 1.0
     tenant_weights: Mapping[str, float] = field(default_factory=dict)
@@ -103,6 +104,23 @@ class _TenantRotation:
             fifo.appendleft(entry)
         else:
             fifo.append(entry)
+
+    def pass_through(self, task: Task) -> bool:
+        """What `push(task)` then `pop()` do to the rotation when it is empty, without
+        storing the task; False (nothing done) when it is not empty."""
+        if self._heap:
+            return False
+        tenant = task.tenant
+        if tenant not in self._fifos:
+            self._fifos[tenant] = deque()
+        p = self._pass.get(tenant, 0.0)
+        if p < self._vt:
+            p = self._vt
+        next(self._seq)  # the number `push` would have drawn for its turn
+        self._vt = p
+        charge = task.est_cost if self._by_service else 1.0
+        self._pass[tenant] = p + charge / self._weights.get(tenant, 1.0)
+        return True
 
     def pop(self) -> Task | None:
         heap = self._heap
@@ -212,6 +230,39 @@ class TaskQueue:
             heapq.heappush(self._high, (-task.rank, task.seq, task))
         else:
             self._low.push(task, front, entry)
+
+    def pass_through(self, task: Task, now: float) -> bool:
+        """Account for `task` as `push(task, now)` then `pop(now)` would, without storing
+        it: the task that comes in is the one that goes out when the queue is empty. Only
+        then (with no stale entries left either), and for the normal and low levels;
+        returns False, having done nothing, otherwise.
+
+        Every figure comes out as push then pop leave it, so the tasks that come later are
+        ordered exactly as they would have been.
+        """
+        if self._len or self._arrivals:
+            return False
+        level = task.priority
+        if level is _NORMAL:
+            rotation = self._normal
+        elif level is _LOW:
+            rotation = self._low
+        else:
+            return False
+        if not rotation.pass_through(task):
+            return False
+        task.enqueued_at = now
+        next(self._seq)  # the number `push` would have given it
+        task.seq = -1
+        self._age_due = now + self.settings.max_wait
+        # The level was idle: it starts from the levels' virtual time, then takes its turn.
+        passes = self._level_pass
+        p = passes[level]
+        if p < self._level_vt:
+            p = self._level_vt
+        self._level_vt = p
+        passes[level] = p + self._level_step[level]
+        return True
 
     def pop(self, now: float) -> Task | None:
         """Take the task that should run next, or None if the queue is empty."""

@@ -109,6 +109,7 @@ class Coordinator:
         self._pending = 0  # submitted, not yet started (queue, backlogs, parked, timers)
         self._tenant_pending: dict[str, int] = {}
         self._starts: list[tuple[AgentState, Task]] = []
+        self._offered = False  # see `submit_and_bind`
         # Idle agents whose last attempt to steal found nothing worth taking; they try
         # again whenever the coordinator binds, since the others' queues keep changing.
         self._thieves: dict[str, AgentState] = {}
@@ -283,6 +284,44 @@ class Coordinator:
         A guard may shed the task instead (overload, an open circuit): it then finishes at
         once as REJECTED, with the reason, among `take_results()`.
         """
+        if self._admit(task):
+            self.queue.push(task, self.clock())
+
+    def submit_and_bind(self, task: Task) -> None:
+        """`submit(task)`, then the binding of it that the next `take_starts` would do,
+        with the same effect: for a driver that calls `take_starts` right after submitting
+        (the simulation does, for each arrival).
+
+        When the queue is empty and the task can be bound at once, it does not go through
+        the queue: the queue only accounts for it (`TaskQueue.pass_through`). This is what
+        most tasks of a swarm that keeps up do. Call `take_starts` before anything else:
+        when the strategy keeps the task waiting, that call does not offer it again, as
+        `take_starts` offers a task once per call.
+        """
+        if (
+            self._timers
+            or self.guard is not None
+            or self._bulkheads_on
+            or self.queue._len
+            or (self._late and self._free_slots <= 0)
+        ):
+            self.submit(task)
+            return
+        self._admit(task)  # no guard: it cannot shed the task
+        now = self.clock()
+        if not self.queue.pass_through(task, now):
+            self.queue.push(task, now)
+            return
+        # As `take_starts` does with the task it pops (a new task avoids no agent).
+        agent = self.strategy.choose(task, now)
+        if agent is None:
+            self._backfill(task, now)  # nothing to look past: it goes back in the queue
+            self._offered = True
+            return
+        self._bind(agent, task, now)
+
+    def _admit(self, task: Task) -> bool:
+        """Everything `submit` does but queueing; False when the guard shed the task."""
         settings = self.settings
         if self._pending >= settings.max_queued:
             raise Backpressure(task.id, self._pending, settings.max_queued)
@@ -297,7 +336,7 @@ class Coordinator:
             reason = guard.admit(task, self.clock())
             if reason is not None:
                 self.reject(task, reason)
-                return
+                return False
         if self._bulkheads_on:
             self.bulkheads.admit(task)
         self._tenant_pending[tenant] = tenant_pending + 1
@@ -306,7 +345,7 @@ class Coordinator:
         self._pending_work += est
         self._pending += 1
         self.submitted += 1
-        self.queue.push(task, self.clock())
+        return True
 
     def repeats_key(self, task: Task) -> bool:
         """Whether `task` repeats an idempotency key seen before (then it must not be
@@ -429,7 +468,11 @@ class Coordinator:
                 self._run_timers(now)
         queue = self.queue
         late = self._late
-        if queue._len and (self._free_slots > 0 or not late):
+        if self._offered:
+            # `submit_and_bind` offered the only queued task a moment ago, and the strategy
+            # kept it waiting: this call has done its binding.
+            self._offered = False
+        elif queue._len and (self._free_slots > 0 or not late):
             now = self.clock()
             strategy = self.strategy
             choose = strategy.choose

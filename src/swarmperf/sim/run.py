@@ -436,7 +436,7 @@ class Simulation:
         step = self._step
         tasks = self._tasks
         last = len(tasks) - 1
-        submit = self.coordinator.submit
+        submit = self.coordinator.submit_and_bind
         while True:
             i = self._next
             if (
@@ -444,7 +444,8 @@ class Simulation:
                 and not self._guarded
                 and tasks[i].idempotency_key is None
             ):
-                # One task is due (the usual case with arrivals over time): `_feed`, short.
+                # One task is due (the usual case with arrivals over time): `_feed`, short,
+                # and the task bound at once when it can be (`step` would bind it next).
                 try:
                     submit(tasks[i])
                 except Backpressure:
