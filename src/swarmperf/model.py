@@ -131,7 +131,9 @@ def next_task_id() -> str:
     return f"t{next(_task_ids)}"
 
 
-@dataclass(slots=True, eq=False)
+# `__init__` is written out (`init=False`): a compiled class then builds its objects in C,
+# where the generated one would run as Python, once per task and per result.
+@dataclass(slots=True, eq=False, init=False)
 class Task:
     """One unit of work. `kind` names a registered handler; no code travels with a task.
 
@@ -151,17 +153,53 @@ class Task:
     tenant: str = "default"
     idempotency_key: str | None = None
     tokens: float = 0.0
-    # Filled in by the swarm:
-    enqueued_at: float = 0.0
-    attempts: int = 0
-    est_cost: float = 0.0  # the cost units the coordinator charged for this task
-    seq: int = -1  # position in the central queue while queued, else -1
-    avoid: str | None = None  # an agent to skip if another can take it (retries)
-    fallback_from: str | None = None  # the kind it had before degrading to a fallback
-    bulkhead: str | None = None  # the bulkhead whose place it holds, if any
+    # Filled in by the swarm, never given:
+    enqueued_at: float = field(default=0.0, init=False)
+    attempts: int = field(default=0, init=False)
+    # The cost units the coordinator charged for this task.
+    est_cost: float = field(default=0.0, init=False)
+    # Position in the central queue while queued, else -1.
+    seq: int = field(default=-1, init=False)
+    # An agent to skip if another can take it (retries).
+    avoid: str | None = field(default=None, init=False)
+    # The kind it had before degrading to a fallback.
+    fallback_from: str | None = field(default=None, init=False)
+    # The bulkhead whose place it holds, if any.
+    bulkhead: str | None = field(default=None, init=False)
+
+    def __init__(
+        self,
+        kind: str,
+        payload: Any = None,
+        id: str | None = None,
+        priority: Priority = Priority.NORMAL,
+        rank: int = 0,
+        deadline: float | None = None,
+        cost: float | None = None,
+        tenant: str = "default",
+        idempotency_key: str | None = None,
+        tokens: float = 0.0,
+    ) -> None:
+        self.kind = kind
+        self.payload = payload
+        self.id = next_task_id() if id is None else id
+        self.priority = priority
+        self.rank = rank
+        self.deadline = deadline
+        self.cost = cost
+        self.tenant = tenant
+        self.idempotency_key = idempotency_key
+        self.tokens = tokens
+        self.enqueued_at = 0.0
+        self.attempts = 0
+        self.est_cost = 0.0
+        self.seq = -1
+        self.avoid = None
+        self.fallback_from = None
+        self.bulkhead = None
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)  # as `Task`
 class TaskResult:
     """What happened to a task. Times are on the swarm's clock, in seconds."""
 
@@ -178,6 +216,36 @@ class TaskResult:
     tenant: str = "default"
     cost: float | None = None
     fallback_from: str | None = None  # set when a fallback handler produced this result
+
+    def __init__(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        agent: str | None,
+        attempts: int,
+        queued_at: float,
+        started_at: float | None,
+        finished_at: float | None,
+        error: str | None = None,
+        value: Any = None,
+        kind: str = "",
+        tenant: str = "default",
+        cost: float | None = None,
+        fallback_from: str | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.status = status
+        self.agent = agent
+        self.attempts = attempts
+        self.queued_at = queued_at
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.error = error
+        self.value = value
+        self.kind = kind
+        self.tenant = tenant
+        self.cost = cost
+        self.fallback_from = fallback_from
 
     @property
     def ok(self) -> bool:
