@@ -23,13 +23,14 @@ import itertools
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from swarmperf.errors import ConfigError
 from swarmperf.model import Priority, Task
 
-_INF = float("inf")
-_NORMAL = Priority.NORMAL
-_LOW = Priority.LOW
+_INF: Final = float("inf")
+_NORMAL: Final = Priority.NORMAL
+_LOW: Final = Priority.LOW
 
 
 @dataclass(frozen=True, slots=True)

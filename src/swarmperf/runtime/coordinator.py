@@ -20,7 +20,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from swarmperf.balancing.agents import EWMA_ALPHA, AgentState
 from swarmperf.balancing.strategies import LoadBalancer
@@ -31,13 +31,14 @@ from swarmperf.runtime.bulkheads import Bulkheads, BulkheadSettings
 from swarmperf.runtime.guard import Event, Fallback, Guard, Retry
 
 Clock = Callable[[], float]
-SUCCEEDED = TaskStatus.SUCCEEDED
-FAILED = TaskStatus.FAILED
+# `Final`: compiled, these are constants, not a module lookup per use.
+SUCCEEDED: Final = TaskStatus.SUCCEEDED
+FAILED: Final = TaskStatus.FAILED
 
 # Timer kinds
-_RESUME = 0
-_RETRY = 1
-_GUARD = 2
+_RESUME: Final = 0
+_RETRY: Final = 1
+_GUARD: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,9 @@ class Coordinator:
         self._next_index = 0
         self._free_slots = 0  # free slots on live, unpaused agents
         self._pending = 0  # submitted, not yet started (queue, backlogs, parked, timers)
+        # Tasks pending per tenant, kept only to enforce tenant quotas.
         self._tenant_pending: dict[str, int] = {}
+        self._quotas = bool(self.settings.tenant_quotas)
         self._starts: list[tuple[AgentState, Task]] = []
         self._offered = False  # see `submit_and_bind`
         # Idle agents whose last attempt to steal found nothing worth taking; they try
@@ -197,7 +200,8 @@ class Coordinator:
             agent.in_flight -= 1
             self.running -= 1
             self._pending += 1
-            self._tenant_pending[task.tenant] = self._tenant_pending.get(task.tenant, 0) + 1
+            if self._quotas:
+                self._tenant_pending[task.tenant] = self._tenant_pending.get(task.tenant, 0) + 1
             self.requeued += 1
             self._pending_work += task.est_cost
             self._running_work -= task.est_cost
@@ -326,8 +330,9 @@ class Coordinator:
         if self._pending >= settings.max_queued:
             raise Backpressure(task.id, self._pending, settings.max_queued)
         tenant = task.tenant
-        tenant_pending = self._tenant_pending.get(tenant, 0)
-        if settings.tenant_quotas:
+        tenant_pending = 0
+        if self._quotas:
+            tenant_pending = self._tenant_pending.get(tenant, 0)
             quota = settings.tenant_quotas.get(tenant)
             if quota is not None and tenant_pending >= quota:
                 raise QuotaExceeded(task.id, tenant, tenant_pending, quota)
@@ -339,7 +344,8 @@ class Coordinator:
                 return False
         if self._bulkheads_on:
             self.bulkheads.admit(task)
-        self._tenant_pending[tenant] = tenant_pending + 1
+        if self._quotas:
+            self._tenant_pending[tenant] = tenant_pending + 1
         cost = task.cost
         task.est_cost = est = self.unknown_cost if cost is None else cost
         self._pending_work += est
@@ -396,15 +402,12 @@ class Coordinator:
         if room <= 0:
             return 0
         batch = tasks if len(tasks) <= room else tasks[:room]
-        tenant_pending = self._tenant_pending
         unknown_cost = self.unknown_cost
         push = self.queue.push
         clock = self.clock
         # Summed in the same order as one by one, so the float comes out the same.
         pending_work = self._pending_work
-        for task in batch:
-            tenant = task.tenant
-            tenant_pending[tenant] = tenant_pending.get(tenant, 0) + 1
+        for task in batch:  # (no quotas: see above)
             cost = task.cost
             task.est_cost = est = unknown_cost if cost is None else cost
             pending_work += est
@@ -660,7 +663,8 @@ class Coordinator:
         task.attempts += 1
         self._free_slots -= 1
         self._pending -= 1
-        self._tenant_pending[task.tenant] -= 1
+        if self._quotas:
+            self._tenant_pending[task.tenant] -= 1
         self.running += 1
         self._starts.append((agent, task))
         return True
@@ -696,9 +700,11 @@ class Coordinator:
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
-        if agent.running_ends.pop(task.id, None) is None:
+        ends = agent.running_ends
+        if ends.get(task.id) is None:  # (get then del: compiled, both are direct calls)
             self.emit("duplicate-result-ignored", task.id, agent=agent_id)
             return None
+        del ends[task.id]
         service = finished - started
         est = task.est_cost
         result = TaskResult(
@@ -872,7 +878,8 @@ class Coordinator:
             if freed is not None:
                 self.queue.push(freed, now, front=True)
         self._pending += 1
-        self._tenant_pending[task.tenant] = self._tenant_pending.get(task.tenant, 0) + 1
+        if self._quotas:
+            self._tenant_pending[task.tenant] = self._tenant_pending.get(task.tenant, 0) + 1
         self._pending_work += task.est_cost
         if isinstance(verdict, Retry):
             self.retried += 1

@@ -18,7 +18,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from heapq import heappush
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from swarmperf.balancing.agents import AgentState
 from swarmperf.errors import ConfigError, UnknownName
@@ -30,10 +30,12 @@ from swarmperf.sim.models import AgentModel, ServiceModel, TaskServiceModel
 
 # Kinds whose time is their payload in seconds, kinds that take no time, and kinds that
 # fault windows leave alone (`fail` fails anyway; `noop` is the overhead floor).
-_TIMED = frozenset({"sleep", "spin"})
-_INSTANT = frozenset({"noop", "echo"})
-_NO_FAULTS = frozenset({"noop", "fail"})
+_TIMED: Final = frozenset({"sleep", "spin"})
+_INSTANT: Final = frozenset({"noop", "echo"})
+_NO_FAULTS: Final = frozenset({"noop", "fail"})
 _DEFAULT_MODEL = AgentModel()
+# What a scheduled completion carries: (agent, task, started, error, value).
+CompletionEntry = tuple["_SimAgent", Task, float, "str | None", Any]
 # `task_done(agent_id, task, started, finished, error, value)`: a sink's one-task entry.
 OneDone = Callable[[str, Task, float, float, "str | None", Any], None]
 
@@ -71,7 +73,9 @@ class _SimAgent:
         self.rng = rng
         self.busy = 0  # tasks being served now, <= concurrency
         self.queue: deque[Task] = deque()  # given to the agent, waiting for a free worker
-        self.running: dict[str, Task] = {}
+        # Being served, in the order they began: at most `concurrency` long, so a list
+        # (removal by identity) beats a dict keyed by task id.
+        self.running: list[Task] = []
         self.alive = True
         self.retiring = False
 
@@ -201,7 +205,7 @@ class SimBackend:
         if agent is None:
             return []
         agent.alive = False
-        lost = [*agent.running.values(), *agent.queue]
+        lost = [*agent.running, *agent.queue]
         if self._sink is not None:
             self._sink.agent_lost(agent_id, lost, reason)
         return lost
@@ -216,7 +220,7 @@ class SimBackend:
     def _serve(self, agent: _SimAgent, task: Task, now: float) -> None:
         """Begin serving `task` on `agent` at `now` and schedule its completion."""
         agent.busy += 1
-        agent.running[task.id] = task
+        agent.running.append(task)
         self.started += 1
         kind = task.kind
         payload = task.payload
@@ -306,11 +310,27 @@ class SimBackend:
             self._unknown[kind] = message
         return message
 
-    def _complete(self, entry: tuple[_SimAgent, Task, float, str | None, Any]) -> None:
+    def _complete(self, entry: CompletionEntry) -> None:
+        if not self.release(entry):
+            return
         agent, task, started, error, value = entry
+        now = self._clock.now
+        one = self._one_done
+        if one is not None:
+            one(agent.id, task, started, now, error, value)
+        elif self._sink is not None:
+            done: Done = (task, started, now, error, value)
+            self._sink.tasks_done(agent.id, (done,))
+
+    def release(self, entry: CompletionEntry) -> bool:
+        """The completion scheduled as `entry` is due: free its worker (which takes the
+        agent's next queued task) and say whether it counts, which it does unless the
+        agent crashed meanwhile. `_complete` then tells the sink; a driver that is the
+        sink may call this and record the result itself."""
+        agent, task, _, _, _ = entry
         if not agent.alive:
-            return  # crashed meanwhile: the task was queued again elsewhere
-        del agent.running[task.id]
+            return False  # crashed meanwhile: the task was queued again elsewhere
+        agent.running.remove(task)
         self.completed += 1
         now = self._clock.now
         if agent.queue:
@@ -320,9 +340,4 @@ class SimBackend:
             agent.busy -= 1
             if agent.retiring and not agent.busy:
                 del self._agents[agent.id]
-        one = self._one_done
-        if one is not None:
-            one(agent.id, task, started, now, error, value)
-        elif self._sink is not None:
-            done: Done = (task, started, now, error, value)
-            self._sink.tasks_done(agent.id, (done,))
+        return True
