@@ -6,8 +6,10 @@ Poisson arrivals at 90% of the swarm's capacity. Full run: 1,000,000 tasks over 
 agents; `--quick`: 100,000 over 1,000 (agents are always tasks / 100).
 
 Ours: `swarmperf.sim.Simulation` with `least-loaded`, the same coordinator, queue and
-strategy a real swarm runs. The timed part starts from the drawn sizes and offsets, so it
-includes making the `Task` objects, the run, and every `TaskResult`.
+strategy a real swarm runs, as installed: compiled with mypyc by a regular install, pure
+Python in an editable one (the line says which, as `compiled`). The timed part starts
+from the drawn sizes and offsets, so it includes making the `Task` objects (with the
+public constructor), the run, and every `TaskResult`.
 
 SimPy, written plainly: one process per task. The arrival process sleeps until the next
 offset and starts the task's process; the task takes an agent from a `PriorityStore` of
@@ -45,7 +47,7 @@ import simpy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, parse_args, python_version
-from swarmperf import AgentSpec, Task
+from swarmperf import AgentSpec, Task, compiled
 from swarmperf.sim import PoissonArrivals, Simulation
 
 STRATEGY = "least-loaded"
@@ -84,7 +86,7 @@ def run_ours(w: Workload) -> Measured:
     gc.disable()  # over the whole timed part, as for SimPy
     try:
         began = time.perf_counter()
-        tasks = [Task("sleep", payload=size, cost=size) for size in w.sizes]
+        tasks = [Task("sleep", size, cost=size) for size in w.sizes]
         outcome = Simulation(agents, strategy=STRATEGY, seed=SEED).run(tasks, w.offsets)
         wall = time.perf_counter() - began
     finally:
@@ -185,6 +187,9 @@ def main() -> None:
             "utilisation": UTILISATION,
             "repeats": settings.repeats,
             "quick": settings.quick,
+            # Whether the core ran compiled (a regular install) or as pure Python (an
+            # editable one): the figures differ about twofold.
+            "compiled": compiled(),
             "simpy": version("simpy"),
             "python": python_version(),
         }

@@ -16,6 +16,16 @@ from swarmperf.runtime import Backend, Coordinator, Swarm
 
 __version__ = "0.1.0"
 
+
+def compiled() -> bool:
+    """Whether the coordinator and simulation core run compiled to C (a regular install
+    builds them with mypyc where a C compiler is found) or as pure Python (an editable
+    install, `SWARMPERF_PURE=1`, or no compiler). Both behave the same; compiled is faster."""
+    from swarmperf.runtime import coordinator
+
+    return not (coordinator.__file__ or "").endswith(".py")
+
+
 __all__ = [
     "STRATEGIES",
     "AgentContext",
@@ -38,5 +48,6 @@ __all__ = [
     "TaskStatus",
     "UnknownName",
     "__version__",
+    "compiled",
     "get_strategy",
 ]
