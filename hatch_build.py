@@ -84,9 +84,8 @@ class CustomBuildHook(BuildHookInterface):
 
         root = Path(self.root)
         config = work / "mypy.ini"
-        config.write_text(
-            _MYPY_CONFIG.format(version=f"{sys.version_info[0]}.{sys.version_info[1]}")
-        )
+        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        config.write_text(_MYPY_CONFIG.format(version=version, cache=work / "cache"))
         out = work / "lib"
         cwd = os.getcwd()
         os.chdir(root)  # mypy names the modules from the paths, relative to the project
