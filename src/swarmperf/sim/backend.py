@@ -25,7 +25,7 @@ from swarmperf.errors import ConfigError, UnknownName
 from swarmperf.handlers import HandlerRegistry
 from swarmperf.model import AgentSpec, Fault, Task
 from swarmperf.runtime.backend import CompletionSink, Done
-from swarmperf.sim.engine import Engine
+from swarmperf.sim.engine import Engine, Entry
 from swarmperf.sim.models import AgentModel, ServiceModel, TaskServiceModel
 
 # Kinds whose time is their payload in seconds, kinds that take no time, and kinds that
@@ -228,7 +228,7 @@ class SimBackend:
             # The usual task, in short: a sleep of `payload` seconds, scaled.
             heappush(
                 self._heap,
-                (
+                Entry(
                     now + (payload if payload > 0 else 0.0) * agent.scale,
                     next(self._seq),
                     self._complete_one,
@@ -279,7 +279,12 @@ class SimBackend:
         # one `Engine.at` would make (the time is never in the past).
         heappush(
             self._heap,
-            (now + duration, next(self._seq), self._complete_one, (agent, task, now, error, value)),
+            Entry(
+                now + duration,
+                next(self._seq),
+                self._complete_one,
+                (agent, task, now, error, value),
+            ),
         )
 
     def _faulty(self, agent: _SimAgent, duration: float, now: float) -> tuple[float, str | None]:

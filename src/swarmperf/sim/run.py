@@ -413,7 +413,7 @@ class Simulation:
                 if heap:
                     top = heap[0]
                     when = due[0]
-                    first = when < top[0] or (when == top[0] and due[1] < top[1])
+                    first = when < top.when or (when == top.when and due[1] < top.seq)
                 else:
                     first = True
                 if first:
@@ -424,16 +424,17 @@ class Simulation:
                     continue
             if not heap:
                 break
-            when, _, action, arg = pop(heap)
+            event = pop(heap)
+            when = event.when
             clock.now = when
-            if action is complete:
+            if event.action is complete:
                 # `backend._complete`, with this simulation as the sink it tells.
-                if backend.release(arg):
-                    entry: CompletionEntry = arg
+                entry: CompletionEntry = event.arg
+                if backend.release(entry):
                     agent, task, started, error, value = entry
                     self.task_done(agent.id, task, started, when, error, value)
             else:
-                action(arg)
+                event.action(event.arg)
             n += 1
         engine.processed += n
 
@@ -472,7 +473,7 @@ class Simulation:
             # Arrivals before the next scheduled event are fed here, in a loop: only a
             # jump of the clock separates them.
             due = offsets[self._next]
-            if heap and heap[0][0] <= due:
+            if heap and heap[0].when <= due:
                 self._arrive_at(due)
                 return
             clock.now = due
