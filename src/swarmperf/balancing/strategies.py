@@ -111,6 +111,23 @@ class _Strategy:
         return None
 
 
+class _Slot:
+    """An agent's place in a `_LazyHeap`: by key, then by when it was pushed. An object
+    rather than a tuple: compiled, the key is a double inside it, so comparisons do not
+    chase a pointer to a float (see `swarmperf.sim.engine.Entry`)."""
+
+    __slots__ = ("agent", "key", "seq", "version")
+
+    def __init__(self, key: float, seq: int, version: int, agent: AgentState) -> None:
+        self.key = key
+        self.seq = seq
+        self.version = version
+        self.agent = agent
+
+    def __lt__(self, other: _Slot) -> bool:
+        return self.key < other.key or (self.key == other.key and self.seq < other.seq)
+
+
 class _LazyHeap:
     """A min-heap of agents by a key that changes; stale entries are skipped, not removed.
 
@@ -120,17 +137,17 @@ class _LazyHeap:
     __slots__ = ("_heap", "_key", "_seq")
 
     def __init__(self, key: Callable[[AgentState], float]) -> None:
-        self._heap: list[tuple[float, int, int, AgentState]] = []
+        self._heap: list[_Slot] = []
         self._seq = itertools.count()
         self._key = key
 
     def push(self, agent: AgentState) -> None:
-        heapq.heappush(self._heap, (self._key(agent), next(self._seq), agent.version, agent))
+        heapq.heappush(self._heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
 
     def push_and_compact(self, agent: AgentState, agents: dict[str, AgentState]) -> None:
         """`push`, then `compact` if the heap has grown too big: the per-change path."""
         heap = self._heap
-        heapq.heappush(heap, (self._key(agent), next(self._seq), agent.version, agent))
+        heapq.heappush(heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
         if len(heap) > 4 * len(agents) + 64:
             self.compact(agents)
 
@@ -141,8 +158,9 @@ class _LazyHeap:
         """
         heap = self._heap
         while heap:
-            _, _, version, agent = heap[0]
-            if agent.alive and version == agent.version and accept(agent):
+            top = heap[0]
+            agent = top.agent
+            if agent.alive and top.version == agent.version and accept(agent):
                 return agent
             heapq.heappop(heap)
         return None
@@ -151,10 +169,11 @@ class _LazyHeap:
         """`top(_has_free_slot)`, with the test written out: it runs for every task."""
         heap = self._heap
         while heap:
-            _, _, version, agent = heap[0]
+            top = heap[0]
+            agent = top.agent
             if (
                 agent.alive
-                and version == agent.version
+                and top.version == agent.version
                 and agent.in_flight < agent.slots
                 and not agent.paused
             ):
@@ -165,7 +184,9 @@ class _LazyHeap:
     def compact(self, agents: dict[str, AgentState]) -> None:
         if len(self._heap) > 4 * len(agents) + 64:
             self._heap = [
-                (self._key(a), next(self._seq), a.version, a) for a in agents.values() if a.alive
+                _Slot(self._key(a), next(self._seq), a.version, a)
+                for a in agents.values()
+                if a.alive
             ]
             heapq.heapify(self._heap)
 
@@ -395,7 +416,7 @@ class LeastLoaded(_Strategy):
             heap = index._heap
             heapq.heappush(
                 heap,
-                (
+                _Slot(
                     (agent.backlog_work + agent.running_work + 1e-9) / agent.speed,
                     next(index._seq),
                     agent.version,
