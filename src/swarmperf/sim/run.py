@@ -323,20 +323,7 @@ class Simulation:
                 self.results.append(result)
             if self._listeners or self._progress is not None:
                 self._notify([result])
-        # `_step`, written out: this runs for every task.
-        coordinator = self.coordinator
-        if self._blocked:
-            self._unblock()
-        starts = coordinator.take_starts()
-        if starts:
-            self._run_bound(starts)
-        if coordinator.events:
-            self._collect(coordinator.take_events())
-        if self._guarded:
-            self._arm()
-        if self._fed_all and coordinator.running == 0 and coordinator.idle:
-            self._done = True
-            self.engine.stop()
+        self._step()
 
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
         self.lost_agents.append((agent_id, reason))
