@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from swarmperf.model import AgentSpec, Task
 from swarmperf.monitor.exposition import MetricsServer, SwarmCollector, make_registry, serve
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
+from tests.support import unavailable
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 SWARM_ID = "scraped"
@@ -26,10 +26,7 @@ SWARM_ID = "scraped"
 
 def _require_prometheus() -> None:
     if not Path(PROMETHEUS).exists():
-        reason = "the prometheus binary is not installed (Debian package 'prometheus')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("the prometheus binary is not installed (Debian package 'prometheus')")
 
 
 def _free_port() -> int:

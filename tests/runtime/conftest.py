@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import unavailable
+
 _RAY_ENV = {"RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -17,10 +19,7 @@ def ray_local() -> Iterator[Any]:
     try:
         import ray
     except ImportError:
-        reason = "Ray is not installed: pip install 'swarmperf[ray]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("Ray is not installed: pip install 'swarmperf[ray]'")
     saved = {name: os.environ.get(name) for name in _RAY_ENV}
     os.environ.update(_RAY_ENV)
     if not ray.is_initialized():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,14 @@ from swarmperf.suite.tcpd import (
     precision_recall,
     score_series,
 )
+from tests.support import unavailable
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "tcpd"
 
 
 def _shared_corpus() -> Path:
     if not SHARED.is_dir():
-        reason = f"the shared TCPD data set is not at {SHARED}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"the shared TCPD data set is not at {SHARED}")
     return SHARED
 
 

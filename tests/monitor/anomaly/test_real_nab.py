@@ -10,6 +10,7 @@ import pytest
 
 from swarmperf.monitor import nab
 from swarmperf.monitor.anomaly import Ensemble, WindowedGaussian
+from tests.support import unavailable
 
 NAB_DIR = Path(
     os.environ.get(
@@ -22,10 +23,7 @@ SLICE = ["realTraffic/speed_7578.csv", "realKnownCause/rogue_agent_key_hold.csv"
 @pytest.fixture(scope="module")
 def corpus() -> nab.Corpus:
     if not (NAB_DIR / "data").is_dir():
-        reason = f"NAB corpus not found at {NAB_DIR} (set SWARMPERF_NAB)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"NAB corpus not found at {NAB_DIR} (set SWARMPERF_NAB)")
     return nab.load_corpus(NAB_DIR, SLICE)
 
 
