@@ -27,3 +27,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_litter(tmp_path: Path) -> Non
         write_atomic(target, 42)  # type: ignore[arg-type]
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_overwriting_a_file_keeps_its_mode(tmp_path: Path) -> None:
+    # A results or report file made private by its owner must not become world-readable.
+    private = tmp_path / "private.json"
+    private.write_text("old")
+    private.chmod(0o600)
+    write_atomic(private, "new")
+    assert private.read_text() == "new"
+    assert private.stat().st_mode & 0o777 == 0o600
+    shared = tmp_path / "shared.json"
+    shared.write_text("old")
+    shared.chmod(0o664)
+    write_atomic(shared, "new", durable=True)
+    assert shared.stat().st_mode & 0o777 == 0o664

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -10,17 +11,22 @@ from pathlib import Path
 def write_atomic(path: Path, text: str, *, durable: bool = False) -> None:
     """Write `text` to `path` through a temporary file in the same directory and a rename.
 
-    The file gets the permissions a plain `open(path, "w")` would give (the process umask
+    An existing file keeps its permissions (a file its owner made private stays private).
+    A new file gets the permissions a plain `open(path, "w")` would give (the process umask
     applied to 0o666), not the private 0o600 of a temporary file. `durable` also fsyncs
     the data before the rename, for files that must survive a power cut.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
             handle.write(text)
             if durable:
                 handle.flush()

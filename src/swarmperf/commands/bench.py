@@ -1,4 +1,8 @@
-"""`benchmark-run` and `benchmark-suites`: run a benchmark suite, write and store its results."""
+"""`benchmark-run` and `benchmark-suites`: run a benchmark suite, write and store its results.
+
+`benchmark-run` exits 1 when not one request of the whole suite succeeded (as a failed
+threshold would): a target that is down must not pass for a measured one.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from swarmperf.commands._support import (
@@ -57,6 +62,13 @@ def benchmark_run(
         str | None,
         typer.Option("--target", help="Instead of a swarm: an http(s) URL or module:function."),
     ] = None,
+    request_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--request-timeout",
+            help="How long an HTTP request may wait for its answer, e.g. 5s (default 10s).",
+        ),
+    ] = None,
     out_path: Annotated[
         Path | None,
         typer.Option("--out", help="Where to write the results JSON (default: the data dir)."),
@@ -70,9 +82,10 @@ def benchmark_run(
 ) -> None:
     """Run a benchmark suite against a swarm, a callable or a URL; write and store the results."""
     from swarmperf.durations import parse_duration
+    from swarmperf.redact import redact_url
     from swarmperf.store import resolve_data_dir
     from swarmperf.suite.results import save_result
-    from swarmperf.suite.runner import make_target_factory, store_result
+    from swarmperf.suite.runner import every_request_failed, make_target_factory, store_result
     from swarmperf.suite.scenarios import Overrides, load_suite
 
     with user_errors():
@@ -88,10 +101,17 @@ def benchmark_run(
             swarm_spec = load_spec_or_demo(spec)
         elif spec is not None:
             raise UserError(
-                f"--target: {target!r} and --spec were both given. Use --spec for a swarm, "
-                "--target for a URL or a callable."
+                f"--target: {redact_url(target)!r} and --spec were both given. Use --spec for "
+                "a swarm, --target for a URL or a callable."
             )
-        make, description = make_target_factory(target, swarm_spec, scenarios=chosen.scenarios)
+        make, description = make_target_factory(
+            target,
+            swarm_spec,
+            scenarios=chosen.scenarios,
+            request_timeout=None
+            if request_timeout is None
+            else parse_duration(request_timeout, "--request-timeout"),
+        )
         if swarm_id is None and swarm_spec is not None:
             swarm_id = swarm_spec.swarm_id
         directory = resolve_data_dir(data_dir, os.environ)
@@ -108,6 +128,7 @@ def benchmark_run(
                 benchmark_id = store_result(db, result, swarm_id)
             finally:
                 db.close()
+    all_failed = every_request_failed(result)
     if output is Output.json:
         print(
             json.dumps(
@@ -115,15 +136,23 @@ def benchmark_run(
                     "path": str(path),
                     "benchmark_id": benchmark_id,
                     "suite": result.suite,
+                    "all_failed": all_failed is not None,
                     "scenarios": [_scenario_data(s) for s in result.scenarios],
                 }
             )
         )
-        return
-    _render(result)
-    out.print(f"Results written to {path}")
-    if benchmark_id is not None:
-        out.print(f"[dim]Stored as benchmark {benchmark_id} (suite:{result.suite}).[/dim]")
+    else:
+        _render(result)
+        out.print(f"Results written to {path}")
+        if benchmark_id is not None:
+            out.print(f"[dim]Stored as benchmark {benchmark_id} (suite:{result.suite}).[/dim]")
+    if all_failed is not None:
+        err.print(
+            f"[bold red]failed:[/bold red] {escape(all_failed)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
 
 
 def _check_writable(path: Path, option: str) -> None:

@@ -46,6 +46,7 @@ from swarmperf.monitor.sla import (
     validation_problems,
 )
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
+from swarmperf.redact import redact_text
 from swarmperf.spec_types import Duration, Section, problem
 from swarmperf.store.sqlite import Store
 
@@ -515,7 +516,7 @@ class AlertManager:
         try:
             outcome = sink.send(notification)
         except Exception as exc:  # a sink's bug must not stop the manager or other sinks
-            outcome = SendOutcome(False, 1, f"{type(exc).__name__}: {exc}")
+            outcome = SendOutcome(False, 1, redact_text(f"{type(exc).__name__}: {exc}"))
         if outcome.ok:
             group.sent_at[sink.name] = now
             for alert in included:

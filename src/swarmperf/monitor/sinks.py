@@ -6,10 +6,17 @@ at once on other 4xx answers (the request itself is wrong; sending it again cann
 Email retries on connection errors and SMTP 4xx replies. A sink never raises for a failed
 delivery: it returns a `SendOutcome` saying what went wrong, and the alert manager tries
 again at its next evaluation.
+
+What a sink reports, and how it shows itself, never carries its secrets: URL tokens (a
+Slack webhook's path, query strings, `user:password@`), credential headers, the PagerDuty
+routing key and the SMTP password are masked (`swarmperf.redact`), even when a receiver
+quotes them back in its error page.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import random
 import smtplib
@@ -20,6 +27,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
@@ -38,16 +46,26 @@ from swarmperf.monitor.sla import (
     Problem,
     RuleSet,
     SlaError,
-    load_yaml,
     parse_rules,
-    read_file,
     validation_problems,
+)
+from swarmperf.redact import (
+    MASK,
+    auth_secrets,
+    header_secrets,
+    redact_headers,
+    redact_text,
+    redact_url,
+    url_secrets,
 )
 from swarmperf.spec_types import Name, PositiveDuration, Section, problem
 from swarmperf.store.sqlite import Store
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 _USER_AGENT = "swarmperf-alerts"
+INSECURE_EVENT = "alert_sink_insecure"
+
+log = logging.getLogger(__name__)
 
 
 class RetryPolicy(Section):
@@ -89,8 +107,25 @@ class _Retrying:
         return SendOutcome(False, self.policy.attempts, error)
 
 
+def _basic_auth(url: str) -> list[str]:
+    # httpx turns `user:password@` into an Authorization: Basic header, which a receiver
+    # may quote back.
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return []
+    if user is None and password is None:
+        return []
+    pair = f"{unquote(user or '')}:{unquote(password or '')}".encode()
+    return [base64.b64encode(pair).decode("ascii")]
+
+
 class HttpSink:
     """Base of the sinks that POST JSON: the retries and their classification live here."""
+
+    # Whether the whole URL path is a credential (Slack: whoever has it can post).
+    secret_path = False
 
     def __init__(
         self,
@@ -106,32 +141,55 @@ class HttpSink:
         self.url = url
         self.headers = {"User-Agent": _USER_AGENT, **(headers or {})}
         self._retrying = _Retrying(retry or RetryPolicy(), seed, sleep)
+        self.secrets = self._secrets()
+
+    def _secrets(self) -> list[str]:
+        found = url_secrets(self.url, secret_path=self.secret_path) + _basic_auth(self.url)
+        return found + header_secrets(self.headers)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL with its credentials masked: what messages and reprs show."""
+        return redact_url(self.url, secret_path=self.secret_path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, url={self.shown_url!r})"
+
+    def scrub(self, text: str) -> str:
+        """`text` without this sink's secrets (or any URL credentials)."""
+        return redact_text(text, self.secrets)
 
     def payloads(self, notification: Notification) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def send(self, notification: Notification) -> SendOutcome:
-        payloads = self.payloads(notification)
-        timeout = self._retrying.policy.timeout
         attempts = 0
-        with httpx.Client(timeout=timeout, headers=self.headers) as client:
-            for payload in payloads:
-                outcome = self._retrying.run(lambda p=payload: self._post(client, p))  # type: ignore[misc]
-                attempts += outcome.attempts
-                if not outcome.ok:
-                    return SendOutcome(False, attempts, outcome.error)
+        try:
+            payloads = self.payloads(notification)
+            timeout = self._retrying.policy.timeout
+            with httpx.Client(timeout=timeout, headers=self.headers) as client:
+                for payload in payloads:
+                    outcome = self._retrying.run(lambda p=payload: self._post(client, p))  # type: ignore[misc]
+                    attempts += outcome.attempts
+                    if not outcome.ok:
+                        return SendOutcome(False, attempts, outcome.error)
+        except Exception as exc:  # e.g. a malformed URL: its message would quote it whole
+            return SendOutcome(False, max(attempts, 1), self.scrub(f"{type(exc).__name__}: {exc}"))
         return SendOutcome(True, attempts)
 
     def _post(self, client: httpx.Client, payload: dict[str, Any]) -> tuple[bool, bool, str | None]:
         try:
             response = client.post(self.url, json=payload)
         except httpx.TransportError as exc:  # connect, read, timeout...
-            return False, True, f"{type(exc).__name__}: {exc}"
+            return False, True, self.scrub(f"{type(exc).__name__}: {exc}")
         if response.is_success:
             return True, False, None
         code = response.status_code
         retryable = code == 429 or code >= 500
-        return False, retryable, f"HTTP {code} from {self.url}: {response.text[:200]}"
+        # Scrub the whole answer before cutting it: a secret cut in half would not be found.
+        # One line, so that a log line stays one line.
+        answer = " ".join(self.scrub(response.text[:4096]).split())[:200]
+        return False, retryable, f"HTTP {code} from {self.shown_url}: {answer}"
 
 
 def _rfc3339(ts: float | None) -> str:
@@ -192,6 +250,8 @@ def _line(alert: NotifiedAlert) -> str:
 class SlackSink(HttpSink):
     """Posts to a Slack incoming webhook: a text fallback and Block Kit blocks."""
 
+    secret_path = True
+
     def payloads(self, notification: Notification) -> list[dict[str, Any]]:
         title = _title(notification)
         lines = [_line(a) for a in notification.alerts]
@@ -229,9 +289,12 @@ class PagerDutySink(HttpSink):
         seed: int = 0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(name, url, retry, seed=seed, sleep=sleep)
         self.routing_key = routing_key
+        super().__init__(name, url, retry, seed=seed, sleep=sleep)
         self.source = source
+
+    def _secrets(self) -> list[str]:
+        return [*super()._secrets(), self.routing_key]
 
     def payloads(self, notification: Notification) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -286,6 +349,19 @@ class EmailSink:
         self.username = username
         self.password = password
         self._retrying = _Retrying(retry or RetryPolicy(), seed, sleep)
+        self.secrets = auth_secrets(username, password)
+
+    def __repr__(self) -> str:
+        password = None if self.password is None else MASK
+        return (
+            f"EmailSink(name={self.name!r}, host={self.host!r}, port={self.port!r}, "
+            f"starttls={self.starttls!r}, username={self.username!r}, password={password!r})"
+        )
+
+    @property
+    def sends_password_in_clear(self) -> bool:
+        """It logs in (a password goes over the wire) on a connection without TLS."""
+        return self.username is not None and not self.starttls
 
     def message(self, notification: Notification) -> EmailMessage:
         msg = EmailMessage()
@@ -306,10 +382,21 @@ class EmailSink:
         return msg
 
     def send(self, notification: Notification) -> SendOutcome:
-        msg = self.message(notification)
+        try:
+            msg = self.message(notification)
+        except Exception as exc:  # e.g. an address the email package refuses
+            return SendOutcome(False, 1, redact_text(f"{type(exc).__name__}: {exc}", self.secrets))
         return self._retrying.run(lambda: self._attempt(msg))
 
     def _attempt(self, msg: EmailMessage) -> tuple[bool, bool, str | None]:
+        try:
+            ok, retryable, error = self._try(msg)
+        except Exception as exc:  # e.g. a password smtplib cannot encode: not worth a retry
+            ok, retryable, error = False, False, f"{type(exc).__name__}: {exc}"
+        # A server's reply may quote what it was sent, the credentials included.
+        return ok, retryable, None if error is None else redact_text(error, self.secrets)
+
+    def _try(self, msg: EmailMessage) -> tuple[bool, bool, str | None]:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self._retrying.policy.timeout) as smtp:
                 if self.starttls:
@@ -335,6 +422,18 @@ class EmailSink:
 class _SinkBase(Section):
     name: Name
     retry: RetryPolicy = RetryPolicy()
+
+    def __repr_args__(self) -> Any:
+        # A configuration printed in a log or a traceback must not carry its credentials.
+        for key, value in super().__repr_args__():
+            if key == "url" and isinstance(value, str):
+                yield key, redact_url(value, secret_path=isinstance(self, SlackConfig))
+            elif key == "headers" and isinstance(value, dict):
+                yield key, redact_headers(value)
+            elif key == "routing_key" and value is not None:
+                yield key, MASK
+            else:
+                yield key, value
 
 
 class WebhookConfig(_SinkBase):
@@ -362,7 +461,7 @@ class PagerDutyConfig(_SinkBase):
                 "routing_key",
                 "needs exactly one of routing_key and routing_key_env",
                 "Give the integration key, or the environment variable holding it.",
-                value=self.routing_key,
+                value=None if self.routing_key is None else MASK,
             )
         return self
 
@@ -384,12 +483,27 @@ SinkConfig = Annotated[
 _SINKS: TypeAdapter[list[SinkConfig]] = TypeAdapter(list[SinkConfig])
 
 
+def _masked(problem: Problem) -> Problem:
+    """A problem whose bad value may be a credential (a URL with its token, a header, a
+    key), shown with the credential masked."""
+    path, value, what, fix = problem
+    leaf = path.rsplit(".", 1)[-1]
+    if leaf in ("routing_key", "password") or path.split(".")[-2:-1] == ["headers"]:
+        return path, MASK, what, fix
+    if isinstance(value, str):
+        return path, redact_text(value), what, fix
+    if isinstance(value, Mapping):
+        return path, MASK, what, fix
+    return problem
+
+
 def parse_sinks(data: object, source: str = "sinks") -> list[SinkConfig]:
     """Validate an alerting file's `sinks:` list."""
     try:
         configs = _SINKS.validate_python(data if data is not None else [])
     except ValidationError as exc:
-        raise SlaError(validation_problems(exc, "sinks"), source) from exc
+        problems = [_masked(p) for p in validation_problems(exc, "sinks")]
+        raise SlaError(problems, source) from None
     names = [c.name for c in configs]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -491,7 +605,49 @@ class AlertingFile:
 
     @classmethod
     def load(cls, path: Path) -> AlertingFile:
-        return cls.parse(load_yaml(read_file(path), str(path)), str(path))
+        """The alerting file at `path`, read (bounded) and checked.
+
+        A file that is no alerting file at all is named, never quoted: a path given by
+        mistake may be any file, a secret one too.
+        """
+        from swarmperf.safe_yaml import (
+            YamlProblem,
+            kind_of,
+            load_yaml_text,
+            looks_like,
+            read_text,
+        )
+
+        source = str(path)
+        fix = "Give the path of an alerting file; `swarmperf sla-defaults` prints one."
+        try:
+            data = load_yaml_text(read_text(path), source)
+        except YamlProblem as exc:
+            raise SlaError([(exc.where, source, exc.problem, exc.fix)], source) from None
+        except UnicodeDecodeError:
+            raise SlaError([("(file)", source, "is not UTF-8 text", fix)], source) from None
+        except OSError as exc:
+            reason = f"cannot be read ({exc.strerror or type(exc).__name__})"
+            raise SlaError([("(file)", source, reason, "Check the path.")], source) from None
+        if not isinstance(data, dict) or not looks_like(
+            data, ("rules", "evaluation_interval", "alerting", "sinks")
+        ):
+            what = (
+                "is not an alerting file: it has none of the keys rules, alerting and sinks"
+                if isinstance(data, dict)
+                else f"holds {kind_of(data)}, not an alerting file's 'key: value' lines"
+            )
+            raise SlaError([("(file)", source, what, fix)], source)
+        return cls.parse(data, source)
+
+
+def insecure_login_warning(sink: EmailSink) -> str:
+    """What to tell the user about a sink that would send its SMTP password in clear text."""
+    return (
+        f"alert sink {sink.name!r} logs in to {sink.host}:{sink.port} as {sink.username!r} "
+        "without TLS: its password would cross the network in clear text. "
+        "Set starttls: true in the sink, or use a relay on this host that needs no login."
+    )
 
 
 def build_observer(
@@ -509,6 +665,14 @@ def build_observer(
     `background=True` from an asyncio loop, so that slow receivers never stall it.
     """
     sinks = [build_sink(config, seed=seed + i) for i, config in enumerate(alerting.sinks)]
+    for sink in sinks:
+        if isinstance(sink, EmailSink) and sink.sends_password_in_clear:
+            warning = insecure_login_warning(sink)
+            log.warning("%s", warning)
+            if store is not None:
+                store.record_event(
+                    swarm_id, None, clock(), INSECURE_EVENT, sink.name, {"warning": warning}
+                )
     manager = AlertManager(
         alerting.rules, alerting.route, sinks, clock=clock, store=store, swarm_id=swarm_id
     )

@@ -92,12 +92,20 @@ class SlaError(ConfigError):
     def __init__(self, problems: Sequence[Problem], source: str) -> None:
         count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
         lines = [f"Invalid alerting file {source} ({count}):"]
-        lines += [f"  - {p}: {_shown(v)} {what}. {fix}" for p, v, what, fix in problems]
+        lines += [
+            f"  - {p} {what}. {fix}" if v is NOT_SHOWN else f"  - {p}: {_shown(v)} {what}. {fix}"
+            for p, v, what, fix in problems
+        ]
         # ConfigError's one-problem wording does not fit a list; set its fields directly.
         Exception.__init__(self, "\n".join(lines))
         self.field, self.value, _, self.fix = problems[0]
         self.problems = tuple(problems)
         self.source = source
+
+
+# An unknown key's value is left out of messages: a file that is not an alerting file at
+# all (a key file, a password file) would otherwise be echoed line by line.
+NOT_SHOWN = "(value not shown)"
 
 
 def _shown(value: object) -> str:
@@ -119,7 +127,7 @@ def validation_problems(exc: ValidationError, prefix: str = "") -> list[Problem]
         elif kind == "missing":
             found.append((path, "(missing)", "is required", "Add it."))
         elif kind == "extra_forbidden":
-            found.append((path, value, "is not a known key", "Remove it or correct its name."))
+            found.append((path, NOT_SHOWN, "is not a known key", "Remove it or correct its name."))
         elif kind == "literal_error":
             choices = ctx.get("expected", "a valid choice")
             found.append((path, value, "is not one of the choices", f"Use {choices}."))

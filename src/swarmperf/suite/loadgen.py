@@ -18,7 +18,10 @@ come from `loop.time()`.
 Closed model: N virtual users, each sending a request, waiting for its answer, then thinking.
 
 Targets: a `Swarm` (tasks submitted, results taken from its result listener: no future per
-task), a Python callable (sync or async), or an HTTP endpoint (httpx).
+task), a Python callable (sync or async), or an HTTP endpoint (httpx). An HTTP request gives
+up after its timeout (connect, write, pool wait and read together), and never outlives the
+iteration it belongs to: a target that accepts connections and never answers costs each
+iteration at most that timeout, not its whole drain.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import inspect
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -40,6 +43,7 @@ import numpy.typing as npt
 
 from swarmperf.errors import ConfigError, DispatchError
 from swarmperf.model import Task, TaskResult
+from swarmperf.redact import redact_url
 from swarmperf.runtime.swarm import Swarm
 
 Floats = npt.NDArray[np.float64]
@@ -52,6 +56,8 @@ ArrivalProcess = Literal["constant", "poisson"]
 WAKE_MARGIN = 0.0002
 # Requests sent per batch before yielding to the loop, so answers keep flowing when behind.
 MAX_BATCH = 512
+# How long an HTTP request may wait for its answer, unless told otherwise.
+REQUEST_TIMEOUT = 10.0
 _NAN = float("nan")
 
 
@@ -66,6 +72,9 @@ class Target(ABC):
     calls `sink.done(index, failure)` when it settles (possibly before `send` returns)."""
 
     description: str = "target"
+    # Loop time by which every request must have settled: the end of the current iteration's
+    # drain, set by the run functions. Targets that can abandon a request (HTTP) do so then.
+    deadline: float | None = None
 
     async def open(self) -> None:  # noqa: B027 - most targets need no set-up
         """Get ready (start a swarm, open connections). Called once before any `send`."""
@@ -224,7 +233,12 @@ class SwarmTarget(Target):
 
 
 class HttpTarget(Target):
-    """An HTTP endpoint: each request is one `method` call; a status >= 400 is a failure."""
+    """An HTTP endpoint: each request is one `method` call; a status >= 400 is a failure.
+
+    A request fails with `TimeoutError` when it has no answer within `timeout` seconds
+    (connecting, waiting for a pooled connection, writing and reading, all together), or by
+    the target's `deadline`, whichever comes first; its connection is closed then.
+    """
 
     def __init__(
         self,
@@ -232,19 +246,26 @@ class HttpTarget(Target):
         *,
         method: str = "GET",
         body: bytes | None = None,
-        timeout: float = 30.0,
+        timeout: float = REQUEST_TIMEOUT,
         max_connections: int = 1000,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ConfigError("target", url, "Use an http:// or https:// URL.")
+            raise ConfigError("target", redact_url(url), "Use an http:// or https:// URL.")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ConfigError("request_timeout", timeout, "Use a duration > 0, e.g. 5s.")
         self.url = url
         self.method = method
         self.body = body
         self.timeout = timeout
         self.max_connections = max_connections
-        self.description = f"{method} {url}"
+        # Results and the store keep the description: no token of the URL goes with it.
+        self.description = f"{method} {redact_url(url)}"
         self._client: Any = None
         self._running: dict[int, asyncio.Task[None]] = {}
+        # Requests wait for a connection here rather than in httpx's pool, whose queue costs
+        # time in proportion to its length for every request that leaves it: thousands
+        # timing out against a silent target took a whole core for a minute.
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def open(self) -> None:
         import httpx
@@ -271,11 +292,24 @@ class HttpTarget(Target):
         self._running[index] = asyncio.get_running_loop().create_task(self._run(index, sink))
 
     async def _run(self, index: int, sink: Sink) -> None:
+        import httpx
+
         failure: Failure | None = None
+        limit, why = self.timeout, f"no answer within the request timeout of {self.timeout:g}s"
+        if self.deadline is not None:
+            left = self.deadline - asyncio.get_running_loop().time()
+            if left < limit:
+                limit, why = left, "no answer by the end of the iteration (its drain timeout)"
         try:
-            response = await self._client.request(self.method, self.url, content=self.body)
+            if limit <= 0:
+                raise TimeoutError
+            # httpx bounds each phase; this bounds the request as a whole.
+            async with asyncio.timeout(limit), self._slots:
+                response = await self._client.request(self.method, self.url, content=self.body)
             if response.status_code >= 400:
                 failure = (f"HTTP {response.status_code}", response.reason_phrase or "")
+        except (TimeoutError, httpx.TimeoutException):
+            failure = ("TimeoutError", why)
         except Exception as exc:
             failure = failure_of(exc)
         self._running.pop(index, None)
@@ -512,6 +546,16 @@ class LiveCounts:
         return self
 
 
+@contextlib.contextmanager
+def _deadline(target: Target, deadline: float) -> Iterator[None]:
+    """Tell `target` when the iteration ends (its schedule and drain), while it runs."""
+    target.deadline = deadline
+    try:
+        yield
+    finally:
+        target.deadline = None
+
+
 async def run_open(
     target: Target,
     offsets: Floats,
@@ -547,31 +591,33 @@ async def run_open(
     sleep = asyncio.sleep
     start = now()
     started_at = time.time()
+    planned = scheduled_s if scheduled_s is not None else (due[-1] if n else 0.0)
     i = 0
-    while i < n:
-        t = now() - start
-        wait = due[i] - t
-        if wait > 0:
-            if not spin:
-                await sleep(wait)
+    with _deadline(target, start + planned + drain_timeout):
+        while i < n:
+            t = now() - start
+            wait = due[i] - t
+            if wait > 0:
+                if not spin:
+                    await sleep(wait)
+                    continue
+                whole_ms = int((wait - WAKE_MARGIN) * 1000)
+                # Just under whole milliseconds, so that rounding up cannot add one more.
+                await sleep(whole_ms * 0.001 - 1e-6 if whole_ms > 0 else 0)
                 continue
-            whole_ms = int((wait - WAKE_MARGIN) * 1000)
-            # Just under whole milliseconds, so that rounding up cannot add one more.
-            await sleep(whole_ms * 0.001 - 1e-6 if whole_ms > 0 else 0)
-            continue
-        j = bisect.bisect_right(due, t, i, min(n, i + batch))
-        for k in range(i, j):
-            ts = now()
-            if ts - start - due[k] > limit:
-                continue
-            sent[k] = ts
-            rec.outstanding += 1
-            send(k, rec)
-        i = j
-        if live is not None:
-            live.sent = i
-        await sleep(0)
-    await rec.drain(drain_timeout)
+            j = bisect.bisect_right(due, t, i, min(n, i + batch))
+            for k in range(i, j):
+                ts = now()
+                if ts - start - due[k] > limit:
+                    continue
+                sent[k] = ts
+                rec.outstanding += 1
+                send(k, rec)
+            i = j
+            if live is not None:
+                live.sent = i
+            await sleep(0)
+        await rec.drain(drain_timeout)
     return _raw("open", rec, start, started_at, np.asarray(offsets, dtype=float), scheduled_s)
 
 
@@ -591,12 +637,14 @@ async def run_naive(
     due = offsets.tolist()
     start = now()
     started_at = time.time()
-    for k in range(n):
-        await asyncio.sleep(start + due[k] - now())
-        rec.sent[k] = now()
-        rec.outstanding += 1
-        target.send(k, rec)
-    await rec.drain(drain_timeout)
+    planned = scheduled_s if scheduled_s is not None else (due[-1] if n else 0.0)
+    with _deadline(target, start + planned + drain_timeout):
+        for k in range(n):
+            await asyncio.sleep(start + due[k] - now())
+            rec.sent[k] = now()
+            rec.outstanding += 1
+            target.send(k, rec)
+        await rec.drain(drain_timeout)
     return _raw("open", rec, start, started_at, np.asarray(offsets, dtype=float), scheduled_s)
 
 
@@ -687,7 +735,8 @@ async def run_closed(
             # user keep the loop from the others.
             await asyncio.sleep(pause())
 
-    await asyncio.gather(*(user(think_time(think, think_distribution, r)) for r in rngs))
-    await rec.drain(max(0.0, end + drain_timeout - now()))
+    with _deadline(target, end + drain_timeout):
+        await asyncio.gather(*(user(think_time(think, think_distribution, r)) for r in rngs))
+        await rec.drain(max(0.0, end + drain_timeout - now()))
     sent = np.frombuffer(rec.sent, dtype=np.float64) - start
     return _raw("closed", rec, start, started_at, sent.copy(), duration)

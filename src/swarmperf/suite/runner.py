@@ -23,10 +23,12 @@ import psutil
 from swarmperf.errors import ConfigError
 from swarmperf.handlers import HandlerRegistry
 from swarmperf.model import Task
+from swarmperf.redact import redact_url
 from swarmperf.spec import SwarmSpec, demo_spec
 from swarmperf.store import Store
 from swarmperf.suite.environment import capture_environment
 from swarmperf.suite.loadgen import (
+    REQUEST_TIMEOUT,
     CallableTarget,
     HttpTarget,
     LiveCounts,
@@ -94,30 +96,45 @@ def make_target_factory(
     spec: SwarmSpec | None = None,
     handlers: HandlerRegistry | None = None,
     scenarios: Sequence[Any] = (),
+    request_timeout: float | None = None,
 ) -> tuple[TargetFactory, str]:
     """A factory that makes a fresh target per scenario, and a description of it.
 
     `target`: an http(s) URL or `module:function`; None: a swarm from `spec` (default: the
     demo spec). `scenarios` are checked against the target now (a swarm: their task kinds),
     so a mistake in the last scenario does not surface after the others have run.
+    `request_timeout`: how long an HTTP request may wait for its answer (default
+    `REQUEST_TIMEOUT`); only an HTTP target has requests to give up on.
     """
     if target is not None and spec is not None:
         raise ConfigError(
-            "--target", target, "Give either --target or --spec, not both: --spec is a swarm."
+            "--target",
+            redact_url(target),
+            "Give either --target or --spec, not both: --spec is a swarm.",
         )
+    is_http = target is not None and target.startswith(("http://", "https://"))
+    if request_timeout is not None and not is_http:
+        raise ConfigError(
+            "--request-timeout",
+            request_timeout,
+            "It applies to an http(s):// --target only; leave it out for a swarm or a callable.",
+        )
+    if request_timeout is not None and not (request_timeout > 0 and math.isfinite(request_timeout)):
+        raise ConfigError("--request-timeout", request_timeout, "Use a duration > 0, e.g. 5s.")
     if target is None:
         return _swarm_factory(spec or demo_spec(), handlers or HandlerRegistry(), scenarios)
-    if target.startswith(("http://", "https://")):
+    if is_http:
         url = target
+        timeout = REQUEST_TIMEOUT if request_timeout is None else request_timeout
 
         def http(scenario: Any) -> Target:
             size = scenario.payload_bytes
             if size:
-                return HttpTarget(url, method="POST", body=bytes(size))
-            return HttpTarget(url)
+                return HttpTarget(url, method="POST", body=bytes(size), timeout=timeout)
+            return HttpTarget(url, timeout=timeout)
 
-        HttpTarget(url)  # validates the URL now, not in the middle of the suite
-        return http, f"GET {url}"
+        # Validates the URL now, not in the middle of the suite.
+        return http, HttpTarget(url, timeout=timeout).description
     fn = import_callable(target)
 
     def call(scenario: Any) -> Target:
@@ -420,6 +437,9 @@ def _finish(
     reservoir = _Reservoir(RESERVOIR_SIZE, scenario.seed)
     for values in latencies:
         reservoir.add(values)
+    asked = sum(c.asked for c in counts)
+    if asked and succeeded == 0:
+        notes.append(f"every request failed: none of {asked:,} succeeded")
     for name in ("latency_p99_s", "throughput_per_s"):
         if summary[name] is None:
             notes.append(f"{name}: not measured, no request succeeded")
@@ -980,6 +1000,24 @@ async def _spike(
     result.samples["recovery_failed"] = [float(r is None) for r in recoveries]
     result.summary["recovery_failed"] = sum(r is None for r in recoveries) / len(recoveries)
     return result
+
+
+def every_request_failed(result: SuiteResult) -> str | None:
+    """One line saying that no request of the whole suite succeeded, with its commonest
+    error; None if any did (or none was asked)."""
+    asked = sum(it.asked for s in result.scenarios for it in s.iterations)
+    if asked == 0 or any(it.succeeded for s in result.scenarios for it in s.iterations):
+        return None
+    counts: dict[tuple[str, str], int] = {}
+    for scenario in result.scenarios:
+        for error in scenario.errors:
+            key = (error.type, error.message)
+            counts[key] = counts.get(key, 0) + error.count
+    line = f"every request failed ({asked:,} of {asked:,})"
+    if counts:
+        (kind, message), _ = max(counts.items(), key=lambda kv: kv[1])
+        line += f"; the commonest error: {kind}: {message}" if message else f": {kind}"
+    return line
 
 
 def store_result(store: Store, result: SuiteResult, swarm_id: str | None = None) -> int:
