@@ -11,13 +11,67 @@ SwarmError
 │   ├── TaskLost           a task could not be delivered or re-queued
 │   ├── CircuitOpen        a breaker refuses calls for now (resilience.breaker)
 │   └── RateLimited        a provider throttled a call (resilience.ratelimit)
-└── BackendError
-    └── AgentCrashed       a worker died; its in-flight tasks were re-queued
+├── BackendError
+│   └── AgentCrashed       a worker died; its in-flight tasks were re-queued
+└── StoreError             the store cannot be read or written (damaged, read-only, locked)
 """
 
 from __future__ import annotations
 
+import itertools
+import reprlib
 from collections.abc import Iterable
+
+PREVIEW_CHARS = 80
+
+
+class _Preview(reprlib.Repr):
+    """`repr` that stops early: a few items, a few levels, short strings and numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdeque = 6
+        self.maxdict = self.maxset = self.maxfrozenset = 6
+        self.maxstring = PREVIEW_CHARS
+        self.maxlong = 40
+        self.maxother = PREVIEW_CHARS
+
+    def repr_dict(self, x: dict[object, object], level: int) -> str:
+        # In the order written, like `repr`, not sorted as reprlib does.
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        pieces = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}"
+            for key in itertools.islice(x, self.maxdict)
+        ]
+        if len(x) > self.maxdict:
+            pieces.append("...")
+        return "{" + ", ".join(pieces) + "}"
+
+    def repr_int(self, x: int, level: int) -> str:
+        # `repr` of an integer of thousands of digits is slow, then refused by Python.
+        if x.bit_length() > 128:
+            return f"<a number of about {int(x.bit_length() * 0.30103) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_PREVIEW = _Preview()
+
+
+def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
+    """A `repr` of `value` for a message, at most `limit` characters, however big the value.
+
+    Built from a bounded look at the value (reprlib), never from its full `repr`, which for
+    an expanded YAML alias bomb or a huge number would take minutes or fail.
+    """
+    try:
+        text = _PREVIEW.repr(value)
+    except Exception:  # a broken __repr__ must not hide the message it belongs to
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class SwarmError(Exception):
@@ -28,7 +82,7 @@ class ConfigError(SwarmError, ValueError):
     """A setting is invalid. The message names the field, the bad value and the fix."""
 
     def __init__(self, field: str, value: object, fix: str) -> None:
-        super().__init__(f"{field}: {value!r} is not valid. {fix}")
+        super().__init__(f"{field}: {preview(value)} is not valid. {fix}")
         self.field = field
         self.value = value
         self.fix = fix
@@ -91,3 +145,13 @@ class AgentCrashed(BackendError):
         super().__init__(f"Agent {agent!r} crashed: {reason}")
         self.agent = agent
         self.reason = reason
+
+
+class StoreError(SwarmError):
+    """The store cannot be used as asked. The message names the file, the problem and the fix."""
+
+    def __init__(self, path: object, problem: str, fix: str) -> None:
+        super().__init__(f"store {path}: {problem}. {fix}")
+        self.path = path
+        self.problem = problem
+        self.fix = fix

@@ -34,10 +34,18 @@ if typing.TYPE_CHECKING:
     from swarmperf.runtime.ray_backend import RaySettings
 
 from swarmperf.balancing.strategies import STRATEGIES
-from swarmperf.errors import ConfigError
+from swarmperf.errors import ConfigError, preview
 from swarmperf.model import AgentSpec
 from swarmperf.queueing import QueueSettings
 from swarmperf.resilience.guard import ResilienceGuard
+from swarmperf.safe_yaml import (
+    BoundedSafeLoader,
+    YamlProblem,
+    kind_of,
+    load_yaml_text,
+    looks_like,
+    read_text,
+)
 from swarmperf.spec_resilience import FaultSpec, ResilienceSpec
 from swarmperf.spec_types import (
     ByteSize,
@@ -56,6 +64,16 @@ AUTO = "auto"  # not a strategy: "run every strategy and compare"; only the CLI 
 _QUEUE_DEFAULTS = QueueSettings()
 _NAME_FIX = "Use letters, digits, '.', '_' and '-', starting with a letter or digit."
 _SHARES_TOLERANCE = 1e-6
+
+# Limits on every count, generous for real use (the README simulates 10,000 agents and a
+# million tasks) and far below what would exhaust memory before the run could say so.
+MAX_AGENTS = 100_000  # in one group, and in the whole swarm
+MAX_CONCURRENCY = 10_000  # tasks one agent runs at once
+MAX_SLOTS = 1_000_000  # agents times their concurrency: one worker each on most backends
+MAX_TASKS = 10_000_000  # tasks in a workload: each is drawn up front
+MAX_QUEUED = 1_000_000_000  # queue and quota sizes
+MAX_SEED = 2**63 - 1
+MAX_WINDOW_SLOTS = 10_000_000  # breaker window slots, over every agent
 
 
 def _closest(name: str, choices: Sequence[str]) -> str | None:
@@ -89,11 +107,11 @@ class AgentGroupSpec(Section):
     """One agent, or with `count: N` a group of N alike agents named `<id>-0` … `<id>-(N-1)`."""
 
     id: Name
-    count: Annotated[int, Field(ge=1)] | None = None
+    count: Annotated[int, Field(ge=1, le=MAX_AGENTS)] | None = None
     weight: PositiveFloat = 1.0
-    concurrency: Annotated[int, Field(ge=1)] = 1
-    queue_limit: Annotated[int, Field(ge=0)] | None = None
-    prefetch: Annotated[int, Field(ge=0)] = 0
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = 1
+    queue_limit: Annotated[int, Field(ge=0, le=MAX_QUEUED)] | None = None
+    prefetch: Annotated[int, Field(ge=0, le=MAX_CONCURRENCY)] = 0
     slowdown: PositiveFloat = 1.0
     tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     faults: tuple[FaultSpec, ...] = ()
@@ -126,12 +144,14 @@ class AgentGroupSpec(Section):
 class QueueSpec(Section):
     """The central queue's settings; see `swarmperf.queueing.QueueSettings`."""
 
-    max_queued: Annotated[int, Field(ge=1)] = _QUEUE_DEFAULTS.max_queued
+    max_queued: Annotated[int, Field(ge=1, le=MAX_QUEUED)] = _QUEUE_DEFAULTS.max_queued
     level_weights: tuple[PositiveFloat, ...] = _QUEUE_DEFAULTS.level_weights
     max_wait: PositiveDuration = _QUEUE_DEFAULTS.max_wait
     urgent_within: Duration = _QUEUE_DEFAULTS.urgent_within
     tenant_weights: dict[Name, PositiveFloat] = Field(default_factory=dict)
-    tenant_quotas: dict[Name, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    tenant_quotas: dict[Name, Annotated[int, Field(ge=1, le=MAX_QUEUED)]] = Field(
+        default_factory=dict
+    )
 
     @field_validator("level_weights")
     @classmethod
@@ -268,7 +288,7 @@ def _all_normal() -> dict[PriorityName, float]:
 class WorkloadSpec(Section):
     """The synthetic tasks of a run; `swarmperf.workload.generate_tasks` draws them."""
 
-    tasks: Annotated[int, Field(ge=1)] = 1000
+    tasks: Annotated[int, Field(ge=1, le=MAX_TASKS)] = 1000
     kind: Annotated[str, Field(min_length=1)] = "noop"
     size: SizeSpec = ConstantSize()
     arrival: ArrivalSpec = BatchArrival()
@@ -362,6 +382,31 @@ class MonitorSpec(Section):
     anomalies: bool = True
 
 
+# -- timeouts ---------------------------------------------------------------------------
+
+
+class TimeoutsSpec(Section):
+    """How long tasks and the run's end may take. `default` bounds every task's run time
+    and `kinds` one kind's (over `default`); a task that runs longer fails with a
+    `TimeoutError` (retried like any other when `resilience.retry` says so). None: no
+    bound. `grace` is how long tasks still running when `duration` is up may go on before
+    they are cancelled; `drain` how long they may go on after SIGTERM or SIGINT."""
+
+    default: PositiveDuration | None = None
+    kinds: dict[Name, PositiveDuration] = Field(default_factory=dict)
+    grace: Duration = 5.0
+    drain: Duration = 10.0
+
+    def task_timeouts(self) -> dict[str, float] | None:
+        """Seconds per task kind (`""`: any other kind); None when nothing is bounded."""
+        if self.default is None and not self.kinds:
+            return None
+        bounds = dict(self.kinds)
+        if self.default is not None:
+            bounds[""] = self.default
+        return bounds
+
+
 # -- the spec ---------------------------------------------------------------------------
 
 
@@ -371,7 +416,7 @@ class SwarmSpec(Section):
     swarm_id: Name = "default"
     backend: Literal["local", "process", "ray", "sim"] = "local"
     strategy: str = "capacity-aware"
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     duration: PositiveDuration | None = None
     agents: tuple[AgentGroupSpec, ...]
     queue: QueueSpec = QueueSpec()
@@ -379,6 +424,7 @@ class SwarmSpec(Section):
     resilience: ResilienceSpec = ResilienceSpec()
     ray: RaySpec = RaySpec()
     monitor: MonitorSpec = MonitorSpec()
+    timeouts: TimeoutsSpec = TimeoutsSpec()
 
     @field_validator("strategy")
     @classmethod
@@ -396,6 +442,24 @@ class SwarmSpec(Section):
         # items are invalid as too short.
         if not groups:
             raise problem("agents", "is empty", _MISSING_FIXES["agents"])
+        # Checked before the ids are listed: that alone would take the memory to refuse.
+        total = sum(group.count or 1 for group in groups)
+        if total > MAX_AGENTS:
+            raise problem(
+                "agents",
+                f"has {total} agents in all, more than the limit of {MAX_AGENTS}",
+                f"Use at most {MAX_AGENTS} agents; `simulate` runs large swarms in virtual time.",
+                value=total,
+            )
+        slots = sum((group.count or 1) * group.concurrency for group in groups)
+        if slots > MAX_SLOTS:
+            raise problem(
+                "agents",
+                f"runs {slots} tasks at once (agents times concurrency), more than the limit "
+                f"of {MAX_SLOTS}",
+                f"Lower count or concurrency so that they multiply to at most {MAX_SLOTS}.",
+                value=slots,
+            )
         counts = Counter(agent_id for group in groups for agent_id in group.ids())
         repeated = [agent_id for agent_id, n in counts.items() if n > 1]
         if repeated:
@@ -406,6 +470,21 @@ class SwarmSpec(Section):
                 value=sorted(repeated),
             )
         return groups
+
+    @model_validator(mode="after")
+    def _breaker_windows_fit(self) -> SwarmSpec:
+        # Each agent's breaker keeps a slot per call or second of its window, up front.
+        breaker = self.resilience.breaker
+        agents = sum(group.count or 1 for group in self.agents)
+        if breaker is not None and agents * breaker.window_size > MAX_WINDOW_SLOTS:
+            raise problem(
+                "window_size",
+                f"times {agents} agents makes {agents * breaker.window_size:.0f} breaker "
+                f"window slots, more than the limit of {MAX_WINDOW_SLOTS}",
+                "Use a smaller resilience.breaker.window_size, or fewer agents.",
+                value=breaker.window_size,
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_rate_limits(self) -> SwarmSpec:
@@ -517,6 +596,8 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+NOT_SHOWN: Any = object()  # a problem whose value is better left out of the message
+MAX_PROBLEMS_LISTED = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,10 +610,9 @@ class SpecProblem:
     fix: str
 
     def __str__(self) -> str:
-        shown = repr(self.value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        return f"{self.path}: {shown} — {self.problem}. {self.fix}"
+        if self.value is NOT_SHOWN:
+            return f"{self.path} — {self.problem}. {self.fix}"
+        return f"{self.path}: {preview(self.value)} — {self.problem}. {self.fix}"
 
 
 class SpecError(ConfigError):
@@ -542,7 +622,11 @@ class SpecError(ConfigError):
         if not problems:
             raise ValueError("SpecError needs at least one problem.")
         count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
-        lines = [f"Invalid swarm spec {source} ({count}):", *(f"  - {p}" for p in problems)]
+        listed = problems[:MAX_PROBLEMS_LISTED]
+        lines = [f"Invalid swarm spec {source} ({count}):", *(f"  - {p}" for p in listed)]
+        if len(problems) > len(listed):
+            # A file of thousands of mistakes is likely no spec at all: the first ones say so.
+            lines.append(f"  … and {len(problems) - len(listed)} more")
         # ConfigError's one-problem wording does not fit a list; set its fields directly.
         Exception.__init__(self, "\n".join(lines))
         first = problems[0]
@@ -667,8 +751,9 @@ def _to_problem(err: ErrorDetails) -> SpecProblem:
         fix = _MISSING_FIXES.get(str(loc[-1]) if loc else "", "Add it.")
         return SpecProblem(path, MISSING, "is required", fix)
     if kind == "extra_forbidden":
+        # The key is in the path; its value is not shown, as it may be a secret misplaced.
         _, holder = _walk(loc[:-1])
-        return SpecProblem(path, value, "is not a known key", _key_fix(str(loc[-1]), holder))
+        return SpecProblem(path, NOT_SHOWN, "is not a known key", _key_fix(str(loc[-1]), holder))
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         return SpecProblem(path, value, "is not one of the choices", _choose(value, choices))
@@ -703,8 +788,8 @@ class _DuplicateKey(yaml.constructor.ConstructorError):
     pass
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice instead of silently keeping the last one."""
+class _SpecLoader(BoundedSafeLoader):
+    """Safe, bounded YAML that refuses a key given twice instead of silently keeping the last."""
 
 
 def _mapping_without_duplicates(loader: _SpecLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -713,7 +798,8 @@ def _mapping_without_duplicates(loader: _SpecLoader, node: yaml.MappingNode) -> 
         key = loader.construct_object(key_node, deep=True)
         if isinstance(key, Hashable):
             if key in seen:
-                raise _DuplicateKey(None, None, f"found the key {key!r} twice", key_node.start_mark)
+                where = key_node.start_mark
+                raise _DuplicateKey(None, None, f"found the key {preview(key)} twice", where)
             seen.add(key)
     return loader.construct_mapping(node, deep=True)
 
@@ -727,7 +813,9 @@ def load_spec(path: Path) -> SwarmSpec:
     """Read and validate the spec at `path`; raise `SpecError` listing every problem."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
+    except YamlProblem as exc:
+        raise SpecError([SpecProblem("(file)", source, exc.problem, exc.fix)], source) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         problem = SpecProblem("(file)", source, f"cannot be read: {reason}", "Check the path.")
@@ -741,42 +829,48 @@ def load_spec(path: Path) -> SwarmSpec:
 def parse_spec_yaml(text: str, source: str = "<text>") -> SwarmSpec:
     """Validate a spec given as YAML text; `source` names it in messages."""
     try:
-        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: builds plain data only
-    except yaml.MarkedYAMLError as exc:
-        raise SpecError([_yaml_problem(exc, text, source)], source) from exc
-    except yaml.YAMLError as exc:
-        problem = SpecProblem("(file)", source, f"is not valid YAML: {exc}", "Fix the syntax.")
-        raise SpecError([problem], source) from exc
+        data = load_yaml_text(text, source, _SpecLoader)
+    except YamlProblem as exc:
+        raise SpecError([_yaml_problem(exc, text)], source) from None
     if data is None:
-        problem = SpecProblem("(spec)", text, "is empty", "Start from the demo spec.")
+        problem = SpecProblem("(spec)", NOT_SHOWN, "is empty", "Start from the demo spec.")
         raise SpecError([problem], source)
     _require_mapping(data, source)
+    if not isinstance(data, dict) or not looks_like(data, list(SwarmSpec.model_fields)):
+        # Most likely a path given by mistake: name it, and do not list what it holds.
+        problem = SpecProblem(
+            "(spec)",
+            source,
+            "is not a swarm spec: none of its keys is a spec key such as agents or workload",
+            "Give the path of a swarm spec; `swarmperf demo-spec` prints one to start from.",
+        )
+        raise SpecError([problem], source)
     return parse_spec(data, source)
 
 
-def _yaml_problem(exc: yaml.MarkedYAMLError, text: str, source: str) -> SpecProblem:
-    mark = exc.problem_mark or exc.context_mark
-    if mark is None:
-        return SpecProblem(source, text[:80], f"is not valid YAML: {exc.problem}", "Fix it.")
+def _yaml_problem(exc: YamlProblem, text: str) -> SpecProblem:
+    if exc.line is None or exc.limit:
+        return SpecProblem(exc.where, NOT_SHOWN, exc.problem, exc.fix)
+    # The spec is the file the user asked about: its offending line helps, cut short.
     # At the end of the text the mark points past the last line; show the last one then.
-    lines = [*text.splitlines()[: mark.line + 1]]
+    lines = [*text.splitlines()[: exc.line + 1]]
     line = next((ln for ln in reversed(lines) if ln.strip()), "")
-    where = f"{source}:{mark.line + 1}:{mark.column + 1}"
-    if isinstance(exc, _DuplicateKey):
-        return SpecProblem(where, line.strip(), str(exc.problem), "Keep only one of them.")
-    return SpecProblem(
-        where,
-        line.strip(),
-        f"is not valid YAML ({exc.problem})",
-        f"Check line {mark.line + 1} and the one before it: indentation, a ': ' after each key, "
-        "and closed brackets and quotes.",
-    )
+    if isinstance(exc.__cause__, _DuplicateKey):
+        return SpecProblem(
+            exc.where, line.strip(), str(exc.__cause__.problem), "Keep only one of them."
+        )
+    return SpecProblem(exc.where, line.strip(), exc.problem, exc.fix)
 
 
 def _require_mapping(data: object, source: str) -> None:
     # Checked at run time as well: YAML may hold a list or a scalar at the top.
     if not isinstance(data, Mapping):
-        problem = SpecProblem("(spec)", data, "is not a mapping", "Write it as 'key: value' lines.")
+        problem = SpecProblem(
+            "(spec)",
+            source,
+            f"holds {kind_of(data)}, not a mapping",
+            "Write it as 'key: value' lines; `swarmperf demo-spec` prints a spec to start from.",
+        )
         raise SpecError([problem], source)
 
 

@@ -22,7 +22,12 @@ from swarmperf.runtime.bulkheads import BulkheadSettings
 from swarmperf.runtime.restart import RestartPolicy
 from swarmperf.spec_types import Duration, Fraction, Name, Section
 
-Count = Annotated[int, Field(ge=1)]
+# Limits that keep a typo from becoming a run that never ends or a table that fills memory.
+MAX_COUNT = 1_000_000
+MAX_ATTEMPTS = 100
+MAX_RESTARTS = 10_000
+MAX_WINDOW = 100_000
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
 
 def _checked(build: Callable[[], Any]) -> Any:
@@ -63,7 +68,7 @@ class BreakerSpec(Section):
 
     failure_threshold: Count = 5
     window: Literal["count", "time"] = "time"
-    window_size: Annotated[float, Field(gt=0)] = 60.0
+    window_size: Annotated[float, Field(gt=0, le=MAX_WINDOW)] = 60.0  # a slot per call/second
     minimum_calls: Count = 10
     failure_rate_threshold: Fraction = 0.5
     slow_call_duration: Duration | None = None
@@ -88,7 +93,7 @@ class BreakerSpec(Section):
 
 
 class RetryPolicySpec(Section):
-    max_attempts: Count = 3
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = 3
     base_delay: Duration = 0.05
     max_delay: Duration = 5.0
     multiplier: Annotated[float, Field(ge=1)] = 2.0
@@ -135,11 +140,11 @@ class RateLimitSpec(Section):
 
 class BulkheadSpec(Section):
     max_concurrent: Count
-    max_queued: Annotated[int, Field(ge=0)] = 10_000
+    max_queued: Annotated[int, Field(ge=0, le=1_000_000_000)] = 10_000
 
 
 class RestartSpec(Section):
-    max_restarts: Annotated[int, Field(ge=0)] = 5
+    max_restarts: Annotated[int, Field(ge=0, le=MAX_RESTARTS)] = 5
     base_delay: Duration = 0.5
     max_delay: Duration = 30.0
     reset_after: Duration = 60.0

@@ -96,7 +96,9 @@ def test_cost_models_are_read_and_checked(tmp_path: Path) -> None:
     for text, field in (
         ("per_agent_hour: -1", "cost model per_agent_hour"),
         ("per_task: lots", "cost model per_task"),
-        ("per_hour: 1", "cost model per_hour"),
+        # No cost-model key at all: likely the wrong file, named but not quoted.
+        ("per_hour: 1", "--cost-model"),
+        ("per_task: 1\nper_hour: 1", "cost model key"),
         ("currency: USD", "--cost-model"),
         ("- 1", "--cost-model"),
         ("{", "--cost-model"),

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.table import Table
 from scipy import stats
@@ -37,7 +36,7 @@ from swarmperf.monitor.figures import (
     system_from_rows,
 )
 from swarmperf.monitor.snapshot import Quantiles, flatten
-from swarmperf.store import RunRecord, Store
+from swarmperf.store import RUN_RUNNING, RunRecord, Store
 
 NO_COST_MODEL = "no cost model given"
 SERIES = (
@@ -71,22 +70,27 @@ class CostModel:
 
 def load_cost_model(path: Path) -> CostModel:
     """Read a cost model from YAML or JSON: `per_agent_hour`, `per_task`, `currency`."""
+    from swarmperf.safe_yaml import YamlProblem, load_yaml_text, looks_like, read_text
+
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml_text(read_text(path), str(path))
     except OSError as exc:
         raise ConfigError(
             "--cost-model", str(path), f"It cannot be read ({exc.strerror})."
         ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError("--cost-model", str(path), f"It is not YAML or JSON ({exc}).") from exc
+    except (YamlProblem, UnicodeDecodeError) as exc:
+        # The problem names the line, never its text: the file may be a secret one.
+        reason = f"{exc.where}: {exc.problem}" if isinstance(exc, YamlProblem) else "not UTF-8"
+        fix = f"It is not YAML or JSON ({reason})."
+        raise ConfigError("--cost-model", str(path), fix) from None
     example = "Write e.g. `per_agent_hour: 0.05` and/or `per_task: 0.0001`."
-    if not isinstance(data, dict):
-        raise ConfigError("--cost-model", str(path), f"It must be a mapping. {example}")
-    unknown = sorted(set(data) - {"per_agent_hour", "per_task", "currency"})
+    keys = ("per_agent_hour", "per_task", "currency")
+    if not isinstance(data, dict) or not looks_like(data, keys):
+        raise ConfigError("--cost-model", str(path), f"It is not a cost model. {example}")
+    unknown = sorted(str(key) for key in data if key not in keys)
     if unknown:
-        raise ConfigError(
-            f"cost model {unknown[0]}", data[unknown[0]], "Use per_agent_hour, per_task, currency."
-        )
+        # The key is named (bounded by ConfigError); its value is not shown.
+        raise ConfigError("cost model key", unknown[0], "Use per_agent_hour, per_task, currency.")
     prices: dict[str, float | None] = {}
     for key in ("per_agent_hour", "per_task"):
         value = data.get(key)
@@ -207,7 +211,8 @@ def _runs_in(store: Store, swarm_id: str, since: float, until: float) -> list[Ru
     runs = [
         run
         for run in store.list_runs(swarm_id, limit=10_000)
-        if run.started_at <= until and (run.finished_at is None or run.finished_at >= since)
+        # A run still going reaches to now; one ended or aborted, to when it was last seen.
+        if run.started_at <= until and (run.status == RUN_RUNNING or run.last_seen >= since)
     ]
     return sorted(runs, key=lambda r: r.id)
 
@@ -280,6 +285,12 @@ def build_report(
     asked = ran_count + counts["rejected"]
     if not running_s:
         reasons["throughput_per_s"] = "no stored task ended in the timeframe"
+    aborted = [str(run.id) for run in runs if run.aborted]
+    if aborted:
+        reasons["aborted_runs"] = (
+            f"run {', '.join(aborted)} aborted: its process is gone and never recorded the "
+            "run's end, so what it stored is partial (its unstored tasks are counted nowhere)"
+        )
     findings = _findings(store, swarm_id, runs, rows, snaps, until)
     return PerformanceReport(
         swarm_id=swarm_id,
@@ -374,7 +385,8 @@ def _cost(
     agent_hours = 0.0
     for run in runs:
         agents = len(agent_shapes(run))
-        end = run.finished_at if run.finished_at is not None else until
+        end = run.last_seen if run.aborted else run.finished_at
+        end = end if end is not None else until
         agent_hours += agents * max(0.0, min(end, until) - max(run.started_at, since)) / 3600.0
     ran = counts["succeeded"] + counts["failed"]
     parts: dict[str, float | None] = {
@@ -466,6 +478,8 @@ def render_summary(r: PerformanceReport, console: Console) -> None:
             console.print(f"  [{_colour(f.severity)}]{f.severity}[/] {f.component}: {f.root_cause}")
     else:
         console.print("[green]No bottleneck found.[/green]")
+    if "aborted_runs" in r.reasons:
+        console.print(f"[yellow]partial data:[/yellow] {r.reasons['aborted_runs']}")
 
 
 def render_detailed(r: PerformanceReport, console: Console) -> None:

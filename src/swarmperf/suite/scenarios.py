@@ -25,7 +25,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from swarmperf.errors import ConfigError
+from swarmperf.errors import ConfigError, preview
+from swarmperf.safe_yaml import YamlProblem, kind_of, load_yaml_text, looks_like, read_text
 from swarmperf.spec_types import Duration, Fraction, Name, PositiveDuration, Rate, Section, problem
 from swarmperf.suite.loadgen import Stage, steady
 
@@ -442,8 +443,7 @@ class SuiteError(ConfigError):
 
 
 def _show(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
+    return preview(value)
 
 
 _KINDS = ("load", "stress", "volume", "endurance", "spike")
@@ -547,8 +547,27 @@ def load_suite(name_or_path: str) -> SuiteSpec:
             f"It is neither a built-in suite ({', '.join(BUILTIN_SUITES)}) nor a file. "
             "Give one of those names or the path of a suite YAML file.",
         )
+    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_yaml_text(read_text(path), source)
+    except YamlProblem as exc:
+        raise SuiteError([(exc.where, source, f"{exc.problem}. {exc.fix}")], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("--suite", name_or_path, f"It cannot be read ({exc}).") from None
-    return parse_suite_yaml(text, str(path))
+    if not isinstance(data, dict) or not looks_like(data, list(SuiteSpec.model_fields)):
+        # Most likely a path given by mistake: name it, never list what it holds.
+        what = (
+            "has none of the keys suite and scenarios"
+            if isinstance(data, dict)
+            else (f"holds {kind_of(data)}, not 'key: value' lines")
+        )
+        problems = [
+            (
+                "(suite)",
+                source,
+                f"is not a suite file: it {what}. Give a built-in suite's "
+                f"name ({', '.join(BUILTIN_SUITES)}) or the path of a suite YAML file.",
+            )
+        ]
+        raise SuiteError(problems, source)
+    return parse_suite(data, source)
