@@ -12,6 +12,12 @@ Part 2, on the `local` backend: tasks offered at 10x the swarm's capacity for 60
 (`--quick`: 10 s), with a bounded queue. Every task offered either finishes, is shed with
 a reason, or is refused at submission with `Backpressure` (whose message is the reason).
 Peak RSS of the whole process tree is sampled throughout.
+
+Part 3, signals: a real `swarmperf run` (process backend, 4 workers, 2,000 tasks of
+`sleep` 200 ms) on a fresh data directory gets SIGTERM once it is under way, and another
+SIGINT. Then the store must hold exactly one result per task (succeeded, failed, or
+cancelled with a reason) and the run's recorded end; `drain_s` is measured from the signal
+to the process's exit.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +48,7 @@ from swarmperf.resilience.guard import SUGGESTED_SHED_AT, ResilienceGuard, Resil
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 from swarmperf.runtime.process import ProcessBackend
 from swarmperf.runtime.restart import RestartPolicy
+from swarmperf.store import Store
 
 AGENTS = 10
 TASK_SECONDS = 0.002
@@ -214,6 +224,73 @@ async def _overload(seconds: float) -> dict[str, Any]:
     }
 
 
+_SIGNAL_SPEC = """\
+swarm_id: chaos-signal
+backend: process
+agents:
+  - id: w
+    count: 4
+workload:
+  tasks: {tasks}
+  kind: sleep
+  size: 200ms
+  arrival: {{process: batch}}
+monitor: {{enabled: false}}
+timeouts: {{drain: 10s}}
+"""
+
+
+def _signalled_run(sig: signal.Signals, tasks: int) -> dict[str, Any]:
+    """A real `swarmperf run`, `sig` once it has stored results, then what the store says."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        spec = data / "spec.yaml"
+        spec.write_text(_SIGNAL_SPEC.format(tasks=tasks))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "swarmperf", "run", str(spec), "--data-dir", str(data)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        db = data / "swarmperf.db"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(sqlite3.Error):
+                if db.exists():
+                    with contextlib.closing(sqlite3.connect(db)) as conn:
+                        if conn.execute("SELECT count(*) FROM task_results").fetchone()[0] >= 20:
+                            break
+            time.sleep(0.05)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=300)
+        drain_s = time.monotonic() - sent
+        with Store.open(db) as store:
+            (run,) = store.list_runs()
+            results = list(store.iter_results(run.id))
+    ids: dict[str, int] = {}
+    for result in results:
+        ids[result.task_id] = ids.get(result.task_id, 0) + 1
+    by_status: dict[str, int] = {}
+    for result in results:
+        by_status[result.status.value] = by_status.get(result.status.value, 0) + 1
+    return {
+        "tasks": tasks,
+        "results": len(results),
+        "missing": tasks - len(ids),
+        "duplicated": sum(n - 1 for n in ids.values()),
+        "cancelled_without_reason": sum(
+            1 for r in results if r.status is TaskStatus.CANCELLED and not r.error
+        ),
+        "by_status": by_status,
+        "run_status": run.status,
+        "ended": run.finished_at is not None,
+        "exit_code": proc.returncode,
+        "drain_s": round(drain_s, 3),
+        "said": err.strip().splitlines()[-1] if err.strip() else "",
+    }
+
+
 def main() -> None:
     settings = parse_args(
         __doc__.splitlines()[0], n=10_000, repeats=1, quick_n=4_000, quick_repeats=1
@@ -228,6 +305,19 @@ def main() -> None:
     log(f"overload: 10x capacity for {overload_seconds:g}s")
     overload = asyncio.run(_overload(overload_seconds))
     log(f"  {overload}")
+    signalled: dict[str, dict[str, Any]] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        log(f"{sig.name} mid-run: a real `swarmperf run` of 2,000 tasks on 4 worker processes")
+        signalled[sig.name.lower()] = _signalled_run(sig, 2_000)
+        log(f"  {signalled[sig.name.lower()]}")
+    signals_ok = all(
+        part["missing"] == 0
+        and part["duplicated"] == 0
+        and part["cancelled_without_reason"] == 0
+        and part["ended"]
+        and part["run_status"] == "interrupted"
+        for part in signalled.values()
+    )
     ratio = (
         chaos["p99_latency_s"] / calm["p99_latency_s"]
         if chaos["p99_latency_s"] and calm["p99_latency_s"]
@@ -247,7 +337,10 @@ def main() -> None:
             "peak_rss_mb": overload["peak_rss_mb"],
             "rejected_without_reason": overload["rejected_without_reason"],
             "overload": overload,
-            "goals_met": chaos["lost"] == 0
+            "sigterm": signalled["sigterm"],
+            "sigint": signalled["sigint"],
+            "goals_met": signals_ok
+            and chaos["lost"] == 0
             and chaos["duplicated_results"] == 0
             and overload["rejected_without_reason"] == 0
             and overload["unaccounted"] == 0,

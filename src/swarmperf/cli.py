@@ -93,11 +93,23 @@ def run(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Overrides the spec's.")] = None,
+    drain: Annotated[
+        str | None,
+        typer.Option(
+            "--drain",
+            help="On SIGTERM or SIGINT, how long running tasks may finish before they are "
+            "cancelled, e.g. 10s; overrides the spec's timeouts.drain.",
+        ),
+    ] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
 ) -> None:
-    """Start a swarm, run its workload, and report how it went. The main job."""
+    """Start a swarm, run its workload, and report how it went. The main job.
+
+    SIGTERM or SIGINT drains the run (see --drain; a second signal cuts the drain short),
+    cancels what is left, records the run as interrupted and exits 143 or 130.
+    """
     with user_errors():
         spec = override(
             load_spec_or_demo(spec_path),
@@ -107,11 +119,24 @@ def run(
             backend=backend,
             seed=seed,
         )
+        if drain is not None:
+            timeouts = spec.timeouts.model_dump(mode="json")
+            timeouts["drain"] = parse_duration(drain, "--drain")
+            spec = override(spec, timeouts=timeouts)
         spec = _with_address(spec, address)
         if metrics_port is not None:
             monitor = spec.monitor.model_dump(mode="json")
             spec = override(spec, monitor={**monitor, "metrics_port": metrics_port})
         outcome = _run_with_progress(spec, spec.strategy, output, data_dir, store)
+    if outcome.interrupted is not None:
+        # One line, and the shell's exit code for the signal: a supervisor that stopped
+        # the run sees it stopped as asked; the report is in the store (and in JSON).
+        _print_json(outcome, output)
+        line = outcome.interrupted.describe()
+        if outcome.run_id is not None:
+            line += f"; run {outcome.run_id} recorded as interrupted"
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(code=outcome.interrupted.exit_code)
     if _print_json(outcome, output):
         return
     outcome.report.render(out)
@@ -293,6 +318,20 @@ def simulate(
     out.print("[dim]Times are virtual: what the swarm would take, not how long this took.[/dim]")
 
 
+def _check_runnable_here(spec: SwarmSpec) -> None:
+    """What `run` checks beyond the spec itself (is its task kind registered here?)."""
+    from swarmperf.errors import ConfigError
+    from swarmperf.handlers import HandlerRegistry
+    from swarmperf.runner import check_runnable
+
+    try:
+        check_runnable(spec, HandlerRegistry())
+    except ConfigError as exc:
+        # `auto` is refused by `run` but is what `load-balance` runs: a valid spec.
+        if exc.field != "strategy" or spec.strategy != AUTO:
+            raise
+
+
 @app.command()
 def validate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
@@ -302,6 +341,7 @@ def validate(
     with user_errors():
         spec = load_spec_or_demo(spec_path)
         load_alerting(spec)
+        _check_runnable_here(spec)
     agents = spec.agent_specs()
     if output is Output.json:
         print(json.dumps({"valid": True, "spec": spec.to_data()}))

@@ -62,6 +62,9 @@ class RunReport:
     missing: dict[str, str] = field(default_factory=dict)  # figure -> why it is None
     # How often each kind of resilience event happened: trips, retries, sheds, restarts...
     events: dict[str, int] = field(default_factory=dict)
+    # What happened when a signal (SIGTERM, SIGINT) cut the run short; "" when none did.
+    # The figures then cover only what ran before the end; the cancelled tasks say why.
+    interrupted: str = ""
 
     @property
     def makespan_ratio_reason(self) -> str | None:
@@ -77,6 +80,8 @@ class RunReport:
 
     def render(self, console: Console) -> None:
         """Print a summary table and a per-agent table."""
+        if self.interrupted:
+            console.print(f"[bold yellow]interrupted:[/bold yellow] {self.interrupted}")
         console.print(self._summary_table())
         console.print(self._agent_table())
         if self.events:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmperf.errors import ConfigError
+from swarmperf.errors import ConfigError, StoreError
 from swarmperf.model import TaskStatus
 from swarmperf.store import SCHEMA_VERSION, Store
 from swarmperf.store.migrations import MIGRATIONS, migrate, split_statements
@@ -177,16 +177,16 @@ def test_every_migration_splits_into_complete_statements() -> None:
 def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("these are my notes, not a database\n" * 100)
-    with pytest.raises(ConfigError, match="not an SQLite database"):
+    with pytest.raises(StoreError, match="not an SQLite database"):
         Store.open(path)
 
 
 def test_a_directory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="could not open"):
+    with pytest.raises(StoreError, match="could not open"):
         Store.open(tmp_path)
 
 
 def test_a_parent_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match="could not be created"):
+    with pytest.raises(StoreError, match="could not be created"):
         Store.open(tmp_path / "file" / "s.db")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -120,6 +122,10 @@ def test_run_round_trip(store: Store) -> None:
         strategy="least-loaded",
         spec=spec,
         report=None,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        heartbeat_at=1_001.0,
+        stored_status=RUN_RUNNING,
     )
     store.finish_run(run_id, {"throughput": 12.5, "p99": [0.1, 0.2]}, status="succeeded")
     finished = store.get_run(run_id)

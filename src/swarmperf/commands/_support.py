@@ -88,11 +88,13 @@ def override(spec: SwarmSpec, **changes: Any) -> SwarmSpec:
     return parse_spec(data, "command line")
 
 
-def open_store(data_dir: Path | None, enabled: bool) -> Store | None:
+def open_store(data_dir: Path | None, enabled: bool, *, read_only: bool = False) -> Store | None:
+    """The data directory's store; `read_only` for commands that only read, so that they
+    work for users who may not write it and never change it."""
     if not enabled:
         return None
     directory = resolve_data_dir(data_dir, os.environ)
-    return Store.open(database_path(directory))
+    return Store.open(database_path(directory), read_only=read_only)
 
 
 def run_async(coro_factory: Callable[[], Any]) -> Any:

@@ -70,7 +70,7 @@ def _write(text: str, path: Path | None) -> None:
 def _snapshots(data_dir: Path | None, swarm_id: str, longest: float) -> list[Any]:
     from swarmperf.monitor.sla import snapshots_from_rows
 
-    store = open_store(data_dir, True)
+    store = open_store(data_dir, True, read_only=True)
     assert store is not None  # open_store gives a store when enabled
     with store:
         # The newest snapshot fixes the evaluation time; read only what the windows need.

@@ -90,8 +90,8 @@ def _require_data(store: Store, swarm_id: str) -> None:
         raise _no_data(store, swarm_id)
 
 
-def _opened(data_dir: Path | None) -> Store:
-    store = open_store(data_dir, True)
+def _opened(data_dir: Path | None, *, read_only: bool = True) -> Store:
+    store = open_store(data_dir, True, read_only=read_only)
     assert store is not None  # enabled=True always opens one
     return store
 
@@ -259,10 +259,16 @@ def _monitor_view(store: Store, swarm_id: str, interval: float) -> RenderableTyp
         stored = store.count_results(run.id)
         workload = run.spec.get("workload", {})
         total = workload.get("tasks") if isinstance(workload, dict) else None
-        end = run.finished_at if run.finished_at is not None else time.time()
+        # An aborted run (its process is gone) stopped when it was last seen, not now.
+        end = run.last_seen if run.finished_at is not None or run.aborted else time.time()
         progress = f"{stored:,} / {total:,} tasks" if isinstance(total, int) else f"{stored:,}"
+        status = (
+            "[red]aborted[/red] (its process is gone; what it stored is partial)"
+            if run.aborted
+            else run.status
+        )
         parts.append(
-            f"[bold]run {run.id}[/bold] {run.status}, {run.strategy} on {run.backend}: "
+            f"[bold]run {run.id}[/bold] {status}, {run.strategy} on {run.backend}: "
             f"{progress} stored, {end - run.started_at:,.1f} s"
         )
     latest = store.latest_metrics(swarm_id)
@@ -438,7 +444,7 @@ def bottleneck_analyze(
 
     with user_errors():
         span = _duration(timeframe, "--timeframe")
-        store = _opened(data_dir)
+        store = _opened(data_dir, read_only=False)  # records its finding
         try:
             _require_data(store, swarm_id)
             record_ = store.get_run(run) if run is not None else store.latest_run(swarm_id)
@@ -475,6 +481,7 @@ def bottleneck_analyze(
                 {
                     "swarm_id": swarm_id,
                     "run_id": None if record_ is None else record_.id,
+                    "run_status": None if record_ is None else record_.status,
                     "findings": [f.to_dict() for f in findings],
                 }
             )
@@ -483,6 +490,12 @@ def bottleneck_analyze(
     from swarmperf.monitor.report import render_findings
 
     out.print(f"[bold]Bottlenecks of swarm {swarm_id!r}[/bold]", highlight=False)
+    if record_ is not None and record_.aborted:
+        out.print(
+            f"[yellow]partial data:[/yellow] run {record_.id} was aborted (its process is "
+            "gone before it recorded its end): the figures cover only what it stored.",
+            highlight=False,
+        )
     render_findings(findings, out)
 
 
@@ -515,7 +528,7 @@ def metrics_retention(
             bucket_s=_duration(bucket, "--bucket"),
             keep_for_s=None if keep_for is None else _duration(keep_for, "--keep-for"),
         )
-        store = _opened(data_dir)
+        store = _opened(data_dir, read_only=False)
         try:
             outcome = apply_policy(store, policy, time.time(), swarm_id)
             left = store.count_metrics(swarm_id)

@@ -160,7 +160,7 @@ def _target_result(
                 "--suite/--swarm-id: they choose a stored result and only go with --target swarm."
             )
         return load_result(Path(target))
-    db = open_store(data_dir, True)
+    db = open_store(data_dir, True, read_only=True)
     if db is None:  # pragma: no cover - open_store returns a store when enabled
         raise UserError("--data-dir: the store could not be opened.")
     with db:
@@ -299,7 +299,7 @@ def _file_history(now: SuiteResult, paths: list[Path]) -> list[SuiteResult]:
 
 
 def _stored_history(now: SuiteResult, swarm_id: str, data_dir: Path | None) -> list[SuiteResult]:
-    db = open_store(data_dir, True)
+    db = open_store(data_dir, True, read_only=True)
     if db is None:  # pragma: no cover - open_store returns a store when enabled
         raise UserError("--data-dir: the store could not be opened.")
     with db:
@@ -433,7 +433,7 @@ def error_analysis(
             analysis = analyse_records((s.name, e) for s in suite.scenarios for e in s.errors)
             source = str(results)
         else:
-            db = open_store(data_dir, True)
+            db = open_store(data_dir, True, read_only=True)
             if db is None:  # pragma: no cover - open_store returns a store when enabled
                 raise UserError("--data-dir: the store could not be opened.")
             with db:

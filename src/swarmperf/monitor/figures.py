@@ -25,7 +25,7 @@ import numpy.typing as npt
 from swarmperf.errors import ConfigError
 from swarmperf.model import TaskResult, TaskStatus
 from swarmperf.monitor.snapshot import AgentFigures, Quantiles, SwarmFigures, SystemFigures
-from swarmperf.store import RUN_RUNNING, MetricRow, RunRecord, Store
+from swarmperf.store import RUN_ABORTED, RUN_RUNNING, MetricRow, RunRecord, Store
 
 FloatArray = npt.NDArray[np.float64]
 QUANTILES = (50.0, 90.0, 95.0, 99.0)
@@ -260,8 +260,12 @@ def run_figures(
         stop,
         ts=wall_time(run, cols, stop),
         include_start=begin == first,
-        partial=run.status == RUN_RUNNING,
+        partial=run.status in _PARTIAL,
     )
+
+
+# Runs whose stored results are not all there: still going, or aborted (process gone).
+_PARTIAL = (RUN_RUNNING, RUN_ABORTED)
 
 
 def figure_series(
@@ -284,7 +288,7 @@ def figure_series(
         if not hi > lo:
             break
         ts = hi if run is None else wall_time(run, cols, hi)
-        partial = run is not None and run.status == RUN_RUNNING
+        partial = run is not None and run.status in _PARTIAL
         series.append(
             compute_figures(cols, shapes, lo, hi, ts=ts, include_start=i == 0, partial=partial)
         )

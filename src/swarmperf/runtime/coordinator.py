@@ -547,6 +547,41 @@ class Coordinator:
         self._tenant_pending.clear()
         return [_result(task, TaskStatus.CANCELLED, reason, now) for task in withdrawn]
 
+    def cancel_running(self, agent_id: str, tasks: Iterable[Task], reason: str) -> list[TaskResult]:
+        """Give up on tasks `agent_id` is running (its backend abandons them): each comes
+        back as a CANCELLED result carrying `reason`, and a later report of one is ignored
+        as a duplicate. Tasks that are not running there are skipped."""
+        agent = self.agents.get(agent_id) or self._draining.get(agent_id)
+        if agent is None:
+            return []
+        now = self.clock()
+        results: list[TaskResult] = []
+        paused = agent.paused
+        free_before = 0 if paused else max(agent.slots - agent.in_flight, 0)
+        for task in tasks:
+            if agent.running_ends.pop(task.id, None) is None:
+                continue
+            est = task.est_cost
+            agent.in_flight -= 1
+            agent.running_work -= est
+            self._running_work -= est
+            self.running -= 1
+            if self._bulkheads_on:
+                freed = self.bulkheads.leave(task, done=True)
+                if freed is not None:
+                    self.queue.push(freed, now, front=True)
+            results.append(_result(task, TaskStatus.CANCELLED, reason, now))
+        if not results:
+            return results
+        if agent.alive:
+            if not paused:
+                self._free_slots += max(agent.slots - agent.in_flight, 0) - free_before
+            agent.version += 1
+            self.strategy.changed(agent, now)
+        elif agent.in_flight == 0:
+            self._draining.pop(agent_id, None)
+        return results
+
     # -- internals ----------------------------------------------------------------------
 
     def _to_queue_front(self, task: Task, now: float) -> None:

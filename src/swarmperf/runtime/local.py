@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from swarmperf.errors import ConfigError
@@ -25,7 +25,7 @@ _REPORT_EVERY = 64
 
 
 class _LocalAgent:
-    __slots__ = ("closing", "context", "queue", "spec", "waiters", "workers")
+    __slots__ = ("awaiting", "closing", "context", "queue", "spec", "waiters", "workers")
 
     def __init__(self, spec: AgentSpec, epoch: float) -> None:
         self.spec = spec
@@ -33,6 +33,8 @@ class _LocalAgent:
         self.queue: deque[Task] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.workers: list[asyncio.Task[None]] = []
+        # Tasks whose async handler a worker is awaiting, by id (sync ones never wait).
+        self.awaiting: dict[str, Task] = {}
         self.closing = False
 
     def wake_one(self) -> None:
@@ -44,12 +46,18 @@ class _LocalAgent:
 
 
 class LocalBackend:
-    """Agents as coroutines. Blocking handlers block the loop: use `process` for those."""
+    """Agents as coroutines. Blocking handlers block the loop: use `process` for those.
+
+    `timeouts` bounds each task's time in its handler by kind (`""`: any other kind): an
+    async handler still running then is cancelled and its task fails with a TimeoutError.
+    A sync handler cannot be interrupted here; the `process` backend bounds those.
+    """
 
     name: ClassVar[str] = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, timeouts: Mapping[str, float] | None = None) -> None:
         self.transfer_cost = 0.0
+        self.timeouts = dict(timeouts) if timeouts else None
         self._agents: dict[str, _LocalAgent] = {}
         self._sink: CompletionSink | None = None
         self._handlers = HandlerRegistry()
@@ -90,6 +98,15 @@ class LocalBackend:
                 fut.set_result(None)
         await asyncio.gather(*agent.workers, return_exceptions=True)
 
+    def running_tasks(self) -> dict[str, list[Task]]:
+        """Every task given to each agent and not yet reported: waiting in its queue or
+        awaited by a worker. (A worker reports what it finished before it awaits.)"""
+        return {
+            agent_id: [*agent.awaiting.values(), *agent.queue]
+            for agent_id, agent in self._agents.items()
+            if agent.awaiting or agent.queue
+        }
+
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
         agents = self._agents
         for agent_id, task in starts:
@@ -106,6 +123,8 @@ class LocalBackend:
         resolve = self._handlers.resolve
         queue = agent.queue
         context = agent.context
+        awaiting = agent.awaiting
+        timeouts = self.timeouts
         loop = asyncio.get_running_loop()
         done: list[Done] = []
         while True:
@@ -132,10 +151,28 @@ class LocalBackend:
                     if done:  # do not hold finished results while this one waits
                         sink.tasks_done(agent_id, done)
                         done = []
-                    value = await value
+                    awaiting[task.id] = task
+                    try:
+                        if timeouts is None:
+                            value = await value
+                        else:
+                            value = await _bounded(value, timeouts, task.kind)
+                    finally:
+                        del awaiting[task.id]
             except Exception as exc:  # a failing handler fails its task, not the agent
                 error = f"{type(exc).__name__}: {exc}"
             done.append((task, started, _now(), error, value))
             if len(done) >= _REPORT_EVERY:
                 sink.tasks_done(agent_id, done)
                 done = []
+
+
+async def _bounded(value: Awaitable[Any], timeouts: Mapping[str, float], kind: str) -> Any:
+    """Await `value` for at most the kind's timeout, if it has one."""
+    limit = timeouts.get(kind, timeouts.get(""))
+    if limit is None:
+        return await value
+    try:
+        return await asyncio.wait_for(value, limit)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {limit:g}s") from None

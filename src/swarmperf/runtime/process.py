@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -635,6 +635,18 @@ class _Unreported:
         self._advance()
         return taken
 
+    def head(self) -> tuple[int, Task] | None:
+        """The oldest task not yet reported, with its number; None when there is none."""
+        i = self._low - self._base
+        if i >= len(self._tasks):
+            return None
+        task = self._tasks[i]
+        return None if task is None else (self._low, task)
+
+    def has(self, seq: int) -> bool:
+        i = seq - self._base
+        return self._low <= seq and i < len(self._tasks) and self._tasks[i] is not None
+
     def pending(self) -> list[Task]:
         """The tasks not yet reported, in send order."""
         return [task for task in self._tasks[self._low - self._base :] if task is not None]
@@ -666,6 +678,7 @@ class _Agent:
         "exited",
         "failure",
         "fd",
+        "head",
         "id",
         "in_order",
         "last_finished",
@@ -676,6 +689,7 @@ class _Agent:
         "ready",
         "rejected",
         "sentinel",
+        "timed_out",
         "unreported",
         "waiter",
     )
@@ -705,6 +719,10 @@ class _Agent:
         self.ready: asyncio.Future[None] = loop.create_future()
         self.exited: asyncio.Future[None] = loop.create_future()
         self.waiter: asyncio.Future[float | None] | None = None
+        # For timeouts: the oldest unreported task's number and since when it has been the
+        # oldest (it is running by then, at the latest); the one killed for running long.
+        self.head: tuple[int, float] = (-1, 0.0)
+        self.timed_out: tuple[int, Task, float, float] | None = None
 
     def in_flight(self) -> list[Task]:
         """Every task given to this agent and not yet reported, in the order given."""
@@ -727,6 +745,12 @@ class ProcessBackend(MeasuredTransfer):
     busy with other tasks; `start_timeout` bounds a worker's start-up and `stop_timeout` how
     long `stop` waits for workers to exit before killing them.
 
+    `timeouts` bounds a task's run time by kind (`""`: any other kind). A task that runs
+    longer fails with a TimeoutError and its worker is killed (whatever the handler is
+    doing) and, under the swarm's restart policy, started again; the worker's other tasks
+    go back to the queue. A task's time is counted from when it became the worker's oldest
+    unfinished task, checked a few times per timeout: never early, late by a fraction.
+
     Workers are daemonic, so they end with the parent even without `stop`; the price is
     that a handler cannot start processes of its own with `multiprocessing`.
     """
@@ -740,6 +764,7 @@ class ProcessBackend(MeasuredTransfer):
         flush_interval: float = 0.002,
         start_timeout: float = 60.0,
         stop_timeout: float = 1.0,
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         if start_method not in START_METHODS:
             raise ConfigError(
@@ -766,6 +791,8 @@ class ProcessBackend(MeasuredTransfer):
         self._refs: dict[str, str] = {}
         self._epoch = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.timeouts = dict(timeouts) if timeouts else None
+        self._watch_handle: asyncio.TimerHandle | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -774,8 +801,13 @@ class ProcessBackend(MeasuredTransfer):
         self._sink = sink
         self._loop = asyncio.get_running_loop()
         self._epoch = time.perf_counter()
+        if self.timeouts:
+            self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
 
     async def stop(self) -> None:
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+            self._watch_handle = None
         agents = list(self._agents.values())
         self._agents.clear()
         for agent in agents:
@@ -904,6 +936,58 @@ class ProcessBackend(MeasuredTransfer):
         if agent is None:
             raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
         return agent
+
+    def running_tasks(self) -> dict[str, list[Task]]:
+        """Every task sent to each worker and not yet reported, in send order."""
+        return {
+            agent_id: in_flight
+            for agent_id, agent in self._agents.items()
+            if (in_flight := agent.in_flight())
+        }
+
+    # -- timeouts -----------------------------------------------------------------------
+
+    def _watch_every(self) -> float:
+        assert self.timeouts
+        return min(max(min(self.timeouts.values()) / 10, 0.01), 0.5)
+
+    def _watch(self) -> None:
+        """Kill each worker whose oldest unfinished task has run past its timeout."""
+        assert self.timeouts is not None
+        assert self._loop is not None
+        now = _now()
+        timeouts = self.timeouts
+        for agent in list(self._agents.values()):
+            head = agent.unreported.head()
+            if head is None or agent.timed_out is not None or not agent.pid:
+                continue
+            seq, task = head
+            if agent.head[0] != seq:
+                agent.head = (seq, now)
+                continue
+            limit = timeouts.get(task.kind, timeouts.get(""))
+            since = agent.head[1]
+            if limit is None or now - since <= limit:
+                continue
+            agent.timed_out = (seq, task, since, limit)
+            agent.failure = (
+                f"worker process {agent.pid} was killed: task {task.id!r} ran past its "
+                f"timeout of {limit:g}s"
+            )
+            with contextlib.suppress(ValueError, OSError):
+                agent.process.kill()
+        self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
+
+    def _expire(self, agent: _Agent) -> None:
+        """Fail the task its worker was killed for, unless it finished after all."""
+        assert agent.timed_out is not None
+        seq, task, since, limit = agent.timed_out
+        agent.timed_out = None
+        if not agent.unreported.has(seq) or self._sink is None:
+            return
+        agent.unreported.take((seq,))
+        error = f"TimeoutError: timed out after {limit:g}s"
+        self._sink.tasks_done(agent.id, [(task, since, _now(), error, None)])
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -1052,6 +1136,8 @@ class ProcessBackend(MeasuredTransfer):
             if not data:
                 break
             self._handle(agent, agent.reader.feed(data))
+        if agent.timed_out is not None:
+            self._expire(agent)
         self._detach(agent)
         self._forget(agent)
         reason = self._exit_reason(agent)

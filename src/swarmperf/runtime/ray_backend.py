@@ -600,6 +600,17 @@ class RayBackend(MeasuredTransfer):
             raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
         return agent
 
+    def running_tasks(self) -> dict[str, list[Task]]:
+        """Every task given to each actor and not yet reported (its calls outstanding)."""
+        running: dict[str, list[Task]] = {}
+        for agent_id, agent in self._agents.items():
+            tasks = agent.in_flight()
+            for _, call in sorted(agent.calls.items()):
+                tasks += call
+            if tasks:
+                running[agent_id] = tasks
+        return running
+
     # -- tasks --------------------------------------------------------------------------
 
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:

@@ -11,7 +11,7 @@ from types import TracebackType
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
 from swarmperf.errors import NoAgents
 from swarmperf.handlers import Handler, HandlerRegistry
-from swarmperf.model import AgentSpec, Task, TaskResult
+from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
 from swarmperf.queueing import QueueSettings
 from swarmperf.runtime.backend import Backend, Done
 from swarmperf.runtime.bulkheads import BulkheadSettings
@@ -238,6 +238,53 @@ class Swarm:
         cancelled = self.coordinator.cancel_pending(reason)
         self._record(cancelled)
         self._settle()
+        return cancelled
+
+    def cancel_running(self, reason: str) -> list[TaskResult]:
+        """Give up on every task the agents are running: each gets a CANCELLED result with
+        `reason` now, and its backend abandons it when the swarm stops (a late result is
+        ignored). For the end of a run that cannot wait any longer; call `cancel_pending`
+        first, or the agents start the next tasks."""
+        running = getattr(self.backend, "running_tasks", None)
+        if running is None:  # a backend that cannot say what it runs: let them finish
+            return []
+        cancelled: list[TaskResult] = []
+        tasks: dict[str, list[Task]] = running()
+        for agent_id, given in tasks.items():
+            cancelled += self.coordinator.cancel_running(agent_id, given, reason)
+        self._record(cancelled)
+        self._settle()
+        return cancelled
+
+    def cancel_unsubmitted(self, tasks: Iterable[Task], reason: str) -> list[TaskResult]:
+        """Give each of `tasks` that never reached the swarm (no result, nothing pending) a
+        CANCELLED result with `reason`: for a workload cut short before all of it was
+        due. Needs `keep_results`, and an idle swarm (after `cancel_pending` and
+        `cancel_running`); otherwise it does nothing."""
+        if not self.keep_results or not self.coordinator.idle:
+            return []
+        seen = {result.task_id for result in self.results}
+        now = self.clock()
+        cancelled = [
+            TaskResult(
+                task.id,
+                TaskStatus.CANCELLED,
+                None,
+                task.attempts,
+                task.enqueued_at or now,
+                None,
+                None,
+                reason,
+                None,
+                task.kind,
+                task.tenant,
+                task.cost,
+                task.fallback_from,
+            )
+            for task in tasks
+            if task.id not in seen
+        ]
+        self._record(cancelled)
         return cancelled
 
     async def drain(self) -> None:

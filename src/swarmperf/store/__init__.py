@@ -9,6 +9,8 @@ from swarmperf.store.paths import (
     resolve_data_dir,
 )
 from swarmperf.store.records import (
+    RUN_ABORTED,
+    RUN_INTERRUPTED,
     RUN_RUNNING,
     BenchmarkRecord,
     DecisionRecord,
@@ -21,6 +23,8 @@ from swarmperf.store.sqlite import Store
 __all__ = [
     "DATA_DIR_ENV",
     "DB_FILENAME",
+    "RUN_ABORTED",
+    "RUN_INTERRUPTED",
     "RUN_RUNNING",
     "SCHEMA_VERSION",
     "BenchmarkRecord",

@@ -7,7 +7,7 @@ Migration N (1-based) is `MIGRATIONS[N - 1]`; the database records the last one 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from swarmperf.errors import ConfigError
@@ -100,6 +100,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (swarm_id, key)
     );
     """,
+    # 4: who runs a run, and when it last said it was alive, so that readers can tell a
+    # run still going from one whose process was killed before it could record its end.
+    """
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN heartbeat_at REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -123,17 +130,27 @@ def check_not_newer(conn: sqlite3.Connection, where: Path, known: int = SCHEMA_V
         )
 
 
-def migrate(conn: sqlite3.Connection, where: Path, migrations: Sequence[str] = MIGRATIONS) -> int:
+def migrate(
+    conn: sqlite3.Connection,
+    where: Path,
+    migrations: Sequence[str] = MIGRATIONS,
+    *,
+    begin: Callable[[], None] | None = None,
+) -> int:
     """Apply the migrations `conn` lacks, all in one transaction; return the new version.
 
     `conn` must be in autocommit mode (`isolation_level=None`) with no transaction open.
+    `begin` takes the write lock (default: a plain `BEGIN IMMEDIATE`).
     """
     check_not_newer(conn, where, len(migrations))
     if schema_version(conn) == len(migrations):
         # Up to date: return without taking the write lock, so that opening the store to
         # read never waits for a busy writer.
         return len(migrations)
-    conn.execute("BEGIN IMMEDIATE")
+    if begin is None:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        begin()
     try:
         # Read again under the write lock: another process may have migrated meanwhile.
         check_not_newer(conn, where, len(migrations))

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 RUN_RUNNING = "running"  # a run's status from `start_run` until `finish_run`
+RUN_COMPLETED = "completed"
+RUN_FAILED = "failed"
+# Stopped by SIGTERM or SIGINT: it drained, cancelled the rest and recorded its end.
+RUN_INTERRUPTED = "interrupted"
+# Never written: what readers call a `running` run whose process is gone (killed, crashed,
+# its machine lost) before it could record its end. Its stored data is partial.
+RUN_ABORTED = "aborted"
+# A running run refreshes its heartbeat this often, and one silent for `HEARTBEAT_STALE`
+# is taken for dead when its process cannot be checked (another host). Generous: a writer
+# may wait minutes for a busy store's lock.
+HEARTBEAT_EVERY = 5.0
+HEARTBEAT_STALE = 300.0
 
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """One run of a swarm. Times are wall-clock UNIX seconds."""
+    """One run of a swarm. Times are wall-clock UNIX seconds.
+
+    `status` is as readers should show it: `aborted` for a run stored as `running` whose
+    process is gone (see `run_status`); `stored_status` is what the row says.
+    `heartbeat_at` is when the running process last said it was alive.
+    """
 
     id: int
     swarm_id: str
@@ -21,6 +40,60 @@ class RunRecord:
     strategy: str
     spec: dict[str, Any]
     report: dict[str, Any] | None
+    pid: int | None = None
+    host: str | None = None
+    heartbeat_at: float | None = None
+    stored_status: str | None = None
+
+    @property
+    def aborted(self) -> bool:
+        return self.status == RUN_ABORTED
+
+    @property
+    def last_seen(self) -> float:
+        """When the run was last known to be going: its end, else its last heartbeat."""
+        if self.finished_at is not None:
+            return self.finished_at
+        return self.heartbeat_at if self.heartbeat_at is not None else self.started_at
+
+
+def run_status(
+    status: str,
+    *,
+    pid: int | None,
+    host: str | None,
+    heartbeat_at: float | None,
+    started_at: float,
+    clock: Callable[[], float],
+    this_host: str,
+    alive: Callable[[int], bool],
+) -> str:
+    """A stored status as readers should see it: a `running` run whose process is gone is
+    `aborted`. Gone: on this host, its pid is dead; elsewhere (or with no pid recorded),
+    no heartbeat for `HEARTBEAT_STALE` seconds. Pure, given `alive` and `clock` (read
+    only when needed)."""
+    if status != RUN_RUNNING:
+        return status
+    if pid is not None and host == this_host:
+        return RUN_RUNNING if alive(pid) else RUN_ABORTED
+    last = heartbeat_at if heartbeat_at is not None else started_at
+    return RUN_ABORTED if clock() - last > HEARTBEAT_STALE else RUN_RUNNING
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": the state follows the last ')'.
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc (macOS): signal 0 is all we know
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from swarmperf.errors import ConfigError
+from swarmperf.errors import ConfigError, StoreError
 from swarmperf.model import TaskResult, TaskStatus
-from swarmperf.store.migrations import check_not_newer, migrate
+from swarmperf.store.locking import WriteStats, begin_immediate
+from swarmperf.store.migrations import SCHEMA_VERSION, check_not_newer, migrate, schema_version
 from swarmperf.store.records import (
     RUN_RUNNING,
     BenchmarkRecord,
@@ -23,14 +27,27 @@ from swarmperf.store.records import (
     EventRecord,
     MetricRow,
     RunRecord,
+    pid_alive,
+    run_status,
 )
 
-_RUN_COLUMNS = "id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report"
+_RUN_COLUMNS = (
+    "id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report, "
+    "pid, host, heartbeat_at"
+)
+# A store opened read-only is not migrated: before migration 4, runs have no pid and host.
+_RUN_COLUMNS_V3 = (
+    "id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report, "
+    "NULL, NULL, NULL"
+)
 _RESULT_COLUMNS = (
     "task_id, kind, tenant, status, agent, attempts, queued_at, started_at, finished_at, "
     "error, cost"
 )
 _RESULT_BATCH = 1000  # rows fetched per query by `iter_results`
+# How long a writer keeps waiting for another process's write lock before it gives up: long
+# enough to outlast a retention job or a backup, short enough that a stuck one is noticed.
+DEFAULT_WRITE_TIMEOUT = 600.0
 
 
 class Store:
@@ -42,13 +59,25 @@ class Store:
     A store may be shared between threads; it serialises their use of the connection.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        clock: Callable[[], float],
+        *,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        read_only: bool = False,
+        stats: WriteStats | None = None,
+    ) -> None:
         """Wrap an open, migrated connection. Use `Store.open` rather than calling this."""
         self.path = path
+        self.read_only = read_only
         self._conn = conn
         self._clock = clock
         self._lock = threading.RLock()
         self._savepoints = 0
+        self._write_timeout = write_timeout
+        self._stats = stats if stats is not None else WriteStats()
 
     @classmethod
     def open(
@@ -56,47 +85,53 @@ class Store:
         path: Path | str,
         *,
         busy_timeout: float = 5.0,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        read_only: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> Store:
         """Open (creating it and its parent directories if needed) and migrate the store.
 
-        `busy_timeout` is how long, in seconds, to wait for another process's write lock.
+        `busy_timeout` is how long, in seconds, one attempt waits for another process's write
+        lock; a writer keeps trying, warning as it waits, for `write_timeout` seconds in all.
+        A new data directory is made private to its owner (0700) and a new database file too
+        (0600): they hold alert history and sink errors.
+
+        `read_only` opens the store without writing anything, not even a migration: for
+        commands that only read, and for users who may read the store but not write it. A
+        missing store then reads as an empty one, and nothing is created.
+
         `clock` gives the wall-clock UNIX time stamped on runs, benchmarks and decisions.
+        Problems with the file itself (damaged, not a database, not writable) raise
+        `StoreError` saying what to do.
         """
         path = Path(path)
+        stats = WriteStats()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                "store path",
-                str(path),
-                f"Its directory could not be created ({exc.strerror}). Choose a writable "
-                "data directory.",
-            ) from exc
-        try:
-            # Autocommit mode: transactions are begun and ended explicitly by this class.
-            conn = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            conn = (
+                _connect_read_only(path, busy_timeout)
+                if read_only
+                else _connect(path, busy_timeout)
             )
-        except sqlite3.OperationalError as exc:
-            raise ConfigError(
-                "store path", str(path), f"SQLite could not open it ({exc}). Use a file path."
-            ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(exc, path) from exc
         try:
-            _configure(conn, path)
+
+            def begin() -> None:
+                begin_immediate(conn, path, write_timeout=write_timeout, stats=stats)
+
+            _configure(conn, path, read_only=read_only, begin=begin)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
-                raise ConfigError(
-                    "store path",
-                    str(path),
-                    "It is not an SQLite database. Move it away or use another data directory.",
-                ) from exc
-            raise
+            raise _store_error(exc, path) from exc
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path, clock)
+        return cls(conn, path, clock, write_timeout=write_timeout, read_only=read_only, stats=stats)
+
+    def write_stats(self) -> WriteStats:
+        """How often and how long this store waited for the write lock, measured so far."""
+        with self._lock:
+            return replace(self._stats)
 
     def close(self) -> None:
         """Close the connection. Closing twice is harmless."""
@@ -125,13 +160,23 @@ class Store:
         """
         with self._lock:
             if not self._conn.in_transaction:
-                # IMMEDIATE takes the write lock now, waiting up to busy_timeout for another
-                # writer. A deferred BEGIN would instead fail at once later, when its read lock
-                # needed upgrading to a write lock: SQLite does not wait for that.
-                self._conn.execute("BEGIN IMMEDIATE")
+                if self.read_only:
+                    raise StoreError(
+                        self.path,
+                        "it was opened read-only",
+                        "Open it with read_only=False to write.",
+                    )
+                # IMMEDIATE takes the write lock now, waiting (and retrying) while another
+                # writer has it. A deferred BEGIN would instead fail at once later, when its
+                # read lock needed upgrading to a write lock: SQLite does not wait for that.
+                with self._translated():
+                    begin_immediate(
+                        self._conn, self.path, write_timeout=self._write_timeout, stats=self._stats
+                    )
                 try:
-                    yield
-                    self._conn.execute("COMMIT")
+                    with self._translated():
+                        yield
+                        self._conn.execute("COMMIT")
                 except BaseException:
                     _rollback(self._conn, "ROLLBACK")
                     raise
@@ -152,15 +197,24 @@ class Store:
     # -- runs -----------------------------------------------------------------------------
 
     def start_run(self, swarm_id: str, spec: Mapping[str, Any], backend: str, strategy: str) -> int:
-        """Record that a run began now; return its id. Its status is "running"."""
-        row = (swarm_id, self._clock(), RUN_RUNNING, backend, strategy, _dump(spec))
+        """Record that a run began now, in this process; return its id. Its status is
+        "running" until `finish_run`; keep it fresh with `heartbeat`."""
+        now = self._clock()
+        row = (swarm_id, now, RUN_RUNNING, backend, strategy, _dump(spec))
         with self.transaction():
             cursor = self._conn.execute(
-                "INSERT INTO runs (swarm_id, started_at, status, backend, strategy, spec)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                row,
+                "INSERT INTO runs (swarm_id, started_at, status, backend, strategy, spec,"
+                " pid, host, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, os.getpid(), socket.gethostname(), now),
             )
         return _rowid(cursor)
+
+    def heartbeat(self, run_id: int) -> None:
+        """Record that the run is still going now (readers take a silent one for dead)."""
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ?", (self._clock(), run_id)
+            )
 
     def finish_run(self, run_id: int, report: Mapping[str, Any], status: str) -> None:
         """Record that a run ended now, how (`status`) and with what outcome (`report`)."""
@@ -173,20 +227,42 @@ class Store:
                 raise LookupError(f"No run has id {run_id!r}; start_run returns valid ids.")
 
     def get_run(self, run_id: int) -> RunRecord | None:
-        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-        return _run(rows[0]) if rows else None
+        rows = self._query(f"SELECT {self._run_columns()} FROM runs WHERE id = ?", (run_id,))
+        return self._run_record(rows[0]) if rows else None
 
     def list_runs(self, swarm_id: str | None = None, limit: int = 50) -> list[RunRecord]:
         """The most recently started runs first, of one swarm or of all."""
         _check_limit(limit)
         # Newest by id rather than by started_at: the wall clock can step backwards.
+        columns = self._run_columns()
         if swarm_id is None:
-            sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?"
+            sql = f"SELECT {columns} FROM runs ORDER BY id DESC LIMIT ?"
             rows = self._query(sql, (limit,))
         else:
-            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE swarm_id = ? ORDER BY id DESC LIMIT ?"
+            sql = f"SELECT {columns} FROM runs WHERE swarm_id = ? ORDER BY id DESC LIMIT ?"
             rows = self._query(sql, (swarm_id, limit))
-        return [_run(row) for row in rows]
+        return [self._run_record(row) for row in rows]
+
+    def _run_columns(self) -> str:
+        with self._lock:
+            return _RUN_COLUMNS if schema_version(self._conn) >= 4 else _RUN_COLUMNS_V3
+
+    def _run_record(self, row: tuple[Any, ...]) -> RunRecord:
+        """The row as readers should see it: `aborted` if its process is gone."""
+        record = _run(row)
+        if record.status != RUN_RUNNING:
+            return record
+        status = run_status(
+            record.status,
+            pid=record.pid,
+            host=record.host,
+            heartbeat_at=record.heartbeat_at,
+            started_at=record.started_at,
+            clock=self._clock,
+            this_host=socket.gethostname(),
+            alive=pid_alive,
+        )
+        return record if status == record.status else replace(record, status=status)
 
     def latest_run(self, swarm_id: str) -> RunRecord | None:
         runs = self.list_runs(swarm_id, limit=1)
@@ -369,8 +445,20 @@ class Store:
     # -- helpers --------------------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
-        with self._lock:
+        with self._lock, self._translated():
             return self._conn.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn SQLite's errors about the file itself (damaged, read-only, disk full) into
+        `StoreError`s that say what to do; leave the others (a bug's) as they are."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            error = _store_error(exc, self.path)
+            if error is exc:
+                raise
+            raise error from exc
 
     # -- metric history: retention and downsampling ---------------------------------------
     # A downsampled bucket is three rows at the bucket's start: `<name>` (the mean),
@@ -455,18 +543,132 @@ class Store:
         return ts, dict(named)
 
 
-def _configure(conn: sqlite3.Connection, path: Path) -> None:
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A read-write connection, creating a private data directory and database if missing."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        # SQLite creates a missing file with the umask's permissions (often 0644), and gives
+        # its -wal and -shm files the database's: create it first, readable by its owner only.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass  # an existing store (or one another process just made) keeps its permissions
+    except OSError as exc:
+        raise StoreError(
+            path,
+            f"it could not be created ({exc.strerror})",
+            "Choose a writable data directory (--data-dir or $SWARMPERF_DATA_DIR).",
+        ) from exc
+    try:
+        # Autocommit mode: transactions are begun and ended explicitly by the Store.
+        return sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.OperationalError as exc:
+        raise StoreError(
+            path, f"SQLite could not open it ({exc})", "Give the path of a file."
+        ) from exc
+
+
+def _connect_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection that cannot write, to an existing store."""
+    if not path.exists():
+        # Nothing recorded there yet: an empty store, in memory, so that the command says
+        # what data it lacks in its own words, and no file is made by a command that reads.
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        migrate(conn, path)
+        return conn
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(
+        uri, uri=True, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        # A WAL database needs its -shm index, which a reader makes if it may write the
+        # directory. One who may not can still read the file as it stands, when no writer
+        # has it open (no -wal file): SQLite then reads it without locks.
+        wal = path.with_name(path.name + "-wal")
+        if not _readonly_code(exc) or wal.exists():
+            raise
+        return sqlite3.connect(
+            f"{uri}&immutable=1",
+            uri=True,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    return conn
+
+
+def _configure(
+    conn: sqlite3.Connection, path: Path, *, read_only: bool, begin: Callable[[], None]
+) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
+    # Refuse a newer schema before changing anything in the file.
+    check_not_newer(conn, path)
+    if read_only:
+        if schema_version(conn) < SCHEMA_VERSION:
+            raise StoreError(
+                path,
+                f"its schema (version {schema_version(conn)}) is older than this swarmperf's "
+                f"({SCHEMA_VERSION}), and a read-only store is not upgraded",
+                "Run a command that writes to it once (e.g. `swarmperf run`) to upgrade it.",
+            )
+        return
     # NORMAL is durable in WAL mode except for the last commits before a power loss, and
     # spares an fsync per commit.
     conn.execute("PRAGMA synchronous = NORMAL")
-    # Refuse a newer schema before changing anything in the file.
-    check_not_newer(conn, path)
     # Switching modes needs an exclusive lock, so only switch when needed: a reader opening
     # the store while a writer works must not wait for it.
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         conn.execute("PRAGMA journal_mode = WAL")
-    migrate(conn, path)
+    migrate(conn, path, begin=begin)
+
+
+def _readonly_code(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)
+
+
+def _store_error(exc: sqlite3.DatabaseError, path: Path) -> BaseException:
+    """A `StoreError` saying what is wrong with the file and what to do; `exc` itself when
+    the error is not about the file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary == sqlite3.SQLITE_NOTADB:
+        return StoreError(
+            path,
+            "it is not an SQLite database",
+            "Move it away or use another data directory.",
+        )
+    if primary == sqlite3.SQLITE_CORRUPT:
+        return StoreError(
+            path,
+            f"the database is damaged ({exc})",
+            "Restore it from a backup, or save what is still readable with "
+            f"`sqlite3 {path} .recover | sqlite3 recovered.db` and use the recovered file "
+            "in its place; or start afresh in another data directory.",
+        )
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return StoreError(
+            path,
+            f"this process may not write it ({exc})",
+            "Run as a user who may write the data directory and its files, or choose another "
+            "data directory (--data-dir or $SWARMPERF_DATA_DIR). Commands that only read "
+            "(swarm-monitor, performance-report, metrics-collect, sla-check) open it read-only.",
+        )
+    if primary == sqlite3.SQLITE_FULL:
+        return StoreError(
+            path, "the disk is full", "Free some space (`swarmperf metrics-retention`) and retry."
+        )
+    if primary == sqlite3.SQLITE_IOERR:
+        return StoreError(
+            path, f"reading or writing it failed ({exc})", "Check the disk and the file system."
+        )
+    return exc
 
 
 def _rollback(conn: sqlite3.Connection, statement: str) -> None:
@@ -510,7 +712,8 @@ def _filters(swarm_id: str, optional: Mapping[str, object]) -> tuple[str, tuple[
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
-    run_id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report = row
+    (run_id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report) = row[:9]
+    pid, host, heartbeat_at = row[9:]
     return RunRecord(
         id=run_id,
         swarm_id=swarm_id,
@@ -521,6 +724,10 @@ def _run(row: tuple[Any, ...]) -> RunRecord:
         strategy=strategy,
         spec=_load(spec),
         report=None if report is None else _load(report),
+        pid=pid,
+        host=host,
+        heartbeat_at=heartbeat_at,
+        stored_status=status,
     )
 
 
