@@ -26,14 +26,14 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 # The hot path of every task, and nothing that users subclass or that must pickle by value.
 COMPILED = (
-    "src/swarmperf/model.py",
-    "src/swarmperf/queueing.py",
+    "src/swarmperf/core/model.py",
+    "src/swarmperf/core/queueing.py",
     "src/swarmperf/balancing/agents.py",
     "src/swarmperf/balancing/strategies.py",
     "src/swarmperf/runtime/coordinator.py",
     "src/swarmperf/sim/engine.py",
     "src/swarmperf/sim/backend.py",
-    "src/swarmperf/sim/run.py",
+    "src/swarmperf/sim/simulation.py",
 )
 
 # Type-checked for compilation only: the runtime dependencies are not installed in an

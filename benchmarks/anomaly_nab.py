@@ -1,7 +1,7 @@
 """NAB: the ensemble anomaly detector over the 42 series of ../shared/datasets/nab, NAB v1.1 rules.
 
 One fixed configuration for every file, a fresh detector per file, streaming (each score uses
-only the rows up to its own). Scored with swarmperf.monitor.nab for the three profiles. NAB's
+only the rows up to its own). Scored with swarmperf.analysis.nab for the three profiles. NAB's
 Windowed Gaussian baseline is run and scored in the same run as the peer: its published figure
 on these files (30.6 / 16.4 / 37.3) checks the harness end to end.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, python_version
-from swarmperf.monitor import nab
-from swarmperf.monitor.anomaly import Ensemble, WindowedGaussian
+from swarmperf.analysis import nab
+from swarmperf.analysis.anomaly import Ensemble, WindowedGaussian
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIME_STANDARD = 71.5  # best published on these files

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, parse_args, python_version
 from swarmperf import STRATEGIES, AgentSpec, Swarm, Task
+from swarmperf.app.workload import draw_sizes
 from swarmperf.spec import ParetoSize
-from swarmperf.workload import draw_sizes
 
 AGENTS = 8
 SLOWDOWN = 4.0

@@ -22,7 +22,7 @@ from itertools import repeat
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from _common import RunSettings, emit, log, median, parse_args, python_version, spread
-from swarmperf.model import Task
+from swarmperf.core.model import Task
 from swarmperf.resilience.breaker import BreakerSettings, CircuitBreaker
 
 RATIO_GOAL = 0.2
@@ -139,7 +139,7 @@ class CounterBulkhead:
 
 def _make_bulkhead() -> tuple[Callable[[], Bulkhead], str]:
     try:
-        from swarmperf.runtime.bulkheads import Bulkheads, BulkheadSettings
+        from swarmperf.resilience.bulkheads import Bulkheads, BulkheadSettings
     except ImportError:
         return (
             lambda: CounterBulkhead(1_000),
@@ -153,7 +153,7 @@ def _make_bulkhead() -> tuple[Callable[[], Bulkhead], str]:
         pool.admit(Task(BULKHEAD_KIND))
         return pool
 
-    return make, "swarmperf.runtime.bulkheads.Bulkheads"
+    return make, "swarmperf.resilience.bulkheads.Bulkheads"
 
 
 def load_stack() -> tuple[Callable[[], tuple[Bulkhead, RateLimiter]] | None, str]:

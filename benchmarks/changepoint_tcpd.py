@@ -1,6 +1,6 @@
 """Change-point detection on TCPD: one fixed configuration per method, F1 (margin 5) and cover.
 
-Runs every method's shipped configuration (`swarmperf.suite.changepoint.METHOD_CONFIGS`, the
+Runs every method's shipped configuration (`swarmperf.bench.changepoint.METHOD_CONFIGS`, the
 same for all series, no per-series tuning) over the 13 univariate series of the published
 comparison in `../shared/datasets/tcpd`, and scores each with the TCPD metrics. The peer
 measured in the same run is "zero" (predicts no change at all): a detector shows skill only
@@ -25,13 +25,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, python_version
-from swarmperf.suite.changepoint import (
+from swarmperf.bench.changepoint import (
     DEFAULT_METHOD,
     METHOD_CONFIGS,
     DetectorConfig,
     detect_changes,
 )
-from swarmperf.suite.tcpd import TcpdCorpus, load_corpus, score_series
+from swarmperf.bench.tcpd import TcpdCorpus, load_corpus, score_series
 
 PUBLISHED_BEST_F1 = 0.704  # binary segmentation, default (REFERENCES.md)
 PUBLISHED_BEST_COVER = 0.645  # AMOC, default (REFERENCES.md)

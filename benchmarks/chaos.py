@@ -41,13 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, parse_args, python_version
 from swarmperf import AgentSpec, QueueSettings, Swarm, Task, TaskResult, TaskStatus
-from swarmperf.errors import Backpressure
-from swarmperf.model import Fault
+from swarmperf.core.errors import Backpressure
+from swarmperf.core.model import Fault
 from swarmperf.resilience.breaker import BreakerSettings
 from swarmperf.resilience.guard import SUGGESTED_SHED_AT, ResilienceGuard, ResilienceSettings
+from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 from swarmperf.runtime.process import ProcessBackend
-from swarmperf.runtime.restart import RestartPolicy
 from swarmperf.store import Store
 
 AGENTS = 10

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from _common import RunSettings, emit, log, median, parse_args, python_version, spread
 from swarmperf import STRATEGIES, AgentSpec, Backend, Swarm, Task, TaskResult
-from swarmperf.handlers import noop
+from swarmperf.core.handlers import noop
 
 AGENTS = 8
 CONCURRENCY = 1

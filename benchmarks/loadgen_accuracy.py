@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from _common import emit, log, python_version
-from swarmperf.suite.loadgen import CallableTarget, arrival_offsets, run_naive, run_open, steady
+from swarmperf.bench.loadgen import CallableTarget, arrival_offsets, run_naive, run_open, steady
 
 RATES = [100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000]
 QUICK_RATES = [1_000, 5_000, 20_000, 50_000]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RunSettings, emit, log, median, parse_args, python_version, spread
-from swarmperf.runner import run_spec
+from swarmperf.app.run import run_spec
 from swarmperf.spec import MonitorSpec, SwarmSpec, demo_spec
 from swarmperf.store import Store
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from _common import emit, log, parse_args, python_version
 from swarmperf import AgentSpec, Swarm, Task, TaskResult
+from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.runtime.ray_backend import RayBackend
-from swarmperf.runtime.restart import RestartPolicy
 
 AGENTS = 4
 CPUS = 2

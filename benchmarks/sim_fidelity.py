@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, parse_args, python_version
 from swarmperf import AgentSpec, Swarm, Task
-from swarmperf.model import TaskResult
+from swarmperf.app.workload import draw_sizes
+from swarmperf.core.model import TaskResult
 from swarmperf.sim import Simulation
 from swarmperf.sim.calibrate import Calibration, RunFigures, calibrate, run_figures
 from swarmperf.spec import ParetoSize
-from swarmperf.workload import draw_sizes
 
 AGENTS = 8
 SLOWDOWN = 4.0

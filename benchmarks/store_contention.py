@@ -40,7 +40,7 @@ HOLD_S = 8.0
 # One run, as `swarmperf run` does it: the spec's swarm, the store under the data directory.
 RUNNER = """
 import asyncio, json, sys
-from swarmperf.runner import run_spec
+from swarmperf.app.run import run_spec
 from swarmperf.spec import parse_spec
 from swarmperf.store import Store
 

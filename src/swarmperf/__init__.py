@@ -1,7 +1,7 @@
 """swarmperf: fast, balanced and resilient swarms of agents, with measurements to prove it."""
 
 from swarmperf.balancing import STRATEGIES, AgentState, LoadBalancer, get_strategy
-from swarmperf.errors import (
+from swarmperf.core.errors import (
     Backpressure,
     ConfigError,
     NoAgents,
@@ -9,9 +9,9 @@ from swarmperf.errors import (
     SwarmError,
     UnknownName,
 )
-from swarmperf.handlers import AgentContext, HandlerRegistry
-from swarmperf.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
-from swarmperf.queueing import QueueSettings
+from swarmperf.core.handlers import AgentContext, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
+from swarmperf.core.queueing import QueueSettings
 from swarmperf.runtime import Backend, Coordinator, Swarm
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """`python -m swarmperf`: the same as the `swarmperf` command."""
 
-from swarmperf.cli import main
+from swarmperf.cli.main import main
 
 main()

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from swarmperf.balancing import get_strategy
 from swarmperf.balancing.strategies import CapacityAware
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.coordinator import Coordinator
 from tests.conftest import FakeClock
 

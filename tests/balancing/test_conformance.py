@@ -15,8 +15,8 @@ from hypothesis.stateful import (
 )
 
 from swarmperf.balancing import STRATEGIES, get_strategy
-from swarmperf.errors import UnknownName
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.errors import UnknownName
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.coordinator import Coordinator
 from tests.conftest import FakeClock
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarmperf.balancing import get_strategy
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.coordinator import Coordinator
 from tests.conftest import FakeClock
 

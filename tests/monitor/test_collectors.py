@@ -12,19 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmperf.model import TaskResult, TaskStatus
-from swarmperf.monitor.collectors import NEEDS_TWO, StoreAgentsCollector, SystemCollector
-from swarmperf.monitor.figures import (
+from swarmperf.analysis.figures import (
     AgentShape,
     Columns,
+    StoreAgentsCollector,
     compute_figures,
     figure_series,
     run_figures,
     snapshots,
     system_from_rows,
 )
+from swarmperf.app.run import run_spec
+from swarmperf.core.model import TaskResult, TaskStatus
+from swarmperf.monitor.collectors import NEEDS_TWO, SystemCollector
 from swarmperf.monitor.snapshot import SwarmFigures, flatten
-from swarmperf.runner import run_spec
 from swarmperf.spec import parse_spec_yaml
 from swarmperf.store import Store
 

@@ -12,14 +12,14 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from swarmperf.errors import ConfigError
-from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.events import Event
+from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
 from swarmperf.monitor import names
 from swarmperf.monitor.exposition import SwarmCollector, make_registry, serve
 from swarmperf.monitor.metrics import Registry
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.resilience import BreakerSettings, ResilienceGuard, ResilienceSettings
-from swarmperf.runtime.guard import Event
 from swarmperf.runtime.swarm import Swarm
 from tests.conftest import FakeClock
 

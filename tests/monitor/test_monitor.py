@@ -10,13 +10,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from swarmperf.errors import ConfigError
-from swarmperf.model import AgentSpec, Task
+from swarmperf.app.run import run_spec
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.monitor.exposition import MetricsServer
 from swarmperf.monitor.monitor import Monitor
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
-from swarmperf.runner import run_spec
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.spec import SpecError, parse_spec_yaml
 from swarmperf.store import Store

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.monitor.exposition import MetricsServer, SwarmCollector, make_registry, serve
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
@@ -158,7 +158,7 @@ def test_prometheus_sees_what_the_swarm_did(
     assert float(rate[0]["value"][1]) > 0
     # The exported SLA expressions evaluate in Prometheus, with the snapshot's definitions:
     # every failure here reached an agent, so availability is 1; one task in seven failed.
-    from swarmperf.monitor.exports import _rate_expr
+    from swarmperf.alerting.exports import _rate_expr
 
     availability = _query(prometheus, _rate_expr("swarm.availability", "1m") or "")
     assert len(availability) == 1

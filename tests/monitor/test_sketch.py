@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 from swarmperf.monitor.sketch import QuantileSketch, SlidingRing, WindowedSketch
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)

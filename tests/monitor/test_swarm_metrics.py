@@ -7,10 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from swarmperf.model import AgentSpec, Fault, Task, TaskResult, TaskStatus
+from swarmperf.core.events import Event
+from swarmperf.core.model import AgentSpec, Fault, Task, TaskResult, TaskStatus
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.resilience import BreakerSettings, ResilienceGuard, ResilienceSettings
-from swarmperf.runtime.guard import Event
 from swarmperf.runtime.swarm import Swarm
 from tests.conftest import FakeClock
 

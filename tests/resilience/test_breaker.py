@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import swarmperf.resilience
-from swarmperf.errors import ConfigError, DispatchError
+from swarmperf.core.errors import ConfigError, DispatchError
 from swarmperf.resilience import (
     BreakerSettings,
     CircuitBreaker,

@@ -9,12 +9,12 @@ import signal
 import psutil
 
 from swarmperf import AgentSpec, QueueSettings, Swarm, Task, TaskResult, TaskStatus
-from swarmperf.errors import Backpressure
+from swarmperf.core.errors import Backpressure
 from swarmperf.resilience.breaker import BreakerSettings
 from swarmperf.resilience.guard import SUGGESTED_SHED_AT, ResilienceGuard, ResilienceSettings
+from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 from swarmperf.runtime.process import ProcessBackend
-from swarmperf.runtime.restart import RestartPolicy
 
 
 def test_killed_workers_lose_nothing_and_come_back_on_probation() -> None:

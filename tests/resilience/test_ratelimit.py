@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from swarmperf.errors import ConfigError, DispatchError, UnknownName
+from swarmperf.core.errors import ConfigError, DispatchError, UnknownName
 from swarmperf.resilience.ratelimit import (
     BucketStatistics,
     Limiter,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 from swarmperf.resilience.retry import (
     TRANSIENT_ERRORS,
     RetryBudget,

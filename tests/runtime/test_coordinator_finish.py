@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from swarmperf import STRATEGIES, AgentSpec, Task
 from swarmperf.balancing.strategies import get_strategy
-from swarmperf.model import TaskResult
+from swarmperf.core.model import TaskResult
 from swarmperf.runtime.coordinator import Coordinator
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from swarmperf import STRATEGIES, AgentSpec, QueueSettings, Task
 from swarmperf.balancing.strategies import get_strategy
-from swarmperf.errors import Backpressure
-from swarmperf.model import Priority, TaskResult
+from swarmperf.core.errors import Backpressure
+from swarmperf.core.model import Priority, TaskResult
 from swarmperf.runtime.coordinator import Coordinator
 
 

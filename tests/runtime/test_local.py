@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from swarmperf import STRATEGIES, AgentContext, AgentSpec, NoAgents, Swarm, Task, TaskStatus
-from swarmperf.errors import UnknownName
+from swarmperf.core.errors import UnknownName
 
 
 def run(coro: Any) -> Any:

@@ -19,9 +19,9 @@ from typing import Any
 import psutil
 import pytest
 
-from swarmperf.errors import AgentCrashed, BackendError, ConfigError
-from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
+from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.backend import Backend, Done
 from swarmperf.runtime.process import START_METHODS, ProcessBackend, handler_ref
 from swarmperf.runtime.swarm import Swarm
@@ -564,7 +564,7 @@ def test_handlers_workers_cannot_import_are_rejected_at_start(handler: Handler) 
 
 def test_handler_references_are_module_and_qualname() -> None:
     registry = HandlerRegistry(HANDLERS)
-    assert handler_ref("noop", registry["noop"]) == "swarmperf.handlers:noop"
+    assert handler_ref("noop", registry["noop"]) == "swarmperf.core.handlers:noop"
     assert handler_ref("add_one", add_one) == f"{__name__}:add_one"
 
 

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from swarmperf.app.backends import make_backend
 from swarmperf.balancing import STRATEGIES
-from swarmperf.errors import AgentCrashed, BackendError, ConfigError
-from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
-from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
+from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
+from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
+from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.runtime.backend import Backend
-from swarmperf.runtime.backends import make_backend
 from swarmperf.runtime.ray_backend import (
     ActorOptions,
     ActorPlacement,
@@ -27,7 +28,6 @@ from swarmperf.runtime.ray_backend import (
     RaySettings,
     node_figures,
 )
-from swarmperf.runtime.restart import RestartPolicy
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.spec import SpecError, parse_spec
 from tests.runtime.test_process import HANDLERS, RecordingSink, most_at_once
@@ -86,7 +86,7 @@ def test_the_cli_says_what_to_install_with_exit_code_2(
 ) -> None:
     from typer.testing import CliRunner
 
-    from swarmperf.cli import app
+    from swarmperf.cli.main import app
 
     monkeypatch.setitem(sys.modules, "ray", None)
     spec = tmp_path / "spec.yaml"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from swarmperf import AgentContext, AgentSpec, HandlerRegistry, Task
-from swarmperf.model import Fault
+from swarmperf.core.model import Fault
 from swarmperf.runtime.backend import Backend, Done
 from swarmperf.sim import AgentModel, Constant, SimBackend
 

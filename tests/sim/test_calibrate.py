@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from swarmperf import AgentSpec, Swarm, Task, TaskStatus
-from swarmperf.errors import ConfigError
-from swarmperf.model import Fault, TaskResult
+from swarmperf.app.workload import draw_sizes
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.model import Fault, TaskResult
 from swarmperf.sim import AgentModel, Empirical, Simulation
 from swarmperf.sim.calibrate import MIN_FIT, Calibration, RunFigures, calibrate, run_figures
 from swarmperf.sim.models import LinearService, TaskServiceModel
 from swarmperf.spec import ParetoSize
-from swarmperf.workload import draw_sizes
 
 # -- a recorded run, on the local backend -------------------------------------------------
 

@@ -19,7 +19,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "src"
 FINGERPRINT = """
 import hashlib, random
 from swarmperf import STRATEGIES, AgentSpec, QueueSettings, Task, compiled
-from swarmperf.model import Priority
+from swarmperf.core.model import Priority
 from swarmperf.sim import PoissonArrivals, Simulation
 
 digests = []
@@ -73,10 +73,10 @@ def _fingerprint(env: dict[str, str]) -> tuple[str, str]:
 def test_the_installed_core_is_compiled() -> None:
     _need_compiled()
     from swarmperf.runtime import coordinator
-    from swarmperf.sim import run
+    from swarmperf.sim import simulation
 
     assert not coordinator.__file__.endswith(".py")
-    assert not run.__file__.endswith(".py")
+    assert not simulation.__file__.endswith(".py")
 
 
 @pytest.mark.slow

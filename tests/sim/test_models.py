@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 from swarmperf.sim import (
     AgentModel,
     BatchArrivals,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from swarmperf.model import TaskResult, TaskStatus
+from swarmperf.core.model import TaskResult, TaskStatus
 from swarmperf.store import Store
 
 # Opens the store the way a monitoring process would, and prints what it sees of one run.

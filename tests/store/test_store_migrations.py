@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmperf.errors import ConfigError, StoreError
-from swarmperf.model import TaskStatus
+from swarmperf.core.errors import ConfigError, StoreError
+from swarmperf.core.model import TaskStatus
 from swarmperf.store import SCHEMA_VERSION, Store
 from swarmperf.store.migrations import MIGRATIONS, migrate, split_statements
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmperf.model import TaskResult, TaskStatus
+from swarmperf.core.model import TaskResult, TaskStatus
 from swarmperf.store import Store
 
 # NaN is left out: SQLite stores it as NULL. Infinities survive.

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from swarmperf.errors import StoreError
-from swarmperf.model import TaskResult, TaskStatus
-from swarmperf.runner import Progress, run_spec
+from swarmperf.app.run import Progress, run_spec
+from swarmperf.core.errors import StoreError
+from swarmperf.core.model import TaskResult, TaskStatus
 from swarmperf.spec import SwarmSpec, parse_spec
 from swarmperf.store import Store
 
@@ -284,7 +284,7 @@ def test_a_read_only_open_of_a_missing_store_reads_empty_and_creates_nothing(
 # A user who may read the store but not write it (another user's data directory).
 AS_OTHER_USER = """
 import json, sys
-from swarmperf.errors import StoreError
+from swarmperf.core.errors import StoreError
 from swarmperf.store import Store
 try:
     Store.open(sys.argv[1]).close()

@@ -14,8 +14,8 @@ from typing import cast
 
 import pytest
 
-from swarmperf.errors import ConfigError
-from swarmperf.model import TaskResult, TaskStatus
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.model import TaskResult, TaskStatus
 from swarmperf.store import (
     RUN_RUNNING,
     BenchmarkRecord,

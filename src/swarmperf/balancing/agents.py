@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.model import AgentSpec, Task
 
 # Smoothing for measured speed and service time: about the last 10 tasks dominate.
 EWMA_ALPHA: Final = 0.2

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 from swarmperf.balancing.agents import AgentState
-from swarmperf.errors import UnknownName
-from swarmperf.model import Task
+from swarmperf.core.errors import UnknownName
+from swarmperf.core.model import Task
 
 
 class SwarmLoad(Protocol):

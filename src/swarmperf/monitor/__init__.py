@@ -1,1 +1,2 @@
-"""The Performance Monitor: metrics, collectors, Prometheus, bottlenecks, SLAs, alerts."""
+"""The Performance Monitor, live: metrics and sketches, collectors of the machine and the
+swarm, the sampling loop, and Prometheus exposition."""

@@ -1,4 +1,4 @@
-"""Collectors: the machine's figures from psutil, and a swarm's figures from the store.
+"""Collectors: the machine's figures from psutil.
 
 CPU utilisation is computed here from two readings of `psutil.cpu_times` rather than with
 `psutil.cpu_percent(interval=None)`: that function keeps its previous reading in module-level
@@ -17,9 +17,7 @@ from typing import Any
 
 import psutil
 
-from swarmperf.errors import ConfigError
-from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures
-from swarmperf.store import Store
+from swarmperf.monitor.snapshot import SystemFigures
 
 PSI_MEMORY = Path("/proc/pressure/memory")
 NEEDS_TWO = "needs two samples"
@@ -196,28 +194,3 @@ def read_memory_pressure(path: Path, reasons: dict[str, str]) -> float | None:
                         break
     reasons["memory_pressure"] = f"{path} has no 'some avg10' figure"
     return None
-
-
-class StoreAgentsCollector:
-    """A swarm's figures, computed from the task results its latest run stored so far.
-
-    Works for a swarm running in another process: the runner saves results as they finish.
-    The window is the last `window_s` seconds of the run's own clock (up to the latest
-    finished task), so a finished run is described as it ended.
-    """
-
-    def __init__(self, store: Store, swarm_id: str, window_s: float) -> None:
-        if not window_s > 0:
-            raise ConfigError("window", window_s, "Use a duration > 0, e.g. 30s.")
-        self._store = store
-        self.swarm_id = swarm_id
-        self.window_s = window_s
-
-    def sample(self) -> tuple[int, SwarmFigures] | None:
-        """(run id, figures) of the swarm's latest run; None when it has no run yet."""
-        from swarmperf.monitor.figures import run_figures
-
-        run = self._store.latest_run(self.swarm_id)
-        if run is None:
-            return None
-        return run.id, run_figures(self._store, run.id, window_s=self.window_s)

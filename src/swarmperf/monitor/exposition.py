@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 from swarmperf.monitor import names
 from swarmperf.monitor.metrics import Counter, Gauge, Histogram, Registry
 from swarmperf.monitor.snapshot import Quantiles, SwarmFigures, SystemFigures

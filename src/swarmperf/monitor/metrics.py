@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Generic, Literal, TypeVar
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 from swarmperf.monitor.sketch import DEFAULT_ALPHA, QuantileSketch
 
 OVERFLOW = "__overflow__"

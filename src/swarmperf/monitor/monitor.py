@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.events import Event
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
-from swarmperf.runtime.guard import Event
 from swarmperf.store import Store
 
 Observer = Callable[[SwarmFigures, SystemFigures | None], None]

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from math import ceil, log
 from typing import Generic, TypeVar
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 
 DEFAULT_ALPHA = 0.005
 DEFAULT_MIN_VALUE = 1e-9

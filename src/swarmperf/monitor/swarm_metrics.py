@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterable
 from math import floor
 from typing import TYPE_CHECKING
 
-from swarmperf.model import Priority, TaskResult, TaskStatus
+from swarmperf.core.events import Event
+from swarmperf.core.model import Priority, TaskResult, TaskStatus
 from swarmperf.monitor.metrics import OVERFLOW, CounterSeries, Registry
 from swarmperf.monitor.names import NO_AGENT, TASKS_TOTAL
 from swarmperf.monitor.sketch import DEFAULT_ALPHA, QuantileSketch, SlidingRing
 from swarmperf.monitor.snapshot import AgentFigures, Quantiles, SwarmFigures
 from swarmperf.resilience.guard import ResilienceGuard
-from swarmperf.runtime.guard import Event
 
 if TYPE_CHECKING:
     from swarmperf.balancing.agents import AgentState

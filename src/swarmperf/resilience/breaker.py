@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NoReturn
 
-from swarmperf.errors import ConfigError, DispatchError
+from swarmperf.core.errors import ConfigError, DispatchError
 
 _floor = math.floor
 _sqrt = math.sqrt

@@ -28,12 +28,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from swarmperf.balancing.agents import AgentState
-from swarmperf.errors import ConfigError
-from swarmperf.model import Priority, Task
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.model import Priority, Task
 from swarmperf.resilience.breaker import BreakerSettings, CircuitBreaker, State, Transition
+from swarmperf.resilience.policy import Control, Fallback, Retry, Verdict
 from swarmperf.resilience.ratelimit import Limiter, RateLimit
 from swarmperf.resilience.retry import RetryBudget, RetryPolicies, RetryPolicy, should_retry
-from swarmperf.runtime.guard import Control, Fallback, Retry, Verdict
 
 _RETRY_IN = re.compile(r"retry in ([0-9.eE+-]+)s")
 _PROVIDER = re.compile(r"Provider '([^']+)'")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from swarmperf.errors import ConfigError, DispatchError, UnknownName
+from swarmperf.core.errors import ConfigError, DispatchError, UnknownName
 
 __all__ = [
     "DEFAULT_BURST",

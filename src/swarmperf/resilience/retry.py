@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, TypeAlias
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 
 __all__ = [
     "TIMEOUT_ERRORS",

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from swarmperf.balancing.agents import EWMA_ALPHA
-from swarmperf.errors import ConfigError
-from swarmperf.handlers import HandlerRegistry
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.handlers import HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task
 
 # One finished task: (task, started, finished, error or None, value). Times are seconds on
 # the swarm's clock (time.perf_counter: CLOCK_MONOTONIC, the same in every process here).

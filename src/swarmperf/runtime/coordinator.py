@@ -24,11 +24,12 @@ from typing import Any, Final
 
 from swarmperf.balancing.agents import EWMA_ALPHA, AgentState
 from swarmperf.balancing.strategies import LoadBalancer
-from swarmperf.errors import Backpressure, ConfigError, QuotaExceeded
-from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
-from swarmperf.queueing import QueueSettings, TaskQueue
-from swarmperf.runtime.bulkheads import Bulkheads, BulkheadSettings
-from swarmperf.runtime.guard import Event, Fallback, Guard, Retry
+from swarmperf.core.errors import Backpressure, ConfigError, QuotaExceeded
+from swarmperf.core.events import Event
+from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
+from swarmperf.core.queueing import QueueSettings, TaskQueue
+from swarmperf.resilience.bulkheads import Bulkheads, BulkheadSettings
+from swarmperf.resilience.policy import Fallback, Guard, Retry
 
 Clock = Callable[[], float]
 # `Final`: compiled, these are constants, not a module lookup per use.

@@ -13,9 +13,9 @@ from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from swarmperf.errors import ConfigError
-from swarmperf.handlers import AgentContext, HandlerRegistry
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.handlers import AgentContext, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.backend import CompletionSink, Done
 
 _now = time.perf_counter

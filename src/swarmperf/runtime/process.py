@@ -37,9 +37,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, ClassVar, cast
 
-from swarmperf.errors import AgentCrashed, BackendError, ConfigError
-from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
-from swarmperf.model import AgentSpec, Task
+from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
+from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
 
 _now = time.perf_counter  # CLOCK_MONOTONIC: worker timestamps are on the parent's clock

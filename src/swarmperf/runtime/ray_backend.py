@@ -33,9 +33,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from swarmperf.errors import AgentCrashed, BackendError, ConfigError
-from swarmperf.handlers import AgentContext, Handler, HandlerRegistry
-from swarmperf.model import AgentSpec, Task, TaskResult
+from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
+from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task, TaskResult
 from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
 
 _now = time.perf_counter

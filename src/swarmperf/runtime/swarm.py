@@ -9,15 +9,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
-from swarmperf.errors import NoAgents
-from swarmperf.handlers import Handler, HandlerRegistry
-from swarmperf.model import AgentSpec, Task, TaskResult, TaskStatus
-from swarmperf.queueing import QueueSettings
+from swarmperf.core.errors import NoAgents
+from swarmperf.core.events import Event
+from swarmperf.core.handlers import Handler, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
+from swarmperf.core.queueing import QueueSettings
+from swarmperf.resilience.bulkheads import BulkheadSettings
+from swarmperf.resilience.policy import Guard
+from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.runtime.backend import Backend, Done
-from swarmperf.runtime.bulkheads import BulkheadSettings
 from swarmperf.runtime.coordinator import Coordinator
-from swarmperf.runtime.guard import Event, Guard
-from swarmperf.runtime.restart import RestartPolicy
 
 EVENTS_KEPT = 10_000
 ResultListener = Callable[[TaskResult], None]

@@ -22,7 +22,7 @@ from swarmperf.sim.models import (
     TaskServiceModel,
     read_minute_trace,
 )
-from swarmperf.sim.run import SimOutcome, SimProgress, Simulation, simulate_spec
+from swarmperf.sim.simulation import SimOutcome, SimProgress, Simulation
 
 __all__ = [
     "AgentModel",
@@ -50,5 +50,4 @@ __all__ = [
     "VirtualClock",
     "calibrate",
     "read_minute_trace",
-    "simulate_spec",
 ]

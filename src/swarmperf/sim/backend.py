@@ -21,9 +21,9 @@ from heapq import heappush
 from typing import Any, ClassVar, Final
 
 from swarmperf.balancing.agents import AgentState
-from swarmperf.errors import ConfigError, UnknownName
-from swarmperf.handlers import HandlerRegistry
-from swarmperf.model import AgentSpec, Fault, Task
+from swarmperf.core.errors import ConfigError, UnknownName
+from swarmperf.core.handlers import HandlerRegistry
+from swarmperf.core.model import AgentSpec, Fault, Task
 from swarmperf.runtime.backend import CompletionSink, Done
 from swarmperf.sim.engine import Engine, Entry
 from swarmperf.sim.models import AgentModel, ServiceModel, TaskServiceModel

@@ -24,12 +24,12 @@ import numpy as np
 import numpy.typing as npt
 
 from swarmperf.balancing.strategies import LoadBalancer
-from swarmperf.errors import ConfigError
-from swarmperf.handlers import Handler, HandlerRegistry
-from swarmperf.model import AgentSpec, Task, TaskResult
-from swarmperf.queueing import QueueSettings
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.handlers import Handler, HandlerRegistry
+from swarmperf.core.model import AgentSpec, Task, TaskResult
+from swarmperf.core.queueing import QueueSettings
 from swarmperf.sim.models import AgentModel, Empirical, LinearService, ReplayArrivals
-from swarmperf.sim.run import SimOutcome, Simulation
+from swarmperf.sim.simulation import SimOutcome, Simulation
 
 # Tasks with a cost an agent must have run for a fit of its own; with fewer, one noisy
 # task could set its slope.
@@ -47,7 +47,7 @@ Floats = npt.NDArray[np.float64]
 class RunFigures:
     """The figures a simulation of a run must reproduce, in seconds: the makespan (start
     to the last task's end) and latency percentiles over succeeded tasks (queued to
-    finished), as `swarmperf.report.build_report` computes them."""
+    finished), as `swarmperf.runtime.report.build_report` computes them."""
 
     makespan: float
     latency_p50: float

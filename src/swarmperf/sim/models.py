@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from swarmperf.errors import ConfigError
-from swarmperf.model import Task
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.model import Task
 
 # -- validation -------------------------------------------------------------------------
 

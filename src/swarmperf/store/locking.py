@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarmperf.errors import StoreError
+from swarmperf.core.errors import StoreError
 
 log = logging.getLogger("swarmperf.store")
 

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from swarmperf.errors import ConfigError
+from swarmperf.core.errors import ConfigError
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: runs and the results of their tasks.

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from swarmperf.errors import ConfigError, StoreError
-from swarmperf.model import TaskResult, TaskStatus
+from swarmperf.core.errors import ConfigError, StoreError
+from swarmperf.core.model import TaskResult, TaskStatus
 from swarmperf.store.locking import WriteStats, begin_immediate
 from swarmperf.store.migrations import SCHEMA_VERSION, check_not_newer, migrate, schema_version
 from swarmperf.store.records import (

@@ -1,0 +1,2 @@
+"""Alerting: SLA rules, the alert lifecycle, notification sinks, and exports for
+Prometheus and Grafana."""

@@ -1,0 +1,199 @@
+"""SLA and alerting commands: check stored snapshots, print defaults, export rules, dashboards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from swarmperf.cli._support import (
+    DataDirOption,
+    Output,
+    OutputOption,
+    UserError,
+    err,
+    open_store,
+    out,
+    user_errors,
+)
+from swarmperf.core.files import write_atomic
+
+if TYPE_CHECKING:
+    from swarmperf.alerting.sla import RuleResult, RuleSet
+
+SlaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sla",
+        help="An alerting file (rules, alerting, sinks); none: the built-in rules.",
+        dir_okay=False,
+    ),
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Write to this file instead of stdout.", dir_okay=False)
+]
+
+_CRITICAL_EXIT = 1
+
+
+def _rules(path: Path | None) -> RuleSet:
+    from swarmperf.alerting.sinks import AlertingFile
+    from swarmperf.alerting.sla import default_rules
+
+    if path is None:
+        return default_rules()
+    if not path.exists():
+        raise UserError(f"--sla: {str(path)!r} does not exist. Give the path of an alerting file.")
+    return AlertingFile.load(path).rules
+
+
+def _write(text: str, path: Path | None) -> None:
+    """`text` to `path` in full or not at all (a temporary file renamed), or to stdout."""
+    if path is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UserError(f"--out: {str(path)!r} is in no existing directory. Create it first.")
+    try:
+        write_atomic(path, text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        raise UserError(
+            f"--out: {str(path)!r} cannot be written ({exc.strerror or exc}). "
+            "Give a file path in a writable folder."
+        ) from exc
+    err.print(f"[dim]Wrote {path}.[/dim]")
+
+
+def _snapshots(data_dir: Path | None, swarm_id: str, longest: float) -> list[Any]:
+    from swarmperf.alerting.sla import snapshots_from_rows
+
+    store = open_store(data_dir, True, read_only=True)
+    assert store is not None  # open_store gives a store when enabled
+    with store:
+        # The newest snapshot fixes the evaluation time; read only what the windows need.
+        marks = store.metrics(swarm_id, name="swarm.completed")
+        since = marks[-1].ts - longest if marks else None
+        rows = store.metrics(swarm_id, since=since)
+    if not rows:
+        raise UserError(
+            f"--swarm-id: no snapshots are stored for swarm {swarm_id!r}. Check the id, or run "
+            "the swarm with monitoring so that snapshots are recorded."
+        )
+    return snapshots_from_rows(rows)
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    from swarmperf.alerting.sla import format_value
+
+    return "[dim]n/a[/dim]" if value is None else format_value(value, unit)  # type: ignore[arg-type]
+
+
+def _table(rules: RuleSet, results: list[RuleResult], at: float, swarm_id: str) -> None:
+    from rich.table import Table
+
+    from swarmperf.alerting.sla import threshold_text
+
+    by_name = {r.name: r for r in rules.rules}
+    colour = {"ok": "green", "warning": "yellow", "critical": "red", "no_data": "dim"}
+    table = Table(title=f"SLA check of swarm {swarm_id!r}")
+    for col in ("rule", "value", "objective", "budget", "state", "note"):
+        table.add_column(col, justify="right" if col in ("value", "budget") else "left")
+    for r in results:
+        rule = by_name[r.rule]
+        objective = f"{rule.comparison} {threshold_text(rule.threshold, rule.unit)}"
+        used = "[dim]n/a[/dim]" if r.budget_used is None else f"{r.budget_used:.0%}"
+        note = r.reason or ("breached" if r.breached else "")
+        agent = r.labels.get("agent")
+        table.add_row(
+            r.rule if agent is None else f"{r.rule} [{agent}]",
+            _fmt(r.value, rule.unit),
+            objective,
+            used,
+            f"[{colour[r.state]}]{r.state}[/{colour[r.state]}]",
+            note,
+        )
+    out.print(table)
+    out.print(f"[dim]Evaluated at the newest stored snapshot (UNIX time {at:.3f}).[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    export = typer.Typer(
+        name="export",
+        help="Export SLA rules to Prometheus and a dashboard to Grafana.",
+        no_args_is_help=True,
+    )
+    app.add_typer(export)
+
+    @export.command("prometheus-rules")
+    def prometheus_rules_command(sla: SlaOption = None, out_file: OutOption = None) -> None:
+        """Write the SLA rules as a Prometheus alerting-rules file (check it with promtool)."""
+        from swarmperf.alerting.exports import prometheus_rules, unexportable
+
+        with user_errors():
+            rules = _rules(sla)
+            for rule in unexportable(rules):
+                err.print(
+                    f"[yellow]warning:[/yellow] rule {rule.name!r} is left out: "
+                    f"{rule.metric} has no Prometheus metric."
+                )
+            _write(prometheus_rules(rules), out_file)
+
+    @export.command("grafana-dashboard")
+    def grafana_dashboard_command(out_file: OutOption = None) -> None:
+        """Write a Grafana dashboard (JSON) over the swarm's Prometheus metrics."""
+        from swarmperf.alerting.exports import grafana_dashboard
+
+        with user_errors():
+            _write(json.dumps(grafana_dashboard(), indent=2), out_file)
+
+    @app.command("sla-defaults")
+    def sla_defaults() -> None:
+        """Print the built-in SLA rules as YAML, a starting point for an alerting file."""
+        from swarmperf.alerting.sla import DEFAULT_RULES_YAML
+
+        print(DEFAULT_RULES_YAML, end="")
+
+    @app.command("sla-check")
+    def sla_check(
+        swarm_id: Annotated[str, typer.Option("--swarm-id", help="The swarm to check.")],
+        sla: SlaOption = None,
+        window: Annotated[
+            str | None,
+            typer.Option("--window", help="Judge every rule over this window, e.g. 300s."),
+        ] = None,
+        output: OutputOption = Output.table,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """Judge a swarm's stored snapshots against the SLA rules (exit 1 if any is critical)."""
+        from swarmperf.alerting.sla import evaluate
+        from swarmperf.core.durations import parse_duration
+
+        with user_errors():
+            rules = _rules(sla)
+            if window is not None:
+                seconds = parse_duration(window, "--window")
+                if seconds <= 0:
+                    raise UserError(f"--window: {window!r} is not valid. Use a duration > 0.")
+                rules = rules.with_window(seconds)
+            snapshots = _snapshots(data_dir, swarm_id, max(r.window for r in rules.rules))
+        at = snapshots[-1][0]
+        results = evaluate(rules, snapshots, now=at)
+        critical = any(r.state == "critical" for r in results)
+        if output is Output.json:
+            print(
+                json.dumps(
+                    {
+                        "swarm_id": swarm_id,
+                        "at": at,
+                        "critical": critical,
+                        "results": [r.to_dict() for r in results],
+                    }
+                )
+            )
+        else:
+            _table(rules, results, at, swarm_id)
+        if critical:
+            raise typer.Exit(code=_CRITICAL_EXIT)

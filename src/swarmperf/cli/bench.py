@@ -1,0 +1,322 @@
+"""`benchmark-run` and `benchmark-suites`: run a benchmark suite, write and store its results.
+
+`benchmark-run` exits 1 when not one request of the whole suite succeeded (as a failed
+threshold would): a target that is down must not pass for a measured one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from swarmperf.cli._support import (
+    DataDirOption,
+    Output,
+    OutputOption,
+    UserError,
+    err,
+    load_spec_or_demo,
+    open_store,
+    out,
+    run_async,
+    user_errors,
+)
+
+if TYPE_CHECKING:
+    from swarmperf.bench.results import ScenarioResult, SuiteResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command("benchmark-run")(benchmark_run)
+    app.command("benchmark-suites")(benchmark_suites)
+
+
+def benchmark_run(
+    suite: Annotated[
+        str, typer.Option("--suite", help="A built-in suite (quick, comprehensive) or a YAML file.")
+    ] = "quick",
+    duration: Annotated[
+        str | None, typer.Option("--duration", help="Each iteration's length, e.g. 300s.")
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", help="Measured iterations per scenario.")
+    ] = None,
+    warmup: Annotated[
+        str | None, typer.Option("--warmup", help="Unmeasured load first, e.g. 30s.")
+    ] = None,
+    cooldown: Annotated[
+        str | None, typer.Option("--cooldown", help="Pause between iterations, e.g. 10s.")
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", help="A swarm spec whose agents take the load (default: the demo)."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Instead of a swarm: an http(s) URL or module:function."),
+    ] = None,
+    request_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--request-timeout",
+            help="How long an HTTP request may wait for its answer, e.g. 5s (default 10s).",
+        ),
+    ] = None,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the results JSON (default: the data dir)."),
+    ] = None,
+    swarm_id: Annotated[
+        str | None, typer.Option("--swarm-id", help="Recorded with the result in the store.")
+    ] = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the result.")] = True,
+) -> None:
+    """Run a benchmark suite against a swarm, a callable or a URL; write and store the results."""
+    from swarmperf.bench.results import save_result
+    from swarmperf.bench.scenarios import Overrides, load_suite
+    from swarmperf.bench.suite import every_request_failed, make_target_factory, store_result
+    from swarmperf.core.durations import parse_duration
+    from swarmperf.core.redact import redact_url
+    from swarmperf.store import resolve_data_dir
+
+    with user_errors():
+        chosen = load_suite(suite)
+        overrides = Overrides(
+            duration=None if duration is None else parse_duration(duration, "--duration"),
+            iterations=iterations,
+            warmup=None if warmup is None else parse_duration(warmup, "--warmup"),
+            cooldown=None if cooldown is None else parse_duration(cooldown, "--cooldown"),
+        )
+        swarm_spec = None
+        if target is None:
+            swarm_spec = load_spec_or_demo(spec)
+        elif spec is not None:
+            raise UserError(
+                f"--target: {redact_url(target)!r} and --spec were both given. Use --spec for "
+                "a swarm, --target for a URL or a callable."
+            )
+        make, description = make_target_factory(
+            target,
+            swarm_spec,
+            scenarios=chosen.scenarios,
+            request_timeout=None
+            if request_timeout is None
+            else parse_duration(request_timeout, "--request-timeout"),
+        )
+        if swarm_id is None and swarm_spec is not None:
+            swarm_id = swarm_spec.swarm_id
+        directory = resolve_data_dir(data_dir, os.environ)
+        path = out_path or directory / "results" / (
+            f"{chosen.suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        )
+        _check_writable(path, "--out" if out_path is not None else "--data-dir")
+        result = _run_with_bar(chosen, make, description, overrides, output)
+        save_result(result, path)
+        benchmark_id = None
+        db = open_store(data_dir, store)
+        if db is not None:
+            try:
+                benchmark_id = store_result(db, result, swarm_id)
+            finally:
+                db.close()
+    all_failed = every_request_failed(result)
+    if output is Output.json:
+        print(
+            json.dumps(
+                {
+                    "path": str(path),
+                    "benchmark_id": benchmark_id,
+                    "suite": result.suite,
+                    "all_failed": all_failed is not None,
+                    "scenarios": [_scenario_data(s) for s in result.scenarios],
+                }
+            )
+        )
+    else:
+        _render(result)
+        out.print(f"Results written to {path}")
+        if benchmark_id is not None:
+            out.print(f"[dim]Stored as benchmark {benchmark_id} (suite:{result.suite}).[/dim]")
+    if all_failed is not None:
+        err.print(
+            f"[bold red]failed:[/bold red] {escape(all_failed)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse a results path that cannot be written before the suite runs, not after it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    else:
+        if path.is_dir():
+            problem = "it is a directory"
+        elif not os.access(path.parent, os.W_OK):
+            problem = "its directory is not writable"
+        else:
+            return
+    raise UserError(
+        f"{option}: {str(path)!r} cannot be written ({problem}). Give a path in a writable "
+        "directory."
+    )
+
+
+def _run_with_bar(
+    suite: Any, make: Any, description: str, overrides: Any, output: Output
+) -> SuiteResult:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from swarmperf.bench.scenarios import run_settings
+    from swarmperf.bench.suite import SuiteProgress, planned_seconds, run_suite
+
+    total = sum(
+        planned_seconds(s, run_settings(s, suite.defaults, overrides)) for s in suite.scenarios
+    )
+    console = err if output is Output.json else out
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[phase]}"),
+        TextColumn("{task.fields[sent]}"),
+        TextColumn("[red]{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task_id = bar.add_task(suite.suite, total=total or 1.0, phase="", sent="", failed="")
+
+    def update(p: SuiteProgress) -> None:
+        bar.update(
+            task_id,
+            completed=p.done_s,
+            description=f"{p.suite}: {p.scenario}",
+            phase=p.phase,
+            sent=f"{p.sent:,} sent",
+            failed=f"{p.failed:,} failed" if p.failed else "",
+        )
+
+    with bar:
+        result: SuiteResult = run_async(
+            lambda: run_suite(
+                suite,
+                make,
+                target_description=description,
+                overrides=overrides,
+                on_progress=update,
+            )
+        )
+    return result
+
+
+def _scenario_data(s: ScenarioResult) -> dict[str, Any]:
+    extra = {k: v for k, v in s.extra.items() if k not in ("curve", "windows")}
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "target": s.target,
+        "summary": s.summary,
+        "extra": extra,
+        "errors": [e.model_dump(mode="json") for e in s.errors],
+        "notes": s.notes,
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "[dim]n/a[/dim]" if value is None else f"{value * 1e3:,.1f} ms"
+
+
+def _headline(s: ScenarioResult) -> str:
+    """The figure each kind is about."""
+    x = s.extra
+    if s.kind == "stress":
+        point = x.get("breaking_point")
+        held = x.get("max_rate_held_per_s")
+        held_text = "none" if held is None else f"{held:,.0f}/s"
+        if point is None:
+            return f"held up to {held_text}, did not break"
+        return f"held {held_text}; broke at {point['asked_rate_per_s']:,.0f}/s"
+    if s.kind == "spike":
+        rec = s.summary.get("recovery_s")
+        return "did not always recover" if rec is None else f"recovered in {rec:.2f} s (median)"
+    if s.kind == "endurance":
+        drift = x.get("latency_drift_s_per_s")
+        leak = x.get("leak_suspected")
+        drift_text = "n/a" if drift is None else f"{drift * 1e3:+.3f} ms/s"
+        return f"drift {drift_text}; leak {'suspected' if leak else 'not suspected'}"
+    if s.kind == "volume":
+        return f"{x.get('tasks', 0):,} tasks per iteration"
+    return f"{len(s.iterations)} iteration(s), {x.get('model', 'open')} model"
+
+
+def _render(result: SuiteResult) -> None:
+    table = Table(title=f"Suite {result.suite!r}")
+    for col in ("scenario", "kind", "tasks/s", "p50", "p99", "errors", "achieved", "finding"):
+        table.add_column(col, justify="left" if col in ("scenario", "kind", "finding") else "right")
+    for s in result.scenarios:
+        m = s.summary
+        tput = m.get("throughput_per_s")
+        rate = m.get("error_rate")
+        ratio = m.get("achieved_ratio")
+        table.add_row(
+            s.name,
+            s.kind,
+            "[dim]n/a[/dim]" if tput is None else f"{tput:,.0f}",
+            _ms(m.get("latency_p50_s")),
+            _ms(m.get("latency_p99_s")),
+            "[dim]n/a[/dim]" if rate is None else f"{rate:.2%}",
+            "[dim]n/a[/dim]" if ratio is None else f"{ratio:.3f}",
+            _headline(s),
+        )
+    out.print(table)
+    for s in result.scenarios:
+        for note in s.notes:
+            out.print(f"[yellow]{s.name}[/yellow]: {note}", highlight=False)
+
+
+def benchmark_suites(output: OutputOption = Output.table) -> None:
+    """List the built-in benchmark suites and their scenarios."""
+    from swarmperf.bench.scenarios import Overrides, builtin_suites, run_settings
+    from swarmperf.bench.suite import planned_seconds
+    from swarmperf.core.durations import format_duration
+
+    rows: list[dict[str, Any]] = []
+    for name, suite in builtin_suites().items():
+        planned = sum(
+            planned_seconds(s, run_settings(s, suite.defaults, Overrides()))
+            for s in suite.scenarios
+        )
+        rows.append(
+            {
+                "name": name,
+                "description": suite.description,
+                "scenarios": [f"{s.name} ({s.kind})" for s in suite.scenarios],
+                "planned_s": planned,
+            }
+        )
+    if output is Output.json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="Benchmark suites (or give --suite a YAML file)")
+    for col in ("name", "scenarios", "planned", "what it is for"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            "\n".join(row["scenarios"]),
+            format_duration(round(row["planned_s"])),
+            row["description"],
+        )
+    out.print(table)

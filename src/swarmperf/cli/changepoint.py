@@ -1,0 +1,127 @@
+"""`swarmperf changepoint-eval`: run one change-point detector over a TCPD-layout corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from swarmperf.cli._support import Output, OutputOption, err, out, user_errors
+
+
+def changepoint_eval(
+    corpus: Annotated[
+        Path,
+        typer.Option(
+            "--corpus",
+            help="A TCPD-layout directory: datasets/<name>.json or <name>/<name>.json, "
+            "and optionally annotations.json.",
+        ),
+    ],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method", help="default, binseg, pelt, edivisive or cusum (one fixed setting)."
+        ),
+    ] = "default",
+    output: OutputOption = Output.table,
+) -> None:
+    """Detect change points in every series; score them with F1 and covering if annotated."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from swarmperf.bench.changepoint import DEFAULT_METHOD, config_for, detect_changes
+    from swarmperf.bench.tcpd import load_corpus, score_series
+
+    with user_errors():
+        config = config_for(method)
+        data = load_corpus(corpus)
+    console = err if output is Output.json else out
+    points: dict[str, list[int]] = {}
+    skipped: dict[str, str] = {}
+    names = sorted(data.series)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("detecting", total=len(names))
+        for name in names:
+            s = data.series[name]
+            if s.n_dim != 1:
+                skipped[name] = f"{s.n_dim}-dimensional; the detectors are univariate"
+            else:
+                points[name] = [cp.index for cp in detect_changes(s.values, config=config)]
+            bar.advance(task)
+
+    scores: dict[str, dict[str, float]] | None = None
+    mean: dict[str, Any] | None = None
+    scores_reason: str | None = None
+    if data.annotations is None:
+        scores_reason = "no annotations.json in the corpus"
+    else:
+        scores = {}
+        for name, pts in points.items():
+            ann = data.annotations.get(name)
+            if ann:
+                sc = score_series(name, ann, pts, data.series[name].n_obs)
+                scores[name] = {
+                    "f1": sc.f1,
+                    "cover": sc.cover,
+                    "precision": sc.precision,
+                    "recall": sc.recall,
+                }
+        counted = [n for n in data.evaluation_names() if n in scores]
+        if counted:
+            mean = {
+                "f1": sum(scores[n]["f1"] for n in counted) / len(counted),
+                "cover": sum(scores[n]["cover"] for n in counted) / len(counted),
+                "series": counted,
+            }
+        else:
+            scores_reason = "no evaluated series has annotations"
+
+    resolved = DEFAULT_METHOD if method == "default" else method
+    if output is Output.json:
+        print(
+            json.dumps(
+                {
+                    "method": resolved,
+                    "change_points": points,
+                    "skipped": skipped,
+                    "scores": scores,
+                    "mean": mean,
+                    "scores_reason": scores_reason,
+                }
+            )
+        )
+        return
+    table = Table(title=f"Change points ({resolved})")
+    table.add_column("series")
+    table.add_column("change points (0-based)")
+    table.add_column("F1", justify="right")
+    table.add_column("cover", justify="right")
+    for name in names:
+        score = (scores or {}).get(name)
+        table.add_row(
+            name,
+            ", ".join(map(str, points[name])) if name in points else f"skipped: {skipped[name]}",
+            f"{score['f1']:.3f}" if score else "-",
+            f"{score['cover']:.3f}" if score else "-",
+        )
+    out.print(table)
+    if mean is not None:
+        out.print(
+            f"mean over {len(mean['series'])} series: F1 {mean['f1']:.3f}, "
+            f"cover {mean['cover']:.3f}"
+        )
+    else:
+        out.print(f"not scored: {scores_reason}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("changepoint-eval")(changepoint_eval)

@@ -1,0 +1,399 @@
+"""The `swarmperf` command line: a thin front-end over the runner, spec and store."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import sys
+from importlib import import_module
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from swarmperf import cli
+from swarmperf.app.backends import BACKENDS
+from swarmperf.app.build import load_alerting
+from swarmperf.app.run import RunOutcome, compare_strategies, run_spec
+from swarmperf.balancing.strategies import STRATEGIES
+from swarmperf.cli._support import (
+    DataDirOption,
+    Output,
+    OutputOption,
+    UserError,
+    err,
+    load_spec_or_demo,
+    open_store,
+    out,
+    override,
+    progress_bar,
+    run_async,
+    user_errors,
+)
+from swarmperf.core.durations import parse_duration
+from swarmperf.spec import AUTO, DEMO_SPEC_YAML, SwarmSpec
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="swarmperf",
+    help="Fast, balanced and resilient swarms of agents, with measurements to prove it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray cluster address for --backend ray: ray://<head>:10001, or auto.",
+    ),
+]
+
+
+def _with_address(spec: SwarmSpec, address: str | None) -> SwarmSpec:
+    """The spec with its Ray cluster address set from the command line, if one was given."""
+    if address is None:
+        return spec
+    if spec.backend != "ray":
+        raise UserError(
+            f"--address: {address!r} only applies to the ray backend, and this run uses "
+            f"{spec.backend!r}. Add --backend ray, or leave --address out."
+        )
+    return override(spec, ray={**spec.ray.model_dump(mode="json"), "address": address})
+
+
+@app.command()
+def run(
+    spec_path: Annotated[
+        Path | None, typer.Argument(metavar="[SPEC]", help="A YAML swarm spec; none: the demo.")
+    ] = None,
+    swarm_id: Annotated[
+        str | None, typer.Option("--swarm-id", help="Overrides the spec's.")
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option("--duration", help="Cap on the run, e.g. 30s; overrides the spec's."),
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="Overrides the spec's.")
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="local, process, ray or sim (virtual time)."),
+    ] = None,
+    address: AddressOption = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus /metrics on this port while the run lasts (0: a free port).",
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Overrides the spec's.")] = None,
+    drain: Annotated[
+        str | None,
+        typer.Option(
+            "--drain",
+            help="On SIGTERM or SIGINT, how long running tasks may finish before they are "
+            "cancelled, e.g. 10s; overrides the spec's timeouts.drain.",
+        ),
+    ] = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
+) -> None:
+    """Start a swarm, run its workload, and report how it went. The main job.
+
+    SIGTERM or SIGINT drains the run (see --drain; a second signal cuts the drain short),
+    cancels what is left, records the run as interrupted and exits 143 or 130.
+    """
+    with user_errors():
+        spec = override(
+            load_spec_or_demo(spec_path),
+            swarm_id=swarm_id,
+            duration=None if duration is None else parse_duration(duration, "--duration"),
+            strategy=strategy,
+            backend=backend,
+            seed=seed,
+        )
+        if drain is not None:
+            timeouts = spec.timeouts.model_dump(mode="json")
+            timeouts["drain"] = parse_duration(drain, "--drain")
+            spec = override(spec, timeouts=timeouts)
+        spec = _with_address(spec, address)
+        if metrics_port is not None:
+            monitor = spec.monitor.model_dump(mode="json")
+            spec = override(spec, monitor={**monitor, "metrics_port": metrics_port})
+        outcome = _run_with_progress(spec, spec.strategy, output, data_dir, store)
+    if outcome.interrupted is not None:
+        # One line, and the shell's exit code for the signal: a supervisor that stopped
+        # the run sees it stopped as asked; the report is in the store (and in JSON).
+        _print_json(outcome, output)
+        line = outcome.interrupted.describe()
+        if outcome.run_id is not None:
+            line += f"; run {outcome.run_id} recorded as interrupted"
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(code=outcome.interrupted.exit_code)
+    if _print_json(outcome, output):
+        return
+    outcome.report.render(out)
+    if outcome.run_id is not None:
+        out.print(f"[dim]Stored as run {outcome.run_id} of swarm {spec.swarm_id!r}.[/dim]")
+
+
+def _run_with_progress(
+    spec: SwarmSpec, label: str, output: Output, data_dir: Path | None, store: bool
+) -> RunOutcome:
+    """Run `spec` with a live progress bar (on stderr when stdout carries JSON)."""
+    db = open_store(data_dir, store)
+    console = err if output is Output.json else out
+    bar, update = progress_bar(spec.workload.tasks, label, console)
+    try:
+        with bar:
+            outcome: RunOutcome = run_async(lambda: run_spec(spec, store=db, on_progress=update))
+    finally:
+        if db is not None:
+            db.close()
+    return outcome
+
+
+def _print_json(outcome: RunOutcome, output: Output) -> bool:
+    if output is not Output.json:
+        return False
+    data = outcome.report.to_dict()
+    data["run_id"] = outcome.run_id
+    print(json.dumps(data))
+    return True
+
+
+@app.command("load-balance")
+def load_balance(
+    strategy: Annotated[
+        str, typer.Option("--strategy", help=f"A strategy name, or {AUTO} to compare them all.")
+    ] = AUTO,
+    workload: Annotated[
+        Path | None, typer.Option("--workload", help="A YAML swarm spec; none: the demo.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="local, process, ray or sim (virtual time, for scale)."),
+    ] = None,
+    address: AddressOption = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the runs.")] = True,
+) -> None:
+    """Run one workload under one strategy, or all of them, and compare."""
+    with user_errors():
+        spec = override(load_spec_or_demo(workload), strategy=strategy, seed=seed, backend=backend)
+        spec = _with_address(spec, address)
+        names = spec.strategy_names()
+        db = open_store(data_dir, store)
+        console = err if output is Output.json else out
+        outcomes: dict[str, RunOutcome] = {}
+        try:
+            for name in names:
+                bar, update = progress_bar(spec.workload.tasks, name, console)
+                with bar:
+                    outcomes.update(
+                        run_async(
+                            lambda n=name, u=update: compare_strategies(  # type: ignore[misc]
+                                spec, [n], store=db, on_progress=u
+                            )
+                        )
+                    )
+        finally:
+            if db is not None:
+                db.close()
+    best = _best(outcomes)
+    if output is Output.json:
+        print(
+            json.dumps(
+                {
+                    "best": best,
+                    "strategies": {n: o.report.to_dict() for n, o in outcomes.items()},
+                }
+            )
+        )
+        return
+    _comparison_table(outcomes, best)
+
+
+def _rank_key(outcome: RunOutcome) -> tuple[float, float]:
+    r = outcome.report
+    makespan = r.makespan if r.makespan is not None else float("inf")
+    p99 = r.latency_p99 if r.latency_p99 is not None else float("inf")
+    return (makespan, p99)
+
+
+def _best(outcomes: dict[str, RunOutcome]) -> str | None:
+    """The strategy that finished the workload soonest (ties: lower p99 latency)."""
+    if not outcomes:
+        return None
+    return min(outcomes, key=lambda n: _rank_key(outcomes[n]))
+
+
+def _fmt(value: float | None, template: str) -> str:
+    return "[dim]n/a[/dim]" if value is None else template.format(value)
+
+
+def _comparison_table(outcomes: dict[str, RunOutcome], best: str | None) -> None:
+    table = Table(title="Strategies on the same workload (best marked *)")
+    for col in (
+        "strategy",
+        "makespan",
+        "makespan / bound",
+        "tasks/s",
+        "p50",
+        "p99",
+        "Jain",
+        "failed",
+    ):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for name, outcome in sorted(outcomes.items(), key=lambda kv: _rank_key(kv[1])):
+        r = outcome.report
+        table.add_row(
+            f"* {name}" if name == best else f"  {name}",
+            _fmt(r.makespan, "{:.3f} s"),
+            _fmt(r.makespan_ratio, "{:.2f}x"),
+            _fmt(r.throughput, "{:,.0f}"),
+            _fmt(None if r.latency_p50 is None else r.latency_p50 * 1e3, "{:.1f} ms"),
+            _fmt(None if r.latency_p99 is None else r.latency_p99 * 1e3, "{:.1f} ms"),
+            _fmt(r.jain_index, "{:.3f}"),
+            str(r.tasks_failed),
+        )
+    out.print(table)
+
+
+def _scaled_agents(spec: SwarmSpec, agents: int) -> list[dict[str, Any]]:
+    """The spec's agent groups, their counts scaled so that they add up to `agents`."""
+    if agents < 1:
+        raise UserError(f"--agents: {agents} is not valid. Use an integer >= 1.")
+    groups = [g.model_dump(mode="json") for g in spec.agents]
+    sizes = [g.get("count") or 1 for g in groups]
+    total = sum(sizes)
+    counts = [max(1, round(size * agents / total)) for size in sizes]
+    largest = counts.index(max(counts))
+    counts[largest] = max(1, counts[largest] + agents - sum(counts))
+    for group, count in zip(groups, counts, strict=True):
+        group["count"] = count
+    return groups
+
+
+@app.command()
+def simulate(
+    spec_path: Annotated[
+        Path | None, typer.Argument(metavar="[SPEC]", help="A YAML swarm spec; none: the demo.")
+    ] = None,
+    agents: Annotated[
+        int | None,
+        typer.Option("--agents", help="Scale the spec's agent groups to this many agents."),
+    ] = None,
+    tasks: Annotated[int | None, typer.Option("--tasks", help="How many tasks to run.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy")] = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
+) -> None:
+    """Run a swarm spec in virtual time: the same strategies, queue and breakers, at scale."""
+    with user_errors():
+        spec = load_spec_or_demo(spec_path)
+        changes: dict[str, Any] = {"backend": "sim", "seed": seed, "strategy": strategy}
+        if agents is not None:
+            changes["agents"] = _scaled_agents(spec, agents)
+        if tasks is not None:
+            workload = spec.workload.model_dump(mode="json")
+            workload["tasks"] = tasks
+            changes["workload"] = workload
+        spec = override(spec, **changes)
+        outcome = _run_with_progress(spec, f"simulating {spec.strategy}", output, data_dir, store)
+    if _print_json(outcome, output):
+        return
+    outcome.report.render(out)
+    out.print("[dim]Times are virtual: what the swarm would take, not how long this took.[/dim]")
+
+
+def _check_runnable_here(spec: SwarmSpec) -> None:
+    """What `run` checks beyond the spec itself (is its task kind registered here?)."""
+    from swarmperf.app.build import check_runnable
+    from swarmperf.core.errors import ConfigError
+    from swarmperf.core.handlers import HandlerRegistry
+
+    try:
+        check_runnable(spec, HandlerRegistry())
+    except ConfigError as exc:
+        # `auto` is refused by `run` but is what `load-balance` runs: a valid spec.
+        if exc.field != "strategy" or spec.strategy != AUTO:
+            raise
+
+
+@app.command()
+def validate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
+    output: OutputOption = Output.table,
+) -> None:
+    """Check a swarm spec and explain every problem (exit code 2 if there are any)."""
+    with user_errors():
+        spec = load_spec_or_demo(spec_path)
+        load_alerting(spec)
+        _check_runnable_here(spec)
+    agents = spec.agent_specs()
+    if output is Output.json:
+        print(json.dumps({"valid": True, "spec": spec.to_data()}))
+        return
+    out.print(
+        f"[green]valid[/green]: swarm {spec.swarm_id!r}, {len(agents)} agents, strategy "
+        f"{spec.strategy}, backend {spec.backend}, "
+        f"{spec.workload.tasks} {spec.workload.kind} tasks."
+    )
+
+
+@app.command("demo-spec")
+def demo_spec_command() -> None:
+    """Print the embedded demo spec, to copy and edit."""
+    print(DEMO_SPEC_YAML, end="")
+
+
+@app.command()
+def strategies(output: OutputOption = Output.table) -> None:
+    """List the load-balancing strategies."""
+    rows = [
+        (name, "late" if cls.late_binding else "early", cls.summary)
+        for name, cls in sorted(STRATEGIES.items())
+    ]
+    if output is Output.json:
+        print(json.dumps([{"name": n, "binding": b, "summary": s} for n, b, s in rows]))
+        return
+    table = Table(title="Strategies")
+    for col in ("name", "binding", "what it does"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"[dim]Backends: {', '.join(BACKENDS)}, sim (virtual time).[/dim]")
+
+
+def _register_commands() -> None:
+    # Each other module in `swarmperf.cli` adds its own commands (`register(app)`); heavy
+    # imports stay inside the commands, so that `--help` is quick.
+    for info in pkgutil.iter_modules(cli.__path__):
+        if not info.name.startswith("_") and info.name != "main":
+            import_module(f"{cli.__name__}.{info.name}").register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

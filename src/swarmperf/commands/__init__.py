@@ -1,1 +1,0 @@
-"""Command-line modules: each defines `register(app)` and is picked up by `swarmperf.cli`."""

@@ -1,0 +1,371 @@
+"""The central task queue: four priority levels, tenant fairness, aging and admission.
+
+Levels, as in the seed's coordinator:
+
+* critical: earliest deadline first;
+* high: by `rank` (larger first), then arrival;
+* normal: tenants interleaved by weighted round robin, each tenant first in first out;
+* low: fair share, the tenant that has been served least (per weight) goes next.
+
+Non-empty levels are served in proportion 0.4 / 0.3 / 0.2 / 0.1 (deterministic stride
+scheduling, so runs are reproducible), except that a critical task within `urgent_within`
+seconds of its deadline goes first, and any task that has waited `max_wait` seconds goes
+next whatever its level (aging: nothing starves).
+
+Removal is lazy: a task taken out of order (by aging) leaves a stale entry behind that is
+skipped later; `Task.seq` tells live entries from stale ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from swarmperf.core.errors import ConfigError
+from swarmperf.core.model import Priority, Task
+
+_INF: Final = float("inf")
+_NORMAL: Final = Priority.NORMAL
+_LOW: Final = Priority.LOW
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Validated queue settings. Durations are seconds."""
+
+    max_queued: int = 100_000
+    level_weights: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)
+    max_wait: float = 30.0
+    urgent_within: float = 1.0
+    tenant_weights: Mapping[str, float] = field(default_factory=dict)
+    tenant_quotas: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_queued < 1:
+            raise ConfigError("queue.max_queued", self.max_queued, "Use an integer >= 1.")
+        if len(self.level_weights) != 4 or any(not w > 0 for w in self.level_weights):
+            raise ConfigError(
+                "queue.level_weights",
+                self.level_weights,
+                "Give four weights > 0 for critical, high, normal and low.",
+            )
+        if not self.max_wait > 0:
+            raise ConfigError("queue.max_wait", self.max_wait, "Use a duration > 0, e.g. 30s.")
+        if self.urgent_within < 0:
+            raise ConfigError(
+                "queue.urgent_within", self.urgent_within, "Use a duration >= 0, e.g. 1s."
+            )
+        for tenant, w in self.tenant_weights.items():
+            if not w > 0:
+                raise ConfigError(f"queue.tenant_weights[{tenant}]", w, "Use a number > 0.")
+        for tenant, q in self.tenant_quotas.items():
+            if q < 1:
+                raise ConfigError(f"queue.tenant_quotas[{tenant}]", q, "Use an integer >= 1.")
+
+
+class _TenantRotation:
+    """Tenants with queued work, each a FIFO, interleaved by stride scheduling.
+
+    With `by_service` the charge is the task's estimated cost (fair share of work) instead
+    of one per task (weighted round robin).
+    """
+
+    __slots__ = ("_by_service", "_fifos", "_heap", "_pass", "_seq", "_vt", "_weights")
+
+    def __init__(self, weights: Mapping[str, float], by_service: bool) -> None:
+        self._fifos: dict[str, deque[tuple[int, Task]]] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._pass: dict[str, float] = {}
+        self._weights = weights
+        self._by_service = by_service
+        self._vt = 0.0
+        self._seq = itertools.count()
+
+    def push(self, task: Task, front: bool = False, entry: tuple[int, Task] | None = None) -> None:
+        """Queue `task`; `entry` is its `(seq, task)` if the caller has made one already."""
+        if entry is None:
+            entry = (task.seq, task)
+        tenant = task.tenant
+        fifo = self._fifos.get(tenant)
+        if not fifo:
+            # A tenant's line is kept when it empties (a queue that is mostly empty would
+            # make and drop one per task), but it enters the rotation afresh.
+            if fifo is None:
+                fifo = self._fifos[tenant] = deque()
+            p = self._pass.get(tenant, 0.0)
+            if p < self._vt:
+                p = self._vt
+            self._pass[tenant] = p
+            heapq.heappush(self._heap, (p, next(self._seq), tenant))
+        if front:
+            fifo.appendleft(entry)
+        else:
+            fifo.append(entry)
+
+    def pass_through(self, task: Task) -> bool:
+        """What `push(task)` then `pop()` do to the rotation when it is empty, without
+        storing the task; False (nothing done) when it is not empty."""
+        if self._heap:
+            return False
+        tenant = task.tenant
+        if tenant not in self._fifos:
+            self._fifos[tenant] = deque()
+        p = self._pass.get(tenant, 0.0)
+        if p < self._vt:
+            p = self._vt
+        next(self._seq)  # the number `push` would have drawn for its turn
+        self._vt = p
+        charge = task.est_cost if self._by_service else 1.0
+        self._pass[tenant] = p + charge / self._weights.get(tenant, 1.0)
+        return True
+
+    def pop(self) -> Task | None:
+        heap = self._heap
+        if len(heap) == 1:
+            # One tenant: no interleaving to do, only its pass to keep for later arrivals.
+            p, seq, tenant = heap[0]
+            fifo = self._fifos[tenant]
+            while fifo:
+                entry_seq, task = fifo.popleft()
+                if entry_seq != task.seq:
+                    continue
+                self._vt = p
+                charge = task.est_cost if self._by_service else 1.0
+                np = p + charge / self._weights.get(tenant, 1.0)
+                self._pass[tenant] = np
+                if fifo:
+                    heap[0] = (np, seq, tenant)
+                else:
+                    heap.clear()
+                return task
+            heap.clear()
+            return None
+        while heap:
+            p, _, tenant = heap[0]
+            fifo = self._fifos[tenant]
+            while fifo and fifo[0][0] != fifo[0][1].seq:
+                fifo.popleft()  # stale: taken out of order by aging
+            if not fifo:
+                heapq.heappop(heap)
+                continue
+            _, task = fifo.popleft()
+            self._vt = p
+            charge = task.est_cost if self._by_service else 1.0
+            np = p + charge / self._weights.get(tenant, 1.0)
+            self._pass[tenant] = np
+            if fifo:
+                heapq.heapreplace(heap, (np, next(self._seq), tenant))
+            else:
+                heapq.heappop(heap)
+            return task
+        return None
+
+
+class TaskQueue:
+    """The four-level queue. Not thread-safe; the coordinator owns it.
+
+    `clock` is not read here: callers pass `now`, so the queue runs in real or virtual time.
+    """
+
+    def __init__(self, settings: QueueSettings | None = None) -> None:
+        self.settings = s = settings or QueueSettings()
+        self._seq = itertools.count()
+        self._critical: list[tuple[float, int, Task]] = []
+        self._high: list[tuple[int, int, Task]] = []
+        self._normal = _TenantRotation(s.tenant_weights, by_service=False)
+        self._low = _TenantRotation(s.tenant_weights, by_service=True)
+        self._arrivals: deque[tuple[int, Task]] = deque()
+        self._counts = [0, 0, 0, 0]
+        self._len = 0
+        self._level_pass = [0.0, 0.0, 0.0, 0.0]
+        self._level_step = [1.0 / w for w in s.level_weights]
+        self._level_vt = 0.0
+        # The earliest time at which the oldest queued task reaches max_wait.
+        self._age_due = _INF
+
+    def __len__(self) -> int:
+        return self._len
+
+    def counts(self) -> dict[str, int]:
+        return {p.name.lower(): self._counts[p] for p in Priority}
+
+    def push(self, task: Task, now: float, *, front: bool = False) -> None:
+        """Queue `task`. `front`: it was taken out a moment ago and goes back where it was."""
+        arrivals = self._arrivals
+        if not front:
+            task.enqueued_at = now
+            task.seq = seq = next(self._seq)
+            # One entry, shared by the arrival line and the level's own structure.
+            entry = (seq, task)
+            if not arrivals:
+                self._age_due = now + self.settings.max_wait
+            elif len(arrivals) > 2 * self._len + 1024:
+                self._compact_arrivals()
+                arrivals = self._arrivals  # the compacted line: the entry must go there
+            arrivals.append(entry)
+        else:
+            if task.seq < 0:
+                task.seq = next(self._seq)
+            entry = (task.seq, task)
+            arrivals.appendleft(entry)
+            self._age_due = min(self._age_due, task.enqueued_at + self.settings.max_wait)
+        level = task.priority
+        counts = self._counts
+        if counts[level] == 0:
+            # A level that was idle does not get to claim the turns it missed.
+            passes = self._level_pass
+            if passes[level] < self._level_vt:
+                passes[level] = self._level_vt
+        counts[level] += 1
+        self._len += 1
+        if level is _NORMAL:
+            self._normal.push(task, front, entry)
+        elif level is Priority.CRITICAL:
+            deadline = _INF if task.deadline is None else task.deadline
+            heapq.heappush(self._critical, (deadline, task.seq, task))
+        elif level is Priority.HIGH:
+            heapq.heappush(self._high, (-task.rank, task.seq, task))
+        else:
+            self._low.push(task, front, entry)
+
+    def pass_through(self, task: Task, now: float) -> bool:
+        """Account for `task` as `push(task, now)` then `pop(now)` would, without storing
+        it: the task that comes in is the one that goes out when the queue is empty. Only
+        then (with no stale entries left either), and for the normal and low levels;
+        returns False, having done nothing, otherwise.
+
+        Every figure comes out as push then pop leave it, so the tasks that come later are
+        ordered exactly as they would have been.
+        """
+        if self._len or self._arrivals:
+            return False
+        level = task.priority
+        if level is _NORMAL:
+            rotation = self._normal
+        elif level is _LOW:
+            rotation = self._low
+        else:
+            return False
+        if not rotation.pass_through(task):
+            return False
+        task.enqueued_at = now
+        next(self._seq)  # the number `push` would have given it
+        task.seq = -1
+        self._age_due = now + self.settings.max_wait
+        # The level was idle: it starts from the levels' virtual time, then takes its turn.
+        passes = self._level_pass
+        p = passes[level]
+        if p < self._level_vt:
+            p = self._level_vt
+        self._level_vt = p
+        passes[level] = p + self._level_step[level]
+        return True
+
+    def pop(self, now: float) -> Task | None:
+        """Take the task that should run next, or None if the queue is empty."""
+        if self._len == 0:
+            return None
+        task = self._aged(now) if now >= self._age_due else None
+        if task is None and self._counts[0]:
+            task = self._urgent(now)
+        if task is None:
+            if self._len == self._counts[2]:
+                # Only normal work is queued: no level to weigh against.
+                passes = self._level_pass
+                self._level_vt = passes[2]
+                passes[2] += self._level_step[2]
+                task = self._normal.pop()
+                if task is None:
+                    raise RuntimeError("normal level is empty but counted")
+            else:
+                task = self._by_level_weight()
+        # As `_taken`, written out: this runs for every task.
+        task.seq = -1
+        self._counts[task.priority] -= 1
+        self._len -= 1
+        # Usually the task taken is the oldest one queued (one FIFO line, say): drop its
+        # arrival entry now rather than leave it stale. The oldest live task is unchanged,
+        # so aging decides exactly as before; `_age_due` stays a lower bound of its due time.
+        arrivals = self._arrivals
+        if arrivals and arrivals[0][1] is task:
+            arrivals.popleft()
+        return task
+
+    def _compact_arrivals(self) -> None:
+        self._arrivals = deque(e for e in self._arrivals if e[1].seq == e[0])
+
+    def _taken(self, task: Task) -> None:
+        task.seq = -1
+        self._counts[task.priority] -= 1
+        self._len -= 1
+
+    def _aged(self, now: float) -> Task | None:
+        arrivals = self._arrivals
+        max_wait = self.settings.max_wait
+        while arrivals:
+            seq, task = arrivals[0]
+            if task.seq != seq:
+                arrivals.popleft()
+                continue
+            if now - task.enqueued_at < max_wait:
+                self._age_due = task.enqueued_at + max_wait
+                return None
+            arrivals.popleft()
+            # Its entry in the level structure goes stale once seq is reset by _taken.
+            return task
+        self._age_due = _INF
+        return None
+
+    def _urgent(self, now: float) -> Task | None:
+        heap = self._critical
+        while heap and heap[0][2].seq != heap[0][1]:
+            heapq.heappop(heap)
+        if heap and heap[0][0] - now <= self.settings.urgent_within:
+            return heapq.heappop(heap)[2]
+        return None
+
+    def _by_level_weight(self) -> Task:
+        counts = self._counts
+        passes = self._level_pass
+        best = -1
+        for level in (0, 1, 2, 3):
+            if counts[level] and (best < 0 or passes[level] < passes[best]):
+                best = level
+        self._level_vt = passes[best]
+        passes[best] += self._level_step[best]
+        task = self._pop_level(best)
+        if task is None:  # counts said non-empty; the structure disagrees: a bug
+            raise RuntimeError(f"queue level {best} is empty but counted {counts[best]}")
+        return task
+
+    def _pop_level(self, level: int) -> Task | None:
+        if level == Priority.NORMAL:
+            return self._normal.pop()
+        if level == Priority.LOW:
+            return self._low.pop()
+        if level == Priority.CRITICAL:
+            while self._critical:
+                _, seq, task = heapq.heappop(self._critical)
+                if task.seq == seq:
+                    return task
+            return None
+        while self._high:
+            _, seq, task = heapq.heappop(self._high)
+            if task.seq == seq:
+                return task
+        return None
+
+    def drain(self) -> list[Task]:
+        """Remove and return every queued task, in the order they would have run."""
+        out: list[Task] = []
+        while self._len:
+            task = self._by_level_weight()
+            self._taken(task)
+            out.append(task)
+        self._arrivals.clear()
+        self._age_due = _INF
+        return out

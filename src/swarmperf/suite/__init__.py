@@ -1,1 +1,0 @@
-"""The Benchmark Suite: scenarios, load generation, results, regressions, SLA validation."""
