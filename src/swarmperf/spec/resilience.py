@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, Field, PlainSerializer, model_validator
 
-from swarmperf.core.errors import ConfigError
 from swarmperf.core.model import Fault, Priority
 from swarmperf.resilience.breaker import BreakerSettings
 from swarmperf.resilience.bulkheads import BulkheadSettings
 from swarmperf.resilience.guard import ResilienceGuard, ResilienceSettings, RetryBudgetSettings
 from swarmperf.resilience.ratelimit import RateLimit
 from swarmperf.resilience.restart import RestartPolicy
-from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
-from swarmperf.spec.types import Duration, Fraction, Name, Section
+from swarmperf.resilience.retry import TRANSIENT_ERRORS, RetryOn, RetryPolicies, RetryPolicy
+from swarmperf.spec.types import (
+    FROM_SETTINGS,
+    Duration,
+    Fraction,
+    Name,
+    PositiveFraction,
+    Section,
+    SettingsSection,
+    checked,
+)
 
 # Limits that keep a typo from becoming a run that never ends or a table that fills memory.
 MAX_COUNT = 1_000_000
@@ -29,133 +33,120 @@ MAX_RESTARTS = 10_000
 MAX_WINDOW = 100_000
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
-
-def _checked(build: Callable[[], Any]) -> Any:
-    """Build a settings object; its own validation error becomes a spec problem."""
-    try:
-        return build()
-    except ConfigError as exc:
-        raise PydanticCustomError(
-            "invalid",
-            "{problem}",
-            {
-                "problem": f"{exc.field} is not valid",
-                "fix": exc.fix,
-                "value": exc.value,
-            },
-        ) from None
+# Each section below is its settings class with YAML spellings: the fields declared here
+# are those whose type says more than the settings class's (durations, bounds); every other
+# field, and every default, is the settings class's own.
 
 
-class FaultSpec(Section):
+class FaultSpec(SettingsSection, settings=Fault):
     """A synthetic fault window for demos and chaos tests (see `swarmperf.core.model.Fault`)."""
 
-    start: Duration = 0.0
-    end: Duration | None = None
-    error_rate: Fraction = 0.0
-    slowdown: Annotated[float, Field(gt=0)] = 1.0
+    start: Duration = FROM_SETTINGS
+    end: Duration | None = FROM_SETTINGS
+    error_rate: Fraction = FROM_SETTINGS
+    slowdown: Annotated[float, Field(gt=0)] = FROM_SETTINGS
 
-    @model_validator(mode="after")
-    def _valid(self) -> FaultSpec:
-        _checked(self.fault)
-        return self
-
-    def fault(self) -> Fault:
-        return Fault(self.start, self.end, self.error_rate, self.slowdown)
+    def to_settings(self) -> Fault:
+        return Fault(**self.settings_arguments())
 
 
-class BreakerSpec(Section):
+class BreakerSpec(SettingsSection, settings=BreakerSettings):
     """Per-agent (or per-kind) circuit breaker; see `swarmperf.resilience.breaker`."""
 
-    failure_threshold: Count = 5
-    window: Literal["count", "time"] = "time"
-    window_size: Annotated[float, Field(gt=0, le=MAX_WINDOW)] = 60.0  # a slot per call/second
-    minimum_calls: Count = 10
-    failure_rate_threshold: Fraction = 0.5
-    slow_call_duration: Duration | None = None
-    slow_call_rate_threshold: Fraction = 1.0
-    open_for: Duration = 60.0
-    half_open_calls: Count = 3
-    success_threshold: Count = 3
-    adaptive: bool = False
-    adaptive_k: Annotated[float, Field(gt=0)] = 3.0
-    adaptive_floor: Fraction = 0.2
-    backoff_factor: Annotated[float, Field(ge=1)] = 2.0
-    max_open_for: Duration = 600.0
-    healthy_after: Duration = 300.0
+    failure_threshold: Count = FROM_SETTINGS
+    window_size: Annotated[float, Field(gt=0, le=MAX_WINDOW)] = FROM_SETTINGS  # a slot per call/s
+    minimum_calls: Count = FROM_SETTINGS
+    failure_rate_threshold: Fraction = FROM_SETTINGS
+    slow_call_duration: Duration | None = FROM_SETTINGS
+    slow_call_rate_threshold: Fraction = FROM_SETTINGS
+    open_for: Duration = FROM_SETTINGS
+    half_open_calls: Count = FROM_SETTINGS
+    success_threshold: Count = FROM_SETTINGS
+    adaptive_k: Annotated[float, Field(gt=0)] = FROM_SETTINGS
+    adaptive_floor: Fraction = FROM_SETTINGS
+    adaptive_alpha: PositiveFraction = FROM_SETTINGS
+    backoff_factor: Annotated[float, Field(ge=1)] = FROM_SETTINGS
+    max_open_for: Duration = FROM_SETTINGS
+    healthy_after: Duration = FROM_SETTINGS
 
-    @model_validator(mode="after")
-    def _valid(self) -> BreakerSpec:
-        _checked(self.settings)
-        return self
-
-    def settings(self) -> BreakerSettings:
-        return BreakerSettings(**self.model_dump())
+    def to_settings(self) -> BreakerSettings:
+        return BreakerSettings(**self.settings_arguments())
 
 
-class RetryPolicySpec(Section):
-    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = 3
-    base_delay: Duration = 0.05
-    max_delay: Duration = 5.0
-    multiplier: Annotated[float, Field(ge=1)] = 2.0
-    jitter: Literal["full", "none"] = "full"
-    # 'transient' (timeouts, throttling, crashes, dropped connections), 'failure' (any error
-    # but a timeout), 'timeout', 'any', or a list of error type names.
-    retry_on: Literal["transient", "failure", "timeout", "any"] | tuple[Name, ...] = "transient"
-
-    @model_validator(mode="after")
-    def _valid(self) -> RetryPolicySpec:
-        _checked(self.policy)
-        return self
-
-    def policy(self) -> RetryPolicy:
-        data = self.model_dump(include=set(RetryPolicySpec.model_fields))
-        if data["retry_on"] == "transient":
-            del data["retry_on"]
-        return RetryPolicy(**data)
+def _transient_by_name(value: RetryOn | Literal["transient"]) -> RetryOn:
+    return TRANSIENT_ERRORS if value == "transient" else value
 
 
-class RetryBudgetSpec(Section):
-    ratio: Annotated[float, Field(ge=0)] = 0.1
-    min_per_second: Annotated[float, Field(ge=0)] = 1.0
-    window: Duration = 10.0
+def _transient_as_name(value: RetryOn) -> str | tuple[str, ...]:
+    return "transient" if value == TRANSIENT_ERRORS else value
+
+
+# 'transient' (timeouts, throttling, crashes, dropped connections: the settings' default),
+# 'failure' (any error but a timeout), 'timeout', 'any', or a list of error type names.
+RetryOnSpec = Annotated[
+    Literal["transient", "failure", "timeout", "any"] | tuple[Name, ...],
+    AfterValidator(_transient_by_name),
+    PlainSerializer(_transient_as_name),
+]
+
+
+class RetryPolicySpec(SettingsSection, settings=RetryPolicy):
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = FROM_SETTINGS
+    base_delay: Duration = FROM_SETTINGS
+    max_delay: Duration = FROM_SETTINGS
+    multiplier: Annotated[float, Field(ge=1)] = FROM_SETTINGS
+    retry_on: RetryOnSpec = FROM_SETTINGS
+
+    def to_settings(self) -> RetryPolicy:
+        return RetryPolicy(**self.settings_arguments())
+
+
+class RetryBudgetSpec(SettingsSection, settings=RetryBudgetSettings):
+    ratio: Annotated[float, Field(ge=0)] = FROM_SETTINGS
+    min_per_second: Annotated[float, Field(ge=0)] = FROM_SETTINGS
+    window: Duration = FROM_SETTINGS
+
+    def to_settings(self) -> RetryBudgetSettings:
+        return RetryBudgetSettings(**self.settings_arguments())
 
 
 class RetrySpec(RetryPolicySpec):
+    """The default retry policy, with overrides by task kind and a budget for them all."""
+
     per_kind: dict[Name, RetryPolicySpec] = Field(default_factory=dict)
     budget: RetryBudgetSpec | None = Field(default_factory=RetryBudgetSpec)
 
     def policies(self) -> RetryPolicies:
-        per_kind = {k: v.policy() for k, v in self.per_kind.items()}
-        return RetryPolicies(self.policy(), per_kind)
+        per_kind = {k: v.to_settings() for k, v in self.per_kind.items()}
+        return RetryPolicies(self.to_settings(), per_kind)
 
 
-class RateLimitSpec(Section):
-    requests_per_minute: Annotated[float, Field(gt=0)] | None = None
-    tokens_per_minute: Annotated[float, Field(gt=0)] | None = None
-    burst: Duration | None = None
+# A rate limit's checks name it by its key, so the resilience section runs them.
+class RateLimitSpec(SettingsSection, settings=RateLimit, exclude={"name"}, checked=False):
+    requests_per_minute: Annotated[float, Field(gt=0)] | None = FROM_SETTINGS
+    tokens_per_minute: Annotated[float, Field(gt=0)] | None = FROM_SETTINGS
+    burst: Duration | None = FROM_SETTINGS
 
-    def limit(self, name: str) -> RateLimit:
-        return RateLimit(self.requests_per_minute, self.tokens_per_minute, self.burst, name=name)
+    def to_settings(self, name: str) -> RateLimit:
+        return RateLimit(**self.settings_arguments(), name=name)
 
 
-class BulkheadSpec(Section):
+class BulkheadSpec(SettingsSection, settings=BulkheadSettings):
     max_concurrent: Count
-    max_queued: Annotated[int, Field(ge=0, le=1_000_000_000)] = 10_000
+    max_queued: Annotated[int, Field(ge=0, le=1_000_000_000)] = FROM_SETTINGS
+
+    def to_settings(self) -> BulkheadSettings:
+        return BulkheadSettings(**self.settings_arguments())
 
 
-class RestartSpec(Section):
-    max_restarts: Annotated[int, Field(ge=0, le=MAX_RESTARTS)] = 5
-    base_delay: Duration = 0.5
-    max_delay: Duration = 30.0
-    reset_after: Duration = 60.0
+class RestartSpec(SettingsSection, settings=RestartPolicy):
+    max_restarts: Annotated[int, Field(ge=0, le=MAX_RESTARTS)] = FROM_SETTINGS
+    base_delay: Duration = FROM_SETTINGS
+    max_delay: Duration = FROM_SETTINGS
+    reset_after: Duration = FROM_SETTINGS
 
-    @model_validator(mode="after")
-    def _valid(self) -> RestartSpec:
-        _checked(self.policy)
-        return self
-
-    def policy(self) -> RestartPolicy:
-        return RestartPolicy(**self.model_dump())
+    def to_settings(self) -> RestartPolicy:
+        return RestartPolicy(**self.settings_arguments())
 
 
 class ResilienceSpec(Section):
@@ -175,7 +166,7 @@ class ResilienceSpec(Section):
     @model_validator(mode="after")
     def _valid(self) -> ResilienceSpec:
         # Building the settings runs their own checks (limits, fallbacks, shed levels).
-        _checked(partial(self.settings, {}, 0))
+        checked(partial(self.settings, {}, 0))
         return self
 
     def settings(
@@ -184,15 +175,13 @@ class ResilienceSpec(Section):
         retry = self.retry
         budget = retry.budget if retry is not None else None
         return ResilienceSettings(
-            breaker=self.breaker.settings() if self.breaker is not None else None,
-            kind_breaker=self.kind_breaker.settings() if self.kind_breaker is not None else None,
-            retry=retry.policies() if retry is not None else None,
-            retry_budget=(
-                RetryBudgetSettings(budget.ratio, budget.min_per_second, budget.window)
-                if budget is not None
-                else None
+            breaker=self.breaker.to_settings() if self.breaker is not None else None,
+            kind_breaker=(
+                self.kind_breaker.to_settings() if self.kind_breaker is not None else None
             ),
-            rate_limits={name: spec.limit(name) for name, spec in self.rate_limits.items()},
+            retry=retry.policies() if retry is not None else None,
+            retry_budget=budget.to_settings() if budget is not None else None,
+            rate_limits={name: spec.to_settings(name) for name, spec in self.rate_limits.items()},
             agent_rate_limits=dict(agent_rate_limits),
             fallbacks=dict(self.fallbacks),
             shed_at={Priority.parse(level): fill for level, fill in self.shed_at.items()},
@@ -208,10 +197,7 @@ class ResilienceSpec(Section):
         return ResilienceGuard(self.settings(agent_rate_limits, seed), clock=clock)
 
     def bulkhead_settings(self) -> dict[str, BulkheadSettings]:
-        return {
-            kind: BulkheadSettings(spec.max_concurrent, spec.max_queued)
-            for kind, spec in self.bulkheads.items()
-        }
+        return {kind: spec.to_settings() for kind, spec in self.bulkheads.items()}
 
     def restart_policy(self) -> RestartPolicy | None:
-        return self.restart.policy() if self.restart is not None else None
+        return self.restart.to_settings() if self.restart is not None else None

@@ -33,6 +33,7 @@ from swarmperf.core.queueing import QueueSettings
 from swarmperf.resilience.guard import ResilienceGuard
 from swarmperf.spec.resilience import FaultSpec, ResilienceSpec
 from swarmperf.spec.types import (
+    FROM_SETTINGS,
     ByteSize,
     Duration,
     Name,
@@ -41,12 +42,12 @@ from swarmperf.spec.types import (
     PriorityName,
     Rate,
     Section,
+    SettingsSection,
     Share,
     problem,
 )
 
 AUTO = "auto"  # not a strategy: "run every strategy and compare"; only the CLI acts on it
-_QUEUE_DEFAULTS = QueueSettings()
 NAME_FIX = "Use letters, digits, '.', '_' and '-', starting with a letter or digit."
 _SHARES_TOLERANCE = 1e-6
 
@@ -117,7 +118,7 @@ class AgentGroupSpec(Section):
                 queue_limit=self.queue_limit,
                 prefetch=self.prefetch,
                 slowdown=self.slowdown,
-                faults=tuple(f.fault() for f in self.faults),
+                faults=tuple(f.to_settings() for f in self.faults),
             )
             for agent_id in self.ids()
         ]
@@ -126,17 +127,15 @@ class AgentGroupSpec(Section):
 # -- queue ------------------------------------------------------------------------------
 
 
-class QueueSpec(Section):
+class QueueSpec(SettingsSection, settings=QueueSettings):
     """The central queue's settings; see `swarmperf.core.queueing.QueueSettings`."""
 
-    max_queued: Annotated[int, Field(ge=1, le=MAX_QUEUED)] = _QUEUE_DEFAULTS.max_queued
-    level_weights: tuple[PositiveFloat, ...] = _QUEUE_DEFAULTS.level_weights
-    max_wait: PositiveDuration = _QUEUE_DEFAULTS.max_wait
-    urgent_within: Duration = _QUEUE_DEFAULTS.urgent_within
-    tenant_weights: dict[Name, PositiveFloat] = Field(default_factory=dict)
-    tenant_quotas: dict[Name, Annotated[int, Field(ge=1, le=MAX_QUEUED)]] = Field(
-        default_factory=dict
-    )
+    max_queued: Annotated[int, Field(ge=1, le=MAX_QUEUED)] = FROM_SETTINGS
+    level_weights: tuple[PositiveFloat, ...] = FROM_SETTINGS
+    max_wait: PositiveDuration = FROM_SETTINGS
+    urgent_within: Duration = FROM_SETTINGS
+    tenant_weights: dict[Name, PositiveFloat] = FROM_SETTINGS
+    tenant_quotas: dict[Name, Annotated[int, Field(ge=1, le=MAX_QUEUED)]] = FROM_SETTINGS
 
     @field_validator("level_weights")
     @classmethod
@@ -149,16 +148,8 @@ class QueueSpec(Section):
             )
         return weights
 
-    def settings(self) -> QueueSettings:
-        w = self.level_weights
-        return QueueSettings(
-            max_queued=self.max_queued,
-            level_weights=(w[0], w[1], w[2], w[3]),
-            max_wait=self.max_wait,
-            urgent_within=self.urgent_within,
-            tenant_weights=dict(self.tenant_weights),
-            tenant_quotas=dict(self.tenant_quotas),
-        )
+    def to_settings(self) -> QueueSettings:
+        return QueueSettings(**self.settings_arguments())
 
 
 # -- workload ---------------------------------------------------------------------------
@@ -564,7 +555,7 @@ class SwarmSpec(Section):
         return [spec for group in self.agents for spec in group.expand()]
 
     def queue_settings(self) -> QueueSettings:
-        return self.queue.settings()
+        return self.queue.to_settings()
 
     def strategy_names(self) -> list[str]:
         """The strategies to run: every registered one for `auto`, else the one named."""

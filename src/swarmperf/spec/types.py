@@ -1,11 +1,15 @@
-"""Field types shared by the spec's sections: durations, rates, names, fractions."""
+"""Field types shared by the spec's sections, and sections made from settings classes."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
-from typing import Annotated, Any, Literal
+import typing
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from swarmperf.core.durations import format_duration, format_rate, parse_duration, parse_rate
@@ -64,12 +68,143 @@ PriorityName = Literal["critical", "high", "normal", "low"]
 
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
+PositiveFraction = Annotated[float, Field(gt=0, le=1)]
 
 
 class Section(BaseModel):
     """A spec section: unknown keys are errors, values are frozen, no inf or NaN."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# -- sections made from settings classes ------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _FromSettings:
+    def __repr__(self) -> str:
+        return "FROM_SETTINGS"
+
+
+# The default of a field a settings section declares: always its settings class's own, so
+# the two cannot drift apart.
+FROM_SETTINGS: Any = _FromSettings()
+
+
+def checked(build: Callable[[], T]) -> T:
+    """Build a settings object; its own validation error becomes a spec problem."""
+    try:
+        return build()
+    except ConfigError as exc:
+        raise PydanticCustomError(
+            "invalid",
+            "{problem}",
+            {"problem": f"{exc.field} is not valid", "fix": exc.fix, "value": exc.value},
+        ) from None
+
+
+class SettingsSection(Section):
+    """A spec section that is a settings class written for YAML: one source for both.
+
+    `class RestartSpec(SettingsSection, settings=RestartPolicy)` has every field of
+    `RestartPolicy`, in its order and with its default, so a field added to the settings
+    class can be set from YAML at once. The section declares only the fields whose YAML
+    form differs, giving a type (a duration, a bound) and `= FROM_SETTINGS` for the default;
+    the others keep the settings class's own type. `exclude` names fields the spec sets
+    another way (a rate limit's name is its key). The settings class's own checks run when
+    the section is validated, unless `checked=False` (when they need more than the section).
+    A settings class compiled with mypyc keeps no field types, so its section declares every
+    field.
+    """
+
+    settings_class: ClassVar[type[Any]]
+    settings_excluded: ClassVar[frozenset[str]] = frozenset()
+    settings_declared: ClassVar[frozenset[str]] = frozenset()  # fields with a YAML type
+    settings_checked: ClassVar[bool] = True
+
+    def __init_subclass__(
+        cls,
+        *,
+        settings: type[Any] | None = None,
+        exclude: Iterable[str] = (),
+        checked: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        # Pydantic collects a model's fields after this hook: what is set here is a field.
+        if settings is not None:
+            cls.settings_class = settings
+            cls.settings_excluded = frozenset(exclude)
+            cls.settings_checked = checked
+            _derive_fields(cls, settings, cls.settings_excluded)
+
+    @model_validator(mode="after")
+    def _settings_valid(self) -> Self:
+        if self.settings_checked:
+            checked(lambda: self.settings_class(**self.settings_arguments()))
+        return self
+
+    @classmethod
+    def settings_fields(cls) -> list[str]:
+        """The settings class's fields that the section sets, in their order."""
+        return [
+            f.name
+            for f in dataclasses.fields(cls.settings_class)
+            if f.init and f.name not in cls.settings_excluded
+        ]
+
+    def settings_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for the settings class; mappings are copied, so the settings
+        object never shares one with the spec."""
+        values = {name: getattr(self, name) for name in self.settings_fields()}
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+
+
+def _derive_fields(
+    cls: type[SettingsSection], settings: type[Any], excluded: frozenset[str]
+) -> None:
+    """Give `cls` the fields of the settings dataclass `settings` (see `SettingsSection`)."""
+    where = f"{cls.__name__} (from {settings.__name__})"
+    if not dataclasses.is_dataclass(settings):
+        raise TypeError(f"{where}: settings must be a dataclass.")
+    fields = [f for f in dataclasses.fields(settings) if f.init]
+    unknown = excluded - {f.name for f in fields}
+    if unknown:
+        raise TypeError(f"{where}: excludes {sorted(unknown)}, which it does not have.")
+    declared: dict[str, Any] = dict(inspect.get_annotations(cls))
+    cls.settings_declared = frozenset(declared)
+    annotations: dict[str, Any] = {}
+    hints: dict[str, Any] | None = None
+    for f in fields:
+        if f.name in excluded:
+            if f.name in declared:
+                raise TypeError(f"{where}: {f.name} is excluded and declared at once.")
+            continue
+        if f.name in declared:
+            annotations[f.name] = declared.pop(f.name)
+            if cls.__dict__.get(f.name, FROM_SETTINGS) is not FROM_SETTINGS:
+                raise TypeError(
+                    f"{where}: {f.name} takes its default from the settings class; "
+                    "write `= FROM_SETTINGS`."
+                )
+        else:
+            if hasattr(settings, "__mypyc_attrs__"):
+                raise TypeError(f"{where}: compiled, it keeps no type for {f.name}; declare it.")
+            if hints is None:
+                hints = typing.get_type_hints(settings)
+            annotations[f.name] = hints[f.name]
+        if f.default is not dataclasses.MISSING:
+            setattr(cls, f.name, Field(default=f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            setattr(cls, f.name, Field(default_factory=f.default_factory))
+        elif f.name in cls.__dict__:
+            delattr(cls, f.name)  # required, as in the settings class
+    for name in declared:
+        if cls.__dict__.get(name) is FROM_SETTINGS:
+            raise TypeError(f"{where}: {name} is not a field of {settings.__name__}.")
+    # Settings fields first, in their order; then the section's own.
+    cls.__annotations__ = {**annotations, **declared}
 
 
 _SIZE_UNITS = {
