@@ -25,7 +25,8 @@ from swarmperf.alerting.alerts import (
     parse_route,
 )
 from swarmperf.alerting.sla import RuleResult, RuleSet, SlaError, evaluate, parse_rules
-from swarmperf.monitor.snapshot import Quantiles, SwarmFigures
+from swarmperf.core.latency import LatencySummary
+from swarmperf.monitor.snapshot import SwarmFigures
 from swarmperf.store import Store
 from tests.conftest import FakeClock
 
@@ -452,7 +453,7 @@ def test_route_settings_errors_name_the_field() -> None:
 
 
 def figures(ts: float, p99: float) -> SwarmFigures:
-    q = Quantiles(count=10, p50=p99 / 2, p90=p99, p95=p99, p99=p99, max=p99, mean=p99 / 2)
+    q = LatencySummary(count=10, p50=p99 / 2, p90=p99, p95=p99, p99=p99, max=p99, mean=p99 / 2)
     return SwarmFigures(
         ts=ts,
         window_s=1.0,

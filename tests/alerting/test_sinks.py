@@ -41,7 +41,8 @@ from swarmperf.alerting.sinks import (
     parse_sinks,
 )
 from swarmperf.alerting.sla import SlaError, evaluate, parse_rules
-from swarmperf.monitor.snapshot import Quantiles, SwarmFigures
+from swarmperf.core.latency import LatencySummary
+from swarmperf.monitor.snapshot import SwarmFigures
 from swarmperf.store import Store
 from tests.conftest import FakeClock
 
@@ -434,7 +435,7 @@ def test_the_alertmanager_payload_of_a_resolved_group() -> None:
 
 
 def queue_figures(ts: float, depth: int) -> SwarmFigures:
-    q = Quantiles(count=0)
+    q = LatencySummary(count=0)
     return SwarmFigures(
         ts=ts,
         window_s=10,

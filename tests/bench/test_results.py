@@ -17,13 +17,13 @@ from swarmperf.bench.results import (
     Environment,
     ErrorRecord,
     IterationResult,
-    LatencySummary,
     ScenarioResult,
     SuiteResult,
     load_result,
     save_result,
 )
 from swarmperf.core.errors import ConfigError
+from swarmperf.core.latency import LatencySummary
 
 ENV = Environment(
     machine="x86_64",

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from swarmperf import AgentContext, AgentSpec, Swarm, Task, TaskStatus
-from swarmperf.core.errors import Backpressure
+from swarmperf.core.errors import Backpressure, RateLimited
 from swarmperf.core.model import Fault, Priority
 from swarmperf.core.queueing import QueueSettings
 from swarmperf.resilience.breaker import BreakerSettings
 from swarmperf.resilience.bulkheads import BulkheadSettings
 from swarmperf.resilience.guard import SUGGESTED_SHED_AT, ResilienceGuard, ResilienceSettings
-from swarmperf.resilience.ratelimit import RateLimit, RateLimited
+from swarmperf.resilience.ratelimit import RateLimit
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
 
 QUICK_BREAKER = BreakerSettings(

@@ -11,13 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from swarmperf.core.errors import ConfigError, DispatchError, UnknownName
+from swarmperf.core.errors import ConfigError, DispatchError, RateLimited, UnknownName
 from swarmperf.resilience.ratelimit import (
     BucketStatistics,
     Limiter,
     LimitStatistics,
     RateLimit,
-    RateLimited,
     TokenBucket,
 )
 from tests.conftest import FakeClock

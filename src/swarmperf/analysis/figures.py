@@ -23,8 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from swarmperf.core.errors import ConfigError
+from swarmperf.core.latency import LatencySummary
 from swarmperf.core.model import TaskResult, TaskStatus
-from swarmperf.monitor.snapshot import AgentFigures, Quantiles, SwarmFigures, SystemFigures
+from swarmperf.monitor.snapshot import AgentFigures, SwarmFigures, SystemFigures
 from swarmperf.store import RUN_ABORTED, RUN_RUNNING, MetricRow, RunRecord, Store
 
 FloatArray = npt.NDArray[np.float64]
@@ -85,13 +86,13 @@ class Columns:
         return float(np.max(ended)) if ended.size else None
 
 
-def quantiles(values: FloatArray) -> Quantiles:
+def quantiles(values: FloatArray) -> LatencySummary:
     """Quantiles of `values` (seconds), linear interpolation as `numpy.percentile` does it."""
     values = values[~np.isnan(values)]
     if values.size == 0:
-        return Quantiles(count=0)
+        return LatencySummary(count=0)
     p50, p90, p95, p99 = (float(v) for v in np.percentile(values, QUANTILES))
-    return Quantiles(
+    return LatencySummary(
         count=int(values.size),
         p50=p50,
         p90=p90,

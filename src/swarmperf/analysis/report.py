@@ -34,8 +34,9 @@ from swarmperf.analysis.figures import (
     system_from_rows,
 )
 from swarmperf.core.errors import ConfigError
+from swarmperf.core.latency import LatencySummary
 from swarmperf.core.model import TaskStatus
-from swarmperf.monitor.snapshot import Quantiles, flatten
+from swarmperf.monitor.snapshot import flatten
 from swarmperf.store import RUN_RUNNING, RunRecord, Store
 
 NO_COST_MODEL = "no cost model given"
@@ -188,9 +189,9 @@ class PerformanceReport:
     throughput_per_s: float | None
     error_rate: float | None
     availability: float | None
-    latency: Quantiles
-    wait: Quantiles
-    service: Quantiles
+    latency: LatencySummary
+    wait: LatencySummary
+    service: LatencySummary
     agents: dict[str, dict[str, Any]]
     trends: dict[str, dict[str, Any]]
     sla: dict[str, dict[str, Any]]
@@ -202,6 +203,9 @@ class PerformanceReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for name in ("latency", "wait", "service"):
+            # Snapshots keep no minimum; the report's JSON has never had the key.
+            del data[name]["min"]
         data["findings"] = [f.to_dict() for f in self.findings]
         data["series"] = {k: [list(p) for p in v] for k, v in self.series.items()}
         return data

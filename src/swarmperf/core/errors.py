@@ -1,16 +1,28 @@
-"""Exceptions raised by swarmperf.
+"""Exceptions raised by swarmperf: the whole tree, and where each class is defined.
+
+Classes without a module named are defined here. The few defined elsewhere sit in the layer
+that raises them, which the core must not import; `tests/core/test_errors.py` holds every
+exception class of the package to this tree.
 
 SwarmError
 ├── ConfigError            bad spec, option or argument (CLI exit code 2)
-│   └── UnknownName        a registry lookup missed; lists the choices
+│   ├── UnknownName        a registry lookup missed; lists the choices
+│   ├── SpecError          a swarm spec is invalid; lists every problem (spec.loading)
+│   ├── SlaError           an alerting file or SLA rule is invalid (alerting.sla)
+│   ├── SuiteError         a benchmark suite file is invalid (bench.scenarios)
+│   └── ThresholdError     a pass/fail threshold expression is invalid (bench.thresholds)
+├── YamlProblem            text is not YAML that will be read: where and why (core.safe_yaml)
+├── UserError              a mistake in what was asked on the command line (cli._support)
 ├── DispatchError
 │   ├── Backpressure       admission control refused a task (queue full)
 │   │   ├── QuotaExceeded  a tenant's quota is used up
-│   │   └── BulkheadFull   a task kind's bulkhead is full (runtime.bulkheads)
+│   │   └── BulkheadFull   a task kind's bulkhead is full
 │   ├── NoAgents           nothing to run tasks on
 │   ├── TaskLost           a task could not be delivered or re-queued
-│   ├── CircuitOpen        a breaker refuses calls for now (resilience.breaker)
-│   └── RateLimited        a provider throttled a call (resilience.ratelimit)
+│   ├── CircuitOpen        a breaker refuses calls for now
+│   └── RateLimited        a provider throttled a call; raised by handlers
+├── TaskFailure            a handler failed its task on purpose (the `fail` handler)
+│   └── InjectedFault      a failure from a synthetic agent's fault plan
 ├── BackendError
 │   └── AgentCrashed       a worker died; its in-flight tasks were re-queued
 └── StoreError             the store cannot be read or written (damaged, read-only, locked)
@@ -127,6 +139,22 @@ class QuotaExceeded(Backpressure):
         self.tenant = tenant
 
 
+class BulkheadFull(Backpressure):
+    """A task kind's bulkhead holds as many waiting tasks as it may."""
+
+    def __init__(self, task_id: str, kind: str, queued: int, limit: int) -> None:
+        DispatchError.__init__(
+            self,
+            f"Task {task_id!r} rejected: the bulkhead for kind {kind!r} has {queued} tasks "
+            f"waiting and holds at most {limit}. Slow down, or raise "
+            f"bulkheads[{kind!r}].max_queued or max_concurrent.",
+        )
+        self.task_id = task_id
+        self.queued = queued
+        self.limit = limit
+        self.kind = kind
+
+
 class NoAgents(DispatchError):
     def __init__(self) -> None:
         super().__init__("The swarm has no agents. Add at least one agent before submitting.")
@@ -134,6 +162,50 @@ class NoAgents(DispatchError):
 
 class TaskLost(DispatchError):
     pass
+
+
+class CircuitOpen(DispatchError):
+    """A breaker refused a call. `retry_after` is the wait in seconds before a trial call."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        if retry_after > 0:
+            when = f"a trial call may go through in {retry_after:.1f}s"
+        else:
+            when = "its trial calls are all in flight; retry when one of them finishes"
+        super().__init__(f"Circuit {name!r} is open: {when}. Meanwhile, send calls elsewhere.")
+        self.name = name
+        self.retry_after = retry_after
+
+
+class RateLimited(DispatchError):
+    """What a handler raises when a provider throttles it (e.g. HTTP 429 with Retry-After)."""
+
+    def __init__(self, retry_after: float | None = None, provider: str | None = None) -> None:
+        who = f"Provider {provider!r}" if provider else "The provider"
+        when = (
+            f"it asks to retry in {retry_after:g}s"
+            if retry_after is not None
+            else "it gave no retry time"
+        )
+        limit = f"rate_limits.{provider}" if provider else "the provider's rate_limits entry"
+        super().__init__(
+            f"{who} throttled the request; {when}. Lower requests_per_minute or "
+            f"tokens_per_minute in {limit}, or send fewer tasks to it."
+        )
+        self.retry_after = retry_after
+        self.provider = provider
+
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[float | None, str | None]]:
+        # Rebuild from the fields, not the message, so it survives pickling to another process.
+        return (RateLimited, (self.retry_after, self.provider))
+
+
+class TaskFailure(SwarmError):
+    """Raised by the `fail` handler, and by handlers that want a plain, expected failure."""
+
+
+class InjectedFault(TaskFailure):
+    """A failure from a synthetic agent's fault plan."""
 
 
 class BackendError(SwarmError):

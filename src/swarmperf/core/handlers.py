@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmperf.core.errors import UnknownName
+from swarmperf.core.errors import InjectedFault, TaskFailure, UnknownName
 from swarmperf.core.model import AgentSpec, Fault
 
 
@@ -58,14 +58,6 @@ class AgentContext:
 
 
 Handler = Callable[[Any, AgentContext], Any]
-
-
-class TaskFailure(Exception):
-    """Raised by the `fail` handler, and by handlers that want a plain, expected failure."""
-
-
-class InjectedFault(TaskFailure):
-    """A failure from a synthetic agent's fault plan."""
 
 
 def noop(payload: Any, agent: AgentContext) -> None:

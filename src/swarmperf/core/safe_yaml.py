@@ -19,6 +19,8 @@ from yaml.constructor import ConstructorError
 from yaml.error import Mark
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from swarmperf.core.errors import SwarmError
+
 MAX_BYTES = 1 << 20  # 1 MiB: real specs are a few kilobytes
 MAX_DEPTH = 64  # levels of nesting, counting what aliases stand for
 MAX_ALIASES = 1000  # alias uses (*name) in one document
@@ -26,7 +28,7 @@ MAX_NODES = 1_000_000  # values in the document once every alias is expanded
 _MAX_PROBLEM = 120  # characters of a parser's own problem text
 
 
-class YamlProblem(ValueError):
+class YamlProblem(SwarmError, ValueError):
     """The text is not YAML that will be read. `where` is `source` or `source:line:column`."""
 
     def __init__(

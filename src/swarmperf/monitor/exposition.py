@@ -19,9 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from swarmperf.core.errors import ConfigError
+from swarmperf.core.latency import LatencySummary
 from swarmperf.monitor import names
 from swarmperf.monitor.metrics import Counter, Gauge, Histogram, Registry
-from swarmperf.monitor.snapshot import Quantiles, SwarmFigures, SystemFigures
+from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures
 from swarmperf.monitor.swarm_metrics import SwarmMetrics, Totals
 
 SystemSource = Callable[[], SystemFigures | None]
@@ -36,7 +37,7 @@ def _net_totals() -> tuple[int, int] | None:
 
 
 def _summary(
-    name: str, labels: dict[str, str], window: Quantiles, totals: Totals | None
+    name: str, labels: dict[str, str], window: LatencySummary, totals: Totals | None
 ) -> Iterator[tuple[str, dict[str, str], float]]:
     values = (window.p50, window.p90, window.p95, window.p99)
     for q, value in zip(names.QUANTILES, values, strict=True):

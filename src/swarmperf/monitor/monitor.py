@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from swarmperf.core.errors import ConfigError
-from swarmperf.core.events import Event
+from swarmperf.core.events import (
+    MONITOR_OBSERVER_FAILED,
+    MONITOR_STORE_FAILED,
+    MONITOR_TICK_FAILED,
+    Event,
+)
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.store import Store
@@ -138,7 +143,7 @@ class Monitor:
             try:
                 await self.tick()
             except Exception as exc:  # one bad sample must not end the monitoring
-                self._emit("monitor-tick-failed", "monitor", self.metrics.clock(), error=repr(exc))
+                self._emit(MONITOR_TICK_FAILED, "monitor", self.metrics.clock(), error=repr(exc))
             next_at += self.interval
             now = loop.time()
             if next_at < now:  # fell behind (a long store write): skip, do not burst
@@ -182,12 +187,12 @@ class Monitor:
                     rows,
                 )
             except Exception as exc:  # a busy or full disk loses a sample, not the run
-                self._emit("monitor-store-failed", "store", snapshot.swarm.ts, error=repr(exc))
+                self._emit(MONITOR_STORE_FAILED, "store", snapshot.swarm.ts, error=repr(exc))
         return snapshot
 
     def _record_failure(self, observer: Observer, exc: Exception, ts: float) -> None:
         name = getattr(observer, "__qualname__", None) or type(observer).__qualname__
-        self._emit("monitor-observer-failed", name, ts, error=repr(exc))
+        self._emit(MONITOR_OBSERVER_FAILED, name, ts, error=repr(exc))
 
     def _emit(self, kind: str, subject: str, ts: float, **detail: str) -> None:
         log.warning("%s: %s %s", kind, subject, detail)

@@ -10,18 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True, slots=True)
-class Quantiles:
-    """Latency quantiles in seconds over a window; `count` samples went into them."""
-
-    count: int
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    max: float | None = None
-    mean: float | None = None
+from swarmperf.core.latency import LatencySummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +23,7 @@ class AgentFigures:
     in_flight: int
     slots: int  # concurrency
     utilization: float | None  # busy slot-seconds / (slots * window), in [0, 1]
-    service: Quantiles  # service time (start -> finish)
+    service: LatencySummary  # service time (start -> finish), over the window
     breaker: str | None = None  # "closed" | "half_open" | "open"; None: no breaker
     alive: bool = True
 
@@ -50,9 +39,10 @@ class SwarmFigures:
     throughput_per_s: float | None
     error_rate: float | None  # failed / completed
     availability: float | None  # 1 - share of tasks rejected or failed for lack of an agent
-    latency: Quantiles  # end to end: queued -> finished
-    wait: Quantiles  # queued -> started
-    service: Quantiles  # started -> finished
+    # Over the window, from sliding sketches, which keep no minimum (`min` is None).
+    latency: LatencySummary  # end to end: queued -> finished
+    wait: LatencySummary  # queued -> started
+    service: LatencySummary  # started -> finished
     queue_depth: int
     queue_depth_by_priority: Mapping[str, int]
     balance_cv: float | None  # coefficient of variation of per-agent utilisation
@@ -141,7 +131,7 @@ def flatten(swarm: SwarmFigures | None, system: SystemFigures | None) -> dict[st
     }
 
 
-def _quantile_rows(prefix: str, q: Quantiles) -> dict[str, float | None]:
+def _quantile_rows(prefix: str, q: LatencySummary) -> dict[str, float | None]:
     return {
         f"{prefix}.count": q.count,
         f"{prefix}.p50": q.p50,

@@ -19,12 +19,20 @@ from collections.abc import Callable, Iterable
 from math import floor
 from typing import TYPE_CHECKING
 
-from swarmperf.core.events import Event
+from swarmperf.core.events import (
+    AGENT_LOST,
+    AGENT_RESTARTED,
+    BREAKER_CLOSED,
+    BREAKER_HALF_OPEN,
+    BREAKER_OPEN,
+    Event,
+)
+from swarmperf.core.latency import LatencySummary
 from swarmperf.core.model import Priority, TaskResult, TaskStatus
 from swarmperf.monitor.metrics import OVERFLOW, CounterSeries, Registry
 from swarmperf.monitor.names import NO_AGENT, TASKS_TOTAL
 from swarmperf.monitor.sketch import DEFAULT_ALPHA, QuantileSketch, SlidingRing
-from swarmperf.monitor.snapshot import AgentFigures, Quantiles, SwarmFigures
+from swarmperf.monitor.snapshot import AgentFigures, SwarmFigures
 from swarmperf.resilience.guard import ResilienceGuard
 
 if TYPE_CHECKING:
@@ -35,9 +43,9 @@ SUCCEEDED = TaskStatus.SUCCEEDED
 FAILED = TaskStatus.FAILED
 REJECTED = TaskStatus.REJECTED
 _BREAKER_EVENTS = {
-    "breaker-open": "open",
-    "breaker-closed": "closed",
-    "breaker-half-open": "half_open",
+    BREAKER_OPEN: "open",
+    BREAKER_CLOSED: "closed",
+    BREAKER_HALF_OPEN: "half_open",
 }
 _NOT_FINISHED = "no task finished in the window"
 
@@ -89,12 +97,12 @@ class Totals:
         self.sum += x
 
 
-def quantiles_of(sketch: QuantileSketch) -> Quantiles:
-    """The snapshot's `Quantiles` from a sketch (count 0 and Nones when empty)."""
+def quantiles_of(sketch: QuantileSketch) -> LatencySummary:
+    """The snapshot's `LatencySummary` from a sketch (count 0 and Nones when empty)."""
     if sketch.count == 0:
-        return Quantiles(0)
+        return LatencySummary(0)
     p50, p90, p95, p99 = sketch.quantiles((0.5, 0.9, 0.95, 0.99))
-    return Quantiles(sketch.count, p50, p90, p95, p99, sketch.max, sketch.mean)
+    return LatencySummary(sketch.count, p50, p90, p95, p99, sketch.max, sketch.mean)
 
 
 class SwarmMetrics:
@@ -278,9 +286,9 @@ class SwarmMetrics:
         state = _BREAKER_EVENTS.get(event.kind)
         if state is not None:
             self.breakers[event.subject] = state
-        elif event.kind == "agent-lost":
+        elif event.kind == AGENT_LOST:
             self._lost[event.subject] = event.ts
-        elif event.kind == "agent-restarted":
+        elif event.kind == AGENT_RESTARTED:
             self._lost.pop(event.subject, None)
 
     # -- output -------------------------------------------------------------------------
@@ -427,7 +435,7 @@ class SwarmMetrics:
                 in_flight=in_flight,
                 slots=slots,
                 utilization=utilization,
-                service=quantiles_of(mine.service) if mine is not None else Quantiles(0),
+                service=quantiles_of(mine.service) if mine is not None else LatencySummary(0),
                 breaker=self.breaker_of(agent_id),
                 alive=up,
             )

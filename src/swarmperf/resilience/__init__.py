@@ -1,15 +1,15 @@
 """Fault tolerance: circuit breakers, rate limits, retries, and the guard that applies them."""
 
+from swarmperf.core.errors import CircuitOpen, RateLimited
 from swarmperf.resilience.breaker import (
     BreakerSettings,
     BreakerStatistics,
     CircuitBreaker,
-    CircuitOpen,
     State,
     Transition,
 )
 from swarmperf.resilience.guard import ResilienceGuard, ResilienceSettings, RetryBudgetSettings
-from swarmperf.resilience.ratelimit import Limiter, RateLimit, RateLimited, TokenBucket
+from swarmperf.resilience.ratelimit import Limiter, RateLimit, TokenBucket
 from swarmperf.resilience.retry import RetryBudget, RetryPolicies, RetryPolicy
 
 __all__ = [

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NoReturn
 
-from swarmperf.core.errors import ConfigError, DispatchError
+from swarmperf.core.errors import CircuitOpen, ConfigError
 
 _floor = math.floor
 _sqrt = math.sqrt
@@ -56,19 +56,6 @@ class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"
-
-
-class CircuitOpen(DispatchError):
-    """A breaker refused a call. `retry_after` is the wait in seconds before a trial call."""
-
-    def __init__(self, name: str, retry_after: float) -> None:
-        if retry_after > 0:
-            when = f"a trial call may go through in {retry_after:.1f}s"
-        else:
-            when = "its trial calls are all in flight; retry when one of them finishes"
-        super().__init__(f"Circuit {name!r} is open: {when}. Meanwhile, send calls elsewhere.")
-        self.name = name
-        self.retry_after = retry_after
 
 
 def _reject(field: str, value: object, fix: str) -> NoReturn:

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from swarmperf.core.errors import Backpressure, ConfigError, DispatchError
+from swarmperf.core.errors import BulkheadFull, ConfigError
 from swarmperf.core.model import Task
 
 
@@ -26,20 +26,6 @@ class BulkheadSettings:
             )
         if self.max_queued < 0:
             raise ConfigError("bulkheads.max_queued", self.max_queued, "Use an integer >= 0.")
-
-
-class BulkheadFull(Backpressure):
-    def __init__(self, task_id: str, kind: str, queued: int, limit: int) -> None:
-        DispatchError.__init__(
-            self,
-            f"Task {task_id!r} rejected: the bulkhead for kind {kind!r} has {queued} tasks "
-            f"waiting and holds at most {limit}. Slow down, or raise "
-            f"bulkheads[{kind!r}].max_queued or max_concurrent.",
-        )
-        self.task_id = task_id
-        self.queued = queued
-        self.limit = limit
-        self.kind = kind
 
 
 class Bulkheads:

@@ -29,6 +29,14 @@ from dataclasses import dataclass, field
 
 from swarmperf.balancing.agents import AgentState
 from swarmperf.core.errors import ConfigError
+from swarmperf.core.events import (
+    AGENT_PROBATION,
+    AGENT_REINSTATED,
+    FALLBACK,
+    RATE_LIMITED,
+    SHED,
+    breaker_kind,
+)
 from swarmperf.core.model import Priority, Task
 from swarmperf.resilience.breaker import BreakerSettings, CircuitBreaker, State, Transition
 from swarmperf.resilience.policy import Control, Fallback, Retry, Verdict
@@ -160,7 +168,7 @@ class ResilienceGuard:
             self._lost.discard(agent.id)
             self._probation[agent.id] = settings.success_threshold
             self.control.limit_slots(agent.id, settings.half_open_calls)
-            self.control.emit("agent-probation", agent.id, trials=settings.success_threshold)
+            self.control.emit(AGENT_PROBATION, agent.id, trials=settings.success_threshold)
 
     def agent_lost(self, agent_id: str, now: float) -> None:
         self._lost.add(agent_id)
@@ -182,7 +190,7 @@ class ResilienceGuard:
                     f"{fill:.0%} of queue.max_queued ({limit}) for "
                     f"{task.priority.name.lower()} work"
                 )
-                self.control.emit("shed", task.id, kind=task.kind, reason=reason)
+                self.control.emit(SHED, task.id, kind=task.kind, reason=reason)
                 return reason
         if self.settings.kind_breaker is not None:
             breaker = self._kind_breaker(task.kind)
@@ -190,9 +198,9 @@ class ResilienceGuard:
                 fallback = self.settings.fallbacks.get(task.kind)
                 reason = f"circuit for kind {task.kind!r} is open"
                 if fallback is None:
-                    self.control.emit("shed", task.id, kind=task.kind, reason=reason)
+                    self.control.emit(SHED, task.id, kind=task.kind, reason=reason)
                     return f"{reason}; retry in {breaker.retry_after():.1f}s"
-                self.control.emit("fallback", task.id, kind=task.kind, to=fallback, reason=reason)
+                self.control.emit(FALLBACK, task.id, kind=task.kind, to=fallback, reason=reason)
                 task.fallback_from = task.kind
                 task.kind = fallback
         if self._budget is not None and task.attempts == 0:
@@ -206,7 +214,7 @@ class ResilienceGuard:
                 wait = self._limiter.try_acquire(keys, task.tokens)
                 if wait > 0:
                     self.control.emit(
-                        "rate-limited", agent.id, limits=list(keys), wait=round(wait, 6)
+                        RATE_LIMITED, agent.id, limits=list(keys), wait=round(wait, 6)
                     )
                     return wait
         # Last, because in half-open a yes takes one of the few trial slots.
@@ -289,7 +297,7 @@ class ResilienceGuard:
             return
         del self._probation[agent.id]
         self.control.limit_slots(agent.id, None)
-        self.control.emit("agent-reinstated", agent.id)
+        self.control.emit(AGENT_REINSTATED, agent.id)
 
     def _throttled(self, agent: AgentState, task: Task, error: str) -> Verdict:
         match = _RETRY_IN.search(error)
@@ -303,7 +311,7 @@ class ResilienceGuard:
         ):
             self._limiter.penalise(provider.group(1), retry_after)
         self.control.suspend(agent.id, now + retry_after, f"throttled: {error}")
-        self.control.emit("rate-limited", agent.id, retry_after=retry_after, task=task.id)
+        self.control.emit(RATE_LIMITED, agent.id, retry_after=retry_after, task=task.id)
         return Retry(0.0, error, avoid=agent.id)
 
     def _kind_breaker(self, kind: str) -> CircuitBreaker:
@@ -340,7 +348,7 @@ class ResilienceGuard:
         name = transition.breaker
         to = transition.to_state
         control.emit(
-            f"breaker-{to.value}",
+            breaker_kind(to.value),
             name,
             reason=transition.reason,
             previous=transition.from_state.value,

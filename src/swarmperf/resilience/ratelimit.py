@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from swarmperf.core.errors import ConfigError, DispatchError, UnknownName
+from swarmperf.core.errors import ConfigError, UnknownName
 
 __all__ = [
     "DEFAULT_BURST",
@@ -22,7 +22,6 @@ __all__ = [
     "LimitStatistics",
     "Limiter",
     "RateLimit",
-    "RateLimited",
     "TokenBucket",
 ]
 
@@ -34,29 +33,6 @@ DEFAULT_BURST = 60.0  # seconds' worth of rate: the period providers state their
 # request short by a rounding error, and on a large clock value `now + wait == now`, so a
 # simulation that advances its clock by the wait would spin forever.
 _GRACE = 1e-6
-
-
-class RateLimited(DispatchError):
-    """What a handler raises when a provider throttles it (e.g. HTTP 429 with Retry-After)."""
-
-    def __init__(self, retry_after: float | None = None, provider: str | None = None) -> None:
-        who = f"Provider {provider!r}" if provider else "The provider"
-        when = (
-            f"it asks to retry in {retry_after:g}s"
-            if retry_after is not None
-            else "it gave no retry time"
-        )
-        limit = f"rate_limits.{provider}" if provider else "the provider's rate_limits entry"
-        super().__init__(
-            f"{who} throttled the request; {when}. Lower requests_per_minute or "
-            f"tokens_per_minute in {limit}, or send fewer tasks to it."
-        )
-        self.retry_after = retry_after
-        self.provider = provider
-
-    def __reduce__(self) -> tuple[type[RateLimited], tuple[float | None, str | None]]:
-        # Rebuild from the fields, not the message, so it survives pickling to another process.
-        return (RateLimited, (self.retry_after, self.provider))
 
 
 @dataclass(frozen=True, slots=True)

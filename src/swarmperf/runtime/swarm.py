@@ -10,7 +10,13 @@ from types import TracebackType
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
 from swarmperf.core.errors import NoAgents
-from swarmperf.core.events import Event
+from swarmperf.core.events import (
+    AGENT_GIVEN_UP,
+    AGENT_RESTART_FAILED,
+    AGENT_RESTARTED,
+    DUPLICATE_SUBMISSION,
+    Event,
+)
 from swarmperf.core.handlers import Handler, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
 from swarmperf.core.queueing import QueueSettings
@@ -197,7 +203,7 @@ class Swarm:
             if pending is None:
                 pending = asyncio.get_running_loop().create_future()
                 self._futures[first] = pending
-            self.coordinator.emit("duplicate-submission", task.id, key=key, first=first)
+            self.coordinator.emit(DUPLICATE_SUBMISSION, task.id, key=key, first=first)
             return await asyncio.shield(pending)
         fut: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
         self._futures[task.id] = fut
@@ -385,7 +391,7 @@ class Swarm:
             count = 0
         delay = self.restart.delay(count)
         if delay is None:
-            self.coordinator.emit("agent-given-up", spec.id, restarts=count)
+            self.coordinator.emit(AGENT_GIVEN_UP, spec.id, restarts=count)
             return
         self._restarts[spec.id] = (count + 1, now)
 
@@ -396,12 +402,12 @@ class Swarm:
             try:
                 await self.add_agent(spec)
             except Exception as exc:  # a failed restart is one more loss, not a crash
-                self.coordinator.emit("agent-restart-failed", spec.id, error=repr(exc))
+                self.coordinator.emit(AGENT_RESTART_FAILED, spec.id, error=repr(exc))
                 if spec.id not in self.coordinator.agents:
                     self._schedule_restart(spec)
                 self._settle()
                 return
-            self.coordinator.emit("agent-restarted", spec.id, attempt=count + 1, delay=delay)
+            self.coordinator.emit(AGENT_RESTARTED, spec.id, attempt=count + 1, delay=delay)
             self._settle()
 
         job = asyncio.get_running_loop().create_task(restart())

@@ -24,7 +24,7 @@ from typing import Any
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
 from swarmperf.core.errors import Backpressure, ConfigError, NoAgents, TaskLost
-from swarmperf.core.events import Event
+from swarmperf.core.events import AGENT_RESTARTED, Event
 from swarmperf.core.handlers import Handler, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Task, TaskResult
 from swarmperf.core.queueing import QueueSettings
@@ -88,6 +88,7 @@ class SimOutcome:
             swarm_id=swarm_id,
             lower_bound=lower_bound,
             events=self.event_counts,
+            stolen=self.statistics.stolen,
         )
 
 
@@ -571,7 +572,7 @@ class Simulation:
     def _restore(self, spec: AgentSpec) -> None:
         if self._done or spec.id in self.coordinator.agents:
             return
-        self.coordinator.emit("agent-restarted", spec.id)
+        self.coordinator.emit(AGENT_RESTARTED, spec.id)
         self._join(spec)
 
     def _outage_rng(self, agent_id: str) -> random.Random:

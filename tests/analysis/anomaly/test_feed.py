@@ -7,7 +7,8 @@ import pytest
 
 from swarmperf.analysis.anomaly import MetricAnomalies
 from swarmperf.core.errors import ConfigError
-from swarmperf.monitor.snapshot import Quantiles, SwarmFigures
+from swarmperf.core.latency import LatencySummary
+from swarmperf.monitor.snapshot import SwarmFigures
 
 
 def snapshot(ts: float, p99: float | None, throughput: float | None) -> SwarmFigures:
@@ -19,9 +20,9 @@ def snapshot(ts: float, p99: float | None, throughput: float | None) -> SwarmFig
         throughput_per_s=throughput,
         error_rate=0.0,
         availability=1.0,
-        latency=Quantiles(count=100, p99=p99),
-        wait=Quantiles(count=0),
-        service=Quantiles(count=0),
+        latency=LatencySummary(count=100, p99=p99),
+        wait=LatencySummary(count=0),
+        service=LatencySummary(count=0),
         queue_depth=0,
         queue_depth_by_priority={},
         balance_cv=None,
