@@ -1,8 +1,17 @@
-"""The backend registry: names used in specs and on the command line, loaded lazily."""
+"""The backend registry: one entry per name used in specs and on the command line.
+
+Each entry makes its backend lazily (its module, and any engine it needs, is imported
+only then) and says what callers must know about it: a one-line description, and whether
+it runs in virtual time. Callers ask the entry, never compare names, so a new backend is
+one entry here (and its name in the spec's `backend` field).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final
 
 from swarmperf.core.errors import UnknownName
 from swarmperf.runtime.backend import Backend
@@ -10,7 +19,69 @@ from swarmperf.runtime.backend import Backend
 if TYPE_CHECKING:
     from swarmperf.spec import SwarmSpec
 
-BACKENDS = ("local", "process", "ray")
+
+@dataclass(frozen=True, slots=True)
+class BackendEntry:
+    """A registered backend.
+
+    `make(spec)` builds it, with the spec's backend settings (the `ray:` section, task
+    timeouts) or, for None, its defaults. A `virtual_time` backend has no wall clock: its
+    runs go through `swarmperf.sim.Simulation` (`app.simulate.simulate_spec`), which jumps
+    from event to event, so there is nothing for a signal to interrupt.
+    """
+
+    name: str
+    description: str
+    make: Callable[[SwarmSpec | None], Backend]
+    virtual_time: bool = False
+
+
+def _local(spec: SwarmSpec | None) -> Backend:
+    from swarmperf.runtime.local import LocalBackend
+
+    return LocalBackend(spec.timeouts.task_timeouts() if spec is not None else None)
+
+
+def _process(spec: SwarmSpec | None) -> Backend:
+    from swarmperf.runtime.process import ProcessBackend
+
+    return ProcessBackend(timeouts=spec.timeouts.task_timeouts() if spec is not None else None)
+
+
+def _ray(spec: SwarmSpec | None) -> Backend:
+    # Ray is an optional extra: without it, RayBackend says what to install.
+    from swarmperf.runtime.ray_backend import RayBackend
+
+    return RayBackend(spec.ray_settings() if spec is not None else None)
+
+
+def _sim(spec: SwarmSpec | None) -> Backend:
+    from swarmperf.sim.backend import SimBackend
+
+    return SimBackend(seed=spec.seed if spec is not None else 0)
+
+
+BACKENDS: Final[Mapping[str, BackendEntry]] = MappingProxyType(
+    {
+        entry.name: entry
+        for entry in (
+            BackendEntry("local", "coroutines in this process", _local),
+            BackendEntry(
+                "process", "one worker process per agent, for CPU-bound handlers", _process
+            ),
+            BackendEntry("ray", "one Ray actor per agent, on one machine or a cluster", _ray),
+            BackendEntry("sim", "virtual time, for scale", _sim, virtual_time=True),
+        )
+    }
+)
+
+
+def backend_entry(name: str) -> BackendEntry:
+    """The entry registered as `name`; `UnknownName` (listing the choices) if none is."""
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise UnknownName("backend", name, BACKENDS)
+    return entry
 
 
 def make_backend(name: str, spec: SwarmSpec | None = None) -> Backend:
@@ -19,18 +90,10 @@ def make_backend(name: str, spec: SwarmSpec | None = None) -> Backend:
     `spec` carries backend settings (the `ray:` section, task timeouts); None: the
     backend's defaults.
     """
-    timeouts = spec.timeouts.task_timeouts() if spec is not None else None
-    if name == "local":
-        from swarmperf.runtime.local import LocalBackend
+    return backend_entry(name).make(spec)
 
-        return LocalBackend(timeouts)
-    if name == "process":
-        from swarmperf.runtime.process import ProcessBackend
 
-        return ProcessBackend(timeouts=timeouts)
-    if name == "ray":
-        # Ray is an optional extra: without it, RayBackend says what to install.
-        from swarmperf.runtime.ray_backend import RayBackend
-
-        return RayBackend(spec.ray_settings() if spec is not None else None)
-    raise UnknownName("backend", name, BACKENDS)
+def backend_choices() -> str:
+    """The names, for help texts: 'local, process, ray or sim (virtual time)'."""
+    names = [f"{e.name} (virtual time)" if e.virtual_time else e.name for e in BACKENDS.values()]
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]

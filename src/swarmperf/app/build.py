@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from swarmperf.app.backends import make_backend
+from swarmperf.app.backends import backend_entry
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.runtime.swarm import Swarm
@@ -31,12 +31,23 @@ def check_runnable(spec: SwarmSpec, handlers: HandlerRegistry) -> None:
 def build_swarm(
     spec: SwarmSpec, handlers: HandlerRegistry | None = None, *, keep_results: bool = True
 ) -> Swarm:
-    """The spec's swarm, not yet started: agents, strategy, backend, queue and resilience."""
+    """The spec's swarm, not yet started: agents, strategy, backend, queue and resilience.
+
+    A virtual-time backend has no swarm to build: `run_spec` and `simulate_spec` run it.
+    """
+    entry = backend_entry(spec.backend)
+    if entry.virtual_time:
+        raise ConfigError(
+            "backend",
+            spec.backend,
+            "It runs in virtual time, which a real-time swarm cannot drive: run the spec "
+            "with `run_spec` or `simulate_spec`, or choose a backend that runs for real.",
+        )
     clock = time.perf_counter
     return Swarm(
         spec.agent_specs(),
         strategy=spec.strategy,
-        backend=make_backend(spec.backend, spec),
+        backend=entry.make(spec),
         queue=spec.queue_settings(),
         handlers=handlers,
         seed=spec.seed,

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from swarmperf.app.backends import backend_entry
 from swarmperf.app.build import build_swarm, check_runnable, load_alerting
 from swarmperf.app.workload import TimedTask, feed, generate_tasks
 from swarmperf.core.errors import ConfigError, StoreError
-from swarmperf.core.events import Event
+from swarmperf.core.events import ANOMALY, Event
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.core.model import TaskResult
 from swarmperf.monitor.monitor import Monitor
@@ -102,9 +103,11 @@ async def run_spec(
     and stores the snapshots under the run; `monitor.metrics_port` also serves /metrics.
     A stored run refreshes its heartbeat every few seconds while it goes.
 
-    The `sim` backend runs the same swarm in virtual time (see `swarmperf.sim`).
+    A virtual-time backend (`sim`) runs the same swarm in virtual time (see `swarmperf.sim`),
+    with no signal handling: nothing there waits on the wall clock.
     """
-    with _Stop.installed(handle_signals and spec.backend != "sim") as stop:
+    signals = handle_signals and not backend_entry(spec.backend).virtual_time
+    with _Stop.installed(signals) as stop:
         return await _run_spec(spec, store, on_progress, progress_every, handlers, on_monitor, stop)
 
 
@@ -119,7 +122,7 @@ async def _run_spec(
 ) -> RunOutcome:
     handlers = handlers or HandlerRegistry()
     check_runnable(spec, handlers)
-    if spec.backend == "sim":
+    if backend_entry(spec.backend).virtual_time:
         return _simulate(spec, store, on_progress, handlers)
     timed = generate_tasks(spec.workload, spec.seed)
     total = len(timed)
@@ -168,6 +171,7 @@ async def _run_spec(
             swarm_id=spec.swarm_id,
             lower_bound=bound,
             events=swarm.event_counts,
+            stolen=swarm.coordinator.statistics().stolen,
         )
         if not isinstance(spec.workload.arrival, BatchArrival):
             report.missing["makespan_ratio"] = (
@@ -259,7 +263,7 @@ def _anomaly_events(
     def observe(figures: SwarmFigures, system: SystemFigures | None) -> None:
         for finding in detect(figures, system):
             swarm.emit(
-                "anomaly",
+                ANOMALY,
                 finding["metric"],
                 value=finding["value"],
                 score=round(finding["score"], 4),
