@@ -1,4 +1,7 @@
-"""The `process` backend: results, failures, crashes, churn and clean shutdown."""
+"""The `process` backend: results, failures, crashes, churn and clean shutdown.
+
+What every backend promises (crashes and churn under load, drains, exactly one result
+per task) is in `test_backend_conformance.py`; here, what is particular to processes."""
 
 from __future__ import annotations
 
@@ -343,42 +346,7 @@ def test_removing_a_concurrent_agent_lets_its_running_tasks_finish(start_method:
     run(test)
 
 
-# -- crashes ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_a_killed_worker_hands_back_exactly_the_tasks_it_had_not_reported(
-    start_method: str,
-) -> None:
-    async def test() -> None:
-        agents = AgentSpec("a"), AgentSpec("b")
-        async with running(*agents, start_method=start_method) as (backend, sink):
-            first = [Task("echo", i) for i in range(3)]
-            stuck = [Task("sleep", 60.0), Task("echo", 3), Task("echo", 4)]
-            later = [Task("echo", 5)]
-            backend.run([("a", t) for t in first + stuck])
-            backend.run([("a", t) for t in later])
-            # The first three are reported while the long sleep runs, without waiting for it.
-            await sink.until(lambda: len(sink.done["a"]) == 3)
-            pid = backend.pid("a")
-            os.kill(pid, signal.SIGKILL)
-            await sink.until(lambda: bool(sink.lost))
-
-            assert sink.tasks("a") == first
-            [(agent_id, in_flight, reason)] = sink.lost
-            assert agent_id == "a"
-            assert in_flight == stuck + later
-            assert reason == f"worker process {pid} exited with signal SIGKILL"
-            assert gone(pid)
-            with pytest.raises(ConfigError, match="'a'"):
-                backend.run([("a", Task("noop"))])
-
-            backend.run([("b", Task("add_one", 1))])
-            await sink.until(lambda: len(sink.done["b"]) == 1)
-            assert sink.done["b"][0][4] == 2
-            assert len(sink.done["a"]) == 3  # nothing was reported twice
-
-    run(test)
+# -- crashes (the common promises: test_backend_conformance.py) --------------------------
 
 
 def test_a_killed_concurrent_worker_hands_back_exactly_the_tasks_it_had_not_reported() -> None:
@@ -405,31 +373,6 @@ def test_a_killed_concurrent_worker_hands_back_exactly_the_tasks_it_had_not_repo
             assert reason == f"worker process {pid} exited with signal SIGKILL"
             assert gone(pid)
             assert len(sink.done["a"]) == len(quick)  # nothing was reported twice
-
-    run(test)
-
-
-def test_a_swarm_requeues_the_tasks_of_a_killed_worker() -> None:
-    async def test() -> None:
-        agents = [AgentSpec("a", concurrency=2), AgentSpec("b", concurrency=2)]
-        tasks = [Task("sleep", 0.02) for _ in range(20)]
-        async with Swarm(agents, backend=ProcessBackend(), strategy="round-robin") as swarm:
-            backend = swarm.backend
-            assert isinstance(backend, ProcessBackend)
-            killed = asyncio.Event()
-
-            def kill_a_once(_: object) -> None:
-                if not killed.is_set():
-                    killed.set()
-                    os.kill(backend.pid("a"), signal.SIGKILL)
-
-            swarm.on_result(kill_a_once)
-            results = await swarm.run(tasks)
-
-        assert sorted(r.task_id for r in results) == sorted(t.id for t in tasks)
-        assert all(r.ok for r in results)
-        assert [agent for agent, _ in swarm.lost_agents] == ["a"]
-        assert "SIGKILL" in swarm.lost_agents[0][1]
 
     run(test)
 

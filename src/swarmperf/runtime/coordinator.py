@@ -25,7 +25,16 @@ from typing import Any, Final
 from swarmperf.balancing.agents import EWMA_ALPHA, AgentState
 from swarmperf.balancing.strategies import LoadBalancer
 from swarmperf.core.errors import Backpressure, ConfigError, QuotaExceeded
-from swarmperf.core.events import Event
+from swarmperf.core.events import (
+    AGENT_LOST,
+    AGENT_PAUSED,
+    AGENT_RESUMED,
+    DUPLICATE_RESULT_IGNORED,
+    DUPLICATE_SUBMISSION,
+    FALLBACK,
+    RETRY,
+    Event,
+)
 from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
 from swarmperf.core.queueing import QueueSettings, TaskQueue
 from swarmperf.resilience.bulkheads import Bulkheads, BulkheadSettings
@@ -211,7 +220,7 @@ class Coordinator:
         agent.running_work = 0.0
         if self.guard is not None:
             self.guard.agent_lost(agent_id, now)
-        self.emit("agent-lost", agent_id, reason=reason, requeued=len(requeued))
+        self.emit(AGENT_LOST, agent_id, reason=reason, requeued=len(requeued))
         return requeued
 
     def suspend(self, agent_id: str, until: float | None, reason: str) -> None:
@@ -233,7 +242,7 @@ class Coordinator:
         self._thieves.pop(agent_id, None)
         agent.version += 1
         self.strategy.changed(agent, now)
-        self.emit("agent-paused", agent_id, reason=reason, until=until)
+        self.emit(AGENT_PAUSED, agent_id, reason=reason, until=until)
 
     def resume(self, agent_id: str, reason: str) -> None:
         agent = self.agents.get(agent_id)
@@ -247,7 +256,7 @@ class Coordinator:
             self._thieves[agent_id] = agent
         agent.version += 1
         self.strategy.changed(agent, now)
-        self.emit("agent-resumed", agent_id, reason=reason)
+        self.emit(AGENT_RESUMED, agent_id, reason=reason)
 
     def limit_slots(self, agent_id: str, slots: int | None) -> None:
         """Cap `agent_id` at `slots` tasks at once (None: its own number again)."""
@@ -369,7 +378,7 @@ class Coordinator:
             return False
         if first == task.id:
             return False
-        self.emit("duplicate-submission", task.id, key=key, first=first)
+        self.emit(DUPLICATE_SUBMISSION, task.id, key=key, first=first)
         return True
 
     def forget_key(self, task: Task) -> None:
@@ -738,7 +747,7 @@ class Coordinator:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
         ends = agent.running_ends
         if ends.get(task.id) is None:  # (get then del: compiled, both are direct calls)
-            self.emit("duplicate-result-ignored", task.id, agent=agent_id)
+            self.emit(DUPLICATE_RESULT_IGNORED, task.id, agent=agent_id)
             return None
         del ends[task.id]
         service = finished - started
@@ -811,7 +820,7 @@ class Coordinator:
             if pop_end(task.id, None) is None:
                 # A report for a task already re-queued after its agent was declared
                 # lost: the other run's result is the one that counts.
-                self.emit("duplicate-result-ignored", task.id, agent=agent_id)
+                self.emit(DUPLICATE_RESULT_IGNORED, task.id, agent=agent_id)
                 continue
             service = finished - started
             busy += service
@@ -921,7 +930,7 @@ class Coordinator:
             self.retried += 1
             task.avoid = verdict.avoid
             self.emit(
-                "retry",
+                RETRY,
                 task.id,
                 kind=task.kind,
                 attempt=task.attempts,
@@ -932,7 +941,7 @@ class Coordinator:
                 self._schedule(now + verdict.delay, _RETRY, task)
                 return
         else:
-            self.emit("fallback", task.id, kind=task.kind, to=verdict.kind, reason=verdict.reason)
+            self.emit(FALLBACK, task.id, kind=task.kind, to=verdict.kind, reason=verdict.reason)
             task.fallback_from = task.fallback_from or task.kind
             task.kind = verdict.kind
         self.queue.push(task, now, front=True)

@@ -1,57 +1,48 @@
-"""The `process` backend: each agent is a worker process, for CPU-bound handlers.
+"""The parent side of the process backend: `ProcessBackend`, which runs agents as workers.
 
-Tasks travel in batches: `run` sends each agent one frame per call holding the kinds and
-payloads of its new tasks (never the `Task` objects, which stay in the parent). Both sides
-number an agent's tasks 0, 1, 2, ... in send order, and a frame of results names its tasks
-by those numbers, so the parent always knows exactly which tasks a worker had been sent and
-not yet reported. When a worker dies, those are handed back, in send order, through
-`CompletionSink.agent_lost`.
-
-A worker with concurrency 1 runs its tasks one at a time, in the order received, and its
-results keep that order: a frame names only its first task. A worker with concurrency `c`
-runs up to `c` at once and reports each as it finishes, in any order.
-
-A frame is a 16-byte header (opcode, task count, body length) and a pickled body, written
-with one `writev` on a socket pair. The parent never blocks on a worker: it reads and
-writes non-blocking from the event loop's own selector (`add_reader`/`add_writer`).
+It starts and stops worker processes (several starts at once), sends each its batches,
+reads their results, kills a worker whose task runs past its timeout, and when a worker
+dies hands the tasks it had been sent and not yet reported back, in send order, through
+`CompletionSink.agent_lost`. The parent never blocks on a worker: it reads and writes
+non-blocking from the event loop's own selector (`add_reader`/`add_writer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import multiprocessing
 import os
 import pickle
-import queue
 import signal
-import struct
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, ClassVar, cast
+from typing import ClassVar, cast
 
 from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
-from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
+from swarmperf.core.handlers import Handler, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
-
-_now = time.perf_counter  # CLOCK_MONOTONIC: worker timestamps are on the parent's clock
-
-_HEADER = struct.Struct("<IIQ")  # opcode, task count, body length in bytes
-_PICKLE = pickle.HIGHEST_PROTOCOL
-_READ_SIZE = 1 << 18
-
-# Parent to worker.
-_BATCH, _PING, _STOP = 1, 2, 3
-# Worker to parent.
-_READY, _RESULTS, _PONG = 11, 12, 13
+from swarmperf.runtime.process.protocol import (
+    BATCH,
+    HEADER,
+    PICKLE,
+    PING,
+    PONG,
+    READ_SIZE,
+    READY,
+    RESULTS,
+    STOP,
+    FrameReader,
+    clock,
+    error_text,
+    import_ref,
+)
+from swarmperf.runtime.process.worker import worker_main
 
 START_METHODS = ("forkserver", "spawn")
 # A local socket round trip, used until the first agent's readiness ping measures one.
@@ -63,524 +54,6 @@ _HANDLER_FIX = (
     "must be a function defined with `def` at the top level of an importable module (not a "
     "lambda, closure, functools.partial or bound method). Move it to module level."
 )
-
-
-# -- framing (both sides) ---------------------------------------------------------------
-
-
-class _FrameReader:
-    """Cuts a byte stream into (opcode, count, body) frames; keeps a partial frame."""
-
-    __slots__ = ("_chunks", "_have", "_need")
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-        self._have = 0
-        self._need = 0
-
-    def feed(self, data: bytes) -> list[tuple[int, int, memoryview]]:
-        if self._chunks:
-            # Join only once the frame is complete, so a large frame costs linear time.
-            self._chunks.append(data)
-            self._have += len(data)
-            if self._have < self._need:
-                return []
-            data = b"".join(self._chunks)
-            self._chunks = []
-        frames: list[tuple[int, int, memoryview]] = []
-        view = memoryview(data)
-        end = len(data)
-        off = 0
-        size = _HEADER.size
-        need = size
-        while end - off >= size:
-            op, count, length = _HEADER.unpack_from(data, off)
-            stop = off + size + length
-            if stop > end:
-                need = size + length
-                break
-            frames.append((op, count, view[off + size : stop]))
-            off = stop
-        if off < end:
-            self._chunks = [data[off:]]
-            self._have = end - off
-            self._need = need
-        return frames
-
-
-def _write_all(fd: int, header: bytes, body: bytes) -> None:
-    """Blocking write of one frame (worker side)."""
-    n = os.writev(fd, (header, body))
-    if n < len(header) + len(body):
-        rest = memoryview(header + body)[n:]
-        while rest:
-            rest = rest[os.write(fd, rest) :]
-
-
-def _import_ref(ref: str) -> Any:
-    module, _, qualname = ref.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-# -- the worker process ---------------------------------------------------------------
-
-
-def _worker_main(
-    conn: Connection,
-    spec: AgentSpec,
-    epoch: float,
-    refs: dict[str, str],
-    flush: float,
-    concurrency: int,
-) -> None:
-    """Entry point of a worker process: load the handlers, report ready, serve batches."""
-    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd = conn.fileno()
-    try:
-        handlers: dict[str, Handler] = {name: _import_ref(ref) for name, ref in refs.items()}
-        registry = HandlerRegistry(handlers)
-    except Exception as exc:  # reported to the parent, which fails add_agent with it
-        body = pickle.dumps((os.getpid(), _error(exc)), _PICKLE)
-        _write_all(fd, _HEADER.pack(_READY, 0, len(body)), body)
-        return
-    # perf_counter is CLOCK_MONOTONIC here, the same in every process: fault windows
-    # count from the parent's start.
-    context = AgentContext.for_agent(spec, epoch)
-    worker: _Worker = (
-        _SerialWorker(fd, registry, context, flush)
-        if concurrency == 1
-        else _ConcurrentWorker(fd, registry, context, flush, concurrency)
-    )
-    worker.send(_READY, 0, pickle.dumps((os.getpid(), None), _PICKLE))
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        worker.serve()  # those two mean the parent is gone: nobody is left to report to
-
-
-class _Worker:
-    """What both kinds of worker share: the handlers, the socket and the result frames.
-
-    Both number the tasks they receive 0, 1, 2, ... in arrival order, as the parent numbers
-    them in send order, so a result names its task by that number alone.
-    """
-
-    def __init__(
-        self, fd: int, registry: HandlerRegistry, context: AgentContext, flush: float
-    ) -> None:
-        self._fd = fd
-        self._registry = registry
-        self._table = {name: registry.resolve(name) for name in registry}
-        self._context = context
-        self._flush_interval = flush
-        self._reader = _FrameReader()
-        self._received = 0  # tasks received so far: the next task's number
-        self._lock = threading.Lock()  # one frame at a time on the socket
-
-    def serve(self) -> None:
-        raise NotImplementedError
-
-    def send(self, op: int, count: int, body: bytes) -> None:
-        with self._lock:
-            _write_all(self._fd, _HEADER.pack(op, count, len(body)), body)
-
-    def _write_results(
-        self,
-        seqs: int | tuple[int, ...],
-        starts: tuple[float, ...],
-        finishes: tuple[float, ...],
-        errors: tuple[str | None, ...],
-        values: tuple[Any, ...],
-    ) -> None:
-        """One results frame; `seqs` is the first task's number when they are consecutive."""
-        n = len(starts)
-        sent_at = _now()
-        try:
-            body = pickle.dumps(
-                (
-                    sent_at,
-                    seqs,
-                    starts,
-                    finishes,
-                    None if errors.count(None) == n else errors,
-                    values,
-                ),
-                _PICKLE,
-            )
-        except Exception:
-            body = _dumps_each(sent_at, seqs, starts, finishes, errors, values)
-        _write_all(self._fd, _HEADER.pack(_RESULTS, n, len(body)), body)
-
-
-class _SerialWorker(_Worker):
-    """Runs one task at a time, in order; a helper thread flushes results of long batches early.
-
-    Results leave in the order the tasks arrived, so a frame names only its first task.
-    """
-
-    def __init__(
-        self, fd: int, registry: HandlerRegistry, context: AgentContext, flush: float
-    ) -> None:
-        super().__init__(fd, registry, context, flush)
-        # (started, finished, error, value) of tasks run but not yet sent. Only the main
-        # thread appends; senders take a prefix under `_lock`. Under the GIL `append`,
-        # slicing and `del` are atomic, so the hot loop needs no lock.
-        self._results: list[tuple[float, float, str | None, Any]] = []
-        self._reported = 0  # the number of the first task in `_results`
-        self._busy = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def serve(self) -> None:
-        threading.Thread(target=self._flush_while_busy, daemon=True).start()
-        try:
-            self._serve()
-        finally:
-            if self._loop is not None:
-                self._loop.close()
-
-    def _serve(self) -> None:
-        reader = self._reader
-        frames: deque[tuple[int, int, memoryview]] = deque()
-        fd = self._fd
-        while True:
-            while not frames:
-                data = os.read(fd, _READ_SIZE)
-                if not data:
-                    return
-                frames.extend(reader.feed(data))
-            op, count, body = frames.popleft()
-            if op == _BATCH:
-                self._run_batch(count, body)
-            elif op == _PING:
-                self.send(_PONG, 0, b"")
-            elif op == _STOP:
-                return
-
-    def _run_batch(self, count: int, body: memoryview) -> None:
-        self._received += count
-        append = self._results.append
-        try:
-            kinds, payloads = pickle.loads(body)
-        except Exception as exc:  # e.g. a payload class the worker cannot import
-            now = _now()
-            error = f"{_error(exc)} (while unpickling a batch of {count} tasks)"
-            self._results.extend([(now, now, error, None)] * count)
-            self._flush()
-            return
-        table = self._table
-        context = self._context
-        self._busy.set()
-        for kind, payload in zip(kinds, payloads, strict=True):
-            started = _now()
-            try:
-                entry = table.get(kind)
-                handler, is_async = entry if entry is not None else self._registry.resolve(kind)
-                value = handler(payload, context)
-                if is_async:
-                    value = self._await(value)
-            except Exception as exc:  # a failing handler fails its task, not the worker
-                append((started, _now(), _error(exc), None))
-                continue
-            append((started, _now(), None, value))
-        self._busy.clear()
-        self._flush()
-
-    def _await(self, awaitable: Any) -> Any:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(awaitable)
-
-    def _flush_while_busy(self) -> None:
-        # Without this, the results of quick tasks would wait for a slow task after them.
-        interval = self._flush_interval
-        try:
-            while True:
-                self._busy.wait()
-                time.sleep(interval)
-                if self._results:
-                    self._flush()
-        except OSError:
-            return  # the parent is gone; the main thread finds out on its next write
-
-    def _flush(self) -> None:
-        with self._lock:
-            results = self._results
-            n = len(results)
-            if not n:
-                return
-            taken = results[:n]
-            del results[:n]
-            first = self._reported
-            self._reported = first + n
-            starts, finishes, errors, values = zip(*taken, strict=True)
-            self._write_results(first, starts, finishes, errors, values)
-
-
-# (number, started, finished, error, value) of one task a concurrent worker has run.
-_Finished = tuple[int, float, float, str | None, Any]
-
-
-class _ConcurrentWorker(_Worker):
-    """Runs up to `concurrency` tasks at once, starting them in arrival order.
-
-    Async handlers run as tasks on this process's event loop; sync handlers run on a pool of
-    `concurrency` threads, started on first use. Threads help handlers that release the GIL
-    (blocking I/O, sleeps, most C extensions), not CPU-bound Python code.
-
-    A finished result leaves at once if the worker has a free slot (the parent's answer is
-    what fills it); while every slot is busy and tasks wait for one, results are gathered
-    for up to `flush_interval`, so that a stream of quick tasks costs few frames.
-    """
-
-    def __init__(
-        self,
-        fd: int,
-        registry: HandlerRegistry,
-        context: AgentContext,
-        flush: float,
-        concurrency: int,
-    ) -> None:
-        super().__init__(fd, registry, context, flush)
-        self._limit = concurrency
-        self._waiting: deque[tuple[int, str, Any]] = deque()  # received, no free slot yet
-        self._running = 0
-        self._finished: list[_Finished] = []  # run, not yet sent
-        self._flush_handle: asyncio.Handle | None = None
-        self._stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()  # the async handlers running
-        self._jobs: queue.SimpleQueue[tuple[int, Handler, Any]] | None = None
-        # Filled by the pool's threads; `_woken` spares a loop wake-up per result.
-        self._from_threads: deque[_Finished] = deque()
-        self._woken = False
-        # Made by `serve`, before any callback that uses them can run.
-        self._loop: asyncio.AbstractEventLoop
-        self._end: asyncio.Future[None]
-
-    def serve(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        loop.set_exception_handler(self._on_fault)
-        self._end = loop.create_future()
-        loop.add_reader(self._fd, self._on_readable)
-        try:
-            loop.run_until_complete(self._end)
-        finally:
-            loop.remove_reader(self._fd)
-            running = [task for task in self._tasks if not task.done()]
-            for task in running:
-                task.cancel()
-            if running:  # or closing the loop would warn about each of them
-                loop.run_until_complete(asyncio.gather(*running, return_exceptions=True))
-            loop.close()
-
-    def _on_fault(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        # A fault in the worker itself (handlers' errors fail their tasks instead) ends it,
-        # as it would end a serial worker, so that the parent hands its tasks on rather
-        # than wait for results that will never come.
-        error = context.get("exception")
-        if not isinstance(error, BaseException):
-            error = RuntimeError(context.get("message", "event loop error"))
-        self._finish(error)
-
-    def _finish(self, error: BaseException | None = None) -> None:
-        """Stop serving: the parent said stop, went away, or a handler ended the process."""
-        if self._end.done():
-            return
-        if error is None:
-            self._end.set_result(None)
-        else:
-            self._end.set_exception(error)
-
-    # -- frames in ------------------------------------------------------------------------
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, _READ_SIZE)
-        except OSError as exc:
-            self._finish(exc)
-            return
-        if not data:
-            self._finish()
-            return
-        for op, count, body in self._reader.feed(data):
-            if op == _BATCH:
-                self._receive(count, body)
-            elif op == _PING:
-                self._write(_PONG, 0, b"")
-            elif op == _STOP:
-                # Nothing follows a stop; the worker ends once its tasks have run.
-                self._stopping = True
-                self._loop.remove_reader(self._fd)
-                self._end_if_idle()
-                return
-
-    def _receive(self, count: int, body: memoryview) -> None:
-        first = self._received
-        self._received += count
-        try:
-            kinds, payloads = pickle.loads(body)
-        except Exception as exc:  # e.g. a payload class the worker cannot import
-            now = _now()
-            error = f"{_error(exc)} (while unpickling a batch of {count} tasks)"
-            self._finished.extend(
-                (seq, now, now, error, None) for seq in range(first, first + count)
-            )
-            self._flush_soon()
-            return
-        self._waiting.extend(zip(range(first, first + count), kinds, payloads, strict=True))
-        self._start_waiting()
-
-    def _start_waiting(self) -> None:
-        table = self._table
-        while self._running < self._limit and self._waiting:
-            seq, kind, payload = self._waiting.popleft()
-            entry = table.get(kind)
-            try:
-                handler, is_async = entry if entry is not None else self._registry.resolve(kind)
-            except Exception as exc:  # an unknown kind fails its task without taking a slot
-                now = _now()
-                self._finished.append((seq, now, now, _error(exc), None))
-                self._flush_soon()
-                continue
-            self._running += 1
-            if is_async:
-                task = self._loop.create_task(self._run_async(seq, handler, payload))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            else:
-                self._run_in_thread(seq, handler, payload)
-
-    # -- running --------------------------------------------------------------------------
-
-    async def _run_async(self, seq: int, handler: Handler, payload: Any) -> None:
-        started = _now()
-        try:
-            value = await handler(payload, self._context)
-        except Exception as exc:  # a failing handler fails its task, not the worker
-            self._task_done((seq, started, _now(), _error(exc), None))
-            return
-        self._task_done((seq, started, _now(), None, value))
-
-    def _run_in_thread(self, seq: int, handler: Handler, payload: Any) -> None:
-        jobs = self._jobs
-        if jobs is None:
-            jobs = self._jobs = queue.SimpleQueue()
-            for i in range(self._limit):
-                # Daemonic: a handler still blocked when the worker ends must not keep it up.
-                name = f"swarmperf-{self._context.id}-{i}"
-                threading.Thread(
-                    target=self._thread_main, args=(jobs,), name=name, daemon=True
-                ).start()
-        jobs.put((seq, handler, payload))
-
-    def _thread_main(self, jobs: queue.SimpleQueue[tuple[int, Handler, Any]]) -> None:
-        context = self._context
-        loop = self._loop
-        results = self._from_threads
-        while True:
-            seq, handler, payload = jobs.get()
-            started = _now()
-            try:
-                value = handler(payload, context)
-            except Exception as exc:  # a failing handler fails its task, not the worker
-                results.append((seq, started, _now(), _error(exc), None))
-            except BaseException as exc:  # SystemExit and the like end the worker, as serially
-                with contextlib.suppress(RuntimeError):  # the loop is closed: it ended already
-                    loop.call_soon_threadsafe(self._finish, exc)
-                return
-            else:
-                results.append((seq, started, _now(), None, value))
-            if not self._woken:
-                self._woken = True
-                try:
-                    loop.call_soon_threadsafe(self._collect)
-                except RuntimeError:  # the loop is closed: the worker is ending
-                    return
-
-    def _collect(self) -> None:
-        # Cleared before draining: a result appended after the drain wakes the loop again.
-        self._woken = False
-        results = self._from_threads
-        while results:
-            self._task_done(results.popleft())
-
-    def _task_done(self, result: _Finished) -> None:
-        self._running -= 1
-        self._finished.append(result)
-        self._start_waiting()
-        if self._running < self._limit or self._stopping:
-            self._flush_soon()
-        elif self._flush_handle is None:
-            self._flush_handle = self._loop.call_later(self._flush_interval, self._flush)
-        self._end_if_idle()
-
-    # -- frames out -----------------------------------------------------------------------
-
-    def _flush_soon(self) -> None:
-        # On the next pass of the loop, so that tasks finishing together share one frame.
-        handle = self._flush_handle
-        if handle is not None:
-            if not isinstance(handle, asyncio.TimerHandle):
-                return
-            handle.cancel()
-        self._flush_handle = self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        results = self._finished
-        if not results:
-            return
-        self._finished = []
-        seqs, starts, finishes, errors, values = zip(*results, strict=True)
-        try:
-            with self._lock:
-                self._write_results(seqs, starts, finishes, errors, values)
-        except OSError as exc:
-            self._finish(exc)
-
-    def _write(self, op: int, count: int, body: bytes) -> None:
-        try:
-            self.send(op, count, body)
-        except OSError as exc:
-            self._finish(exc)
-
-    def _end_if_idle(self) -> None:
-        if self._stopping and not self._running and not self._waiting:
-            self._flush()
-            self._finish()
-
-
-def _dumps_each(
-    sent_at: float,
-    seqs: int | tuple[int, ...],
-    starts: tuple[float, ...],
-    finishes: tuple[float, ...],
-    errors: tuple[str | None, ...],
-    values: tuple[Any, ...],
-) -> bytes:
-    """Pickle results, turning each value that cannot be pickled into a failed task."""
-    error_list = list(errors)
-    value_list = list(values)
-    for i, value in enumerate(value_list):
-        try:
-            pickle.dumps(value, _PICKLE)
-        except Exception as exc:
-            error_list[i] = (
-                f"{_error(exc)} (a handler's return value must be picklable to leave its "
-                "worker process)"
-            )
-            value_list[i] = None
-    return pickle.dumps((sent_at, seqs, starts, finishes, error_list, value_list), _PICKLE)
-
-
-# -- the parent side ------------------------------------------------------------------
 
 
 class _Unreported:
@@ -704,7 +177,7 @@ class _Agent:
         self.fd = conn.fileno()
         self.pid = 0
         self.sentinel = -1
-        self.reader = _FrameReader()
+        self.reader = FrameReader()
         self.unreported = _Unreported()
         # A worker with concurrency 1 reports in send order; others as tasks finish.
         self.in_order = in_order
@@ -854,7 +327,7 @@ class ProcessBackend(MeasuredTransfer):
         )
         conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(
-            target=_worker_main,
+            target=worker_main,
             args=(
                 child_conn,
                 spec,
@@ -910,7 +383,7 @@ class ProcessBackend(MeasuredTransfer):
         if not agent.closing:
             agent.closing = True
             # Queued behind everything it was sent: it finishes those, reports, then exits.
-            self._send(agent, _STOP, 0, b"")
+            self._send(agent, STOP, 0, b"")
         await asyncio.shield(agent.exited)
 
     async def _measure(self, agent: _Agent) -> None:
@@ -921,8 +394,8 @@ class ProcessBackend(MeasuredTransfer):
             if agent.unreported or agent.closing or agent.exited.done():
                 break
             agent.waiter = self._loop.create_future()
-            sent_at = _now()
-            self._send(agent, _PING, 0, b"")
+            sent_at = clock()
+            self._send(agent, PING, 0, b"")
             received_at = await agent.waiter
             if received_at is None:
                 break
@@ -955,7 +428,7 @@ class ProcessBackend(MeasuredTransfer):
         """Kill each worker whose oldest unfinished task has run past its timeout."""
         assert self.timeouts is not None
         assert self._loop is not None
-        now = _now()
+        now = clock()
         timeouts = self.timeouts
         for agent in list(self._agents.values()):
             head = agent.unreported.head()
@@ -987,28 +460,28 @@ class ProcessBackend(MeasuredTransfer):
             return
         agent.unreported.take((seq,))
         error = f"TimeoutError: timed out after {limit:g}s"
-        self._sink.tasks_done(agent.id, [(task, since, _now(), error, None)])
+        self._sink.tasks_done(agent.id, [(task, since, clock(), error, None)])
 
     # -- tasks --------------------------------------------------------------------------
 
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
         checked = batches(starts, self._agents)
-        now = _now()
+        now = clock()
         for agent, tasks in checked:
             self._send_batch(agent, tasks, now)
 
     def _send_batch(self, agent: _Agent, tasks: list[Task], now: float) -> None:
         try:
-            body = pickle.dumps(([t.kind for t in tasks], [t.payload for t in tasks]), _PICKLE)
+            body = pickle.dumps(([t.kind for t in tasks], [t.payload for t in tasks]), PICKLE)
         except Exception:
             tasks = self._reject_unpicklable(agent, tasks, now)
             if not tasks:
                 return
-            body = pickle.dumps(([t.kind for t in tasks], [t.payload for t in tasks]), _PICKLE)
+            body = pickle.dumps(([t.kind for t in tasks], [t.payload for t in tasks]), PICKLE)
         first = agent.unreported.add(tasks)
         if agent.in_order:
             agent.batch_sent[first] = now
-        self._send(agent, _BATCH, len(tasks), body)
+        self._send(agent, BATCH, len(tasks), body)
 
     def _reject_unpicklable(self, agent: _Agent, tasks: list[Task], now: float) -> list[Task]:
         """Fail the tasks whose payload cannot be pickled; return the others."""
@@ -1016,9 +489,9 @@ class ProcessBackend(MeasuredTransfer):
         keep: list[Task] = []
         for task in tasks:
             try:
-                pickle.dumps((task.kind, task.payload), _PICKLE)
+                pickle.dumps((task.kind, task.payload), PICKLE)
             except Exception as exc:
-                error = f"{_error(exc)} (a task's payload must be picklable to reach a worker)"
+                error = f"{error_text(exc)} (a task's payload must be picklable to reach a worker)"
                 if not agent.rejected:
                     # Not now: run() is often called from inside the sink.
                     self._loop.call_soon(self._report_rejected, agent)
@@ -1033,7 +506,7 @@ class ProcessBackend(MeasuredTransfer):
             self._sink.tasks_done(agent.id, done)
 
     def _send(self, agent: _Agent, op: int, count: int, body: bytes) -> None:
-        header = _HEADER.pack(op, count, len(body))
+        header = HEADER.pack(op, count, len(body))
         out = agent.out
         if out:  # earlier frames are still waiting: keep the order
             out += header
@@ -1065,7 +538,7 @@ class ProcessBackend(MeasuredTransfer):
 
     def _on_readable(self, agent: _Agent) -> None:
         try:
-            data = os.read(agent.fd, _READ_SIZE)
+            data = os.read(agent.fd, READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -1080,16 +553,16 @@ class ProcessBackend(MeasuredTransfer):
     def _handle(self, agent: _Agent, frames: list[tuple[int, int, memoryview]]) -> None:
         done: list[Done] | None = None
         for op, count, body in frames:
-            if op == _RESULTS:
+            if op == RESULTS:
                 chunk = self._results(agent, count, body)
                 if done is None:
                     done = chunk
                 else:
                     done += chunk
-            elif op == _PONG:
+            elif op == PONG:
                 if agent.waiter is not None and not agent.waiter.done():
-                    agent.waiter.set_result(_now())
-            elif op == _READY and not agent.ready.done():
+                    agent.waiter.set_result(clock())
+            elif op == READY and not agent.ready.done():
                 pid, error = pickle.loads(body)
                 if error is not None:
                     agent.failure = f"worker process {pid} could not import its handlers: {error}"
@@ -1112,7 +585,7 @@ class ProcessBackend(MeasuredTransfer):
                 # when pipelined. Concurrent workers are left to the pings: there a task
                 # may wait for a free slot, which would read as transfer time.
                 out = starts[0] - max(batch_sent_at, agent.last_finished)
-                self._observe_transfer(max(out, 0.0) + (_now() - sent_at))
+                self._observe_transfer(max(out, 0.0) + (clock() - sent_at))
             agent.last_finished = finishes[-1]
         else:
             tasks = agent.unreported.take(seqs)
@@ -1128,7 +601,7 @@ class ProcessBackend(MeasuredTransfer):
         # finished tasks would be run again.
         while True:
             try:
-                data = os.read(agent.fd, _READ_SIZE)
+                data = os.read(agent.fd, READ_SIZE)
             except BlockingIOError:
                 break
             except OSError:
@@ -1213,7 +686,7 @@ def handler_ref(name: str, fn: Handler) -> str:
         )
     ref = f"{module}:{qualname}"
     try:
-        found = _import_ref(ref)
+        found = import_ref(ref)
     except Exception:
         found = None
     if found is not fn and found != fn:
