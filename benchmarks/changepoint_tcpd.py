@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -31,7 +30,7 @@ from swarmperf.bench.changepoint import (
     DetectorConfig,
     detect_changes,
 )
-from swarmperf.bench.tcpd import TcpdCorpus, load_corpus, score_series
+from swarmperf.bench.tcpd import TcpdCorpus, load_corpus, score_corpus
 
 PUBLISHED_BEST_F1 = 0.704  # binary segmentation, default (REFERENCES.md)
 PUBLISHED_BEST_COVER = 0.645  # AMOC, default (REFERENCES.md)
@@ -40,23 +39,21 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datase
 
 def evaluate(corpus: TcpdCorpus, config: DetectorConfig | None) -> dict[str, Any]:
     """Mean F1 and cover over the evaluation series; `None` config predicts no change."""
-    assert corpus.annotations is not None
-    names = corpus.evaluation_names()
-    f1: list[float] = []
-    cover: list[float] = []
     started = time.perf_counter()
     per_series: dict[str, list[int]] = {}
-    for name in names:
+    for name in corpus.evaluation_names():
         s = corpus.series[name]
         pts = [] if config is None else [cp.index for cp in detect_changes(s.values, config=config)]
         per_series[name] = pts
-        sc = score_series(name, corpus.annotations[name], pts, s.n_obs)
-        f1.append(sc.f1)
-        cover.append(sc.cover)
+    # Scored as `swarmperf changepoint-eval` scores, so that the two report the same figures.
+    scored = score_corpus(corpus, per_series)
+    seconds = time.perf_counter() - started
+    if scored.f1 is None or scored.cover is None:
+        raise SystemExit(f"nothing to score: {scored.reason}")
     return {
-        "f1": round(statistics.fmean(f1), 4),
-        "cover": round(statistics.fmean(cover), 4),
-        "seconds": round(time.perf_counter() - started, 3),
+        "f1": round(scored.f1, 4),
+        "cover": round(scored.cover, 4),
+        "seconds": round(seconds, 3),
         "change_points": per_series,
     }
 

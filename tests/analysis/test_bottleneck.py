@@ -19,15 +19,16 @@ from swarmperf.analysis.bottleneck import (
 )
 from swarmperf.analysis.figures import Columns, agent_shapes, compute_figures
 from swarmperf.app.run import run_spec
-from swarmperf.monitor.snapshot import AgentFigures, Quantiles, SwarmFigures, SystemFigures
+from swarmperf.core.latency import LatencySummary
+from swarmperf.monitor.snapshot import AgentFigures, SwarmFigures, SystemFigures
 from swarmperf.spec import parse_spec_yaml
 from swarmperf.store import DecisionRecord, Store
 
 WINDOW = 10.0
 
 
-def q(mean: float, count: int = 200) -> Quantiles:
-    return Quantiles(count, mean, 1.5 * mean, 1.8 * mean, 2.5 * mean, 3 * mean, mean)
+def q(mean: float, count: int = 200) -> LatencySummary:
+    return LatencySummary(count, mean, 1.5 * mean, 1.8 * mean, 2.5 * mean, 3 * mean, mean)
 
 
 def agent(
@@ -296,3 +297,46 @@ def test_a_real_swarm_with_a_slowed_agent_names_it(tmp_path: object) -> None:
     top = findings[0]
     assert (top.type, top.component) == ("slow_agent", "slow"), findings
     assert top.evidence["times_peer_median"] > 2.0
+
+
+def test_stored_evidence_comes_from_the_run_the_timeframe_and_the_past(tmp_path: object) -> None:
+    import time
+    from pathlib import Path
+
+    from swarmperf.analysis.bottleneck import analyze_stored
+
+    machine = {"cpu", "memory", "network"}
+    with Store.open(Path(str(tmp_path)) / "s.db") as store:
+        outcome = asyncio.run(run_spec(parse_spec_yaml(SLOW_SPEC), store=store))
+        assert outcome.run_id is not None
+        run = store.get_run(outcome.run_id)
+        assert run is not None
+        # Judged two hours on, the run's own snapshots are out of any shorter timeframe; a
+        # busy CPU ten minutes before is inside an hour's, outside a minute's.
+        now = time.time() + 7200
+        store.record_metrics("slowpoke", run.id, now - 600, {"system.cpu_percent": 99.0})
+
+        minute = analyze_stored(store, "slowpoke", run, window_s=60.0, now=now)
+        hour = analyze_stored(store, "slowpoke", run, window_s=3600.0, now=now)
+        assert (minute[0].type, minute[0].component) == ("slow_agent", "slow"), minute
+        assert not [f for f in minute if f.component in machine], minute
+        assert [f.component for f in hour if f.component in machine] == ["cpu"], hour
+
+        # Seen before, outside this run: the same diagnosis now recurs.
+        record_findings(store, "slowpoke", minute, run_id=None)
+        again = analyze_stored(store, "slowpoke", run, window_s=60.0, now=now + 1)
+        recurring = [f.component for f in again if f.type == "recurring"]
+        assert "slow_agent/slow" in recurring, again
+
+
+def test_without_a_run_only_the_machine_is_judged(tmp_path: object) -> None:
+    import time
+    from pathlib import Path
+
+    from swarmperf.analysis.bottleneck import analyze_stored
+
+    with Store.open(Path(str(tmp_path)) / "s.db") as store:
+        now = time.time()
+        store.record_metrics("idle", None, now - 1, {"system.cpu_percent": 99.0})
+        findings = analyze_stored(store, "idle", None, window_s=60.0, now=now)
+    assert [(f.type, f.component) for f in findings] == [("use", "cpu")]

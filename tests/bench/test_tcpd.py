@@ -16,6 +16,7 @@ from swarmperf.bench.tcpd import (
     f1_score,
     load_corpus,
     precision_recall,
+    score_corpus,
     score_series,
 )
 from swarmperf.cli.main import app
@@ -164,6 +165,40 @@ def test_an_empty_or_missing_corpus_is_refused(tmp_path: Path) -> None:
         load_corpus(tmp_path / "missing")
 
 
+# --- scoring a corpus -------------------------------------------------------------------------
+
+
+def test_a_corpus_score_averages_the_scored_evaluation_series(tmp_path: Path) -> None:
+    root = _tiny_corpus(tmp_path)
+    _write_series(root / "datasets" / "unlabelled.json", "unlabelled", [1.0, 2.0, 3.0])
+    corpus = load_corpus(root)
+    predictions = {"flat": [], "step": [20], "unlabelled": [1]}
+    scored = score_corpus(corpus, predictions)
+    assert corpus.annotations is not None
+    assert scored.scores is not None
+    assert list(scored.scores) == ["flat", "step"]  # nothing to score "unlabelled" against
+    assert scored.evaluated == ("flat", "step")
+    step = score_series("step", corpus.annotations["step"], [20], 80)  # 20 misses 40
+    flat = score_series("flat", corpus.annotations["flat"], [], 50)
+    assert scored.scores == {"flat": flat, "step": step}
+    assert step.f1 < 1.0
+    assert scored.f1 == (flat.f1 + step.f1) / 2
+    assert scored.cover == (flat.cover + step.cover) / 2
+    assert scored.reason is None
+
+
+def test_a_corpus_without_annotations_or_evaluated_scores_says_why(tmp_path: Path) -> None:
+    root = _tiny_corpus(tmp_path)
+    corpus = load_corpus(root)
+    nothing = score_corpus(corpus, {})
+    assert (nothing.scores, nothing.f1, nothing.cover) == ({}, None, None)
+    assert nothing.reason == "no evaluated series has annotations"
+    (root / "annotations.json").unlink()
+    unannotated = score_corpus(load_corpus(root), {"step": [40]})
+    assert (unannotated.scores, unannotated.evaluated, unannotated.f1) == (None, (), None)
+    assert unannotated.reason == "no annotations.json in the corpus"
+
+
 # --- the command ------------------------------------------------------------------------------
 
 
@@ -222,13 +257,15 @@ def test_changepoint_eval_user_errors_exit_2(tmp_path: Path, args: list[str], me
 
 def test_real_corpus_zero_detector_matches_the_published_baseline() -> None:
     corpus = load_corpus(_shared_corpus())
-    assert corpus.annotations is not None
-    names = corpus.evaluation_names()
-    assert names == list(PUBLISHED_SERIES)
-    scores = [score_series(n, corpus.annotations[n], [], corpus.series[n].n_obs) for n in names]
+    univariate = [n for n, s in corpus.series.items() if s.n_dim == 1]
+    scored = score_corpus(corpus, {name: [] for name in univariate})
+    # Every annotated series is scored, but the means cover only the published 13.
+    assert scored.scores is not None
+    assert set(scored.scores) > set(PUBLISHED_SERIES)
+    assert scored.evaluated == PUBLISHED_SERIES
     # REFERENCES.md: "zero" scores F1 0.667 and cover 0.575 on these 13 series.
-    assert sum(s.f1 for s in scores) / len(scores) == pytest.approx(0.667, abs=5e-4)
-    assert sum(s.cover for s in scores) / len(scores) == pytest.approx(0.575, abs=5e-4)
+    assert scored.f1 == pytest.approx(0.667, abs=5e-4)
+    assert scored.cover == pytest.approx(0.575, abs=5e-4)
 
 
 def test_real_series_nile_dam_is_found() -> None:

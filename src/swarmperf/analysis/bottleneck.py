@@ -31,8 +31,9 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
+from swarmperf.analysis.figures import agent_shapes, run_figures, snapshots, system_from_rows
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures
-from swarmperf.store import DecisionRecord, Store
+from swarmperf.store import DecisionRecord, RunRecord, Store
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_WEIGHT: dict[str, float] = {"info": 1.0, "warning": 2.0, "critical": 3.0}
@@ -542,6 +543,32 @@ def analyze(
         stamp = now if now is not None else (swarm.ts if swarm is not None else 0.0)
         found += detect_recurring(found, past, stamp, run_id)
     return rank(found)
+
+
+def analyze_stored(
+    store: Store, swarm_id: str, run: RunRecord | None, *, window_s: float, now: float
+) -> list[Finding]:
+    """`analyze` over what the store holds of a swarm: `run`'s figures over its last
+    `window_s` seconds (none if it has no results), its agents' declared weights, the
+    latest system snapshot and the metric history of the `window_s` seconds up to `now`,
+    and the findings recorded before."""
+    swarm = None
+    weights: dict[str, float] = {}
+    if run is not None and store.count_results(run.id):
+        swarm = run_figures(store, run.id, window_s=window_s)
+        weights = {name: shape.weight for name, shape in agent_shapes(run).items()}
+    rows = store.metrics(swarm_id, since=now - window_s)
+    snaps = snapshots(rows)
+    system = system_from_rows(max(snaps), snaps[max(snaps)]) if snaps else None
+    return analyze(
+        swarm,
+        system,
+        weights=weights,
+        history=history_from_rows(rows),
+        past=store.decisions(swarm_id, DECISION_KIND),
+        now=now,
+        run_id=None if run is None else run.id,
+    )
 
 
 def rank(findings: Sequence[Finding]) -> list[Finding]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from swarmperf.app.build import check_runnable
 from swarmperf.app.workload import generate_tasks
+from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.runtime.report import RunReport, work_lower_bound
 from swarmperf.sim.engine import VirtualClock
@@ -54,3 +56,20 @@ def simulate_spec(
             "tasks arrive over time, so total work / capacity bounds nothing"
         )
     return outcome, report
+
+
+def scaled_agents(spec: SwarmSpec, agents: int, *, field: str = "agents") -> list[dict[str, Any]]:
+    """The spec's agent groups as data, their counts scaled in proportion so that they add
+    up to `agents` (each group keeps at least one); `field` names the setting in errors."""
+    if agents < 1:
+        raise ConfigError(field, agents, "Use an integer >= 1.")
+    groups = [g.model_dump(mode="json") for g in spec.agents]
+    sizes = [g.get("count") or 1 for g in groups]
+    total = sum(sizes)
+    counts = [max(1, round(size * agents / total)) for size in sizes]
+    # Rounding leaves the sum off by a few: the largest group absorbs the difference.
+    largest = counts.index(max(counts))
+    counts[largest] = max(1, counts[largest] + agents - sum(counts))
+    for group, count in zip(groups, counts, strict=True):
+        group["count"] = count
+    return groups

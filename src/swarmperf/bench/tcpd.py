@@ -79,6 +79,18 @@ class SeriesScore:
     cover: float
 
 
+@dataclass(frozen=True)
+class CorpusScore:
+    """Predictions scored against a corpus: per series, and the means the benchmark reports."""
+
+    # Every predicted series that has annotations; None when the corpus has none at all.
+    scores: Mapping[str, SeriesScore] | None
+    evaluated: tuple[str, ...]  # the evaluation series among them, which the means cover
+    f1: float | None  # mean over `evaluated`; None (with `reason`) when it is empty
+    cover: float | None
+    reason: str | None
+
+
 def _fail(field: str, value: object, fix: str) -> ConfigError:
     return ConfigError(field, value, fix)
 
@@ -263,4 +275,29 @@ def score_series(
         precision=p,
         recall=r,
         cover=covering(annotations, predictions, n_obs),
+    )
+
+
+def score_corpus(
+    corpus: TcpdCorpus, predictions: Mapping[str, Sequence[int]], margin: int = DEFAULT_MARGIN
+) -> CorpusScore:
+    """Score each series' predicted change points against its annotators, and average F1
+    and cover over the evaluation series (`TcpdCorpus.evaluation_names`) that were scored."""
+    if corpus.annotations is None:
+        return CorpusScore(None, (), None, None, "no annotations.json in the corpus")
+    scores: dict[str, SeriesScore] = {}
+    for name, points in predictions.items():
+        annotations = corpus.annotations.get(name)
+        if annotations:
+            n_obs = corpus.series[name].n_obs
+            scores[name] = score_series(name, annotations, points, n_obs, margin)
+    evaluated = tuple(name for name in corpus.evaluation_names() if name in scores)
+    if not evaluated:
+        return CorpusScore(scores, (), None, None, "no evaluated series has annotations")
+    return CorpusScore(
+        scores,
+        evaluated,
+        f1=sum(scores[name].f1 for name in evaluated) / len(evaluated),
+        cover=sum(scores[name].cover for name in evaluated) / len(evaluated),
+        reason=None,
     )

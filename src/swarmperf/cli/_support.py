@@ -22,6 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from swarmperf.app.backends import backend_choices
 from swarmperf.app.run import Progress as RunProgress
 from swarmperf.core.errors import SwarmError
 from swarmperf.spec import SwarmSpec, demo_spec, load_spec
@@ -36,6 +37,9 @@ class Output(StrEnum):
     json = "json"
 
 
+# The options many commands share, each declared once so that its flag, type and help
+# read the same everywhere. Where a command needs a different meaning it gets its own alias
+# here (a required swarm id is not an optional one), never a local copy.
 OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="table for people, json for programs.")
 ]
@@ -45,6 +49,34 @@ DataDirOption = Annotated[
         "--data-dir",
         help="Where the memory store lives (default: $SWARMPERF_DATA_DIR, else ./.swarmperf).",
     ),
+]
+StoreOption = Annotated[
+    bool, typer.Option("--store/--no-store", help="Record the results in the store.")
+]
+SwarmIdOption = Annotated[str, typer.Option("--swarm-id", help="The swarm to look at.")]
+SwarmIdFilterOption = Annotated[
+    str | None, typer.Option("--swarm-id", help="Only this swarm's stored data.")
+]
+SpecSwarmIdOption = Annotated[
+    str | None,
+    typer.Option("--swarm-id", help="The id the store records it under (default: the spec's)."),
+]
+RunOption = Annotated[
+    int | None, typer.Option("--run", help="A stored run's id (default: the swarm's latest).")
+]
+SeedOption = Annotated[
+    int | None, typer.Option("--seed", help="The random seed; overrides the spec's.")
+]
+DurationOption = Annotated[
+    str | None,
+    typer.Option("--duration", help="Cap on the run, e.g. 30s; overrides the spec's."),
+]
+IterationDurationOption = Annotated[
+    str | None,
+    typer.Option("--duration", help="Each iteration's length, e.g. 300s; overrides the suite's."),
+]
+BackendOption = Annotated[
+    str | None, typer.Option("--backend", help=f"{backend_choices()}; overrides the spec's.")
 ]
 
 

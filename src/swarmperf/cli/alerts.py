@@ -12,6 +12,7 @@ from swarmperf.cli._support import (
     DataDirOption,
     Output,
     OutputOption,
+    SwarmIdOption,
     UserError,
     err,
     open_store,
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sla-check")
     def sla_check(
-        swarm_id: Annotated[str, typer.Option("--swarm-id", help="The swarm to check.")],
+        swarm_id: SwarmIdOption,
         sla: SlaOption = None,
         window: Annotated[
             str | None,

@@ -18,8 +18,11 @@ from rich.table import Table
 
 from swarmperf.cli._support import (
     DataDirOption,
+    IterationDurationOption,
     Output,
     OutputOption,
+    SpecSwarmIdOption,
+    StoreOption,
     UserError,
     err,
     load_spec_or_demo,
@@ -42,9 +45,7 @@ def benchmark_run(
     suite: Annotated[
         str, typer.Option("--suite", help="A built-in suite (quick, comprehensive) or a YAML file.")
     ] = "quick",
-    duration: Annotated[
-        str | None, typer.Option("--duration", help="Each iteration's length, e.g. 300s.")
-    ] = None,
+    duration: IterationDurationOption = None,
     iterations: Annotated[
         int | None, typer.Option("--iterations", help="Measured iterations per scenario.")
     ] = None,
@@ -73,12 +74,10 @@ def benchmark_run(
         Path | None,
         typer.Option("--out", help="Where to write the results JSON (default: the data dir)."),
     ] = None,
-    swarm_id: Annotated[
-        str | None, typer.Option("--swarm-id", help="Recorded with the result in the store.")
-    ] = None,
+    swarm_id: SpecSwarmIdOption = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
-    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the result.")] = True,
+    store: StoreOption = True,
 ) -> None:
     """Run a benchmark suite against a swarm, a callable or a URL; write and store the results."""
     from swarmperf.bench.results import save_result

@@ -33,7 +33,7 @@ def changepoint_eval(
     from rich.table import Table
 
     from swarmperf.bench.changepoint import DEFAULT_METHOD, config_for, detect_changes
-    from swarmperf.bench.tcpd import load_corpus, score_series
+    from swarmperf.bench.tcpd import load_corpus, score_corpus
 
     with user_errors():
         config = config_for(method)
@@ -58,32 +58,17 @@ def changepoint_eval(
                 points[name] = [cp.index for cp in detect_changes(s.values, config=config)]
             bar.advance(task)
 
+    scored = score_corpus(data, points)
     scores: dict[str, dict[str, float]] | None = None
+    if scored.scores is not None:
+        scores = {
+            name: {"f1": sc.f1, "cover": sc.cover, "precision": sc.precision, "recall": sc.recall}
+            for name, sc in scored.scores.items()
+        }
     mean: dict[str, Any] | None = None
-    scores_reason: str | None = None
-    if data.annotations is None:
-        scores_reason = "no annotations.json in the corpus"
-    else:
-        scores = {}
-        for name, pts in points.items():
-            ann = data.annotations.get(name)
-            if ann:
-                sc = score_series(name, ann, pts, data.series[name].n_obs)
-                scores[name] = {
-                    "f1": sc.f1,
-                    "cover": sc.cover,
-                    "precision": sc.precision,
-                    "recall": sc.recall,
-                }
-        counted = [n for n in data.evaluation_names() if n in scores]
-        if counted:
-            mean = {
-                "f1": sum(scores[n]["f1"] for n in counted) / len(counted),
-                "cover": sum(scores[n]["cover"] for n in counted) / len(counted),
-                "series": counted,
-            }
-        else:
-            scores_reason = "no evaluated series has annotations"
+    if scored.f1 is not None and scored.cover is not None:
+        mean = {"f1": scored.f1, "cover": scored.cover, "series": list(scored.evaluated)}
+    scores_reason = scored.reason
 
     resolved = DEFAULT_METHOD if method == "default" else method
     if output is Output.json:

@@ -15,12 +15,18 @@ from rich.table import Table
 from swarmperf import cli
 from swarmperf.app.backends import BACKENDS
 from swarmperf.app.build import load_alerting
+from swarmperf.app.compare import best_strategy, ranked
 from swarmperf.app.run import RunOutcome, compare_strategies, run_spec
 from swarmperf.balancing.strategies import STRATEGIES
 from swarmperf.cli._support import (
+    BackendOption,
     DataDirOption,
+    DurationOption,
     Output,
     OutputOption,
+    SeedOption,
+    SpecSwarmIdOption,
+    StoreOption,
     UserError,
     err,
     load_spec_or_demo,
@@ -71,20 +77,12 @@ def run(
     spec_path: Annotated[
         Path | None, typer.Argument(metavar="[SPEC]", help="A YAML swarm spec; none: the demo.")
     ] = None,
-    swarm_id: Annotated[
-        str | None, typer.Option("--swarm-id", help="Overrides the spec's.")
-    ] = None,
-    duration: Annotated[
-        str | None,
-        typer.Option("--duration", help="Cap on the run, e.g. 30s; overrides the spec's."),
-    ] = None,
+    swarm_id: SpecSwarmIdOption = None,
+    duration: DurationOption = None,
     strategy: Annotated[
         str | None, typer.Option("--strategy", help="Overrides the spec's.")
     ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option("--backend", help="local, process, ray or sim (virtual time)."),
-    ] = None,
+    backend: BackendOption = None,
     address: AddressOption = None,
     metrics_port: Annotated[
         int | None,
@@ -93,7 +91,7 @@ def run(
             help="Serve Prometheus /metrics on this port while the run lasts (0: a free port).",
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Overrides the spec's.")] = None,
+    seed: SeedOption = None,
     drain: Annotated[
         str | None,
         typer.Option(
@@ -104,7 +102,7 @@ def run(
     ] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
-    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
+    store: StoreOption = True,
 ) -> None:
     """Start a swarm, run its workload, and report how it went. The main job.
 
@@ -178,15 +176,12 @@ def load_balance(
     workload: Annotated[
         Path | None, typer.Option("--workload", help="A YAML swarm spec; none: the demo.")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option("--backend", help="local, process, ray or sim (virtual time, for scale)."),
-    ] = None,
+    seed: SeedOption = None,
+    backend: BackendOption = None,
     address: AddressOption = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
-    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the runs.")] = True,
+    store: StoreOption = True,
 ) -> None:
     """Run one workload under one strategy, or all of them, and compare."""
     with user_errors():
@@ -210,7 +205,7 @@ def load_balance(
         finally:
             if db is not None:
                 db.close()
-    best = _best(outcomes)
+    best = best_strategy(outcomes)
     if output is Output.json:
         print(
             json.dumps(
@@ -222,20 +217,6 @@ def load_balance(
         )
         return
     _comparison_table(outcomes, best)
-
-
-def _rank_key(outcome: RunOutcome) -> tuple[float, float]:
-    r = outcome.report
-    makespan = r.makespan if r.makespan is not None else float("inf")
-    p99 = r.latency_p99 if r.latency_p99 is not None else float("inf")
-    return (makespan, p99)
-
-
-def _best(outcomes: dict[str, RunOutcome]) -> str | None:
-    """The strategy that finished the workload soonest (ties: lower p99 latency)."""
-    if not outcomes:
-        return None
-    return min(outcomes, key=lambda n: _rank_key(outcomes[n]))
 
 
 def _fmt(value: float | None, template: str) -> str:
@@ -255,8 +236,8 @@ def _comparison_table(outcomes: dict[str, RunOutcome], best: str | None) -> None
         "failed",
     ):
         table.add_column(col, justify="left" if col == "strategy" else "right")
-    for name, outcome in sorted(outcomes.items(), key=lambda kv: _rank_key(kv[1])):
-        r = outcome.report
+    for name in ranked(outcomes):
+        r = outcomes[name].report
         table.add_row(
             f"* {name}" if name == best else f"  {name}",
             _fmt(r.makespan, "{:.3f} s"),
@@ -270,21 +251,6 @@ def _comparison_table(outcomes: dict[str, RunOutcome], best: str | None) -> None
     out.print(table)
 
 
-def _scaled_agents(spec: SwarmSpec, agents: int) -> list[dict[str, Any]]:
-    """The spec's agent groups, their counts scaled so that they add up to `agents`."""
-    if agents < 1:
-        raise UserError(f"--agents: {agents} is not valid. Use an integer >= 1.")
-    groups = [g.model_dump(mode="json") for g in spec.agents]
-    sizes = [g.get("count") or 1 for g in groups]
-    total = sum(sizes)
-    counts = [max(1, round(size * agents / total)) for size in sizes]
-    largest = counts.index(max(counts))
-    counts[largest] = max(1, counts[largest] + agents - sum(counts))
-    for group, count in zip(groups, counts, strict=True):
-        group["count"] = count
-    return groups
-
-
 @app.command()
 def simulate(
     spec_path: Annotated[
@@ -295,18 +261,20 @@ def simulate(
         typer.Option("--agents", help="Scale the spec's agent groups to this many agents."),
     ] = None,
     tasks: Annotated[int | None, typer.Option("--tasks", help="How many tasks to run.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    seed: SeedOption = None,
     strategy: Annotated[str | None, typer.Option("--strategy")] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
-    store: Annotated[bool, typer.Option("--store/--no-store", help="Record the run.")] = True,
+    store: StoreOption = True,
 ) -> None:
     """Run a swarm spec in virtual time: the same strategies, queue and breakers, at scale."""
+    from swarmperf.app.simulate import scaled_agents
+
     with user_errors():
         spec = load_spec_or_demo(spec_path)
         changes: dict[str, Any] = {"backend": "sim", "seed": seed, "strategy": strategy}
         if agents is not None:
-            changes["agents"] = _scaled_agents(spec, agents)
+            changes["agents"] = scaled_agents(spec, agents, field="--agents")
         if tasks is not None:
             workload = spec.workload.model_dump(mode="json")
             workload["tasks"] = tasks
@@ -376,7 +344,8 @@ def strategies(output: OutputOption = Output.table) -> None:
     for row in rows:
         table.add_row(*row)
     out.print(table)
-    out.print(f"[dim]Backends: {', '.join(BACKENDS)}, sim (virtual time).[/dim]")
+    backends = "; ".join(f"{e.name} ({e.description})" for e in BACKENDS.values())
+    out.print(f"[dim]Backends: {backends}.[/dim]")
 
 
 def _register_commands() -> None:

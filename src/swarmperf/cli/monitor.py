@@ -17,6 +17,9 @@ from swarmperf.cli._support import (
     DataDirOption,
     Output,
     OutputOption,
+    RunOption,
+    SwarmIdFilterOption,
+    SwarmIdOption,
     UserError,
     err,
     open_store,
@@ -53,9 +56,6 @@ class ReportFormat(StrEnum):
     detailed = "detailed"
     json = "json"
     html = "html"
-
-
-SwarmIdOption = Annotated[str, typer.Option("--swarm-id", help="The swarm to look at.")]
 
 
 def _duration(text: str, option: str, *, positive: bool = True) -> float:
@@ -210,9 +210,7 @@ def metrics_collect(
     count: Annotated[
         int | None, typer.Option("--count", help="How many samples (default: until Ctrl-C).")
     ] = None,
-    swarm_id: Annotated[
-        str | None, typer.Option("--swarm-id", help="The swarm whose agents to read (agents).")
-    ] = None,
+    swarm_id: SwarmIdFilterOption = None,
     window: Annotated[
         str, typer.Option("--window", help="The span agents' figures cover, e.g. 30s.")
     ] = "30s",
@@ -426,9 +424,7 @@ def _write_report(path: Path, text: str) -> None:
 
 def bottleneck_analyze(
     swarm_id: SwarmIdOption,
-    run: Annotated[
-        int | None, typer.Option("--run", help="A run id (default: the swarm's latest).")
-    ] = None,
+    run: RunOption = None,
     timeframe: Annotated[
         str,
         typer.Option("--timeframe", help="The run's last stretch, and history, e.g. 1h."),
@@ -440,8 +436,7 @@ def bottleneck_analyze(
     data_dir: DataDirOption = None,
 ) -> None:
     """Find what limits a swarm: resources, queueing, slow or failing agents, correlations."""
-    from swarmperf.analysis.bottleneck import analyze, history_from_rows, record_findings
-    from swarmperf.analysis.figures import agent_shapes, run_figures, snapshots, system_from_rows
+    from swarmperf.analysis.bottleneck import analyze_stored, record_findings
 
     with user_errors():
         span = _duration(timeframe, "--timeframe")
@@ -454,24 +449,7 @@ def bottleneck_analyze(
                     f"--run: {run} is not a run of swarm {swarm_id!r}. Leave --run out for the "
                     "latest run, or give the id `swarmperf run` printed."
                 )
-            swarm = None
-            weights: dict[str, float] = {}
-            if record_ is not None and store.count_results(record_.id):
-                swarm = run_figures(store, record_.id, window_s=span)
-                weights = {k: v.weight for k, v in agent_shapes(record_).items()}
-            now = time.time()
-            rows = store.metrics(swarm_id, since=now - span)
-            snaps = snapshots(rows)
-            system = system_from_rows(max(snaps), snaps[max(snaps)]) if snaps else None
-            findings = analyze(
-                swarm,
-                system,
-                weights=weights,
-                history=history_from_rows(rows),
-                past=store.decisions(swarm_id, "bottleneck"),
-                now=now,
-                run_id=None if record_ is None else record_.id,
-            )
+            findings = analyze_stored(store, swarm_id, record_, window_s=span, now=time.time())
             if record:
                 record_findings(store, swarm_id, findings, None if record_ is None else record_.id)
         finally:
@@ -514,9 +492,7 @@ def metrics_retention(
         str | None,
         typer.Option("--keep-for", help="Delete rows older than this, e.g. 168h (none: keep)."),
     ] = None,
-    swarm_id: Annotated[
-        str | None, typer.Option("--swarm-id", help="Only this swarm (default: every swarm).")
-    ] = None,
+    swarm_id: SwarmIdFilterOption = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:

@@ -16,6 +16,8 @@ from swarmperf.cli._support import (
     DataDirOption,
     Output,
     OutputOption,
+    RunOption,
+    SwarmIdFilterOption,
     UserError,
     err,
     open_store,
@@ -79,9 +81,7 @@ def quality_assess(
     suite: Annotated[
         str | None, typer.Option("--suite", help="With --target swarm: the suite's name.")
     ] = None,
-    swarm_id: Annotated[
-        str | None, typer.Option("--swarm-id", help="With --target swarm: the swarm's id.")
-    ] = None,
+    swarm_id: SwarmIdFilterOption = None,
     junit: JunitOption = None,
     markdown: MarkdownOption = None,
     output: OutputOption = Output.table,
@@ -410,12 +410,8 @@ def error_analysis(
     results: Annotated[
         Path | None, typer.Option("--results", help="A results file from benchmark-run.")
     ] = None,
-    swarm_id: Annotated[
-        str | None, typer.Option("--swarm-id", help="Analyse a stored run of this swarm.")
-    ] = None,
-    run: Annotated[
-        int | None, typer.Option("--run", help="The stored run's id (default: the latest).")
-    ] = None,
+    swarm_id: SwarmIdFilterOption = None,
+    run: RunOption = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:

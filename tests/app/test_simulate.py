@@ -1,0 +1,41 @@
+"""Scaling a spec's agents for a simulation: proportions kept, the total exact."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swarmperf.app.simulate import scaled_agents
+from swarmperf.core.errors import ConfigError
+from swarmperf.spec import parse_spec_yaml
+
+
+def _spec(counts: list[int]) -> str:
+    groups = "".join(f"  - id: g{i}\n    count: {c}\n" for i, c in enumerate(counts))
+    return f"swarm_id: s\nagents:\n{groups}workload:\n  tasks: 10\n"
+
+
+def test_groups_keep_their_proportions() -> None:
+    spec = parse_spec_yaml(_spec([1, 3]))
+    assert [g["count"] for g in scaled_agents(spec, 400)] == [100, 300]
+    assert [g["id"] for g in scaled_agents(spec, 400)] == ["g0", "g1"]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    counts=st.lists(st.integers(1, 50), min_size=1, max_size=6),
+    agents=st.integers(1, 5000),
+)
+def test_the_total_is_what_was_asked_and_no_group_vanishes(counts: list[int], agents: int) -> None:
+    scaled = [g["count"] for g in scaled_agents(parse_spec_yaml(_spec(counts)), agents)]
+    assert all(c >= 1 for c in scaled)
+    if agents >= len(counts):
+        assert sum(scaled) == agents
+
+
+def test_fewer_than_one_agent_is_a_config_error_naming_the_option() -> None:
+    spec = parse_spec_yaml(_spec([2]))
+    with pytest.raises(ConfigError) as caught:
+        scaled_agents(spec, 0, field="--agents")
+    assert str(caught.value) == "--agents: 0 is not valid. Use an integer >= 1."
