@@ -184,3 +184,13 @@ def test_choice_is_a_live_agent_with_room(name: str, weights: list[float]) -> No
     for agent, _ in starts:
         assert agent.alive
         assert agent.in_flight <= agent.slots
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_an_agent_that_leaves_and_comes_back_under_its_id_is_chosen_again(name: str) -> None:
+    from swarmperf.sim import Simulation
+
+    sim = Simulation([AgentSpec("a0")], strategy=name, seed=1)
+    sim.crash_agent_at(0.1, "a0", repair_after=0.5)
+    outcome = sim.run([Task("sleep", payload=0.0, cost=0.0, id="t0")], [1.0])
+    assert [r.ok for r in outcome.results] == [True]

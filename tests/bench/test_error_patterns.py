@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
+from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from swarmperf.bench.error_patterns import (
+    Slices,
     analyse_records,
     analyse_results,
     normalise,
     split_error,
 )
-from swarmperf.bench.results import ErrorRecord
+from swarmperf.bench.results import ErrorRecord, load_result, save_result
+from swarmperf.bench.scenarios import parse_suite
+from swarmperf.bench.suite import make_target_factory, run_suite
 from swarmperf.core.model import TaskResult, TaskStatus
 
 
@@ -66,9 +72,35 @@ def test_messages_that_differ_only_in_values_share_a_template(
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=60))
+@example("0A0")
+@example("timed out after 2.5s on 3aa3")
 def test_normalising_twice_changes_nothing(message: str) -> None:
     once = normalise(message)
     assert normalise(once) == once
+
+
+# Digits, letters and the separators error messages are made of: where templates go wrong.
+_MESSAGE_PARTS = st.sampled_from([*"0123456789aAeEfFxz_-+.:/\\'\" ", "<num>", "<id>", "0x"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_MESSAGE_PARTS, max_size=20).map("".join))
+def test_a_template_is_its_own_template(message: str) -> None:
+    once = normalise(message)
+    assert normalise(once) == once
+
+
+@pytest.mark.parametrize(
+    ("message", "template"),
+    [
+        ("timed out after 2.5s", "timed out after <num>s"),
+        ("waited 100ms", "waited <num>ms"),
+        ("0A0", "0A0"),  # one word, neither a number nor an id
+        ("build 3aa3 failed", "build 3aa3 failed"),
+    ],
+)
+def test_a_number_keeps_its_unit_but_never_splits_a_word(message: str, template: str) -> None:
+    assert normalise(message) == template
 
 
 def test_records_are_grouped_by_type_and_template_with_counts_and_times() -> None:
@@ -113,7 +145,7 @@ def test_records_are_grouped_by_type_and_template_with_counts_and_times() -> Non
     assert top.share == pytest.approx(8 / 9)
     assert top.scenarios == ("load", "spike")
     assert top.examples == ("task t1 timed out", "task t2 timed out")
-    assert top.trend is None
+    assert top.trend is None  # these records carry no counts over time
     assert "first and last seen" in (top.trend_reason or "")
     assert (other.type, other.count) == ("ValueError", 1)
 
@@ -181,3 +213,98 @@ def test_no_results_and_no_failures() -> None:
     clean = analyse_results(_results([0.0] * 4, 10, seed=0))
     assert clean.failures == 0
     assert clean.error_rate == 0.0
+
+
+def _record(message: str, counts: list[int], tasks: list[int]) -> ErrorRecord:
+    return ErrorRecord(
+        type="TimeoutError",
+        message=message,
+        count=sum(counts),
+        first_seen=0.0,
+        last_seen=1.0,
+        counts_by_slice=counts,
+        tasks_by_slice=tasks,
+    )
+
+
+def test_records_with_counts_over_time_get_a_trend() -> None:
+    tasks = [100] * 10
+    rising = _record("task t1 timed out", list(range(10)), tasks)
+    analysis = analyse_records([("load", rising)])
+    (pattern,) = analysis.patterns
+    assert pattern.trend is not None
+    assert pattern.trend.direction == "increasing"
+    assert pattern.trend_reason is None
+
+
+def test_records_of_one_scenario_share_its_tasks_and_scenarios_add_up() -> None:
+    # Two messages, one template, one scenario: 5 + 5 failures of the same 100 tasks per
+    # slice, so the share is 10% throughout, not 5% of 200.
+    tasks = [100] * 10
+    a = _record("task t1 timed out", [5] * 10, tasks)
+    b = _record("task t2 timed out", [5] * 10, tasks)
+    steady = analyse_records([("load", a), ("load", b)]).patterns[0]
+    assert steady.trend is not None
+    assert steady.trend.direction == "none"
+    # The same shape in another scenario, falling: 10%, 9%, ... over the same slices of each.
+    falling = _record("task t3 timed out", [10 - b for b in range(10)], tasks)
+    merged = analyse_records([("load", a), ("load", b), ("spike", falling)]).patterns[0]
+    assert merged.count == 100 + 55
+    assert merged.trend is not None
+    assert merged.trend.direction == "decreasing"
+
+
+def test_a_record_without_counts_over_time_leaves_its_pattern_without_a_trend() -> None:
+    tasks = [100] * 10
+    old = ErrorRecord(
+        type="TimeoutError", message="task t9 timed out", count=50, first_seen=0, last_seen=1
+    )
+    analysis = analyse_records(
+        [("load", _record("task t1 timed out", [5] * 10, tasks)), ("load", old)]
+    )
+    (pattern,) = analysis.patterns
+    assert pattern.trend is None
+    assert "no counts over time" in (pattern.trend_reason or "")
+
+
+def test_slices_count_tasks_and_times_over_equal_slices_of_the_span() -> None:
+    slices = Slices.of([0.0, 1.0, 2.5, 9.99, 10.0], buckets=5)
+    assert slices is not None
+    assert slices.edges == (0.0, 2.0, 4.0, 6.0, 8.0, 10.0)
+    assert slices.tasks == (2, 1, 0, 0, 2)
+    assert slices.count([0.5, 10.0, 11.0]) == [1, 0, 0, 0, 1]
+    assert Slices.of([]) is None
+    assert Slices.of([3.0, 3.0]) is None
+
+
+_calls = itertools.count()
+
+
+def fails_more_and_more() -> None:
+    """A load-test target that fails a growing share of its calls: none at first, then up
+    to about half (a seeded draw per call, so the run does not depend on the clock)."""
+    n = next(_calls)
+    if random.Random(n).random() < n / 800:
+        raise TimeoutError(f"call {n} took too long")
+
+
+def test_error_analysis_of_a_results_file_finds_a_rising_error(tmp_path: Path) -> None:
+    global _calls
+    _calls = itertools.count()
+    suite = parse_suite(
+        {
+            "suite": "t",
+            "defaults": {"duration": "1s", "iterations": 1, "warmup": "0s", "cooldown": "0s"},
+            "scenarios": [{"name": "steady", "kind": "load", "rate": "400/s"}],
+        }
+    )
+    make, description = make_target_factory(f"{__name__}:fails_more_and_more")
+    path = tmp_path / "results.json"
+    save_result(asyncio.run(run_suite(suite, make, target_description=description)), path)
+    result = load_result(path)
+    analysis = analyse_records((s.name, e) for s in result.scenarios for e in s.errors)
+    (pattern,) = analysis.patterns
+    assert pattern.template == "call <num> took too long"
+    assert pattern.count > 50
+    assert pattern.trend is not None, pattern.trend_reason
+    assert pattern.trend.direction == "increasing"

@@ -22,12 +22,12 @@ from swarmperf.bench.results import (
     Environment,
     ErrorRecord,
     IterationResult,
-    LatencySummary,
     ScenarioResult,
     SuiteResult,
 )
 from swarmperf.bench.thresholds import Figures, evaluate, parse_threshold
 from swarmperf.core.errors import ConfigError
+from swarmperf.core.latency import LatencySummary
 
 ENV = Environment(
     machine="test",

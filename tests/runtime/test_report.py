@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 
 import pytest
 from rich.console import Console
@@ -166,6 +167,31 @@ def test_to_dict_is_json() -> None:
     assert data["missing"]["makespan_ratio"] == "no lower bound was given"
 
 
+def test_to_dict_keeps_the_flat_latency_keys_where_stored_runs_have_them() -> None:
+    results = [result("a", 0.0, 0.0, float(t)) for t in (1, 2, 3, 4)]
+    r = report(results, [AgentSpec("a")])
+    keys = list(r.to_dict())
+    assert "latency" not in keys
+    at = keys.index("throughput")
+    assert keys[at : at + 7] == [
+        "throughput",
+        "latency_p50",
+        "latency_p90",
+        "latency_p95",
+        "latency_p99",
+        "latency_max",
+        "queue_wait_p50",
+    ]
+    assert r.to_dict()["latency_max"] == r.latency_max == r.latency.max == 4.0
+
+
+def test_the_latency_summary_has_the_count_mean_and_extremes() -> None:
+    results = [result("a", 0.0, 0.0, float(t)) for t in (1, 2, 3, 6)]
+    summary = report(results, [AgentSpec("a")]).latency
+    assert (summary.count, summary.mean, summary.min, summary.max) == (4, 3.0, 1.0, 6.0)
+    assert report([], [AgentSpec("a")]).latency.count == 0
+
+
 def test_render_shows_figures_agents_and_gaps() -> None:
     console = Console(record=True, width=120)
     report([result("a", 0.0, 0.0, 1.0)], [AgentSpec("a"), AgentSpec("b")]).render(console)
@@ -174,6 +200,41 @@ def test_render_shows_figures_agents_and_gaps() -> None:
     assert "1.000 s" in text
     assert "n/a: no lower bound was given" in text
     assert "│ b " in text
+
+
+def test_steals_are_counted_in_the_dict_and_shown_for_a_stealing_strategy() -> None:
+    results = [result("a", 0.0, 0.0, 1.0)]
+    stealing = build_report(
+        results, [AgentSpec("a")], 0.0, 10.0, "work-stealing", "local", "t", stolen=7
+    )
+    assert json.loads(json.dumps(stealing.to_dict()))["stolen"] == 7
+    console = Console(record=True, width=120)
+    stealing.render(console)
+    assert re.search(r"│ tasks stolen +│ +7 │", console.export_text())
+    # A strategy that never steals gets no such row, and its count is 0.
+    plain = report(results, [AgentSpec("a")])
+    assert plain.to_dict()["stolen"] == 0
+    console = Console(record=True, width=120)
+    plain.render(console)
+    assert "stolen" not in console.export_text()
+
+
+def test_a_work_stealing_run_reports_its_steals() -> None:
+    from swarmperf.app.run import run_spec
+
+    # Round robin leaves half the batch queued on the slow agent; the fast one takes some.
+    spec = parse_spec(
+        {
+            "strategy": "work-stealing",
+            "agents": [{"id": "fast"}, {"id": "slow", "slowdown": 4}],
+            "workload": {"tasks": 60, "kind": "sleep", "size": "2ms"},
+        }
+    )
+    outcome = asyncio.run(run_spec(spec, handle_signals=False))
+    data = outcome.report.to_dict()
+    assert data["stolen"] == outcome.report.stolen > 0
+    ran = {row.id: row.tasks for row in outcome.report.agents}
+    assert ran["fast"] > 30  # more than its round-robin half
 
 
 # -- the lower bound ----------------------------------------------------------------------

@@ -36,6 +36,8 @@ TINY: dict[str, Any] = {
     "monitor": {"enabled": False},
 }
 
+# Drawn values are copied before use: some are containers that a later mutation may fill,
+# and sampled_from hands out the same object every time (data generation must not change).
 HOSTILE_VALUES: st.SearchStrategy[Any] = st.sampled_from(
     [
         -1,
@@ -109,12 +111,11 @@ def mutated(draw: st.DrawFn, base: dict[str, Any]) -> str:
         op = draw(st.sampled_from(["replace", "benign", "delete", "add", "nest", "text"]))
         if key is None or op == "add":
             if isinstance(node, dict):
-                node[draw(st.sampled_from(["unknown", "x" * 5000, "count", "tasks"]))] = draw(
-                    HOSTILE_VALUES
-                )
+                added = draw(st.sampled_from(["unknown", "x" * 5000, "count", "tasks"]))
+                node[added] = copy.deepcopy(draw(HOSTILE_VALUES))
             continue
         if op == "replace":
-            parent[key] = draw(HOSTILE_VALUES)
+            parent[key] = copy.deepcopy(draw(HOSTILE_VALUES))
         elif op == "benign":
             parent[key] = draw(BENIGN_VALUES)
         elif op == "delete":

@@ -222,6 +222,14 @@ class RoundRobin(_Strategy):
         super().add(agent, now)
         self._enter(agent)
 
+    def remove(self, agent: AgentState) -> None:
+        super().remove(agent)
+        # Out of the ring now: an agent that comes back under the same id is a new state,
+        # and the ring must take it (removals are rare, so the rebuild is cheap enough).
+        if agent.id in self._in_ring:
+            self._in_ring.discard(agent.id)
+            self._ring = deque(a for a in self._ring if a is not agent)
+
     def _enter(self, agent: AgentState) -> None:
         if agent.id not in self._in_ring:
             self._in_ring.add(agent.id)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.files import write_atomic
+from swarmperf.core.latency import LatencySummary
 
 SCHEMA_VERSION = 1
 ScenarioKind = Literal["load", "stress", "volume", "endurance", "spike"]
@@ -26,19 +27,6 @@ SCENARIO_KINDS: tuple[ScenarioKind, ...] = ("load", "stress", "volume", "enduran
 class _Model(BaseModel):
     # No NaN or infinity: JSON has neither, and a file must read back equal to what was written.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class LatencySummary(_Model):
-    """Quantiles of request latencies, in seconds; all None when nothing was measured."""
-
-    count: int
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    min: float | None = None
 
 
 class IterationResult(_Model):
@@ -64,13 +52,20 @@ class IterationResult(_Model):
 
 
 class ErrorRecord(_Model):
-    """Errors of one type and message: how many, and when first and last seen (UNIX time)."""
+    """Errors of one type and message: how many, and when first and last seen (UNIX time).
+
+    For the error's trend, `counts_by_slice` holds how many fell in each of equal time
+    slices of the scenario and `tasks_by_slice` how many requests settled in each (see
+    `swarmperf.bench.error_patterns.Slices`); both are empty in files written before them.
+    """
 
     type: str
     message: str
     count: int
     first_seen: float
     last_seen: float
+    counts_by_slice: list[int] = []
+    tasks_by_slice: list[int] = []
 
 
 class ScenarioResult(_Model):

@@ -22,6 +22,7 @@ import psutil
 
 from swarmperf.app.workload import FAIL_KIND
 from swarmperf.bench.environment import capture_environment
+from swarmperf.bench.error_patterns import Slices
 from swarmperf.bench.loadgen import (
     REQUEST_TIMEOUT,
     CallableTarget,
@@ -41,7 +42,6 @@ from swarmperf.bench.results import (
     Environment,
     ErrorRecord,
     IterationResult,
-    LatencySummary,
     ScenarioResult,
     SuiteResult,
 )
@@ -58,6 +58,7 @@ from swarmperf.bench.scenarios import (
 )
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
+from swarmperf.core.latency import LatencySummary
 from swarmperf.core.model import Task
 from swarmperf.core.redact import redact_url
 from swarmperf.spec import SwarmSpec, demo_spec
@@ -174,14 +175,17 @@ def import_callable(reference: str) -> Callable[..., Any]:
 def _swarm_factory(
     spec: SwarmSpec, handlers: HandlerRegistry, scenarios: Sequence[Any] = ()
 ) -> tuple[TargetFactory, str]:
+    from swarmperf.app.backends import BACKENDS, backend_entry
     from swarmperf.app.build import build_swarm
     from swarmperf.app.workload import draw_sizes
 
-    if spec.backend == "sim":
+    if backend_entry(spec.backend).virtual_time:
+        real = [entry.name for entry in BACKENDS.values() if not entry.virtual_time]
         raise ConfigError(
             "backend",
-            "sim",
-            "Load tests need real time: use a spec with backend local, process or ray.",
+            spec.backend,
+            f"Load tests need real time: use a spec with backend {', '.join(real[:-1])} "
+            f"or {real[-1]}.",
         )
     if spec.strategy == "auto":
         raise ConfigError("strategy", "auto", "Name one strategy in the spec for a load test.")
@@ -323,13 +327,19 @@ def iteration_result(raw: RawIteration, index: int) -> IterationResult:
 
 def _error_records(raws: list[RawIteration], drain_timeout: float) -> list[ErrorRecord]:
     seen: dict[tuple[str, str], list[float]] = {}
+    # Each error's times and when every sent request settled: its counts per slice of the
+    # scenario, which is what the error's trend needs.
+    times: dict[tuple[str, str], list[float]] = {}
+    settled: list[Floats] = []
     for raw in raws:
+        settled.append(raw.started_at + raw.finished[~np.isnan(raw.finished)])
         for index, (kind, message) in raw.failures.items():
             at = raw.started_at + float(raw.finished[index])
             entry = seen.setdefault((kind, message), [0, at, at])
             entry[0] += 1
             entry[1] = min(entry[1], at)
             entry[2] = max(entry[2], at)
+            times.setdefault((kind, message), []).append(at)
         unanswered = np.isnan(raw.finished) & raw.sent_mask
         if unanswered.any():
             message = f"no answer within {drain_timeout:g}s after the iteration's schedule"
@@ -337,9 +347,20 @@ def _error_records(raws: list[RawIteration], drain_timeout: float) -> list[Error
             entry = seen.setdefault(("NoAnswer", message), [0, at, at])
             entry[0] += int(unanswered.sum())
             entry[2] = max(entry[2], at)
+            settled.append(np.full(int(unanswered.sum()), at))
+            times.setdefault(("NoAnswer", message), []).extend([at] * int(unanswered.sum()))
+    slices = Slices.of(np.concatenate(settled)) if settled else None
     return sorted(
         (
-            ErrorRecord(type=k, message=m, count=int(n), first_seen=first, last_seen=last)
+            ErrorRecord(
+                type=k,
+                message=m,
+                count=int(n),
+                first_seen=first,
+                last_seen=last,
+                counts_by_slice=[] if slices is None else slices.count(times[(k, m)]),
+                tasks_by_slice=[] if slices is None else list(slices.tasks),
+            )
             for (k, m), (n, first, last) in seen.items()
         ),
         key=lambda r: -r.count,

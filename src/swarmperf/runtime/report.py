@@ -6,6 +6,7 @@ cannot be computed is None, and `RunReport.missing` says why. Nothing is filled 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,10 +15,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from swarmperf.balancing import STRATEGIES
 from swarmperf.balancing.agents import AgentState
+from swarmperf.core.latency import LatencySummary
 from swarmperf.core.model import AgentSpec, TaskResult, TaskStatus
 
 LATENCY_PERCENTILES = (50, 90, 95, 99)
+_FLAT_LATENCY = ("p50", "p90", "p95", "p99", "max")  # what the report's JSON holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +50,7 @@ class RunReport:
     tasks_cancelled: int
     wall_seconds: float
     throughput: float | None  # tasks that ran to an end (succeeded or failed) per second
-    latency_p50: float | None  # queued to finished, over succeeded tasks
-    latency_p90: float | None
-    latency_p95: float | None
-    latency_p99: float | None
-    latency_max: float | None
+    latency: LatencySummary  # queued to finished, over succeeded tasks
     queue_wait_p50: float | None  # queued to started, over tasks that started
     queue_wait_p99: float | None
     agents: tuple[AgentRow, ...]
@@ -65,6 +65,29 @@ class RunReport:
     # What happened when a signal (SIGTERM, SIGINT) cut the run short; "" when none did.
     # The figures then cover only what ran before the end; the cancelled tasks say why.
     interrupted: str = ""
+    # Tasks an idle agent took from another's queue (work stealing); 0 for other strategies.
+    stolen: int = 0
+
+    # The latency figures by the names stored runs, baselines and `missing` use.
+    @property
+    def latency_p50(self) -> float | None:
+        return self.latency.p50
+
+    @property
+    def latency_p90(self) -> float | None:
+        return self.latency.p90
+
+    @property
+    def latency_p95(self) -> float | None:
+        return self.latency.p95
+
+    @property
+    def latency_p99(self) -> float | None:
+        return self.latency.p99
+
+    @property
+    def latency_max(self) -> float | None:
+        return self.latency.max
 
     @property
     def makespan_ratio_reason(self) -> str | None:
@@ -73,7 +96,12 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; None stands for a missing figure."""
-        data = asdict(self)
+        data: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if key == "latency":  # flat, in its place: stored runs and baselines read it so
+                data.update((f"latency_{name}", value[name]) for name in _FLAT_LATENCY)
+            else:
+                data[key] = value
         data["agents"] = [asdict(row) for row in self.agents]
         data["missing"] = dict(self.missing)
         return data
@@ -95,6 +123,9 @@ class RunReport:
         if self.tasks_rejected or self.tasks_cancelled:
             tasks += f", {self.tasks_rejected} rejected, {self.tasks_cancelled} cancelled"
         table.add_row("tasks", tasks + ")")
+        strategy = STRATEGIES.get(self.strategy)
+        if self.stolen or (strategy is not None and strategy.steals):
+            table.add_row("tasks stolen", f"{self.stolen}")
         table.add_row("wall time", _seconds(self.wall_seconds))
         table.add_row("throughput", self._shown("throughput", "{:,.1f} tasks/s"))
         for name in ("latency_p50", "latency_p90", "latency_p95", "latency_p99", "latency_max"):
@@ -156,12 +187,14 @@ def build_report(
     swarm_id: str,
     lower_bound: float | None = None,
     events: Mapping[str, int] | None = None,
+    stolen: int = 0,
 ) -> RunReport:
     """Compute a `RunReport` from a run's results.
 
     `agents` are those that may have run tasks (`swarm.coordinator.all_agents()`, or their
     specs); `started` and `finished` bound the run on the swarm's clock. Utilisation is
     against the whole wall time, so an agent that joined late looks less used than it was.
+    `stolen` is the coordinator's count of steals (`CoordinatorStatistics.stolen`).
     """
     if finished < started:
         raise ValueError(f"The run finished ({finished}) before it started ({started}).")
@@ -177,7 +210,7 @@ def build_report(
     else:
         missing["throughput"] = "the run took no measurable time"
     latencies = [r.latency for r in results if r.ok and r.latency is not None]
-    latency = _percentiles(latencies, (*LATENCY_PERCENTILES, 100), "latency", missing)
+    latency = _latency(latencies, missing)
     waits = [r.started_at - r.queued_at for r in results if r.started_at is not None]
     wait = _percentiles(waits, (50, 99), "queue_wait", missing)
     rows = _agent_rows(results, agents, wall, missing)
@@ -194,11 +227,7 @@ def build_report(
         tasks_cancelled=by_status[TaskStatus.CANCELLED],
         wall_seconds=wall,
         throughput=throughput,
-        latency_p50=latency["p50"],
-        latency_p90=latency["p90"],
-        latency_p95=latency["p95"],
-        latency_p99=latency["p99"],
-        latency_max=latency["p100"],
+        latency=latency,
         queue_wait_p50=wait["p50"],
         queue_wait_p99=wait["p99"],
         agents=rows,
@@ -209,6 +238,23 @@ def build_report(
         makespan_ratio=ratio,
         missing=missing,
         events=dict(events or {}),
+        stolen=stolen,
+    )
+
+
+def _latency(latencies: Sequence[float], missing: dict[str, str]) -> LatencySummary:
+    found = _percentiles(latencies, (*LATENCY_PERCENTILES, 100), "latency", missing)
+    if not latencies:
+        return LatencySummary(count=0)
+    return LatencySummary(
+        count=len(latencies),
+        p50=found["p50"],
+        p90=found["p90"],
+        p95=found["p95"],
+        p99=found["p99"],
+        max=found["p100"],
+        mean=math.fsum(latencies) / len(latencies),
+        min=min(latencies),
     )
 
 
