@@ -211,10 +211,15 @@ class PerformanceReport:
         return data
 
 
-def _runs_in(store: Store, swarm_id: str, since: float, until: float) -> list[RunRecord]:
+def _runs_in(
+    store: Store, swarm_id: str, since: float, until: float, *, include_simulated: bool = False
+) -> list[RunRecord]:
+    # Simulated runs (virtual agents, virtual time) stay out of a real swarm's figures
+    # unless asked for.
+    kind = None if include_simulated else "real"
     runs = [
         run
-        for run in store.list_runs(swarm_id, limit=10_000)
+        for run in store.list_runs(swarm_id, limit=10_000, kind=kind)
         # A run still going reaches to now; one ended or aborted, to when it was last seen.
         if run.started_at <= until and (run.status == RUN_RUNNING or run.last_seen >= since)
     ]
@@ -230,9 +235,11 @@ def build_report(
     thresholds: SlaThresholds = SlaThresholds(),
     cost_model: CostModel | None = None,
     steps: int = 50,
+    include_simulated: bool = False,
 ) -> PerformanceReport | None:
-    """The report, or None when the swarm has neither runs nor metrics in the timeframe."""
-    runs = _runs_in(store, swarm_id, since, until)
+    """The report, or None when the swarm has neither runs nor metrics in the timeframe.
+    Only real runs count, unless `include_simulated`."""
+    runs = _runs_in(store, swarm_id, since, until, include_simulated=include_simulated)
     rows = [r for r in store.metrics(swarm_id, since=since) if r.ts <= until]
     if not runs and not rows:
         return None
@@ -586,6 +593,105 @@ def _finite(value: Any) -> Any:
 # -- HTML with inline SVG charts ------------------------------------------------------------
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd")
+_BARS_SHOWN = 40  # at most this many agents in the bar chart: the busiest and the idlest half
+
+# Advance widths (in em) of DejaVu Sans, the widest of the faces a browser commonly picks for
+# sans-serif: margins sized by them leave room for a label in any face the reader has. A
+# browser cannot be asked from a file with no script, so the layout estimates.
+_EM_NARROW = frozenset(" .,:;'!|ijlfrtI-()[]/")
+_EM_WIDE = frozenset("mwMW%…@")
+_EM_BROAD = frozenset("+#=<>~_")
+
+
+def _text_width(text: str, size: float, bold: bool = False) -> float:
+    """A generous estimate of how wide `text` is drawn at font size `size` (px)."""
+    em = 0.0
+    for ch in text:
+        if ch in _EM_NARROW:
+            em += 0.4
+        elif ch in _EM_WIDE:
+            em += 1.0
+        elif ch in _EM_BROAD:
+            em += 0.84
+        elif ch.isupper():
+            em += 0.8
+        else:
+            em += 0.66
+    return em * size * (1.15 if bold else 1.05)
+
+
+def _cut(text: str, room: float, size: float, tail_share: float) -> str:
+    """`text`'s head and tail around an ellipsis, within `room` px; the tail takes its share."""
+    budget = room - _text_width("…", size)
+    tail = ""
+    for ch in reversed(text):
+        if _text_width(ch + tail, size) > budget * tail_share:
+            break
+        tail = ch + tail
+    head = ""
+    for ch in text[: len(text) - len(tail)]:
+        if _text_width(head + ch + tail, size) > budget:
+            break
+        head += ch
+    return head + "…" + tail
+
+
+def _fit_labels(names: Sequence[str], room: float, size: float) -> dict[str, str]:
+    """Each name, cut in the middle where wider than `room`, and never cut into another's
+    label: names alike at both ends keep more of their tail, where they usually differ."""
+    labels = {n: n if _text_width(n, size) <= room else _cut(n, room, size, 0.4) for n in names}
+    for share in (0.6, 0.8, 1.0, None):
+        seen: dict[str, int] = {}
+        for label in labels.values():
+            seen[label] = seen.get(label, 0) + 1
+        clash = [n for n in names if seen[labels[n]] > 1 and labels[n] != n]
+        if not clash:
+            break
+        for i, name in enumerate(clash, 1):
+            if share is None:  # the tails are alike too: number them
+                mark = f"{i}:"
+                labels[name] = mark + _cut(name, room - _text_width(mark, size), size, 1.0)
+            else:
+                labels[name] = _cut(name, room, size, share)
+    return labels
+
+
+def _label(x: float, y: float, text: str, *, size: int = 11, anchor: str = "start") -> str:
+    """An SVG text, whole as given."""
+    end = "" if anchor == "start" else f' text-anchor="{anchor}"'
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}"{end}>{html.escape(text)}</text>'
+
+
+def _svg_head(title: str, width: int, height: int) -> str:
+    """The opening of a chart that scales down, never clipped, to fit a narrow page."""
+    esc = html.escape
+    title_room = width - 16
+    shown = _fit_labels([title], title_room / 1.1, 14)[title]
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" style="max-width:100%;height:auto" '
+        f'role="img" aria-label="{esc(title)}">'
+        f'<text x="8" y="20" font-size="14" font-weight="bold">{esc(shown)}</text>'
+    )
+
+
+def _ticks(top: float, most: int = 5) -> tuple[list[float], int]:
+    """Round values from 0 to at least `top`, at most `most` steps, and their decimals."""
+    raw = top / most
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    factor = next(m for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw * (1 - 1e-9))
+    step = factor * magnitude
+    steps = max(1, math.ceil(top / step - 1e-9))
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if factor == 2.5 else 0)
+    return [i * step for i in range(steps + 1)], decimals
+
+
+def _span(seconds: float) -> str:
+    """A time span as a reader counts it: seconds, minutes, hours or days."""
+    for unit, size in (("d", 86_400.0), ("h", 3_600.0), ("min", 60.0)):
+        if seconds >= 2 * size:
+            return f"+{seconds / size:,.1f} {unit}"
+    return f"+{seconds:,.3g} s"
 
 
 def line_chart(
@@ -594,87 +700,118 @@ def line_chart(
     unit: str,
     scale: float = 1.0,
     width: int = 640,
-    height: int = 220,
+    height: int = 240,
 ) -> str:
-    """An SVG line chart of time series (x: UNIX seconds), values times `scale`."""
-    left, right, top, bottom = 60, 110, 28, 30
+    """An SVG line chart of time series (x: UNIX seconds), values times `scale`.
+
+    The margins are sized from the widest label on each side, so no label is cut at the
+    chart's edge; the y axis has round ticks and its unit above them.
+    """
+    size = 11
+    series = {
+        label: [(x, y) for x, y in s if math.isfinite(x) and math.isfinite(y * scale)]
+        for label, s in series.items()
+    }
     points = [(x, y * scale) for s in series.values() for x, y in s]
-    esc = html.escape
-    head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{esc(title)}">'
-        f'<text x="{left}" y="18" font-size="14" font-weight="bold">{esc(title)}</text>'
-    )
     if not points:
-        return head + f'<text x="{left}" y="{height // 2}">no data in the timeframe</text></svg>'
+        return (
+            _svg_head(title, width, height)
+            + _label(8, height // 2, "no data in the timeframe")
+            + "</svg>"
+        )
     xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
     x0, x1 = min(xs), max(xs)
-    y0, y1 = 0.0, max(ys) if max(ys) > 0 else 1.0
+    highest = max(p[1] for p in points)
+    ticks, decimals = _ticks(highest if highest > 0 else 1.0)
+    y1 = ticks[-1]
+    tick_labels = [f"{t:,.{decimals}f}" for t in ticks]
+    legend_w = max(_text_width(label, size) for label in series)
+    left = 8 + math.ceil(max(_text_width(t, size) for t in tick_labels)) + 6
+    # At least the room of a short legend: charts one above another keep one plot width.
+    right = max(90, math.ceil(legend_w) + 34)
+    top, bottom = 46, 30
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def px(x: float) -> float:
         return left + (0.5 if x1 == x0 else (x - x0) / (x1 - x0)) * plot_w
 
     def py(y: float) -> float:
-        return top + plot_h - (y - y0) / (y1 - y0) * plot_h
+        return top + plot_h - y / y1 * plot_h
 
-    parts = [
-        head,
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
-        'stroke="#888"/>',
+    parts = [_svg_head(title, width, height), _label(8, top - 12, unit, size=size)]
+    for tick, text in zip(ticks, tick_labels, strict=True):
+        y = py(tick)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
+            f'stroke="{"#888" if tick == 0 else "#e4e4e4"}"/>'
+            + _label(left - 6, y + 4, text, size=size, anchor="end")
+        )
+    parts += [
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#888"/>',
-        f'<text x="{left - 4}" y="{top + 4}" font-size="11" text-anchor="end">'
-        f"{y1:,.4g} {esc(unit)}</text>",
-        f'<text x="{left - 4}" y="{top + plot_h}" font-size="11" text-anchor="end">0</text>',
-        f'<text x="{left}" y="{height - 8}" font-size="11">{esc(_when(x0))}</text>',
-        f'<text x="{left + plot_w}" y="{height - 8}" font-size="11" text-anchor="end">'
-        f"+{x1 - x0:,.4g} s</text>",
+        _label(left, height - 8, _when(x0), size=size),
+        _label(left + plot_w, height - 8, _span(x1 - x0), size=size, anchor="end"),
     ]
     for i, (label, s) in enumerate(series.items()):
         colour = _PALETTE[i % len(_PALETTE)]
-        coords = " ".join(f"{px(x):.1f},{py(y * scale):.1f}" for x, y in s)
         if len(s) == 1:
             x, y = s[0]
             parts.append(
                 f'<circle cx="{px(x):.1f}" cy="{py(y * scale):.1f}" r="3" fill="{colour}"/>'
             )
         elif s:
+            coords = " ".join(f"{px(x):.1f},{py(y * scale):.1f}" for x, y in s)
             parts.append(
                 f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}"/>'
             )
         ly = top + 12 + 16 * i
+        lx = width - right + 10
         parts.append(
-            f'<rect x="{width - right + 10}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{width - right + 24}" y="{ly}" font-size="11">{esc(label)}</text>'
+            f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'
+            + _label(lx + 14, ly, label, size=size)
         )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def bar_chart(values: Mapping[str, float | None], title: str, width: int = 640) -> str:
-    """Horizontal bars of fractions in [0, 1] (per-agent utilisation); None shows n/a."""
-    esc = html.escape
-    row, left = 20, 140
-    height = 36 + row * max(1, len(values))
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{esc(title)}">'
-        f'<text x="10" y="18" font-size="14" font-weight="bold">{esc(title)}</text>'
-    ]
-    span = width - left - 70
-    for i, (name, value) in enumerate(values.items()):
+    """Horizontal bars of fractions in [0, 1] (per-agent utilisation); None shows n/a.
+
+    Names wider than 40% of the chart are cut in the middle, uniquely, with the whole name
+    as the label's tooltip. Past `_BARS_SHOWN` agents, the busiest and the idlest are drawn
+    and a row says how many lie between them.
+    """
+    size, row = 11, 20
+    rows: list[tuple[str, float | None] | int] = list(values.items())
+    if len(rows) > _BARS_SHOWN:
+        ranked = sorted(values.items(), key=lambda kv: -1.0 if kv[1] is None else kv[1])
+        ranked.reverse()
+        half = _BARS_SHOWN // 2
+        rows = [*ranked[:half], len(ranked) - 2 * half, *ranked[-half:]]
+    names = [r[0] for r in rows if not isinstance(r, int)]
+    room = width * 0.4
+    labels = _fit_labels(names, room, size)
+    left = 10 + math.ceil(max((_text_width(s, size) for s in labels.values()), default=0)) + 8
+    value_w = math.ceil(_text_width("100.0%", size))
+    span = width - left - 4 - value_w - 10
+    height = 40 + row * max(1, len(rows))
+    parts = [_svg_head(title, width, height)]
+    for i, item in enumerate(rows):
         y = 30 + i * row
-        parts.append(
-            f'<text x="{left - 6}" y="{y + 12}" font-size="11" text-anchor="end">{esc(name)}</text>'
-        )
+        if isinstance(item, int):
+            parts.append(_label(left, y + 12, f"… {item:,} agents between these …", size=size))
+            continue
+        name, value = item
+        text = _label(left - 6, y + 12, labels[name], size=size, anchor="end")
+        if labels[name] != name:
+            text = f"<g><title>{html.escape(name)}</title>{text}</g>"
+        parts.append(text)
         if value is None:
-            parts.append(f'<text x="{left}" y="{y + 12}" font-size="11">n/a</text>')
+            parts.append(_label(left, y + 12, "n/a", size=size))
             continue
         w = max(0.0, min(1.0, value)) * span
         parts.append(
             f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row - 6}" fill="#1f77b4"/>'
-            f'<text x="{left + w + 4:.1f}" y="{y + 12}" font-size="11">{value:.1%}</text>'
+            + _label(left + w + 4, y + 12, f"{value:.1%}", size=size)
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -712,9 +849,11 @@ def to_html(r: PerformanceReport) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <title>swarmperf: performance of {esc(r.swarm_id)}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
+body {{ font-family: system-ui, sans-serif; margin: clamp(0.5em, 3vw, 2em); color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; display: block; max-width: 100%;
+         overflow-x: auto; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
+td {{ overflow-wrap: break-word; }}
 .critical {{ color: #b00; font-weight: bold; }} .warning {{ color: #a60; }}
 </style></head><body>
 <h1>Performance of swarm {esc(r.swarm_id)}</h1>
