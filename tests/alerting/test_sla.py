@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +448,13 @@ def test_a_stalled_swarm_is_critical_on_throughput_and_its_report_is_strict_json
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["budget_used"] is None
     assert isinstance(default_rules(), RuleSet)
+
+
+def test_sla_check_shows_when_it_judged_as_a_readable_time(data_dir: Path) -> None:
+    _store_snapshots(data_dir, "good", p99=0.2)
+    table = runner.invoke(app, ["sla-check", "--swarm-id", "good", "--data-dir", str(data_dir)])
+    assert table.exit_code == 0, table.output
+    assert "UNIX time" not in table.stdout
+    # ISO 8601 local time with its offset, and how long ago that was.
+    text = " ".join(table.stdout.split())  # the line may wrap at the terminal's width
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(.+ ago\)", text)

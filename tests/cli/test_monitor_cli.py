@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -75,7 +76,7 @@ def test_metrics_collect_streams_json_lines() -> None:
 def test_metrics_collect_reads_a_swarms_agents(data_dir: Path) -> None:
     code, stdout, output = invoke(
         "metrics-collect", "--components", "agents", "--swarm-id", "watched", "--count", "1",
-        "--interval", "0", "--data-dir", str(data_dir), "--output", "json",
+        "--interval", "1ms", "--data-dir", str(data_dir), "--output", "json",
     )  # fmt: skip
     assert code == 0, output
     sample = json.loads(stdout)
@@ -96,13 +97,13 @@ def test_metrics_collect_waits_for_a_run_with_nothing_finished_yet(tmp_path: Pat
     for output in ("json", "table"):
         code, stdout, out = invoke(
             "metrics-collect", "--components", "agents", "--swarm-id", "starting", "--count", "2",
-            "--interval", "0", "--data-dir", str(tmp_path), "--output", output,
+            "--interval", "1ms", "--data-dir", str(tmp_path), "--output", output,
         )  # fmt: skip
         assert code == 0, out
         assert "no finished task yet" in stdout
     samples = [json.loads(line) for line in invoke(
         "metrics-collect", "--components", "agents", "--swarm-id", "starting", "--count", "2",
-        "--interval", "0", "--data-dir", str(tmp_path), "--output", "json",
+        "--interval", "1ms", "--data-dir", str(tmp_path), "--output", "json",
     )[1].splitlines()]  # fmt: skip
     assert [s["swarm"] for s in samples] == [None, None]
     assert [s["run_id"] for s in samples] == [1, 1]
@@ -112,8 +113,8 @@ def test_metrics_collect_waits_for_a_run_with_nothing_finished_yet(tmp_path: Pat
     ("args", "expected"),
     [
         (["--components", "cpu,gpu"], ["--components", "'cpu,gpu'", "agents"]),
-        (["--components", "agents"], ["--swarm-id", "none given"]),
         (["--interval", "soon"], ["--interval", "'soon'"]),
+        (["--interval", "0s"], ["--interval", "'0s'"]),
         (["--count", "0"], ["--count", "0"]),
     ],
 )
@@ -151,7 +152,7 @@ def test_swarm_monitor_shows_the_latest_snapshot_and_run(data_dir: Path) -> None
         "--data-dir", str(data_dir),
     )  # fmt: skip
     assert code == 0, output
-    assert "run 1 completed" in stdout
+    assert "run 1 of swarm 'watched' (id 1) completed" in stdout
     assert "120 / 120 tasks" in stdout
     assert "swarm.throughput_per_s" in stdout
     assert "agent.slow.utilization" in stdout
@@ -261,7 +262,7 @@ def test_metrics_retention_downsamples_old_rows_once(tmp_path: Path) -> None:
     assert json.loads(stdout)["downsampled"] == 0
     code, stdout, _ = invoke(*args, "--keep-for", "2h")
     assert code == 0
-    assert "Deleted 9 rows" in stdout
+    assert "Deleted 9 expired rows" in stdout
     code, _, output = invoke(*args, "--keep-for", "30m")
     assert code == 2
     assert "keep_for" in output
@@ -280,3 +281,172 @@ def test_performance_report_to_a_place_that_cannot_be_written_exits_2(
         assert "--out" in output
         assert str(target)[:40] in output
         assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_retention_says_buckets_not_rows(tmp_path: Path) -> None:
+    with Store.open(database_path(tmp_path)) as store:
+        for i in range(120):
+            store.record_metrics("old", None, 1000.0 + i, {"swarm.queue_depth": float(i)})
+    code, stdout, output = invoke("metrics-retention", "--data-dir", str(tmp_path))
+    assert code == 0, output
+    assert "downsampled 120 old rows into 3 buckets (mean, max and count each)" in stdout
+    assert "9 metric rows remain" in stdout
+
+
+def test_metrics_retention_of_an_unknown_swarm_exits_2(data_dir: Path) -> None:
+    code, _, output = invoke(
+        "metrics-retention", "--swarm-id", "nosuch", "--data-dir", str(data_dir)
+    )
+    assert code == 2, output
+    assert "'nosuch'" in output
+    assert "watched" in output
+
+
+def run_invoke(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr apart."""
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ['["cpu", "memory", "network", "agents"]'],  # quoted: one argument
+        ["[cpu,", "memory,", "network,", "agents]"],  # unquoted: the shell splits it
+        ["cpu,memory,network,agents"],
+    ],
+)
+def test_metrics_collect_takes_the_components_as_a_list_and_the_latest_swarm(
+    data_dir: Path, given: list[str]
+) -> None:
+    code, stdout, stderr = run_invoke(
+        "metrics-collect", "--components", *given, "--count", "1", "--interval", "1ms",
+        "--data-dir", str(data_dir), "--output", "json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    sample = json.loads(stdout)
+    assert "memory_percent" in sample["system"]
+    assert set(sample["swarm"]["agents"]) == {"a-0", "a-1", "a-2", "slow"}
+    assert "Using swarm 'watched', the most recent" in stderr
+
+
+def test_metrics_collect_refuses_stray_arguments() -> None:
+    code, _, output = invoke("metrics-collect", "--components", "cpu", "memory")
+    assert code == 2
+    assert "'memory'" in output
+
+
+def test_metrics_collect_with_agents_in_an_empty_store_says_how_to_fill_it(
+    tmp_path: Path,
+) -> None:
+    code, _, output = invoke(
+        "metrics-collect", "--components", "agents", "--count", "1", "--data-dir", str(tmp_path)
+    )
+    assert code == 2
+    assert "--swarm-id: none given" in output
+    assert "swarmperf run" in output
+
+
+def test_swarm_monitor_json_is_one_object_per_refresh_with_units(data_dir: Path) -> None:
+    code, stdout, stderr = run_invoke(
+        "swarm-monitor", "--interval", "1ms", "--count", "2", "-o", "json",
+        "--data-dir", str(data_dir),
+    )  # fmt: skip
+    assert code == 0, stderr
+    refreshes = [json.loads(line) for line in stdout.splitlines()]
+    assert len(refreshes) == 2
+    first = refreshes[0]
+    assert first["swarm_id"] == "watched"
+    assert (first["run"]["number"], first["run"]["kind"]) == (1, "real")
+    units = {f["name"]: f["unit"] for f in first["figures"]["values"]}
+    assert units["swarm.throughput_per_s"] == "tasks/s"
+    assert units["swarm.latency.p99"] == "ms"
+    assert units["agent.slow.utilization"] == "ratio"
+
+
+def test_swarm_monitor_shows_figures_with_units_and_readable_times(data_dir: Path) -> None:
+    code, stdout, output = invoke(
+        "swarm-monitor", "--swarm-id", "watched", "--count", "1", "--data-dir", str(data_dir)
+    )
+    assert code == 0, output
+    assert " tasks/s" in stdout
+    assert " ms" in stdout
+    assert "%" in stdout
+    assert "ago)" in stdout  # when the snapshot was taken, and how long ago
+
+
+def test_performance_report_takes_o_json_and_the_latest_swarm(data_dir: Path) -> None:
+    code, stdout, stderr = run_invoke(
+        "performance-report", "-o", "json", "--timeframe", "1h", "--data-dir", str(data_dir)
+    )
+    assert code == 0, stderr
+    assert json.loads(stdout)["tasks"]["succeeded"] == 120
+    assert "Using swarm 'watched'" in stderr
+    code, _, stderr = run_invoke(
+        "performance-report", "-o", "json", "--format", "html", "--data-dir", str(data_dir)
+    )
+    assert code == 2
+    assert "--format html" in stderr
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store where swarm `watched` ran once for real and once, at scale, simulated."""
+    directory = tmp_path_factory.mktemp("mixed")
+    spec_file = directory / "swarm.yaml"
+    spec_file.write_text(SPEC)
+    with Store.open(database_path(directory)) as store:
+        asyncio.run(run_spec(parse_spec_yaml(SPEC), store=store))
+    code, _, output = invoke(
+        "simulate", str(spec_file), "--agents", "40", "--tasks", "3000",
+        "--data-dir", str(directory),
+    )  # fmt: skip
+    assert code == 0, output
+    return directory
+
+
+def test_a_simulated_run_is_stored_apart_and_labelled_virtual(mixed_dir: Path) -> None:
+    with Store.open(database_path(mixed_dir)) as store:
+        [real] = store.list_runs("watched")
+        [simulated] = store.list_runs("watched", kind="simulated")
+    assert real.number == simulated.number == 1
+    assert simulated.report is not None
+    assert simulated.report["virtual_time"] is True
+    code, stdout, output = invoke(
+        "simulate", "--tasks", "50", "--agents", "5", "--data-dir", str(mixed_dir)
+    )
+    assert code == 0, output
+    assert "virtual time" in stdout
+    assert "wall time" not in stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "read"),
+    [
+        (
+            ["performance-report", "-o", "json"],
+            lambda d: d["tasks"]["succeeded"] + d["tasks"]["failed"],
+        ),
+        (["swarm-monitor", "--count", "1", "-o", "json"], lambda d: d["run"]["tasks_stored"]),
+    ],
+)
+def test_readers_leave_simulated_runs_out_unless_asked(
+    mixed_dir: Path, command: list[str], read: Any
+) -> None:
+    code, stdout, output = invoke(*command, "--swarm-id", "watched", "--data-dir", str(mixed_dir))
+    assert code == 0, output
+    assert read(json.loads(stdout)) == 120
+    code, stdout, output = invoke(
+        *command, "--swarm-id", "watched", "--include-simulated", "--data-dir", str(mixed_dir)
+    )
+    assert code == 0, output
+    assert read(json.loads(stdout)) > 120
+
+
+def test_bottleneck_analyze_looks_at_the_real_run(mixed_dir: Path) -> None:
+    code, stdout, output = invoke(
+        "bottleneck-analyze", "--swarm-id", "watched", "--no-record", "-o", "json",
+        "--data-dir", str(mixed_dir),
+    )  # fmt: skip
+    assert code == 0, output
+    assert json.loads(stdout)["run_id"] == 1

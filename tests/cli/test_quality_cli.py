@@ -289,3 +289,70 @@ def test_error_analysis_of_a_stored_run(tmp_path: Path) -> None:
     assert "not a run of swarm" in wrong.output
     nobody = runner.invoke(app, ["error-analysis", "--swarm-id", "x", "--data-dir", str(data_dir)])
     assert nobody.exit_code == 2
+
+
+def test_quality_assess_takes_a_name_for_the_stored_suite(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with Store.open(database_path(data_dir)) as store:
+        slow = suite(scenario(latencies=[2.0] * 50))
+        store.record_benchmark("suite:quick", slow.model_dump(mode="json"), "slowpoke")
+        store.record_benchmark("suite:quick", suite(scenario()).model_dump(mode="json"), "prod")
+    base = ["quality-assess", "--data-dir", str(data_dir), "--target"]
+    # The original command line's name for the latest suite result of the swarm.
+    named = runner.invoke(app, [*base, "swarm-performance"])
+    assert named.exit_code == 0, named.output
+    # A swarm id: that swarm's latest suite result.
+    assert runner.invoke(app, [*base, "prod"]).exit_code == 0
+    assert runner.invoke(app, [*base, "slowpoke"]).exit_code == 1
+    unknown = runner.invoke(app, [*base, "nosuch"])
+    assert unknown.exit_code == 2
+    assert "nosuch" in unknown.output
+    assert "prod, slowpoke" in unknown.output
+    assert "Traceback" not in unknown.output
+
+
+def _store_failing_run(data_dir: Path, swarm: str, failures: int, kind: str = "real") -> int:
+    with Store.open(database_path(data_dir)) as store:
+        run_id = store.start_run(swarm, {}, "local", "round-robin", kind=kind)
+        results = [
+            TaskResult(
+                task_id=f"t{i}",
+                status=TaskStatus.FAILED if i < failures else TaskStatus.SUCCEEDED,
+                agent="a1",
+                attempts=1,
+                queued_at=float(i),
+                started_at=float(i),
+                finished_at=float(i) + 0.5,
+                error="ValueError: bad payload" if i < failures else None,
+            )
+            for i in range(10)
+        ]
+        store.record_results(run_id, results)
+        store.finish_run(run_id, {}, "completed")
+    return run_id
+
+
+def test_error_analysis_counts_agree_and_names_the_run_per_swarm(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _store_failing_run(data_dir, "other", 3)
+    _store_failing_run(data_dir, "prod", 1)
+    result = runner.invoke(
+        app, ["error-analysis", "--swarm-id", "prod", "--data-dir", str(data_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "1 failure (10.00% of tasks), 1 pattern." in text
+    assert "run 1 of swarm 'prod' (id 2)" in text
+
+
+def test_error_analysis_looks_at_the_latest_real_run(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    real = _store_failing_run(data_dir, "prod", 2)
+    simulated = _store_failing_run(data_dir, "prod", 7, kind="simulated")
+    args = ["error-analysis", "--swarm-id", "prod", "--data-dir", str(data_dir), "-o", "json"]
+    latest = json.loads(runner.invoke(app, args).stdout)
+    assert latest["failures"] == 2
+    assert latest["source"] == f"run 1 of swarm 'prod' (id {real})"
+    named = json.loads(runner.invoke(app, [*args, "--run", str(simulated)]).stdout)
+    assert named["failures"] == 7
+    assert named["source"].startswith("simulated run 1 of swarm 'prod'")

@@ -126,6 +126,8 @@ def test_run_round_trip(store: Store) -> None:
         host=socket.gethostname(),
         heartbeat_at=1_001.0,
         stored_status=RUN_RUNNING,
+        kind="real",
+        number=1,
     )
     store.finish_run(run_id, {"throughput": 12.5, "p99": [0.1, 0.2]}, status="succeeded")
     finished = store.get_run(run_id)

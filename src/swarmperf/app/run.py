@@ -24,7 +24,7 @@ from swarmperf.runtime.report import RunReport, build_report, work_lower_bound
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.spec import BatchArrival, SwarmSpec, TimeoutsSpec
 from swarmperf.store import RUN_INTERRUPTED, Store
-from swarmperf.store.records import HEARTBEAT_EVERY
+from swarmperf.store.records import HEARTBEAT_EVERY, RUN_SIMULATED
 
 if TYPE_CHECKING:
     from swarmperf.monitor.exposition import MetricsServer
@@ -442,8 +442,11 @@ def _simulate(
         if on_progress is not None:
             on_progress(Progress(p.total, p.finished, p.failed, p.wall))
 
+    # Stored as simulated: its virtual agents and tasks stay out of the swarm's real history.
     run_id = (
-        store.start_run(spec.swarm_id, spec.to_data(), spec.backend, spec.strategy)
+        store.start_run(
+            spec.swarm_id, spec.to_data(), spec.backend, spec.strategy, kind=RUN_SIMULATED
+        )
         if store is not None
         else None
     )

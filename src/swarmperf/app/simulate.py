@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from swarmperf.app.build import check_runnable
@@ -50,7 +51,7 @@ def simulate_spec(
     )
     batch = isinstance(spec.workload.arrival, BatchArrival)
     bound = work_lower_bound(outcome.results, outcome.agents) if batch else None
-    report = outcome.report(swarm_id=spec.swarm_id, lower_bound=bound)
+    report = replace(outcome.report(swarm_id=spec.swarm_id, lower_bound=bound), virtual_time=True)
     if not batch:
         report.missing["makespan_ratio"] = (
             "tasks arrive over time, so total work / capacity bounds nothing"

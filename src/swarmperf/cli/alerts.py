@@ -117,7 +117,12 @@ def _table(rules: RuleSet, results: list[RuleResult], at: float, swarm_id: str) 
             note,
         )
     out.print(table)
-    out.print(f"[dim]Evaluated at the newest stored snapshot (UNIX time {at:.3f}).[/dim]")
+    import time
+
+    from swarmperf.core.durations import format_timestamp
+
+    when = format_timestamp(at, time.time())
+    out.print(f"[dim]Evaluated at the newest stored snapshot, {when}.[/dim]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from swarmperf.cli._support import (
     DataDirOption,
+    IncludeSimulatedOption,
+    LatestSwarmIdOption,
     Output,
     OutputOption,
     RunOption,
@@ -26,7 +29,7 @@ from swarmperf.cli._support import (
     out,
     user_errors,
 )
-from swarmperf.core.durations import parse_duration
+from swarmperf.core.durations import format_timestamp, parse_duration, plural
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.files import write_atomic
 
@@ -65,29 +68,80 @@ def _duration(text: str, option: str, *, positive: bool = True) -> float:
     return seconds
 
 
-def _components(text: str) -> list[str]:
-    chosen = [c.strip().lower() for c in text.split(",") if c.strip()]
+def _components(text: str, rest: list[str] | None = None) -> list[str]:
+    """The chosen components, from `cpu,memory` or a JSON list `["cpu", "memory"]`.
+
+    An unquoted list in a shell arrives split at its spaces (`["cpu",` `"memory"]` become
+    `[cpu,` and `memory]`): those pieces come in `rest` and are joined back."""
+    pieces = [text, *(rest or [])]
+    if rest and not text.lstrip().startswith("["):
+        raise UserError(
+            f"{' '.join(rest)!r}: this command takes no arguments. Give --components as a "
+            'comma-separated list (cpu,memory) or a JSON list (\'["cpu", "memory"]\').'
+        )
+    joined = " ".join(pieces).strip()
+    if joined.startswith("["):
+        try:
+            items = json.loads(joined)
+        except json.JSONDecodeError:
+            # The shell took the quotes away: `[cpu, memory]` is the list all the same.
+            items = [part.strip(" \t'\"") for part in joined.strip("[] ").split(",")]
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            items = []
+    else:
+        items = joined.split(",")
+    chosen = [c.strip().lower() for c in items if c.strip()]
     unknown = [c for c in chosen if c not in COMPONENTS]
     if unknown or not chosen:
         raise UserError(
-            f"--components: {text!r} is not valid. Use a comma-separated list of: "
-            f"{', '.join(COMPONENTS)}."
+            f"--components: {joined!r} is not valid. Use a comma-separated list "
+            f"(cpu,memory) or a JSON list of: {', '.join(COMPONENTS)}."
         )
     return list(dict.fromkeys(chosen))
 
 
-def _no_data(store: Store, swarm_id: str) -> UserError:
+def _no_data(store: Store, swarm_id: str, *, hint_simulated: bool = True) -> UserError:
     known = sorted({run.swarm_id for run in store.list_runs(limit=1000)})
     listed = f" Swarms with data: {', '.join(known)}." if known else ""
+    simulated = (
+        " It has simulated runs only: add --include-simulated to look at those."
+        if hint_simulated and store.latest_run(swarm_id, kind="simulated") is not None
+        else ""
+    )
     return UserError(
-        f"--swarm-id: {swarm_id!r} has no runs or metrics in {store.path}. Produce data with "
-        f"`swarmperf run --swarm-id {swarm_id}`, or check --data-dir.{listed}"
+        f"--swarm-id: {swarm_id!r} has no runs or metrics in {store.path}.{simulated} Produce "
+        f"data with `swarmperf run --swarm-id {swarm_id}`, or check --data-dir.{listed}"
     )
 
 
-def _require_data(store: Store, swarm_id: str) -> None:
-    if store.latest_run(swarm_id) is None and store.latest_metrics(swarm_id) is None:
-        raise _no_data(store, swarm_id)
+def _run_kind(include_simulated: bool) -> str | None:
+    """The kind of runs a reader looks at: real ones, or every kind when asked."""
+    return None if include_simulated else "real"
+
+
+def _require_data(store: Store, swarm_id: str, *, include_simulated: bool = False) -> None:
+    kind = _run_kind(include_simulated)
+    if store.latest_run(swarm_id, kind=kind) is None and store.latest_metrics(swarm_id) is None:
+        raise _no_data(store, swarm_id, hint_simulated=not include_simulated)
+
+
+def _swarm_or_latest(store: Store, swarm_id: str | None) -> str:
+    """The swarm asked for, or else the one that ran or was sampled last (saying so)."""
+    if swarm_id is not None:
+        return swarm_id
+    latest = store.latest_swarm()
+    if latest is None:
+        raise UserError(
+            f"--swarm-id: none given, and the store at {store.path} holds no swarm yet. Run "
+            "one with `swarmperf run` (or check --data-dir), or give --swarm-id ID."
+        )
+    err.print(
+        f"Using swarm {latest!r}, the most recent in {store.path} (choose with --swarm-id).",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    return latest
 
 
 def _opened(data_dir: Path | None, *, read_only: bool = True) -> Store:
@@ -175,7 +229,7 @@ def _samples(
 
 
 def _sample_table(sample: Mapping[str, Any]) -> Table:
-    table = Table(title=f"Sample at {time.strftime('%H:%M:%S', time.localtime(sample['ts']))}")
+    table = Table(title=f"Sample at {format_timestamp(sample['ts'])}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     reasons = sample.get("reasons", {})
@@ -204,13 +258,22 @@ def _show(value: Any, reason: str | None = None) -> str:
 
 def metrics_collect(
     components: Annotated[
-        str, typer.Option("--components", help=f"Comma-separated: {', '.join(COMPONENTS)}.")
+        str,
+        typer.Option(
+            "--components",
+            help=f"Comma-separated, or a JSON list: {', '.join(COMPONENTS)}.",
+        ),
     ] = "cpu,memory,network",
+    rest: Annotated[
+        list[str] | None,
+        # The rest of a JSON list the shell split at its spaces; never given on purpose.
+        typer.Argument(hidden=True, show_default=False),
+    ] = None,
     interval: Annotated[str, typer.Option("--interval", help="Between samples, e.g. 1s.")] = "1s",
     count: Annotated[
         int | None, typer.Option("--count", help="How many samples (default: until Ctrl-C).")
     ] = None,
-    swarm_id: SwarmIdFilterOption = None,
+    swarm_id: LatestSwarmIdOption = None,
     window: Annotated[
         str, typer.Option("--window", help="The span agents' figures cover, e.g. 30s.")
     ] = "30s",
@@ -219,19 +282,17 @@ def metrics_collect(
 ) -> None:
     """Sample the machine (and a swarm's agents from the store); a table or JSON lines."""
     with user_errors():
-        chosen = _components(components)
-        every = _duration(interval, "--interval", positive=False)
+        chosen = _components(components, rest)
+        every = _duration(interval, "--interval")
         span = _duration(window, "--window")
         if count is not None and count < 1:
             raise UserError(f"--count: {count} is not valid. Use an integer >= 1.")
-        if "agents" in chosen and swarm_id is None:
-            raise UserError(
-                "--swarm-id: none given. The agents component reads a swarm from the store: "
-                "add --swarm-id ID, or leave agents out of --components."
-            )
         store = _opened(data_dir) if "agents" in chosen else None
         try:
-            if store is not None and swarm_id is not None:
+            if store is not None:
+                # The agents component reads a swarm from the store: the one named, else
+                # the most recent there.
+                swarm_id = _swarm_or_latest(store, swarm_id)
                 _require_data(store, swarm_id)
             for sample in _samples(chosen, every, count, store, swarm_id, span):
                 if output is Output.json:
@@ -246,80 +307,162 @@ def metrics_collect(
 # -- swarm-monitor --------------------------------------------------------------------------
 
 
-def _monitor_view(store: Store, swarm_id: str, interval: float) -> RenderableType:
-    from rich.console import Group
-    from rich.panel import Panel
+# The figures the view shows, in order: (stored name, label, unit). A ratio is shown as a
+# percentage; a latency, stored in seconds, in milliseconds.
+_MONITOR_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("swarm.throughput_per_s", "throughput", "tasks/s"),
+    ("swarm.latency.p50", "latency p50", "ms"),
+    ("swarm.latency.p99", "latency p99", "ms"),
+    ("swarm.error_rate", "error rate", "ratio"),
+    ("swarm.availability", "availability", "ratio"),
+    ("swarm.queue_depth", "queue depth", "tasks"),
+    ("system.cpu_percent", "cpu", "%"),
+    ("system.memory_percent", "memory", "%"),
+)
 
+
+def _with_unit(value: float | None, unit: str) -> str:
+    """A figure with its unit: `12.5 tasks/s`, `3.20 ms`, `0.5%`."""
+    if value is None:
+        return "[dim]n/a[/dim]"
+    if unit == "ratio":
+        return f"{value:.1%}"
+    if unit == "ms":
+        return f"{value * 1e3:,.2f} ms"
+    if unit == "%":
+        return f"{value:.1f}%"
+    if unit == "tasks":
+        return f"{value:,.0f} tasks"
+    return f"{value:,.1f} {unit}"
+
+
+def _monitor_data(
+    store: Store, swarm_id: str, interval: float, *, include_simulated: bool = False
+) -> dict[str, Any]:
+    """One refresh of the view as data: the latest run, and the latest figures with units
+    (from the newest stored snapshot, else from the run's stored results)."""
     from swarmperf.analysis.figures import run_figures
 
-    parts: list[RenderableType] = []
-    run = store.latest_run(swarm_id)
+    now = time.time()
+    data: dict[str, Any] = {"swarm_id": swarm_id, "at": now, "run": None, "figures": None}
+    run = store.latest_run(swarm_id, kind=_run_kind(include_simulated))
     if run is not None:
-        stored = store.count_results(run.id)
         workload = run.spec.get("workload", {})
         total = workload.get("tasks") if isinstance(workload, dict) else None
         # An aborted run (its process is gone) stopped when it was last seen, not now.
-        end = run.last_seen if run.finished_at is not None or run.aborted else time.time()
-        progress = f"{stored:,} / {total:,} tasks" if isinstance(total, int) else f"{stored:,}"
+        end = run.last_seen if run.finished_at is not None or run.aborted else now
+        data["run"] = {
+            "id": run.id,
+            "number": run.number,
+            "kind": run.kind,
+            "label": run.label(),
+            "status": run.status,
+            "strategy": run.strategy,
+            "backend": run.backend,
+            "started_at": run.started_at,
+            "tasks_stored": store.count_results(run.id),
+            "tasks_total": total if isinstance(total, int) else None,
+            "elapsed_s": end - run.started_at,
+        }
+    latest = store.latest_metrics(swarm_id)
+    figures: list[dict[str, Any]] = []
+    if latest is not None:
+        ts, rows = latest
+        source = "snapshot"
+        for name, label, unit in _MONITOR_FIGURES:
+            if name in rows:
+                figures.append({"name": name, "label": label, "value": rows[name], "unit": unit})
+        for name in sorted(n for n in rows if n.startswith("agent.") and n.endswith("utilization")):
+            label = f"{name.removeprefix('agent.').removesuffix('.utilization')} utilisation"
+            figures.append({"name": name, "label": label, "value": rows[name], "unit": "ratio"})
+    elif run is not None:
+        ts, source = now, f"the last {interval:g} s of stored results"
+        try:
+            found = run_figures(store, run.id, window_s=interval)
+        except ConfigError as exc:  # a run with nothing finished yet: say so in the view
+            data["reason"] = str(exc)
+        else:
+            ts = found.ts
+            values = {
+                "swarm.throughput_per_s": found.throughput_per_s,
+                "swarm.latency.p50": found.latency.p50,
+                "swarm.latency.p99": found.latency.p99,
+                "swarm.error_rate": found.error_rate,
+                "swarm.queue_depth": found.queue_depth,
+            }
+            for name, label, unit in _MONITOR_FIGURES:
+                if name in values:
+                    value = values[name]
+                    figures.append({"name": name, "label": label, "value": value, "unit": unit})
+            for agent in found.agents.values():
+                name = f"agent.{agent.agent_id}.utilization"
+                label = f"{agent.agent_id} utilisation"
+                value = agent.utilization
+                figures.append({"name": name, "label": label, "value": value, "unit": "ratio"})
+    else:
+        return data
+    data["figures"] = {"ts": ts, "source": source, "values": figures}
+    return data
+
+
+def _monitor_view(data: Mapping[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.panel import Panel
+
+    parts: list[RenderableType] = []
+    run = data["run"]
+    if run is not None:
+        total = run["tasks_total"]
+        stored = run["tasks_stored"]
+        progress = f"{stored:,} / {total:,} tasks" if total is not None else f"{stored:,} tasks"
         status = (
             "[red]aborted[/red] (its process is gone; what it stored is partial)"
-            if run.aborted
-            else run.status
+            if run["status"] == "aborted"
+            else run["status"]
         )
+        clock = "virtual time" if run["kind"] == "simulated" else "elapsed"
         parts.append(
-            f"[bold]run {run.id}[/bold] {status}, {run.strategy} on {run.backend}: "
-            f"{progress} stored, {end - run.started_at:,.1f} s"
+            f"[bold]{escape(run['label'])}[/bold] {status}, {run['strategy']} on "
+            f"{run['backend']}: {progress} stored, {clock} {run['elapsed_s']:,.1f} s; "
+            f"started {format_timestamp(run['started_at'], data['at'])}"
         )
-    latest = store.latest_metrics(swarm_id)
     table = Table(show_header=True)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    if latest is not None:
-        ts, rows = latest
-        table.title = f"Latest snapshot, {time.strftime('%H:%M:%S', time.localtime(ts))}"
-        for name in (
-            "swarm.throughput_per_s",
-            "swarm.latency.p50",
-            "swarm.latency.p99",
-            "swarm.error_rate",
-            "swarm.availability",
-            "swarm.queue_depth",
-            "system.cpu_percent",
-            "system.memory_percent",
-        ):
-            if name in rows:
-                table.add_row(name, _show(rows[name]))
-        for name in sorted(n for n in rows if n.startswith("agent.") and n.endswith("utilization")):
-            table.add_row(name, _show(rows[name]))
-    elif run is not None:
-        table.title = f"From stored results, last {interval:g} s of run {run.id}"
-        try:
-            figures = run_figures(store, run.id, window_s=interval)
-        except ConfigError as exc:  # a run with nothing finished yet: say so in the view
-            table.add_row("figures", f"[dim]n/a ({exc})[/dim]")
-        else:
-            table.add_row("throughput", _show(figures.throughput_per_s))
-            table.add_row("latency p50 (s)", _show(figures.latency.p50))
-            table.add_row("latency p99 (s)", _show(figures.latency.p99))
-            table.add_row("error rate", _show(figures.error_rate))
-            table.add_row("queue depth", _show(figures.queue_depth))
-            for agent in figures.agents.values():
-                table.add_row(f"agent.{agent.agent_id}.utilization", _show(agent.utilization))
+    table.add_column("stored as", style="dim")
+    shown = data["figures"]
+    if shown is not None:
+        when = format_timestamp(shown["ts"], data["at"])
+        table.title = (
+            f"Latest snapshot, {when}"
+            if shown["source"] == "snapshot"
+            else f"From {shown['source']}, {when}"
+        )
+        for figure in shown["values"]:
+            table.add_row(
+                figure["label"], _with_unit(figure["value"], figure["unit"]), figure["name"]
+            )
+    if "reason" in data:
+        table.add_row("figures", f"[dim]n/a ({escape(data['reason'])})[/dim]", "")
     parts.append(table)
-    return Panel(Group(*parts), title=f"swarm {swarm_id}")
+    return Panel(Group(*parts), title=f"swarm {data['swarm_id']}")
 
 
 def swarm_monitor(
-    swarm_id: SwarmIdOption,
+    swarm_id: LatestSwarmIdOption = None,
     interval: Annotated[
         str, typer.Option("--interval", help="Between refreshes, e.g. 30s.")
     ] = "30s",
     count: Annotated[
         int | None, typer.Option("--count", help="Refreshes before exiting (default: forever).")
     ] = None,
+    include_simulated: IncludeSimulatedOption = False,
+    output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:
-    """A live view of a swarm, read from the store: its latest snapshot and run progress."""
+    """A live view of a swarm, read from the store: its latest snapshot and run progress.
+
+    With -o json, one JSON object per refresh, a line each."""
     from rich.live import Live
 
     with user_errors():
@@ -328,15 +471,26 @@ def swarm_monitor(
             raise UserError(f"--count: {count} is not valid. Use an integer >= 1.")
         store = _opened(data_dir)
         try:
-            _require_data(store, swarm_id)
+            swarm_id = _swarm_or_latest(store, swarm_id)
+            _require_data(store, swarm_id, include_simulated=include_simulated)
+
+            def refresh() -> dict[str, Any]:
+                assert swarm_id is not None
+                return _monitor_data(store, swarm_id, every, include_simulated=include_simulated)
+
             shown = 0
-            with Live(
-                _monitor_view(store, swarm_id, every), console=out, auto_refresh=False
-            ) as live:
+            if output is Output.json:
+                while count is None or shown < count:
+                    if shown:
+                        time.sleep(every)
+                    print(json.dumps(refresh()), flush=True)
+                    shown += 1
+                return
+            with Live(_monitor_view(refresh()), console=out, auto_refresh=False) as live:
                 shown += 1
                 while count is None or shown < count:
                     time.sleep(every)
-                    live.update(_monitor_view(store, swarm_id, every), refresh=True)
+                    live.update(_monitor_view(refresh()), refresh=True)
                     shown += 1
         finally:
             store.close()
@@ -346,7 +500,7 @@ def swarm_monitor(
 
 
 def performance_report(
-    swarm_id: SwarmIdOption,
+    swarm_id: LatestSwarmIdOption = None,
     format_: Annotated[
         ReportFormat, typer.Option("--format", help="summary, detailed, json or html.")
     ] = ReportFormat.summary,
@@ -360,9 +514,13 @@ def performance_report(
         Path | None,
         typer.Option("--cost-model", help="YAML/JSON: per_agent_hour, per_task, currency."),
     ] = None,
+    include_simulated: IncludeSimulatedOption = False,
+    output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:
-    """A performance report: percentiles, trends, bottlenecks, SLA compliance and cost."""
+    """A performance report: percentiles, trends, bottlenecks, SLA compliance and cost.
+
+    -o json is --format json."""
     from rich.console import Console
 
     from swarmperf.analysis import report as rep
@@ -377,11 +535,26 @@ def performance_report(
                     "YAML or JSON file with per_agent_hour and/or per_task."
                 )
             model = rep.load_cost_model(cost_model)
+        if output is Output.json:
+            if format_ not in (ReportFormat.summary, ReportFormat.json):
+                raise UserError(
+                    f"-o/--output: json gives the report as JSON, which --format "
+                    f"{format_.value} contradicts. Give one of them."
+                )
+            format_ = ReportFormat.json
         store = _opened(data_dir)
         try:
-            _require_data(store, swarm_id)
+            swarm_id = _swarm_or_latest(store, swarm_id)
+            _require_data(store, swarm_id, include_simulated=include_simulated)
             now = time.time()
-            built = rep.build_report(store, swarm_id, since=now - span, until=now, cost_model=model)
+            built = rep.build_report(
+                store,
+                swarm_id,
+                since=now - span,
+                until=now,
+                cost_model=model,
+                include_simulated=include_simulated,
+            )
         finally:
             store.close()
         if built is None:
@@ -443,6 +616,7 @@ def bottleneck_analyze(
         store = _opened(data_dir, read_only=False)  # records its finding
         try:
             _require_data(store, swarm_id)
+            # A simulated run is looked at only when named with --run.
             record_ = store.get_run(run) if run is not None else store.latest_run(swarm_id)
             if run is not None and (record_ is None or record_.swarm_id != swarm_id):
                 raise UserError(
@@ -471,7 +645,7 @@ def bottleneck_analyze(
     out.print(f"[bold]Bottlenecks of swarm {swarm_id!r}[/bold]", highlight=False)
     if record_ is not None and record_.aborted:
         out.print(
-            f"[yellow]partial data:[/yellow] run {record_.id} was aborted (its process is "
+            f"[yellow]partial data:[/yellow] {record_.label()} was aborted (its process is "
             "gone before it recorded its end): the figures cover only what it stored.",
             highlight=False,
         )
@@ -507,6 +681,12 @@ def metrics_retention(
         )
         store = _opened(data_dir, read_only=False)
         try:
+            if swarm_id is not None and (
+                store.latest_run(swarm_id, kind=None) is None
+                and store.latest_metrics(swarm_id) is None
+            ):
+                # A typo would otherwise read as "nothing to do" and exit 0.
+                raise _no_data(store, swarm_id, hint_simulated=False)
             outcome = apply_policy(store, policy, time.time(), swarm_id)
             left = store.count_metrics(swarm_id)
         finally:
@@ -520,9 +700,18 @@ def metrics_retention(
     if output is Output.json:
         print(json.dumps(figures))
         return
+    # Each bucket is stored as three rows (mean, max, count): count buckets, not rows, so
+    # that downsampling never reads as if it added data.
+    buckets = outcome.written // 3
+    folded = (
+        f"downsampled {plural(outcome.replaced, 'old row')} into "
+        f"{plural(buckets, 'bucket')} (mean, max and count each)"
+        if outcome.replaced
+        else "nothing to downsample"
+    )
     out.print(
-        f"Deleted {outcome.deleted:,} rows, folded {outcome.replaced:,} into "
-        f"{outcome.written:,} bucket rows; {left:,} metric rows remain."
+        f"Deleted {plural(outcome.deleted, 'expired row')}; {folded}; "
+        f"{plural(left, 'metric row')} remain{'s' if left == 1 else ''}."
     )
 
 

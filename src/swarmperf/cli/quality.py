@@ -24,6 +24,7 @@ from swarmperf.cli._support import (
     out,
     user_errors,
 )
+from swarmperf.core.durations import plural
 
 if TYPE_CHECKING:
     from swarmperf.bench.ci import CheckReport
@@ -31,9 +32,12 @@ if TYPE_CHECKING:
     from swarmperf.bench.gate import GateReport
     from swarmperf.bench.quality import QualityReport
     from swarmperf.bench.results import SuiteResult
-    from swarmperf.store import Store
+    from swarmperf.store import RunRecord, Store
 
 SWARM_TARGET = "swarm"
+# Names --target takes for the latest stored suite result, beside a results file;
+# `swarm-performance` is how the original command line spelled it.
+STORED_TARGETS = (SWARM_TARGET, "swarm-performance")
 _STATUS_STYLE = {"pass": "green", "fail": "bold red", "no data": "yellow", "skipped": "dim"}
 
 JunitOption = Annotated[
@@ -60,8 +64,9 @@ def quality_assess(
         str,
         typer.Option(
             "--target",
-            help="A results file from benchmark-run, or 'swarm': the latest suite result "
-            "stored in the data directory.",
+            help="A results file from benchmark-run; or 'swarm' (also 'swarm-performance'): "
+            "the latest suite result stored in the data directory; or a swarm id: that "
+            "swarm's latest stored suite result.",
         ),
     ] = SWARM_TARGET,
     criteria: Annotated[
@@ -154,20 +159,37 @@ def _target_result(
 ) -> SuiteResult:
     from swarmperf.bench.results import load_result
 
-    if target != SWARM_TARGET:
+    if target not in STORED_TARGETS and not _is_name(target):
         if suite is not None or swarm_id is not None:
             raise UserError(
                 "--suite/--swarm-id: they choose a stored result and only go with --target swarm."
             )
         return load_result(Path(target))
+    if target not in STORED_TARGETS:
+        # A name, not a file: a swarm's latest stored suite result.
+        if swarm_id is not None and swarm_id != target:
+            raise UserError(
+                f"--swarm-id: {swarm_id!r} contradicts --target {target!r}, which names a "
+                "swarm. Give one of them."
+            )
+        swarm_id = target
     db = open_store(data_dir, True, read_only=True)
     if db is None:  # pragma: no cover - open_store returns a store when enabled
         raise UserError("--data-dir: the store could not be opened.")
     with db:
-        return _latest_stored(db, suite, swarm_id)
+        return _latest_stored(db, suite, swarm_id, target)
 
 
-def _latest_stored(db: Store, suite: str | None, swarm_id: str | None) -> SuiteResult:
+def _is_name(target: str) -> bool:
+    """Whether --target names something stored rather than a results file: no such file,
+    no folder in it and no file extension."""
+    path = Path(target)
+    return bool(target) and not path.exists() and len(path.parts) == 1 and not path.suffix
+
+
+def _latest_stored(
+    db: Store, suite: str | None, swarm_id: str | None, target: str = SWARM_TARGET
+) -> SuiteResult:
     name = None if suite is None else f"suite:{suite}"
     for record in db.benchmarks(name, limit=1000):
         if not record.name.startswith("suite:"):
@@ -180,9 +202,18 @@ def _latest_stored(db: Store, suite: str | None, swarm_id: str | None) -> SuiteR
         for part in (suite and f"of suite {suite}", swarm_id and f"for swarm {swarm_id}")
         if part
     )
+    known = sorted(
+        {
+            r.swarm_id
+            for r in db.benchmarks(limit=1000)
+            if r.name.startswith("suite:") and r.swarm_id
+        }
+    )
+    listed = f" Swarms with suite results: {', '.join(known)}." if known else ""
     raise UserError(
-        f"--target swarm: the store at {db.path} holds no suite result {which}. Record one with "
-        "`swarmperf benchmark-run`, or give a results file."
+        f"--target {target}: the store at {db.path} holds no suite result {which}. Record one "
+        "with `swarmperf benchmark-run`, or give a results file (no such file is there "
+        f"either).{listed}"
     )
 
 
@@ -433,31 +464,32 @@ def error_analysis(
             if db is None:  # pragma: no cover - open_store returns a store when enabled
                 raise UserError("--data-dir: the store could not be opened.")
             with db:
-                run_id = _run_id(db, swarm_id or "", run)
-                analysis = analyse_results(db.iter_results(run_id))
-            source = f"run {run_id} of swarm {swarm_id}"
+                record = _run_record(db, swarm_id or "", run)
+                analysis = analyse_results(db.iter_results(record.id))
+            source = record.label()
     if output is Output.json:
         print(json.dumps({"source": source, **_analysis_dict(analysis)}))
         return
     _analysis_table(analysis, source)
 
 
-def _run_id(db: Store, swarm_id: str, run: int | None) -> int:
+def _run_record(db: Store, swarm_id: str, run: int | None) -> RunRecord:
     if run is None:
+        # The latest real run: a simulated one is looked at only when named with --run.
         latest = db.latest_run(swarm_id)
         if latest is None:
             raise UserError(
                 f"--swarm-id: {swarm_id!r} has no stored runs in {db.path}. Run it with "
                 "`swarmperf run`, or check --data-dir."
             )
-        return latest.id
+        return latest
     record = db.get_run(run)
     if record is None or record.swarm_id != swarm_id:
         raise UserError(
             f"--run: {run} is not a run of swarm {swarm_id!r} in {db.path}. "
             f"Leave --run out for its latest run."
         )
-    return record.id
+    return record
 
 
 def _analysis_dict(analysis: ErrorAnalysis) -> dict[str, Any]:
@@ -507,7 +539,8 @@ def _analysis_table(analysis: ErrorAnalysis, source: str) -> None:
         table.add_row(p.type, p.template, str(p.count), f"{p.share:.0%}", span, trend)
     out.print(table)
     rate = "" if analysis.error_rate is None else f" ({analysis.error_rate:.2%} of tasks)"
-    out.print(f"{analysis.failures} failures{rate}, {len(analysis.patterns)} patterns.")
+    failures = plural(analysis.failures, "failure")
+    out.print(f"{failures}{rate}, {plural(len(analysis.patterns), 'pattern')}.")
     reasons = {p.trend_reason for p in analysis.patterns if p.trend_reason}
     for reason in sorted(reasons):
         err.print(f"[dim]no trend: {reason}[/dim]")

@@ -139,3 +139,36 @@ def _plain(number: float) -> str:
     if number.is_integer():
         return str(int(number))
     return format(Decimal(repr(number)), "f")
+
+
+def format_timestamp(ts: float, now: float | None = None) -> str:
+    """UNIX time `ts` as people read it: ISO 8601 local time with its offset, to the second,
+    and how long ago it was when `now` is given: `2026-01-31T12:00:03+01:00 (2 min ago)`."""
+    import datetime as dt
+
+    shown = dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+    if now is None:
+        return shown
+    return f"{shown} ({format_ago(now - ts)})"
+
+
+def format_ago(seconds: float) -> str:
+    """An age in the largest whole unit: `just now`, `42 s ago`, `2 min ago`, `3 h ago`,
+    `5 days ago`; a negative age (a clock ahead of this one) reads `in the future`."""
+    if seconds < 0:
+        return "in the future"
+    if seconds < 1:
+        return "just now"
+    for size, unit in ((86_400, "day"), (3_600, "h"), (60, "min"), (1, "s")):
+        if seconds >= size:
+            count = int(seconds // size)
+            if unit == "day":
+                return f"{count} day{'s' if count != 1 else ''} ago"
+            return f"{count} {unit} ago"
+    return "just now"  # pragma: no cover - the loop ends at one second
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`1 pattern`, `2 patterns`, `1,234 failures`: a count with its noun agreeing."""
+    noun = singular if count == 1 else (plural_form or singular + "s")
+    return f"{count:,} {noun}"

@@ -107,6 +107,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN host TEXT;
     ALTER TABLE runs ADD COLUMN heartbeat_at REAL;
     """,
+    # 5: what a run was: `real` (a swarm ran) or `simulated` (virtual time, virtual agents),
+    # so that a simulation at scale never shows up in the real swarm's history.
+    """
+    ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'real';
+    CREATE INDEX runs_by_swarm_kind ON runs (swarm_id, kind);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,6 +20,11 @@ RUN_ABORTED = "aborted"
 # may wait minutes for a busy store's lock.
 HEARTBEAT_EVERY = 5.0
 HEARTBEAT_STALE = 300.0
+# What a run was. A simulated run's agents and tasks are virtual and its times are virtual
+# seconds: readers of a swarm's history leave such runs out unless asked for them.
+RUN_REAL = "real"
+RUN_SIMULATED = "simulated"
+RUN_KINDS = (RUN_REAL, RUN_SIMULATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,8 @@ class RunRecord:
     `status` is as readers should show it: `aborted` for a run stored as `running` whose
     process is gone (see `run_status`); `stored_status` is what the row says.
     `heartbeat_at` is when the running process last said it was alive.
+    `kind` is `real` or `simulated`; `number` counts the swarm's runs of that kind from 1
+    (the per-swarm name people see: "run 3 of swarm 'prod'"), while `id` is the store's key.
     """
 
     id: int
@@ -44,6 +51,18 @@ class RunRecord:
     host: str | None = None
     heartbeat_at: float | None = None
     stored_status: str | None = None
+    kind: str = RUN_REAL
+    number: int | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.kind == RUN_SIMULATED
+
+    def label(self) -> str:
+        """How to name the run to people: "run 3 of swarm 'prod'" (with the store's id)."""
+        number = self.id if self.number is None else self.number
+        kind = "simulated run" if self.simulated else "run"
+        return f"{kind} {number} of swarm {self.swarm_id!r} (id {self.id})"
 
     @property
     def aborted(self) -> bool:

@@ -21,6 +21,8 @@ from swarmperf.core.model import TaskResult, TaskStatus
 from swarmperf.store.locking import WriteStats, begin_immediate
 from swarmperf.store.migrations import SCHEMA_VERSION, check_not_newer, migrate, schema_version
 from swarmperf.store.records import (
+    RUN_KINDS,
+    RUN_REAL,
     RUN_RUNNING,
     BenchmarkRecord,
     DecisionRecord,
@@ -31,14 +33,26 @@ from swarmperf.store.records import (
     run_status,
 )
 
+# The last two are the run's kind and its number among the swarm's runs of that kind.
 _RUN_COLUMNS = (
     "id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report, "
-    "pid, host, heartbeat_at"
+    "pid, host, heartbeat_at, kind, (SELECT count(*) FROM runs AS earlier"
+    " WHERE earlier.swarm_id = runs.swarm_id AND earlier.kind = runs.kind"
+    " AND earlier.id <= runs.id)"
 )
-# A store opened read-only is not migrated: before migration 4, runs have no pid and host.
+_NUMBER_ALL = (
+    "(SELECT count(*) FROM runs AS earlier"
+    " WHERE earlier.swarm_id = runs.swarm_id AND earlier.id <= runs.id)"
+)
+# A store opened read-only is not migrated: before migration 4, runs have no pid and host,
+# and before migration 5 every run is real.
+_RUN_COLUMNS_V4 = (
+    "id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report, "
+    f"pid, host, heartbeat_at, 'real', {_NUMBER_ALL}"
+)
 _RUN_COLUMNS_V3 = (
     "id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report, "
-    "NULL, NULL, NULL"
+    f"NULL, NULL, NULL, 'real', {_NUMBER_ALL}"
 )
 _RESULT_COLUMNS = (
     "task_id, kind, tenant, status, agent, attempts, queued_at, started_at, finished_at, "
@@ -196,16 +210,26 @@ class Store:
 
     # -- runs -----------------------------------------------------------------------------
 
-    def start_run(self, swarm_id: str, spec: Mapping[str, Any], backend: str, strategy: str) -> int:
+    def start_run(
+        self,
+        swarm_id: str,
+        spec: Mapping[str, Any],
+        backend: str,
+        strategy: str,
+        *,
+        kind: str = RUN_REAL,
+    ) -> int:
         """Record that a run began now, in this process; return its id. Its status is
-        "running" until `finish_run`; keep it fresh with `heartbeat`."""
+        "running" until `finish_run`; keep it fresh with `heartbeat`. `kind` is `real`, or
+        `simulated` for a run in virtual time (left out of the swarm's history by default)."""
+        _check_kind(kind)
         now = self._clock()
         row = (swarm_id, now, RUN_RUNNING, backend, strategy, _dump(spec))
         with self.transaction():
             cursor = self._conn.execute(
                 "INSERT INTO runs (swarm_id, started_at, status, backend, strategy, spec,"
-                " pid, host, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, os.getpid(), socket.gethostname(), now),
+                " pid, host, heartbeat_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, os.getpid(), socket.gethostname(), now, kind),
             )
         return _rowid(cursor)
 
@@ -230,22 +254,60 @@ class Store:
         rows = self._query(f"SELECT {self._run_columns()} FROM runs WHERE id = ?", (run_id,))
         return self._run_record(rows[0]) if rows else None
 
-    def list_runs(self, swarm_id: str | None = None, limit: int = 50) -> list[RunRecord]:
-        """The most recently started runs first, of one swarm or of all."""
+    def list_runs(
+        self, swarm_id: str | None = None, limit: int = 50, *, kind: str | None = RUN_REAL
+    ) -> list[RunRecord]:
+        """The most recently started runs first, of one swarm or of all.
+
+        Only real runs by default: a simulated run's virtual agents and tasks would distort
+        a swarm's history. `kind="simulated"` gives those alone, `kind=None` every run.
+        """
         _check_limit(limit)
+        if kind is not None:
+            _check_kind(kind)
+        clauses, params = self._run_filters(swarm_id, kind)
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         # Newest by id rather than by started_at: the wall clock can step backwards.
-        columns = self._run_columns()
-        if swarm_id is None:
-            sql = f"SELECT {columns} FROM runs ORDER BY id DESC LIMIT ?"
-            rows = self._query(sql, (limit,))
-        else:
-            sql = f"SELECT {columns} FROM runs WHERE swarm_id = ? ORDER BY id DESC LIMIT ?"
-            rows = self._query(sql, (swarm_id, limit))
+        sql = f"SELECT {self._run_columns()} FROM runs {where}ORDER BY id DESC LIMIT ?"
+        rows = self._query(sql, (*params, limit))
         return [self._run_record(row) for row in rows]
 
-    def _run_columns(self) -> str:
+    def _run_filters(
+        self, swarm_id: str | None, kind: str | None
+    ) -> tuple[list[str], list[object]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if swarm_id is not None:
+            clauses.append("swarm_id = ?")
+            params.append(swarm_id)
+        if kind is not None:
+            if self._schema() >= 5:
+                clauses.append("kind = ?")
+                params.append(kind)
+            elif kind != RUN_REAL:
+                clauses.append("0")  # before migration 5 every run is real
+        return clauses, params
+
+    def _schema(self) -> int:
         with self._lock:
-            return _RUN_COLUMNS if schema_version(self._conn) >= 4 else _RUN_COLUMNS_V3
+            return schema_version(self._conn)
+
+    def _run_columns(self) -> str:
+        version = self._schema()
+        if version >= 5:
+            return _RUN_COLUMNS
+        return _RUN_COLUMNS_V4 if version >= 4 else _RUN_COLUMNS_V3
+
+    def latest_swarm(self, *, kind: str | None = RUN_REAL) -> str | None:
+        """The swarm that ran or was sampled most recently (its latest run of `kind`, or its
+        latest metric snapshot, whichever is newer); None when the store holds neither."""
+        runs = self.list_runs(limit=1, kind=kind)
+        rows = self._query("SELECT swarm_id, ts FROM metrics ORDER BY ts DESC, id DESC LIMIT 1", ())
+        if not runs:
+            return str(rows[0][0]) if rows else None
+        if rows and rows[0][1] > runs[0].last_seen:
+            return str(rows[0][0])
+        return runs[0].swarm_id
 
     def _run_record(self, row: tuple[Any, ...]) -> RunRecord:
         """The row as readers should see it: `aborted` if its process is gone."""
@@ -264,8 +326,9 @@ class Store:
         )
         return record if status == record.status else replace(record, status=status)
 
-    def latest_run(self, swarm_id: str) -> RunRecord | None:
-        runs = self.list_runs(swarm_id, limit=1)
+    def latest_run(self, swarm_id: str, *, kind: str | None = RUN_REAL) -> RunRecord | None:
+        """The swarm's most recently started run of `kind` (real by default; None: any)."""
+        runs = self.list_runs(swarm_id, limit=1, kind=kind)
         return runs[0] if runs else None
 
     # -- task results ---------------------------------------------------------------------
@@ -405,10 +468,23 @@ class Store:
         return _rowid(cursor)
 
     def events(
-        self, swarm_id: str, kind: str | None = None, since: float | None = None
+        self,
+        swarm_id: str,
+        kind: str | None = None,
+        since: float | None = None,
+        *,
+        run_kind: str | None = RUN_REAL,
     ) -> list[EventRecord]:
-        """A swarm's events, oldest first; `since` (UNIX seconds) is inclusive."""
-        where, params = _filters(swarm_id, {"kind = ?": kind, "ts >= ?": since})
+        """A swarm's events, oldest first; `since` (UNIX seconds) is inclusive.
+
+        Those of simulated runs are left out unless `run_kind` is `simulated` or None (all);
+        events of no run (an alert's delivery, say) are always in.
+        """
+        if run_kind is not None:
+            _check_kind(run_kind)
+        # An open store is always migrated (a read-only one with an older schema is refused).
+        in_kind = "(run_id IS NULL OR run_id IN (SELECT id FROM runs WHERE kind = ?))"
+        where, params = _filters(swarm_id, {"kind = ?": kind, "ts >= ?": since, in_kind: run_kind})
         rows = self._query(
             f"SELECT id, swarm_id, run_id, ts, kind, subject, detail FROM events {where}"
             " ORDER BY ts, id",
@@ -694,6 +770,11 @@ def _rowid(cursor: sqlite3.Cursor) -> int:
     return cursor.lastrowid
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in RUN_KINDS:
+        raise ConfigError("kind", kind, f"Use one of: {', '.join(RUN_KINDS)}.")
+
+
 def _check_limit(limit: int) -> None:
     # SQLite reads a negative LIMIT as "no limit", which would hide a caller's bug.
     if limit < 1:
@@ -713,7 +794,7 @@ def _filters(swarm_id: str, optional: Mapping[str, object]) -> tuple[str, tuple[
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
     (run_id, swarm_id, started_at, finished_at, status, backend, strategy, spec, report) = row[:9]
-    pid, host, heartbeat_at = row[9:]
+    pid, host, heartbeat_at, kind, number = row[9:]
     return RunRecord(
         id=run_id,
         swarm_id=swarm_id,
@@ -728,6 +809,8 @@ def _run(row: tuple[Any, ...]) -> RunRecord:
         host=host,
         heartbeat_at=heartbeat_at,
         stored_status=status,
+        kind=kind,
+        number=number,
     )
 
 
