@@ -12,18 +12,9 @@ from swarmperf.core.errors import (
 from swarmperf.core.handlers import AgentContext, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
 from swarmperf.core.queueing import QueueSettings
-from swarmperf.runtime import Backend, Coordinator, Swarm
+from swarmperf.runtime import Backend, Coordinator, Swarm, compiled
 
 __version__ = "0.1.0"
-
-
-def compiled() -> bool:
-    """Whether the coordinator and simulation core run compiled to C (a regular install
-    builds them with mypyc where a C compiler is found) or as pure Python (an editable
-    install, `SWARMPERF_PURE=1`, or no compiler). Both behave the same; compiled is faster."""
-    from swarmperf.runtime import coordinator
-
-    return not (coordinator.__file__ or "").endswith(".py")
 
 
 __all__ = [

@@ -154,3 +154,99 @@ def test_the_quick_suite_end_to_end_on_the_local_swarm(tmp_path: Path) -> None:
     with Store.open(tmp_path / "swarmperf.db") as store:
         (record,) = store.benchmarks("suite:quick")
     assert record.swarm_id == "demo"
+
+
+@pytest.mark.parametrize("where", ["--out", "--data-dir"])
+def test_every_place_results_go_is_checked_before_anything_runs(where: str, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    blocked = tmp_path / "a-file" / "below"
+    paths = {"--out": tmp_path / "r.json", "--data-dir": tmp_path / "data"}
+    paths[where] = blocked / "r.json" if where == "--out" else blocked
+    before = calls
+    result = runner.invoke(
+        app,
+        [
+            "benchmark-run",
+            "--target",
+            f"{__name__}:noop",
+            "--out",
+            str(paths["--out"]),
+            "--data-dir",
+            str(paths["--data-dir"]),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert calls == before  # refused before the suite ran, not after
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_an_out_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    before = calls
+    result = runner.invoke(
+        app,
+        ["benchmark-run", "--target", f"{__name__}:noop", "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 2, result.output
+    assert "directory" in result.output
+    assert calls == before
+
+
+def test_a_target_module_in_the_current_directory_needs_no_pythonpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    (tmp_path / "mytarget_here.py").write_text("def handle():\n    return 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(
+        "suite: tiny\n"
+        "defaults: {duration: 100ms, iterations: 1, warmup: 0s, cooldown: 0s}\n"
+        "scenarios:\n"
+        "  - {name: paced, kind: load, rate: 50/s, arrival: constant}\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "benchmark-run",
+            "--suite",
+            str(suite),
+            "--target",
+            "mytarget_here:handle",
+            "--out",
+            str(tmp_path / "r.json"),
+            "--no-store",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert load_result(tmp_path / "r.json").scenarios[0].target == "mytarget_here:handle"
+
+
+def test_the_results_table_fits_80_columns(tmp_path: Path) -> None:
+    suite = tmp_path / "mine.yaml"
+    suite.write_text(
+        "suite: mine\n"
+        "defaults: {duration: 100ms, iterations: 1, warmup: 0s, cooldown: 0s}\n"
+        "scenarios:\n"
+        "  - {name: a-rather-long-scenario-name, kind: load, rate: 50/s, arrival: constant}\n"
+    )
+    narrow = CliRunner(env={"COLUMNS": "80"})
+    result = narrow.invoke(
+        app,
+        [
+            "benchmark-run",
+            "--suite",
+            str(suite),
+            "--target",
+            f"{__name__}:noop",
+            "--out",
+            str(tmp_path / "r.json"),
+            "--no-store",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    assert any("a-rather-long-scenario-name" in line for line in lines)

@@ -286,3 +286,135 @@ def test_metrics_port_out_of_range_names_the_field(spec_file: Path) -> None:
     result = runner.invoke(app, ["run", str(spec_file), "--metrics-port", "70000", "--no-store"])
     assert result.exit_code == 2
     assert "monitor.metrics_port" in result.output
+
+
+# -- output that reads well in a terminal, a pipe and a CI log -----------------------------
+
+
+def test_load_balance_fits_80_columns_with_every_name_whole(spec_file: Path) -> None:
+    from swarmperf.balancing.strategies import STRATEGIES
+
+    narrow = CliRunner(env={"COLUMNS": "80"})
+    args = ["load-balance", "--workload", str(spec_file), "--backend", "sim", "--no-store"]
+    result = narrow.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines
+    assert lines[0].strip(), "no blank lines before the table"
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    for name in STRATEGIES:
+        assert sum(name in line.split() for line in lines) == 1, name  # whole, and once
+    assert "…" not in result.stdout
+
+
+def test_load_balance_below_the_table_width_lists_each_strategy(spec_file: Path) -> None:
+    from swarmperf.balancing.strategies import STRATEGIES
+
+    narrow = CliRunner(env={"COLUMNS": "50"})
+    args = ["load-balance", "--workload", str(spec_file), "--backend", "sim", "--no-store"]
+    result = narrow.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 50 for line in lines), "\n".join(lines)
+    for name in STRATEGIES:
+        assert any(line.split()[-1:] == [name] for line in lines), name
+
+
+def test_progress_off_a_terminal_is_plain_lines_now_and_then() -> None:
+    import io
+
+    from rich.console import Console
+
+    from swarmperf.app.run import Progress
+    from swarmperf.cli._support import ProgressLines, progress_bar
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80)
+    assert not console.is_terminal
+    bar, update = progress_bar(200, "run", console, every=0.0)
+    with bar:
+        update(Progress(200, 50, 2, 2.0))
+    assert buffer.getvalue() == "run: 50/200 tasks (25%), 25 tasks/s, 2 failed, 0:00:02 elapsed\n"
+    now = [0.0]
+    lines = ProgressLines(Console(file=(buffer := io.StringIO())), 5.0, lambda: now[0])
+    with lines:
+        for tick in range(1, 21):  # ten seconds, a report every half second
+            now[0] = tick / 2
+            lines.show(f"at {now[0]}")
+    assert buffer.getvalue().splitlines() == ["at 5.0", "at 10.0"]
+
+
+def test_simulate_of_many_agents_summarises_them_by_group(spec_file: Path) -> None:
+    args = ["simulate", str(spec_file), "--agents", "60", "--tasks", "2000", "--no-store"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) < 60
+    assert "Agents by group" in result.stdout
+    assert "busiest" in result.stdout
+    assert "least busy" in result.stdout
+    assert "--per-agent" in result.stdout
+    full = runner.invoke(app, [*args, "--per-agent"])
+    assert full.exit_code == 0, full.output
+    assert len(full.stdout.splitlines()) > 60
+    # The spec's groups, 3 to 1, scaled to 60.
+    for agent in [*(f"a-{i}" for i in range(45)), *(f"slow-{i}" for i in range(15))]:
+        assert f" {agent} " in full.stdout
+
+
+def test_simulate_says_when_it_cannot_give_as_few_agents_as_asked(spec_file: Path) -> None:
+    result = runner.invoke(app, ["simulate", str(spec_file), "--agents", "1", "--no-store"])
+    assert result.exit_code == 0, result.output
+    assert "--agents 1 gives 2 agents" in result.output
+
+
+# -- errors as JSON, version, help --------------------------------------------------------
+
+
+def test_errors_under_json_output_are_a_json_object_on_stdout(spec_file: Path) -> None:
+    result = runner.invoke(
+        app, ["run", str(spec_file), "--duration", "soon", "-o", "json", "--no-store"]
+    )
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["field"] == "--duration"
+    assert error["value"] == "soon"
+    assert error["fix"]
+    assert "--duration" in error["message"]
+    # Without -o json, stdout stays empty: the error is on stderr only.
+    plain = runner.invoke(app, ["run", str(spec_file), "--duration", "soon", "--no-store"])
+    assert plain.exit_code == 2
+    assert plain.stdout == ""
+    assert "--duration" in plain.output
+
+
+def test_a_spec_with_problems_lists_them_in_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agents: []\nstrategy: nope\n")
+    result = runner.invoke(app, ["validate", str(bad), "-o", "json"])
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert len(error["problems"]) >= 2
+    assert {"field", "value", "fix"} <= set(error["problems"][0])
+
+
+def test_version() -> None:
+    import swarmperf
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"swarmperf {swarmperf.__version__} (")
+
+
+def test_help_shows_no_type_beside_flags() -> None:
+    for args in (["--help"], ["run", "--help"], ["benchmark-run", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.stdout, args
+    assert "<path>" in runner.invoke(app, ["run", "--help"]).stdout  # other types stay
+
+
+def test_run_says_where_it_serves_metrics(spec_file: Path) -> None:
+    result = runner.invoke(app, ["run", str(spec_file), "--metrics-port", "0", "--no-store"])
+    assert result.exit_code == 0, result.output
+    assert "Serving metrics at http://127.0.0.1:" in result.output
+    assert "127.0.0.1:0/" not in result.output

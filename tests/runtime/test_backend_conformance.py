@@ -24,7 +24,7 @@ from swarmperf.app.backends import BACKENDS, backend_entry, make_backend
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.events import AGENT_RESTARTED
 from swarmperf.core.handlers import HandlerRegistry
-from swarmperf.core.model import AgentSpec, Task, TaskResult
+from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
 from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.runtime.backend import Backend
 from swarmperf.runtime.swarm import Swarm
@@ -234,6 +234,19 @@ def test_a_drain_waits_until_every_task_has_exactly_one_result(name: str) -> Non
     assert all(r.ok for r in outcome.results)
     assert {r.agent for r in outcome.results} == {"a", "b"}
     assert outcome.lost_agents == []
+
+
+def test_a_failed_handler_leaves_no_value_sync_or_async(name: str) -> None:
+    if backend_entry(name).virtual_time:
+        pytest.skip(f"the {name} backend runs no handlers")
+    tasks = [Task(kind, payload="no luck") for kind in ("refuse", "refuse_later") * 2]
+    outcome = run_phases(name, [AgentSpec("a", concurrency=2)], [tasks])
+    exactly_once(outcome.results, tasks)
+    for result in outcome.results:
+        assert result.status is TaskStatus.FAILED
+        assert result.error is not None
+        assert "ValueError: no luck" in result.error
+        assert result.value is None
 
 
 def test_agents_join_and_leave_under_load(name: str) -> None:

@@ -130,3 +130,17 @@ def test_latency_includes_queueing() -> None:
         assert last.latency >= 4 * 0.005  # waited behind four others
 
     run(main())
+
+
+def test_run_returns_results_in_the_order_the_tasks_were_given() -> None:
+    async def main() -> None:
+        async with Swarm([AgentSpec("a", concurrency=8)], strategy="round-robin") as swarm:
+            # The first tasks take longest, so they finish last.
+            tasks = [Task("sleep", payload=0.002 * (8 - i)) for i in range(8)]
+            results = await swarm.run(tasks)
+            finished = list(swarm.results)
+        assert [r.task_id for r in results] == [t.id for t in tasks]
+        # They did finish out of order.
+        assert [r.task_id for r in finished] != [t.id for t in tasks]
+
+    run(main())

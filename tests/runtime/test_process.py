@@ -65,7 +65,18 @@ def doze(payload: tuple[float, Any], agent: AgentContext) -> Any:
     return payload[1]
 
 
+def refuse(payload: Any, agent: AgentContext) -> Any:
+    raise ValueError(payload)
+
+
+async def refuse_later(payload: Any, agent: AgentContext) -> Any:
+    await asyncio.sleep(0)
+    raise ValueError(payload)
+
+
 HANDLERS: dict[str, Handler] = {
+    "refuse": refuse,
+    "refuse_later": refuse_later,
     "add_one": add_one,
     "double_later": double_later,
     "whoami": whoami,

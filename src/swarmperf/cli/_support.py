@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +28,7 @@ from rich.progress import (
 
 from swarmperf.app.backends import backend_choices
 from swarmperf.app.run import Progress as RunProgress
-from swarmperf.core.errors import SwarmError
+from swarmperf.core.errors import ConfigError, SwarmError, preview
 from swarmperf.spec import SwarmSpec, demo_spec, load_spec
 from swarmperf.store import Store, database_path, resolve_data_dir
 
@@ -40,8 +44,24 @@ class Output(StrEnum):
 # The options many commands share, each declared once so that its flag, type and help
 # read the same everywhere. Where a command needs a different meaning it gets its own alias
 # here (a required swarm id is not an optional one), never a local copy.
+# The output the running command was asked for; `fail` answers in JSON under `-o json`.
+# Set as `--output` is parsed, and back to table at the start of every command line.
+output_mode: ContextVar[Output] = ContextVar("output_mode", default=Output.table)
+
+
+def _remember_output(value: Output) -> Output:
+    output_mode.set(value)
+    return value
+
+
 OutputOption = Annotated[
-    Output, typer.Option("--output", "-o", help="table for people, json for programs.")
+    Output,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table for people, json for programs.",
+        callback=_remember_output,
+    ),
 ]
 DataDirOption = Annotated[
     Path | None,
@@ -56,6 +76,16 @@ StoreOption = Annotated[
 SwarmIdOption = Annotated[str, typer.Option("--swarm-id", help="The swarm to look at.")]
 SwarmIdFilterOption = Annotated[
     str | None, typer.Option("--swarm-id", help="Only this swarm's stored data.")
+]
+LatestSwarmIdOption = Annotated[
+    str | None,
+    typer.Option("--swarm-id", help="The swarm to look at (default: the most recent one)."),
+]
+IncludeSimulatedOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-simulated", help="Count simulated runs (`simulate`, --backend sim) too."
+    ),
 ]
 SpecSwarmIdOption = Annotated[
     str | None,
@@ -85,6 +115,9 @@ class UserError(SwarmError):
 
 
 def fail(exc: BaseException) -> None:
+    """Report a user's mistake on stderr (and, under `-o json`, as JSON on stdout); exit 2."""
+    if _json_requested():
+        print(json.dumps({"error": error_data(exc)}))
     # The message is plain text: field names like `agents[w]` must not be read as markup.
     err.print(
         f"[bold red]error:[/bold red] {escape(str(exc))}",
@@ -93,6 +126,35 @@ def fail(exc: BaseException) -> None:
         soft_wrap=True,
     )
     raise typer.Exit(code=2)
+
+
+def error_data(exc: BaseException) -> dict[str, Any]:
+    """An error as JSON-able data: `field`, `value` and `fix` of a `ConfigError` (None for
+    other errors), its whole `message`, and each `problems` entry of a spec with several."""
+    data: dict[str, Any] = {"field": None, "value": None, "fix": None, "message": str(exc)}
+    if isinstance(exc, ConfigError):
+        data.update(field=exc.field, value=_json_value(exc.value), fix=exc.fix)
+    problems = getattr(exc, "problems", None)
+    if problems:
+        data["problems"] = [
+            {"field": p.path, "value": _json_value(p.value), "fix": p.fix} for p in problems
+        ]
+    return data
+
+
+def _json_value(value: object) -> object:
+    # A value as given when JSON has it and it is short; else the bounded preview the message
+    # shows (a value can be a huge expanded YAML alias).
+    if value is None or isinstance(value, bool | int | float):
+        return value if not isinstance(value, int) or abs(value) < 2**63 else preview(value)
+    if isinstance(value, str) and len(value) <= 200:
+        return value
+    return preview(value)
+
+
+def _json_requested() -> bool:
+    """Whether the running command was asked for `-o json`."""
+    return output_mode.get() is Output.json
 
 
 @contextmanager
@@ -133,9 +195,75 @@ def run_async(coro_factory: Callable[[], Any]) -> Any:
     return asyncio.run(coro_factory())
 
 
+# How often, at most, progress is printed as plain lines (stderr not a terminal: a pipe, a
+# file, a CI log): often enough to show the command is alive, not so often as to flood.
+PROGRESS_EVERY = 5.0
+
+
+class ProgressLines:
+    """Progress as plain lines on stderr, for logs: at most one line every `every` seconds.
+
+    Use as a context manager; `show(text)` prints `text` if the last line is old enough."""
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        every: float = PROGRESS_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console or err
+        self.every = every
+        self.clock = clock
+        self._last = clock()
+
+    def __enter__(self) -> ProgressLines:
+        self._last = self.clock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def show(self, text: str) -> None:
+        now = self.clock()
+        if now - self._last >= self.every:
+            self._last = now
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def live_progress(console: Console | None = None) -> bool:
+    """Whether progress may be a live bar: stderr is a terminal (else it is plain lines)."""
+    return (console or err).is_terminal
+
+
 def progress_bar(
-    total: int, label: str, console: Console
-) -> tuple[Progress, Callable[[RunProgress], None]]:
+    total: int,
+    label: str,
+    console: Console | None = None,
+    *,
+    unit: str = "tasks",
+    every: float = PROGRESS_EVERY,
+) -> tuple[AbstractContextManager[Any], Callable[[RunProgress], None]]:
+    """A progress display for a run of `total` tasks and the function that updates it: a
+    live bar on stderr when it is a terminal, else a plain line now and then (a CI log
+    shows the run is alive). Always on stderr, so that stdout carries only the result."""
+    console = console or err
+
+    def rate_of(p: RunProgress) -> str:
+        return f"{p.finished / p.elapsed:,.0f} {unit}/s" if p.elapsed > 0 else ""
+
+    if not live_progress(console):
+        lines = ProgressLines(console, every)
+
+        def show(p: RunProgress) -> None:
+            share = f" ({p.finished / p.total:.0%})" if p.total else ""
+            parts = [f"{label}: {p.finished:,}/{p.total:,} {unit}{share}", rate_of(p)]
+            if p.failed:
+                parts.append(f"{p.failed:,} failed")
+            parts.append(f"{_clock_time(p.elapsed)} elapsed")
+            lines.show(", ".join(part for part in parts if part))
+
+        return lines, show
+
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -150,8 +278,33 @@ def progress_bar(
     task_id = bar.add_task(label, total=total, rate="", failed="")
 
     def update(p: RunProgress) -> None:
-        rate = f"{p.finished / p.elapsed:,.0f} tasks/s" if p.elapsed > 0 else ""
         failed = f"{p.failed} failed" if p.failed else ""
-        bar.update(task_id, completed=p.finished, rate=rate, failed=failed)
+        bar.update(task_id, completed=p.finished, rate=rate_of(p), failed=failed)
 
     return bar, update
+
+
+def _clock_time(seconds: float) -> str:
+    whole = int(seconds) if math.isfinite(seconds) and seconds > 0 else 0
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+class Group(typer.core.TyperGroup):
+    """The command group: help shows no `<bool>` type beside flags, which take no value."""
+
+    def get_params(self, ctx: Any) -> Any:
+        return _bare_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            # The command's own help option is made (and kept) here, so it is covered too.
+            _bare_flags(command.get_params(ctx))
+        return command
+
+
+def _bare_flags(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params

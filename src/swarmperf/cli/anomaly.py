@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from swarmperf.cli._support import Output, OutputOption, UserError, err, out, user_errors
+from swarmperf.cli._support import Output, OutputOption, UserError, out, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +36,7 @@ def anomaly_eval(
     """Run a detector over every series of a corpus, write NAB results, score them if labelled."""
     from swarmperf.analysis import nab
     from swarmperf.analysis.anomaly import DEFAULT_DETECTOR, detector_factory
+    from swarmperf.app.run import Progress
     from swarmperf.cli._support import progress_bar
 
     with user_errors():
@@ -50,12 +51,18 @@ def anomaly_eval(
                 f"--results-dir: {str(results_dir)!r} is a file. Give a folder to write into."
             )
         loaded = nab.load_corpus(corpus)
-        console = err if output is Output.json else out
-        bar, _ = progress_bar(len(loaded.series), f"{name} over {corpus.name}", console)
-        task = bar.task_ids[0]
+        total = len(loaded.series)
+        bar, update = progress_bar(total, f"{name} over {corpus.name}", unit="files")
         started = time.perf_counter()
+        done = 0
+
+        def one_more(_: object) -> None:
+            nonlocal done
+            done += 1
+            update(Progress(total, done, 0, time.perf_counter() - started))
+
         with bar:
-            scores = nab.run_corpus(loaded, factory, on_file=lambda _s: bar.advance(task))
+            scores = nab.run_corpus(loaded, factory, on_file=one_more)
         elapsed = time.perf_counter() - started
         try:
             nab.write_results(results_dir, name, loaded, scores)

@@ -6,8 +6,10 @@ threshold would): a target that is down must not pass for a measured one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,10 +23,12 @@ from swarmperf.cli._support import (
     IterationDurationOption,
     Output,
     OutputOption,
+    ProgressLines,
     SpecSwarmIdOption,
     StoreOption,
     UserError,
     err,
+    live_progress,
     load_spec_or_demo,
     open_store,
     out,
@@ -82,7 +86,12 @@ def benchmark_run(
     """Run a benchmark suite against a swarm, a callable or a URL; write and store the results."""
     from swarmperf.bench.results import save_result
     from swarmperf.bench.scenarios import Overrides, load_suite
-    from swarmperf.bench.suite import every_request_failed, make_target_factory, store_result
+    from swarmperf.bench.suite import (
+        every_request_failed,
+        healthy_demo_spec,
+        make_target_factory,
+        store_result,
+    )
     from swarmperf.core.durations import parse_duration
     from swarmperf.core.redact import redact_url
     from swarmperf.store import resolve_data_dir
@@ -97,7 +106,8 @@ def benchmark_run(
         )
         swarm_spec = None
         if target is None:
-            swarm_spec = load_spec_or_demo(spec)
+            # No --spec: the demo swarm without its planted failures (a healthy first gate).
+            swarm_spec = healthy_demo_spec() if spec is None else load_spec_or_demo(spec)
         elif spec is not None:
             raise UserError(
                 f"--target: {redact_url(target)!r} and --spec were both given. Use --spec for "
@@ -117,15 +127,18 @@ def benchmark_run(
         path = out_path or directory / "results" / (
             f"{chosen.suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
         )
+        # Everything the results go to is checked before the first scenario: a suite can
+        # take hours, and results that cannot be written at the end are lost.
         _check_writable(path, "--out" if out_path is not None else "--data-dir")
-        result = _run_with_bar(chosen, make, description, overrides, output)
-        save_result(result, path)
         benchmark_id = None
         db = open_store(data_dir, store)
-        if db is not None:
-            try:
+        try:
+            result = _run_with_bar(chosen, make, description, overrides)
+            save_result(result, path)
+            if db is not None:
                 benchmark_id = store_result(db, result, swarm_id)
-            finally:
+        finally:
+            if db is not None:
                 db.close()
     all_failed = every_request_failed(result)
     if output is Output.json:
@@ -156,15 +169,18 @@ def benchmark_run(
 
 def _check_writable(path: Path, option: str) -> None:
     """Refuse a results path that cannot be written before the suite runs, not after it."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        problem = exc.strerror or str(exc)
+    if path.is_dir():
+        problem = "it is a directory"
     else:
-        if path.is_dir():
-            problem = "it is a directory"
-        elif not os.access(path.parent, os.W_OK):
-            problem = "its directory is not writable"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Writing is the only sure test (permissions, a read-only file system, quotas).
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+                pass
+            if path.exists() and not os.access(path, os.W_OK):
+                raise PermissionError(errno.EACCES, "the file is not writable")
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
         else:
             return
     raise UserError(
@@ -173,9 +189,7 @@ def _check_writable(path: Path, option: str) -> None:
     )
 
 
-def _run_with_bar(
-    suite: Any, make: Any, description: str, overrides: Any, output: Output
-) -> SuiteResult:
+def _run_with_bar(suite: Any, make: Any, description: str, overrides: Any) -> SuiteResult:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from swarmperf.bench.scenarios import run_settings
@@ -184,7 +198,8 @@ def _run_with_bar(
     total = sum(
         planned_seconds(s, run_settings(s, suite.defaults, overrides)) for s in suite.scenarios
     )
-    console = err if output is Output.json else out
+    if not live_progress():
+        return _run_with_lines(suite, make, description, overrides, total)
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -192,7 +207,7 @@ def _run_with_bar(
         TextColumn("{task.fields[sent]}"),
         TextColumn("[red]{task.fields[failed]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=err,
         transient=True,
     )
     task_id = bar.add_task(suite.suite, total=total or 1.0, phase="", sent="", failed="")
@@ -208,6 +223,32 @@ def _run_with_bar(
         )
 
     with bar:
+        result: SuiteResult = run_async(
+            lambda: run_suite(
+                suite,
+                make,
+                target_description=description,
+                overrides=overrides,
+                on_progress=update,
+            )
+        )
+    return result
+
+
+def _run_with_lines(
+    suite: Any, make: Any, description: str, overrides: Any, total: float
+) -> SuiteResult:
+    """`_run_with_bar` off a terminal: a plain progress line now and then, for logs."""
+    from swarmperf.bench.suite import SuiteProgress, run_suite
+
+    lines = ProgressLines()
+
+    def update(p: SuiteProgress) -> None:
+        share = f" ({min(p.done_s / total, 1.0):.0%} of the plan)" if total > 0 else ""
+        failed = f", {p.failed:,} failed" if p.failed else ""
+        lines.show(f"{p.suite}: {p.scenario} {p.phase}{share}, {p.sent:,} sent{failed}")
+
+    with lines:
         result: SuiteResult = run_async(
             lambda: run_suite(
                 suite,
@@ -261,9 +302,17 @@ def _headline(s: ScenarioResult) -> str:
 
 
 def _render(result: SuiteResult) -> None:
-    table = Table(title=f"Suite {result.suite!r}")
+    # No borders and one space between columns: it fits 80 columns, the finding wraps and
+    # a scenario's name is never cut.
+    table = Table(title=f"Suite {result.suite!r}", box=None, collapse_padding=True)
     for col in ("scenario", "kind", "tasks/s", "p50", "p99", "errors", "achieved", "finding"):
-        table.add_column(col, justify="left" if col in ("scenario", "kind", "finding") else "right")
+        table.add_column(
+            col,
+            justify="left" if col in ("scenario", "kind", "finding") else "right",
+            no_wrap=col != "finding",
+            overflow="fold",
+            ratio=1 if col == "finding" else None,
+        )
     for s in result.scenarios:
         m = s.summary
         tput = m.get("throughput_per_s")

@@ -8,18 +8,26 @@ from typing import Annotated, Any
 
 import typer
 
-from swarmperf.cli._support import Output, OutputOption, err, out, user_errors
+from swarmperf.cli._support import Output, OutputOption, UserError, err, out, user_errors
+from swarmperf.core.errors import ConfigError
+
+TCPD_SOURCE = (
+    "The TCPD corpus comes from https://github.com/alan-turing-institute/TCPD: give the folder "
+    "that holds its datasets/ and annotations.json."
+)
 
 
 def changepoint_eval(
     corpus: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--corpus",
+            envvar="SWARMPERF_TCPD_DIR",
+            show_envvar=False,
             help="A TCPD-layout directory: datasets/<name>.json or <name>/<name>.json, "
-            "and optionally annotations.json.",
+            "and optionally annotations.json (default: $SWARMPERF_TCPD_DIR).",
         ),
-    ],
+    ] = None,
     method: Annotated[
         str,
         typer.Option(
@@ -37,6 +45,13 @@ def changepoint_eval(
 
     with user_errors():
         config = config_for(method)
+        # The corpus ships apart from swarmperf: say where it comes from.
+        if corpus is None:
+            raise UserError(
+                f"--corpus: none given, and SWARMPERF_TCPD_DIR is not set. {TCPD_SOURCE}"
+            )
+        if not corpus.is_dir():
+            raise ConfigError("--corpus", str(corpus), f"It is not a folder. {TCPD_SOURCE}")
         data = load_corpus(corpus)
     console = err if output is Output.json else out
     points: dict[str, list[int]] = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.measure import Measurement
 from rich.table import Table
 
 from swarmperf import cli
@@ -22,6 +23,7 @@ from swarmperf.cli._support import (
     BackendOption,
     DataDirOption,
     DurationOption,
+    Group,
     Output,
     OutputOption,
     SeedOption,
@@ -32,6 +34,7 @@ from swarmperf.cli._support import (
     load_spec_or_demo,
     open_store,
     out,
+    output_mode,
     override,
     progress_bar,
     run_async,
@@ -48,7 +51,42 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=Group,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        from swarmperf.runtime import compiled
+
+        build = "compiled" if compiled() else "pure Python"
+        print(f"swarmperf {version('swarmperf')} ({build})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Fast, balanced and resilient swarms of agents, with measurements to prove it."""
+    # One process can run several command lines (tests do): each starts as asked.
+    output_mode.set(Output.table)
+
+
+PerAgentOption = Annotated[
+    bool,
+    typer.Option(
+        "--per-agent",
+        help="One row per agent (default above 20 agents: by group, with the extremes).",
+    ),
+]
 
 
 AddressOption = Annotated[
@@ -100,6 +138,7 @@ def run(
             "cancelled, e.g. 10s; overrides the spec's timeouts.drain.",
         ),
     ] = None,
+    per_agent: PerAgentOption = False,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
     store: StoreOption = True,
@@ -138,25 +177,42 @@ def run(
         raise typer.Exit(code=outcome.interrupted.exit_code)
     if _print_json(outcome, output):
         return
-    outcome.report.render(out)
+    outcome.report.render(out, per_agent=per_agent or None)
     if outcome.run_id is not None:
-        out.print(f"[dim]Stored as run {outcome.run_id} of swarm {spec.swarm_id!r}.[/dim]")
+        out.print(f"[dim]Stored as {_run_label(data_dir, outcome.run_id)}.[/dim]")
+
+
+def _run_label(data_dir: Path | None, run_id: int) -> str:
+    """ "run 3 of swarm 'prod' (id 12)": runs are numbered within their swarm."""
+    db = open_store(data_dir, True, read_only=True)
+    assert db is not None  # enabled: always a store
+    with db:
+        record = db.get_run(run_id)
+    return record.label() if record is not None else f"run id {run_id}"
 
 
 def _run_with_progress(
     spec: SwarmSpec, label: str, output: Output, data_dir: Path | None, store: bool
 ) -> RunOutcome:
-    """Run `spec` with a live progress bar (on stderr when stdout carries JSON)."""
+    """Run `spec` with its progress on stderr (a bar on a terminal, else lines now and then)."""
     db = open_store(data_dir, store)
-    console = err if output is Output.json else out
-    bar, update = progress_bar(spec.workload.tasks, label, console)
+    bar, update = progress_bar(spec.workload.tasks, label)
     try:
         with bar:
-            outcome: RunOutcome = run_async(lambda: run_spec(spec, store=db, on_progress=update))
+            outcome: RunOutcome = run_async(
+                lambda: run_spec(spec, store=db, on_progress=update, on_monitor=_say_where)
+            )
     finally:
         if db is not None:
             db.close()
     return outcome
+
+
+def _say_where(monitor: Any, server: Any) -> None:
+    # With metrics_port 0 the port is picked when the run starts: this is the only place
+    # a user learns it.
+    if server is not None:
+        err.print(f"Serving metrics at {server.url}", highlight=False, markup=False)
 
 
 def _print_json(outcome: RunOutcome, output: Output) -> bool:
@@ -189,11 +245,10 @@ def load_balance(
         spec = _with_address(spec, address)
         names = spec.strategy_names()
         db = open_store(data_dir, store)
-        console = err if output is Output.json else out
         outcomes: dict[str, RunOutcome] = {}
         try:
             for name in names:
-                bar, update = progress_bar(spec.workload.tasks, name, console)
+                bar, update = progress_bar(spec.workload.tasks, name)
                 with bar:
                     outcomes.update(
                         run_async(
@@ -223,32 +278,51 @@ def _fmt(value: float | None, template: str) -> str:
     return "[dim]n/a[/dim]" if value is None else template.format(value)
 
 
+def _latency(seconds: float | None) -> str:
+    if seconds is None:
+        return "[dim]n/a[/dim]"
+    return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+
+
 def _comparison_table(outcomes: dict[str, RunOutcome], best: str | None) -> None:
-    table = Table(title="Strategies on the same workload (best marked *)")
-    for col in (
-        "strategy",
-        "makespan",
-        "makespan / bound",
-        "tasks/s",
-        "p50",
-        "p99",
-        "Jain",
-        "failed",
-    ):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    rows = []
     for name in ranked(outcomes):
         r = outcomes[name].report
-        table.add_row(
-            f"* {name}" if name == best else f"  {name}",
-            _fmt(r.makespan, "{:.3f} s"),
-            _fmt(r.makespan_ratio, "{:.2f}x"),
-            _fmt(r.throughput, "{:,.0f}"),
-            _fmt(None if r.latency_p50 is None else r.latency_p50 * 1e3, "{:.1f} ms"),
-            _fmt(None if r.latency_p99 is None else r.latency_p99 * 1e3, "{:.1f} ms"),
-            _fmt(r.jain_index, "{:.3f}"),
-            str(r.tasks_failed),
+        rows.append(
+            (
+                f"* {name}" if name == best else f"  {name}",
+                _fmt(r.makespan, "{:.3f} s"),
+                _fmt(r.makespan_ratio, "{:.2f}x"),
+                _fmt(r.throughput, "{:,.0f}"),
+                _latency(r.latency_p50),
+                _latency(r.latency_p99),
+                _fmt(r.jain_index, "{:.3f}"),
+                f"{r.tasks_failed:,}",
+            )
         )
-    out.print(table)
+    title = "Strategies on the same workload (best marked *)"
+    headers = ("strategy", "makespan", "vs bound", "tasks/s", "p50", "p99", "Jain", "failed")
+    table = Table(title=title, box=None, pad_edge=False, collapse_padding=True)
+    for col in headers:
+        # A strategy's name is never cut: two cut names can look the same.
+        table.add_column(
+            col,
+            justify="left" if col == "strategy" else "right",
+            no_wrap=col == "strategy",
+            overflow="fold",
+        )
+    for row in rows:
+        table.add_row(*row)
+    unbounded = out.options.update_width(10_000)
+    if Measurement.get(out, unbounded, table).maximum <= out.width:
+        out.print(table)
+        return
+    # Too narrow for the table: one block per strategy, each figure named.
+    out.print(title, highlight=False)
+    for row in rows:
+        out.print(row[0], highlight=False, markup=False)
+        for header, value in zip(headers[1:], row[1:], strict=True):
+            out.print(f"    {header:<9} {value}", highlight=False)
 
 
 @app.command()
@@ -263,6 +337,7 @@ def simulate(
     tasks: Annotated[int | None, typer.Option("--tasks", help="How many tasks to run.")] = None,
     seed: SeedOption = None,
     strategy: Annotated[str | None, typer.Option("--strategy")] = None,
+    per_agent: PerAgentOption = False,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
     store: StoreOption = True,
@@ -275,6 +350,16 @@ def simulate(
         changes: dict[str, Any] = {"backend": "sim", "seed": seed, "strategy": strategy}
         if agents is not None:
             changes["agents"] = scaled_agents(spec, agents, field="--agents")
+            given = sum(group["count"] for group in changes["agents"])
+            if given != agents:
+                # Each group keeps at least one agent, so a small --agents cannot be met.
+                err.print(
+                    f"note: --agents {agents} gives {given} agents: each of the spec's "
+                    f"{len(changes['agents'])} agent groups keeps at least one.",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
         if tasks is not None:
             workload = spec.workload.model_dump(mode="json")
             workload["tasks"] = tasks
@@ -283,7 +368,7 @@ def simulate(
         outcome = _run_with_progress(spec, f"simulating {spec.strategy}", output, data_dir, store)
     if _print_json(outcome, output):
         return
-    outcome.report.render(out)
+    outcome.report.render(out, per_agent=per_agent or None)
     out.print("[dim]Times are virtual: what the swarm would take, not how long this took.[/dim]")
 
 

@@ -161,6 +161,9 @@ class LocalBackend:
                         del awaiting[task.id]
             except Exception as exc:  # a failing handler fails its task, not the agent
                 error = f"{type(exc).__name__}: {exc}"
+                # An async handler's value is its coroutine until awaited: a failed task has
+                # no value, whichever kind of handler failed it.
+                value = None
             done.append((task, started, _now(), error, value))
             if len(done) >= _REPORT_EVERY:
                 sink.tasks_done(agent_id, done)

@@ -22,6 +22,9 @@ from swarmperf.core.model import AgentSpec, TaskResult, TaskStatus
 
 LATENCY_PERCENTILES = (50, 90, 95, 99)
 _FLAT_LATENCY = ("p50", "p90", "p95", "p99", "max")  # what the report's JSON holds
+# Above this many agents the report shows them by group, with the extremes, not one by one.
+AGENT_ROWS_SHOWN = 20
+EXTREME_AGENTS_SHOWN = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class RunReport:
     interrupted: str = ""
     # Tasks an idle agent took from another's queue (work stealing); 0 for other strategies.
     stolen: int = 0
+    # True for a simulated run: its times are virtual seconds, not time that passed.
+    virtual_time: bool = False
 
     # The latency figures by the names stored runs, baselines and `missing` use.
     @property
@@ -106,12 +111,24 @@ class RunReport:
         data["missing"] = dict(self.missing)
         return data
 
-    def render(self, console: Console) -> None:
-        """Print a summary table and a per-agent table."""
+    def render(self, console: Console, per_agent: bool | None = None) -> None:
+        """Print a summary table and the agents: one row each with `per_agent`, else by
+        group with the busiest and least busy agents (the default above `AGENT_ROWS_SHOWN`
+        agents, so that ten thousand agents do not print ten thousand rows)."""
         if self.interrupted:
             console.print(f"[bold yellow]interrupted:[/bold yellow] {self.interrupted}")
         console.print(self._summary_table())
-        console.print(self._agent_table())
+        if per_agent is None:
+            per_agent = len(self.agents) <= AGENT_ROWS_SHOWN
+        if per_agent:
+            console.print(self._agent_table())
+        else:
+            console.print(self._group_table())
+            console.print(self._extremes_table())
+            console.print(
+                f"[dim]{len(self.agents):,} agents, summarised by group; --per-agent shows "
+                "every one.[/dim]"
+            )
         if self.events:
             console.print(self._event_table())
 
@@ -126,7 +143,8 @@ class RunReport:
         strategy = STRATEGIES.get(self.strategy)
         if self.stolen or (strategy is not None and strategy.steals):
             table.add_row("tasks stolen", f"{self.stolen}")
-        table.add_row("wall time", _seconds(self.wall_seconds))
+        clock = "virtual time" if self.virtual_time else "wall time"
+        table.add_row(clock, _seconds(self.wall_seconds))
         table.add_row("throughput", self._shown("throughput", "{:,.1f} tasks/s"))
         for name in ("latency_p50", "latency_p90", "latency_p95", "latency_p99", "latency_max"):
             table.add_row(name.replace("_", " "), self._shown(name))
@@ -154,6 +172,48 @@ class RunReport:
             )
         return table
 
+    def _group_table(self) -> Table:
+        table = Table(title="Agents by group")
+        for name in ("group", "agents", "tasks", "failed", "utilisation (min-max)"):
+            table.add_column(name, justify="left" if name == "group" else "right")
+        groups: dict[str, list[AgentRow]] = {}
+        for row in self.agents:
+            groups.setdefault(agent_group(row.id), []).append(row)
+        for group, rows in groups.items():
+            used = [r.utilisation for r in rows if r.utilisation is not None]
+            spread = "[dim]n/a[/dim]"
+            if used:
+                mean = math.fsum(used) / len(used)
+                spread = f"{mean:.1%} ({min(used):.1%}-{max(used):.1%})"
+            table.add_row(
+                group,
+                f"{len(rows):,}",
+                f"{sum(r.tasks for r in rows):,}",
+                f"{sum(r.failed for r in rows):,}",
+                spread,
+            )
+        return table
+
+    def _extremes_table(self) -> Table:
+        ranked = sorted(
+            self.agents, key=lambda r: (-1.0 if r.utilisation is None else r.utilisation, r.id)
+        )
+        shown = EXTREME_AGENTS_SHOWN
+        picks = [("busiest", r) for r in reversed(ranked[-shown:])]
+        picks += [("least busy", r) for r in ranked[:shown]]
+        table = Table(title=f"The {shown} busiest and {shown} least busy agents")
+        for name in ("", "agent", "tasks", "failed", "utilisation"):
+            table.add_column(name, justify="left" if name in ("", "agent") else "right")
+        for label, row in picks:
+            table.add_row(
+                label,
+                row.id,
+                f"{row.tasks:,}",
+                f"{row.failed:,}",
+                "[dim]n/a[/dim]" if row.utilisation is None else f"{row.utilisation:.1%}",
+            )
+        return table
+
     def _event_table(self) -> Table:
         table = Table(title="Resilience events")
         table.add_column("event")
@@ -167,6 +227,13 @@ class RunReport:
         if value is None:
             return f"[dim]n/a: {self.missing.get(name, 'unknown')}[/dim]"
         return _seconds(value) if template is None else template.format(value)
+
+
+def agent_group(agent_id: str) -> str:
+    """The group an agent id belongs to: the id without the `-<n>` a spec's group numbers
+    its agents with (`worker-12` is of `worker`); an id without one is its own group."""
+    stem, dash, number = agent_id.rpartition("-")
+    return stem if dash and stem and number.isdigit() else agent_id
 
 
 def _seconds(value: float) -> str:

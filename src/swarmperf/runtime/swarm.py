@@ -234,11 +234,20 @@ class Swarm:
         return total
 
     async def run(self, tasks: Iterable[Task]) -> list[TaskResult]:
-        """Submit every task, wait until all have finished, and return their results."""
+        """Submit every task, wait until all have finished, and return their results in
+        the order the tasks were given (`results` and `on_result` have them as they finish).
+
+        A task whose `idempotency_key` repeats an earlier one's has no result of its own;
+        results of tasks submitted elsewhere meanwhile come last, as they finished."""
+        tasks = list(tasks)
         first = len(self.results)
         await self.submit_all(tasks)
         await self.drain()
-        return self.results[first:]
+        finished = self.results[first:]
+        order = {task.id: i for i, task in enumerate(tasks)}
+        last = len(order)
+        # A stable sort: the results of tasks not given here keep their finishing order.
+        return sorted(finished, key=lambda result: order.get(result.task_id, last))
 
     def cancel_pending(self, reason: str) -> list[TaskResult]:
         """Withdraw every task that has not started; each gets a CANCELLED result."""
