@@ -332,7 +332,7 @@ def run_settings(scenario: Any, defaults: SuiteDefaults, overrides: Overrides) -
 # -- built-in suites ---------------------------------------------------------------------------
 
 QUICK_SUITE_YAML = """\
-# Small and short: every kind of scenario once, in well under a minute on the local backend.
+# Small and short: every kind of scenario once, in about 25 s on the local backend.
 suite: quick
 description: A smoke test of every scenario kind, short enough for every commit.
 # Five iterations: the fewest with which the regression gate (Mann-Whitney at alpha 0.01)
@@ -349,7 +349,7 @@ scenarios:
     start_rate: 250/s
     factor: 2
     max_rate: 4000/s
-    step_duration: 1s
+    step_duration: 500ms
     warmup: 0s
     break_when: {p99: 250ms, error_rate: 0.05, achieved_below: 0.9}
   - name: many-tasks
@@ -359,7 +359,7 @@ scenarios:
   - name: long-run
     kind: endurance
     rate: 200/s
-    duration: 6s
+    duration: 4s
     iterations: 6
     warmup: 0s
     memory_every: 250ms
@@ -367,9 +367,9 @@ scenarios:
     kind: spike
     baseline_rate: 100/s
     spike_rate: 2500/s
-    before: 1s
+    before: 500ms
     spike: 500ms
-    after: 2s
+    after: 1500ms
     iterations: 2
     warmup: 0s
 """

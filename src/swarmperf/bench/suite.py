@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import importlib
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -123,7 +125,7 @@ def make_target_factory(
     if request_timeout is not None and not (request_timeout > 0 and math.isfinite(request_timeout)):
         raise ConfigError("--request-timeout", request_timeout, "Use a duration > 0, e.g. 5s.")
     if target is None:
-        return _swarm_factory(spec or demo_spec(), handlers or HandlerRegistry(), scenarios)
+        return _swarm_factory(spec or healthy_demo_spec(), handlers or HandlerRegistry(), scenarios)
     if is_http:
         url = target
         timeout = REQUEST_TIMEOUT if request_timeout is None else request_timeout
@@ -145,6 +147,18 @@ def make_target_factory(
     return call, target
 
 
+def healthy_demo_spec() -> SwarmSpec:
+    """The default target: the demo swarm without the 1% of tasks it fails on purpose.
+
+    A first benchmark of a healthy swarm should pass the default SLA; the demo's own spec
+    (`swarmperf demo-spec > swarm.yaml`, then `--spec swarm.yaml`) keeps the planted
+    failures, to show the gate failing.
+    """
+    spec = demo_spec()
+    healthy = spec.workload.model_copy(update={"failure_rate": 0.0})
+    return spec.model_copy(update={"workload": healthy})
+
+
 def import_callable(reference: str) -> Callable[..., Any]:
     """The callable named `module:function` (dots after the colon reach attributes)."""
     module_name, sep, attribute = reference.partition(":")
@@ -154,6 +168,12 @@ def import_callable(reference: str) -> Callable[..., Any]:
             reference,
             "Use an http(s):// URL or a callable as module:function, e.g. mypkg.api:handle.",
         )
+    # As `python -m` does, the current directory comes first on the import path: a module
+    # beside the user is found without PYTHONPATH=. (a console script's path has the script's
+    # own directory instead).
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     try:
         found: Any = importlib.import_module(module_name)
     except ImportError as exc:
