@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swarmperf.spec import SpecError, parse_spec_yaml
+from swarmperf.spec import SpecError, parse_spec, parse_spec_yaml
 
 BASE = """\
 agents:
@@ -69,3 +69,13 @@ def test_mistakes_name_the_field_and_the_fix(change: tuple[str, str], expected: 
     message = str(info.value)
     for fragment in expected:
         assert fragment in message, message
+
+
+def test_a_retry_budget_without_a_window_is_refused_by_validate_not_at_run_time() -> None:
+    data = {
+        "agents": [{"id": "w"}],
+        "workload": {"kind": "sleep", "tasks": 1},
+        "resilience": {"retry": {"budget": {"window": "0s"}}},
+    }
+    with pytest.raises(SpecError, match="window is not valid"):
+        parse_spec(data, "test")

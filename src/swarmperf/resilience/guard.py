@@ -21,6 +21,7 @@ type name, and for `RateLimited` the retry time and provider from its message.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -58,9 +59,20 @@ SUGGESTED_SHED_AT: Mapping[Priority, float] = {
 
 @dataclass(frozen=True, slots=True)
 class RetryBudgetSettings:
+    """Retries may add at most `ratio` of the calls (and `min_per_second` always) over the
+    last `window` seconds."""
+
     ratio: float = 0.1
     min_per_second: float = 1.0
     window: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not (self.ratio >= 0 and math.isfinite(self.ratio)):
+            raise ConfigError("ratio", self.ratio, "Use a number >= 0, e.g. 0.1.")
+        if not (self.min_per_second >= 0 and math.isfinite(self.min_per_second)):
+            raise ConfigError("min_per_second", self.min_per_second, "Use a rate >= 0, e.g. 1.")
+        if not (self.window > 0 and math.isfinite(self.window)):
+            raise ConfigError("window", self.window, "Use a duration > 0, e.g. 10s.")
 
 
 @dataclass(frozen=True, slots=True)
