@@ -68,7 +68,7 @@ class CoordinatorStatistics:
     stolen: int
 
 
-def _result(task: Task, status: TaskStatus, reason: str, now: float) -> TaskResult:
+def unrun_result(task: Task, status: TaskStatus, reason: str, now: float) -> TaskResult:
     """A result for a task that did not run (rejected or cancelled)."""
     return TaskResult(
         task.id,
@@ -432,7 +432,7 @@ class Coordinator:
         """Finish a task that was never admitted as REJECTED, with `reason`."""
         self.rejected += 1
         self.submitted += 1
-        self._side_results.append(_result(task, TaskStatus.REJECTED, reason, self.clock()))
+        self._side_results.append(unrun_result(task, TaskStatus.REJECTED, reason, self.clock()))
 
     def take_results(self) -> list[TaskResult]:
         """Results that did not come from an agent: rejected and cancelled tasks."""
@@ -555,7 +555,7 @@ class Coordinator:
         self._pending = 0
         self._pending_work = 0.0
         self._tenant_pending.clear()
-        return [_result(task, TaskStatus.CANCELLED, reason, now) for task in withdrawn]
+        return [unrun_result(task, TaskStatus.CANCELLED, reason, now) for task in withdrawn]
 
     def cancel_running(self, agent_id: str, tasks: Iterable[Task], reason: str) -> list[TaskResult]:
         """Give up on tasks `agent_id` is running (its backend abandons them): each comes
@@ -580,7 +580,7 @@ class Coordinator:
                 freed = self.bulkheads.leave(task, done=True)
                 if freed is not None:
                     self.queue.push(freed, now, front=True)
-            results.append(_result(task, TaskStatus.CANCELLED, reason, now))
+            results.append(unrun_result(task, TaskStatus.CANCELLED, reason, now))
         if not results:
             return results
         if agent.alive:

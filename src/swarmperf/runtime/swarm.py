@@ -24,7 +24,7 @@ from swarmperf.resilience.bulkheads import BulkheadSettings
 from swarmperf.resilience.policy import Guard
 from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.runtime.backend import Backend, Done
-from swarmperf.runtime.coordinator import Coordinator
+from swarmperf.runtime.coordinator import Coordinator, unrun_result
 
 EVENTS_KEPT = 10_000
 ResultListener = Callable[[TaskResult], None]
@@ -282,21 +282,7 @@ class Swarm:
         seen = {result.task_id for result in self.results}
         now = self.clock()
         cancelled = [
-            TaskResult(
-                task.id,
-                TaskStatus.CANCELLED,
-                None,
-                task.attempts,
-                task.enqueued_at or now,
-                None,
-                None,
-                reason,
-                None,
-                task.kind,
-                task.tenant,
-                task.cost,
-                task.fallback_from,
-            )
+            unrun_result(task, TaskStatus.CANCELLED, reason, now)
             for task in tasks
             if task.id not in seen
         ]
