@@ -144,3 +144,14 @@ def test_run_returns_results_in_the_order_the_tasks_were_given() -> None:
         assert [r.task_id for r in finished] != [t.id for t in tasks]
 
     run(main())
+
+
+def test_run_can_return_results_as_they_finished() -> None:
+    async def main() -> None:
+        async with Swarm([AgentSpec("a", concurrency=8)], strategy="round-robin") as swarm:
+            tasks = [Task("sleep", payload=0.002 * (8 - i)) for i in range(8)]
+            results = await swarm.run(tasks, ordered=False)
+            assert [r.task_id for r in results] == [r.task_id for r in swarm.results]
+            assert sorted(r.task_id for r in results) == sorted(t.id for t in tasks)
+
+    run(main())
