@@ -25,7 +25,8 @@ class AgentContext:
     """What a handler may know about the agent running it.
 
     `slowdown` and `faults` shape the built-in work handlers of synthetic agents; `epoch`
-    is when the swarm started (time.perf_counter), which fault windows count from.
+    is when the swarm's run began, every agent started (time.perf_counter), which fault
+    windows count from on every backend.
     """
 
     id: str

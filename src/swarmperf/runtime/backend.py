@@ -45,6 +45,12 @@ class Backend(Protocol):
 
     async def add_agent(self, spec: AgentSpec) -> None: ...
 
+    def begin(self, epoch: float) -> None:
+        """The run begins at `epoch` on the swarm's clock, once its first agents have all
+        started: fault windows count from it on every agent, now and added later. Called
+        before any task."""
+        ...
+
     async def remove_agent(self, agent_id: str) -> None:
         """Retire `agent_id` once the tasks already given to it have finished."""
         ...

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from swarmperf.core.errors import ConfigError
@@ -67,6 +68,12 @@ class LocalBackend:
         self._sink = sink
         self._handlers = handlers
         self._epoch = _now()
+
+    def begin(self, epoch: float) -> None:
+        self._epoch = epoch
+        for agent in self._agents.values():
+            # Its workers take it up when they next wake, as a task comes: none has run yet.
+            agent.context = replace(agent.context, epoch=epoch)
 
     async def stop(self) -> None:
         agents = list(self._agents)
@@ -139,6 +146,7 @@ class LocalBackend:
                 fut: asyncio.Future[None] = loop.create_future()
                 agent.waiters.append(fut)
                 await fut
+                context = agent.context  # `begin` may have set the run's epoch meanwhile
                 continue
             task = queue.popleft()
             error: str | None = None

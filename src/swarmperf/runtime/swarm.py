@@ -116,6 +116,9 @@ class Swarm:
         try:
             for spec in self._initial_agents:
                 await self.add_agent(spec)
+            # The run begins once every agent is up, on every backend alike: fault windows
+            # count from here, not from a backend's start-up (seconds for worker processes).
+            self.backend.begin(self.clock())
         except BaseException:
             # A swarm that could not start leaves nothing running: the agents already
             # started (worker processes, actors) stop with the backend.

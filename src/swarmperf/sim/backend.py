@@ -137,6 +137,10 @@ class SimBackend:
     async def remove_agent(self, agent_id: str) -> None:
         self.remove_agent_now(agent_id)
 
+    def begin(self, epoch: float) -> None:
+        # Agents start in no virtual time, so `attach` already set this; kept for drivers.
+        self.epoch = epoch
+
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
         agents = self._agents
         now = self.engine.clock.now

@@ -29,6 +29,7 @@ from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
 from swarmperf.runtime.process.protocol import (
     BATCH,
+    BEGIN,
     HEADER,
     PICKLE,
     PING,
@@ -276,6 +277,16 @@ class ProcessBackend(MeasuredTransfer):
         self._epoch = time.perf_counter()
         if self.timeouts:
             self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
+
+    def begin(self, epoch: float) -> None:
+        # Workers start one at a time, a second or so for a few: counted from the backend's
+        # start, their start-up would eat the run's first fault windows. The frame goes
+        # before any batch, and perf_counter is CLOCK_MONOTONIC, the same in every worker.
+        self._epoch = epoch
+        body = pickle.dumps(epoch, PICKLE)
+        for agent in self._agents.values():
+            if not agent.closing:
+                self._send(agent, BEGIN, 0, body)
 
     async def stop(self) -> None:
         if self._watch_handle is not None:

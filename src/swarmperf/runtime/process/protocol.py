@@ -10,7 +10,8 @@ A frame is a 16-byte header (opcode, task count, body length) and a pickled body
 with one `writev` on a socket pair.
 
 Frames, parent to worker: BATCH (body: the kinds and the payloads of `count` tasks), PING,
-STOP (the worker runs what it was sent, reports, and exits). Worker to parent: READY (body:
+BEGIN (body: when the run began, which fault windows count from), STOP (the worker runs
+what it was sent, reports, and exits). Worker to parent: READY (body:
 its pid and why it could not import its handlers, or None), RESULTS (body: when it was
 sent; the first task's number when the tasks are consecutive, else each one's; their start
 and finish times, errors or None for all, and values), PONG.
@@ -32,7 +33,7 @@ PICKLE = pickle.HIGHEST_PROTOCOL
 READ_SIZE = 1 << 18
 
 # Parent to worker.
-BATCH, PING, STOP = 1, 2, 3
+BATCH, PING, STOP, BEGIN = 1, 2, 3, 4
 # Worker to parent.
 READY, RESULTS, PONG = 11, 12, 13
 

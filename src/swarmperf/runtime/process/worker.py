@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -28,6 +29,7 @@ from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
 from swarmperf.core.model import AgentSpec
 from swarmperf.runtime.process.protocol import (
     BATCH,
+    BEGIN,
     HEADER,
     PICKLE,
     PING,
@@ -72,7 +74,7 @@ def worker_main(
         _write_all(fd, HEADER.pack(READY, 0, len(body)), body)
         return
     # perf_counter is CLOCK_MONOTONIC here, the same in every process: fault windows
-    # count from the parent's start.
+    # count from the parent's start until a BEGIN frame gives the run's.
     context = AgentContext.for_agent(spec, epoch)
     worker: _Worker = (
         _SerialWorker(fd, registry, context, flush)
@@ -105,6 +107,10 @@ class _Worker:
 
     def serve(self) -> None:
         raise NotImplementedError
+
+    def _begin(self, body: memoryview) -> None:
+        """Count fault windows from the run's start, sent before any task."""
+        self._context = replace(self._context, epoch=pickle.loads(body))
 
     def send(self, op: int, count: int, body: bytes) -> None:
         with self._lock:
@@ -179,6 +185,8 @@ class _SerialWorker(_Worker):
                 self._run_batch(count, body)
             elif op == PING:
                 self.send(PONG, 0, b"")
+            elif op == BEGIN:
+                self._begin(body)
             elif op == STOP:
                 return
 
@@ -332,6 +340,8 @@ class _ConcurrentWorker(_Worker):
                 self._receive(count, body)
             elif op == PING:
                 self._write(PONG, 0, b"")
+            elif op == BEGIN:
+                self._begin(body)
             elif op == STOP:
                 # Nothing follows a stop; the worker ends once its tasks have run.
                 self._stopping = True
