@@ -21,6 +21,7 @@ from swarmperf.balancing import STRATEGIES
 from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
 from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
+from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.runtime.backend import Backend
 from swarmperf.runtime.ray_backend import (
     ActorOptions,
@@ -355,5 +356,47 @@ def test_payloads_ray_cannot_send_fail_their_tasks_only(ray_local: Any) -> None:
             assert by_id[tasks[0].id][3:] == (None, 1)
             assert "serializable" in str(by_id[tasks[1].id][3])
             assert by_id[tasks[2].id][3:] == (None, 3)
+
+    run(test)
+
+
+def test_task_timeouts_in_a_ray_spec_reach_the_backend(ray_local: Any) -> None:
+    spec = parse_spec(
+        {
+            "backend": "ray",
+            "agents": [{"id": "w"}],
+            "timeouts": {"default": "5s", "kinds": {"doze": "500ms"}},
+        }
+    )
+    backend = make_backend(spec.backend, spec)
+    assert isinstance(backend, RayBackend)
+    assert backend.timeouts == {"doze": 0.5, "": 5.0}
+
+
+@pytest.mark.slow
+def test_a_task_past_its_timeout_fails_and_the_others_run_once(ray_local: Any) -> None:
+    async def test() -> None:
+        # Stuck far past a 0.5 s bound: a sync handler blocking an actor of concurrency 1
+        # (nothing but killing the actor stops it) and an async one on a concurrent actor.
+        stuck = [Task("doze", (60.0, "sync")), Task("nap", (60.0, "async"))]
+        quick = [Task("add_one", i) for i in range(30)]
+        agents = [AgentSpec("a"), AgentSpec("b", concurrency=2)]
+        swarm = Swarm(
+            agents,
+            backend=RayBackend(timeouts={"doze": 0.5, "nap": 0.5}),
+            strategy="round-robin",
+            handlers=RAY_HANDLERS,
+            restart=RestartPolicy(base_delay=0.1),
+        )
+        async with swarm:
+            results = await swarm.run([*stuck, *quick])
+        exactly_once(results, [*stuck, *quick])
+        by_id = {r.task_id: r for r in results}
+        for task in stuck:
+            assert by_id[task.id].status == TaskStatus.FAILED
+            assert by_id[task.id].error == "TimeoutError: timed out after 0.5s"
+        assert sorted(by_id[t.id].value for t in quick) == list(range(1, 31))
+        assert all(by_id[t.id].ok for t in quick)
+        assert {lost[0] for lost in swarm.lost_agents} == {"a", "b"}
 
     run(test)

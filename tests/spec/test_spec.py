@@ -335,16 +335,3 @@ def test_a_missing_file_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot be read") as info:
         load_spec(path)
     assert info.value.problems[0].value == str(path)
-
-
-def test_task_timeouts_are_refused_where_the_backend_would_ignore_them() -> None:
-    data = {
-        "swarm_id": "t",
-        "backend": "ray",
-        "agents": [{"id": "w"}],
-        "workload": {"kind": "sleep", "tasks": 10, "size": "1ms"},
-        "timeouts": {"default": "5s"},
-    }
-    with pytest.raises(SpecError, match="enforced on the local and process backends"):
-        parse_spec(data, "test")
-    parse_spec({**data, "backend": "process"}, "test")

@@ -52,7 +52,9 @@ def _ray(spec: SwarmSpec | None) -> Backend:
     # Ray is an optional extra: without it, RayBackend says what to install.
     from swarmperf.runtime.ray_backend import RayBackend
 
-    return RayBackend(spec.ray_settings() if spec is not None else None)
+    if spec is None:
+        return RayBackend()
+    return RayBackend(spec.ray_settings(), spec.timeouts.task_timeouts())
 
 
 def _sim(spec: SwarmSpec | None) -> Backend:

@@ -15,6 +15,10 @@ restart machinery takes over. Nothing is lost and nothing is reported twice: a c
 tasks are reported either with its result or as lost, never both. Ray restarts nothing
 on its own (`max_restarts=0`): the swarm's restart policy adds the agent again.
 
+Per-task timeouts are kept the same way: a task that runs past its kind's bound gets its
+actor killed (whatever its handler is doing: a sync handler cannot be interrupted), fails
+with a TimeoutError, and the actor's other tasks go back as for any lost actor.
+
 This is the only module that imports Ray, and only when a backend is made, so the rest of
 the package (and this module's settings classes) work without it.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -332,7 +337,9 @@ class _RayAgent:
         "offset",
         "placement",
         "rejected",
+        "running",
         "spec",
+        "timed_out",
     )
 
     def __init__(self, spec: AgentSpec, handle: Any) -> None:
@@ -348,6 +355,10 @@ class _RayAgent:
         self.rejected: list[Done] = []  # failed before leaving, reported on the next tick
         self.placement: ActorPlacement | None = None
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # For timeouts: since when each call has been among the `concurrency` oldest
+        # outstanding ones (running by then, at the latest), and the one killed for it.
+        self.running: dict[int, float] = {}
+        self.timed_out: tuple[int, Task, float, float] | None = None
 
     def in_flight(self) -> list[Task]:
         """Every task given to this agent and not reported, in the order given."""
@@ -362,13 +373,24 @@ class RayBackend(MeasuredTransfer):
     the actors pickled (by reference for module-level functions, so their modules must be
     importable on every node; closures travel by value). If this backend connects to Ray,
     Ray stays up until the process exits, so that later runs start quickly.
+
+    `timeouts` bounds a task's run time by kind (`""`: any other kind). A task that runs
+    longer fails with a TimeoutError and its actor is killed and, under the swarm's restart
+    policy, started again; the actor's other tasks go back to the queue. With timeouts each
+    task is its own actor call, so that the driver knows which one runs long. A task's time
+    is counted from when it became one of its agent's `concurrency` oldest outstanding
+    calls, checked a few times per timeout: late by a fraction.
     """
 
     name: ClassVar[str] = "ray"
 
-    def __init__(self, settings: RaySettings | None = None) -> None:
+    def __init__(
+        self, settings: RaySettings | None = None, timeouts: Mapping[str, float] | None = None
+    ) -> None:
         self._ray = import_ray()
         self.settings = settings or RaySettings()
+        self.timeouts = dict(timeouts) if timeouts else None
+        self._watch_handle: asyncio.TimerHandle | None = None
         self.transfer_cost = _DEFAULT_TRANSFER_COST
         self._agents: dict[str, _RayAgent] = {}
         self._placements: dict[str, ActorPlacement] = {}
@@ -392,6 +414,8 @@ class RayBackend(MeasuredTransfer):
         self._epoch = _now()
         self._node_id = ray.get_runtime_context().get_node_id()
         self._actor_class = ray.remote(AgentActor)
+        if self.timeouts:
+            self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
 
     def _connect(self) -> None:
         settings = self.settings
@@ -410,7 +434,17 @@ class RayBackend(MeasuredTransfer):
                 "auto on a cluster node), or leave ray.address out to start a local Ray.",
             ) from exc
 
+    def begin(self, epoch: float) -> None:
+        self._epoch = epoch
+        for agent in self._agents.values():
+            if agent.dying is None:
+                # Sent before any task, and Ray starts an actor's calls in send order.
+                agent.handle.begin.remote(epoch + agent.offset)
+
     async def stop(self) -> None:
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+            self._watch_handle = None
         agents = list(self._agents.values())
         self._agents.clear()
         for agent in agents:
@@ -620,7 +654,7 @@ class RayBackend(MeasuredTransfer):
                 # Its death is being settled: these go back with the other lost tasks.
                 agent.failed.append((agent.next_seq, tasks))
                 agent.next_seq += 1
-            elif agent.spec.concurrency == 1:
+            elif agent.spec.concurrency == 1 and self.timeouts is None:
                 self._call(agent, tasks)
             else:
                 for task in tasks:
@@ -672,6 +706,7 @@ class RayBackend(MeasuredTransfer):
         tasks = agent.calls.pop(seq, None)
         if tasks is None:
             return
+        agent.running.pop(seq, None)
         exceptions = self._ray.exceptions
         try:
             starts, finishes, errors, values = future.result()
@@ -684,7 +719,14 @@ class RayBackend(MeasuredTransfer):
         except Exception as exc:  # RayActorError and any other loss of the actor
             if agent.dying is None:
                 agent.dying = f"Ray actor died: {_first_line(exc)}"
-            agent.failed.append((seq, tasks))
+            timed_out = agent.timed_out
+            if timed_out is not None and timed_out[0] == seq:
+                # Killed for running long (had it finished after all, it would be above).
+                _, task, since, limit = timed_out
+                error = f"TimeoutError: timed out after {limit:g}s"
+                self._report(agent, [(task, since, _now(), error, None)])
+            else:
+                agent.failed.append((seq, tasks))
         else:
             offset = agent.offset
             if errors is None:
@@ -702,6 +744,35 @@ class RayBackend(MeasuredTransfer):
     def _report(self, agent: _RayAgent, done: list[Done]) -> None:
         if self._sink is not None:
             self._sink.tasks_done(agent.id, done)
+
+    # -- timeouts -----------------------------------------------------------------------
+
+    def _watch_every(self) -> float:
+        assert self.timeouts
+        return min(max(min(self.timeouts.values()) / 10, 0.01), 0.5)
+
+    def _watch(self) -> None:
+        """Kill each actor one of whose running tasks has run past its timeout."""
+        assert self.timeouts is not None
+        assert self._loop is not None
+        now = _now()
+        timeouts = self.timeouts
+        for agent in list(self._agents.values()):
+            if agent.dying is not None or agent.placement is None:
+                continue  # going, or still starting (its calls wait in Ray meanwhile)
+            # Ray starts an actor's calls in send order, up to `concurrency` at once.
+            for seq in itertools.islice(agent.calls, agent.spec.concurrency):
+                since = agent.running.setdefault(seq, now)
+                task = agent.calls[seq][0]
+                limit = timeouts.get(task.kind, timeouts.get(""))
+                if limit is None or now - since <= limit:
+                    continue
+                agent.timed_out = (seq, task, since, limit)
+                why = f"task {task.id!r} ran past its timeout of {limit:g}s"
+                agent.dying = f"its Ray actor was killed: {why}"
+                self._kill(agent)
+                break
+        self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
 
     # -- exits --------------------------------------------------------------------------
 

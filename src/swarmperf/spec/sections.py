@@ -469,20 +469,6 @@ class SwarmSpec(Section):
         return self
 
     @model_validator(mode="after")
-    def _timeouts_enforced(self) -> SwarmSpec:
-        # A bound that the backend would silently ignore is worse than none: refuse it.
-        if self.timeouts.task_timeouts() is not None and self.backend == "ray":
-            raise problem(
-                "timeouts",
-                f"per-task timeouts are enforced on the local and process backends, not on "
-                f"{self.backend}",
-                "Leave timeouts.default and timeouts.kinds out with this backend, or use "
-                "backend: process.",
-                value=self.backend,
-            )
-        return self
-
-    @model_validator(mode="after")
     def _known_rate_limits(self) -> SwarmSpec:
         defined = self.resilience.rate_limits
         for group in self.agents:
