@@ -387,6 +387,48 @@ def test_errors_under_json_output_are_a_json_object_on_stdout(spec_file: Path) -
     assert "--duration" in plain.output
 
 
+@pytest.mark.parametrize(
+    ("args", "field", "value"),
+    [
+        (["simulate", "--agents", "many", "--no-store", "-o", "json"], "--agents", "many"),
+        (["simulate", "--output=json", "--agents=many", "--no-store"], "--agents", "many"),
+        (["strategies", "--output", "json", "--bogus"], "--bogus", None),
+        (["bottleneck-analyze", "-o", "json"], "--swarm-id", None),
+    ],
+    ids=["not-an-integer", "equals-form", "unknown-option", "missing-option"],
+)
+def test_usage_errors_under_json_output_are_a_json_object_too(
+    args: list[str], field: str, value: str | None
+) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["field"] == field
+    assert error["value"] == value
+    assert error["fix"]
+    assert error["fix"] in " ".join(result.stderr.replace("│", " ").split())
+    assert field in error["message"]
+
+
+def test_usage_errors_without_json_output_stay_on_stderr() -> None:
+    result = runner.invoke(app, ["simulate", "--agents", "many", "--no-store"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "--agents" in result.stderr
+
+
+def test_the_console_script_answers_usage_errors_in_json() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "swarmperf", "simulate", "--agents", "x", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["error"]["field"] == "--agents"
+    assert "--agents" in proc.stderr
+
+
 def test_a_spec_with_problems_lists_them_in_json(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("agents: []\nstrategy: nope\n")

@@ -420,6 +420,23 @@ def test_a_simulated_run_is_stored_apart_and_labelled_virtual(mixed_dir: Path) -
     assert "wall time" not in stdout
 
 
+def test_bottleneck_analyze_names_a_run_by_its_number_in_the_swarm(mixed_dir: Path) -> None:
+    with Store.open(database_path(mixed_dir)) as store:
+        [real] = store.list_runs("watched")
+        [simulated] = store.list_runs("watched", kind="simulated")
+    args = ["bottleneck-analyze", "--swarm-id", "watched", "--no-record", "-o", "json"]
+    args += ["--data-dir", str(mixed_dir)]
+    for run, expected in (("1", real.id), ("sim:1", simulated.id), (f"id:{real.id}", real.id)):
+        code, stdout, output = invoke(*args, "--run", run)
+        assert code == 0, output
+        assert json.loads(stdout)["run_id"] == expected
+    code, stdout, output = invoke(*args, "--run", "2")
+    assert code == 2
+    assert json.loads(stdout)["error"]["field"] == "--run"
+    assert f"1 (id {real.id})" in output
+    assert f"sim:1 (id {simulated.id})" in output
+
+
 @pytest.mark.parametrize(
     ("command", "read"),
     [

@@ -353,6 +353,38 @@ def test_error_analysis_looks_at_the_latest_real_run(tmp_path: Path) -> None:
     latest = json.loads(runner.invoke(app, args).stdout)
     assert latest["failures"] == 2
     assert latest["source"] == f"run 1 of swarm 'prod' (id {real})"
-    named = json.loads(runner.invoke(app, [*args, "--run", str(simulated)]).stdout)
+    named = json.loads(runner.invoke(app, [*args, "--run", "sim:1"]).stdout)
     assert named["failures"] == 7
-    assert named["source"].startswith("simulated run 1 of swarm 'prod'")
+    assert named["source"] == f"simulated run 1 of swarm 'prod' (id {simulated})"
+
+
+def test_error_analysis_run_is_the_swarms_number_or_an_id(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    other = _store_failing_run(data_dir, "other", 1)
+    _store_failing_run(data_dir, "other", 1)
+    first = _store_failing_run(data_dir, "prod", 2)
+    simulated = _store_failing_run(data_dir, "prod", 4, kind="simulated")
+    second = _store_failing_run(data_dir, "prod", 3)
+    args = ["error-analysis", "--swarm-id", "prod", "--data-dir", str(data_dir), "-o", "json"]
+
+    def source(run: str) -> str:
+        result = runner.invoke(app, [*args, "--run", run])
+        assert result.exit_code == 0, result.output
+        return str(json.loads(result.stdout)["source"])
+
+    assert source("2") == f"run 2 of swarm 'prod' (id {second})"
+    assert source("1") == f"run 1 of swarm 'prod' (id {first})"
+    assert source("sim:1") == f"simulated run 1 of swarm 'prod' (id {simulated})"
+    assert source(f"id:{first}") == f"run 1 of swarm 'prod' (id {first})"
+    for unknown in ("3", "sim:2", f"id:{other}", "0", "id:" + "9" * 30):
+        result = runner.invoke(app, [*args, "--run", unknown])
+        assert result.exit_code == 2, unknown
+        error = json.loads(result.stdout)["error"]
+        assert (error["field"], error["value"]) == ("--run", unknown)
+        # The swarm's runs, as the user may name them.
+        assert f"1 (id {first}), 2 (id {second})" in error["fix"]
+        assert f"sim:1 (id {simulated})" in error["fix"]
+        assert error["fix"] in " ".join(result.stderr.split())
+    wrong = runner.invoke(app, [*args, "--run", "latest"])
+    assert wrong.exit_code == 2
+    assert "id:N" in json.loads(wrong.stdout)["error"]["fix"]

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from enum import StrEnum
@@ -25,12 +25,21 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from typer._click.exceptions import (
+    BadOptionUsage,
+    BadParameter,
+    MissingParameter,
+    NoArgsIsHelpError,
+    NoSuchOption,
+    UsageError,
+)
 
 from swarmperf.app.backends import backend_choices
 from swarmperf.app.run import Progress as RunProgress
 from swarmperf.core.errors import ConfigError, SwarmError, preview
 from swarmperf.spec import SwarmSpec, demo_spec, load_spec
 from swarmperf.store import Store, database_path, resolve_data_dir
+from swarmperf.store.records import RUN_REAL, RUN_SIMULATED, RunRecord
 
 out = Console()
 err = Console(stderr=True)
@@ -92,7 +101,12 @@ SpecSwarmIdOption = Annotated[
     typer.Option("--swarm-id", help="The id the store records it under (default: the spec's)."),
 ]
 RunOption = Annotated[
-    int | None, typer.Option("--run", help="A stored run's id (default: the swarm's latest).")
+    str | None,
+    typer.Option(
+        "--run",
+        help="A stored run of the swarm, as its label names it: N for its run N, sim:N for "
+        "its simulated run N, id:N for the store's id N (default: its latest run).",
+    ),
 ]
 SeedOption = Annotated[
     int | None, typer.Option("--seed", help="The random seed; overrides the spec's.")
@@ -163,6 +177,56 @@ def user_errors() -> Iterator[None]:
         yield
     except (SwarmError, ValueError) as exc:
         fail(exc)
+
+
+# How many of a swarm's runs an unknown --run lists: the latest, enough to pick from.
+RUNS_LISTED = 20
+
+
+def find_run(store: Store, swarm_id: str, run: str) -> RunRecord:
+    """The swarm's run that `--run` names: `N` (its run N, as "run N of swarm 'prod'" says),
+    `sim:N` (its simulated run N) or `id:N` (the store's id, as JSON gives it)."""
+    prefix, _, digits = run.strip().rpartition(":")
+    if prefix not in ("", "sim", "id") or not (digits.isascii() and digits.isdigit()):
+        raise ConfigError(
+            "--run",
+            run,
+            f"Give N for run N of swarm {swarm_id!r}, sim:N for its simulated run N, or "
+            "id:N for the store's id N.",
+        )
+    number = int(digits)
+    if number >= 2**63:  # beyond SQLite's integers: no run has it
+        found = None
+    elif prefix == "id":
+        record = store.get_run(number)
+        found = record if record is not None and record.swarm_id == swarm_id else None
+    else:
+        found = store.run_by_number(
+            swarm_id, number, kind=RUN_SIMULATED if prefix == "sim" else RUN_REAL
+        )
+    if found is None:
+        raise ConfigError("--run", run, _runs_of(store, swarm_id))
+    return found
+
+
+def _runs_of(store: Store, swarm_id: str) -> str:
+    """The swarm's runs as `--run` takes them: "1 (id 3), 2 (id 5), sim:1 (id 4)"."""
+    runs = store.list_runs(swarm_id, limit=RUNS_LISTED + 1, kind=None)
+    if not runs:
+        return (
+            f"Swarm {swarm_id!r} has no stored runs in {store.path}. Run it with "
+            "`swarmperf run`, or check --swarm-id and --data-dir."
+        )
+    shown = sorted(runs[:RUNS_LISTED], key=lambda r: (r.simulated, r.id))
+    names = ", ".join(
+        f"{'sim:' if r.simulated else ''}{r.id if r.number is None else r.number} (id {r.id})"
+        for r in shown
+    )
+    latest = f"latest {RUNS_LISTED} runs" if len(runs) > RUNS_LISTED else "runs"
+    return (
+        f"That is not a run of swarm {swarm_id!r}, whose {latest} are: {names}. Give one of "
+        "these, or leave --run out for its latest run."
+    )
 
 
 def load_spec_or_demo(spec_path: Path | None) -> SwarmSpec:
@@ -290,7 +354,24 @@ def _clock_time(seconds: float) -> str:
 
 
 class Group(typer.core.TyperGroup):
-    """The command group: help shows no `<bool>` type beside flags, which take no value."""
+    """The command group: help shows no `<bool>` type beside flags, which take no value, and
+    a usage error (bad value, unknown or missing option) under `-o json` is JSON too."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        # Parsing may fail before any option's callback has run: the command line says
+        # whether JSON was asked for, not `output_mode`. A copy: parsing consumes `args`.
+        given = tuple(args)
+        with usage_errors_as_json(given):
+            ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta[_ARGS] = given
+        return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        # The command's own options are parsed here, and its callbacks may raise usage errors.
+        with usage_errors_as_json(ctx.meta.get(_ARGS, ())):
+            return super().invoke(ctx)
 
     def get_params(self, ctx: Any) -> Any:
         return _bare_flags(super().get_params(ctx))
@@ -308,3 +389,65 @@ def _bare_flags(params: list[Any]) -> list[Any]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
     return params
+
+
+_ARGS = "swarmperf.args"
+
+
+def json_in(args: Sequence[str]) -> bool:
+    """Whether a command line asks for JSON output: `-o json`, `--output json`,
+    `--output=json` or `-ojson`, anywhere in it."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return False
+        if arg in ("-o", "--output") and list(args[i + 1 : i + 2]) == ["json"]:
+            return True
+        if arg in ("--output=json", "-ojson"):
+            return True
+    return False
+
+
+@contextmanager
+def usage_errors_as_json(args: Sequence[str]) -> Iterator[None]:
+    """Under `-o json`, a usage error is also a JSON object on stdout; typer then prints it
+    on stderr and exits 2, as always."""
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # help, not an error
+    except UsageError as exc:
+        if json_in(args):
+            print(json.dumps({"error": usage_error_data(exc, args)}))
+        raise
+
+
+def usage_error_data(exc: UsageError, args: Sequence[str]) -> dict[str, Any]:
+    """A usage error as `fail` gives an error in JSON: the option's name, the value given
+    (when there is one on the command line), and click's message as the fix."""
+    message = exc.format_message()
+    field: str | None = None
+    value: str | None = None
+    if isinstance(exc, NoSuchOption | BadOptionUsage):
+        field = exc.option_name
+    elif isinstance(exc, BadParameter) and exc.param is not None:
+        if exc.param.param_type_name == "option":
+            field = max([*exc.param.opts, *exc.param.secondary_opts], key=len)
+            if not isinstance(exc, MissingParameter):
+                value = _given(exc.param.opts, args)
+        else:
+            field = exc.param.display_name_raw  # an argument, by its metavar: SPEC
+    return {"field": field, "value": value, "fix": message, "message": message}
+
+
+def _given(names: Sequence[str], args: Sequence[str]) -> str | None:
+    """The last value the command line gives to an option called any of `names`."""
+    value: str | None = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in names and i + 1 < len(args):
+            value = args[i + 1]
+        for name in names:
+            if arg.startswith(f"{name}=") and name.startswith("--"):
+                value = arg[len(name) + 1 :]
+    return value

@@ -25,6 +25,7 @@ from swarmperf.cli._support import (
     SwarmIdOption,
     UserError,
     err,
+    find_run,
     open_store,
     out,
     user_errors,
@@ -617,12 +618,9 @@ def bottleneck_analyze(
         try:
             _require_data(store, swarm_id)
             # A simulated run is looked at only when named with --run.
-            record_ = store.get_run(run) if run is not None else store.latest_run(swarm_id)
-            if run is not None and (record_ is None or record_.swarm_id != swarm_id):
-                raise UserError(
-                    f"--run: {run} is not a run of swarm {swarm_id!r}. Leave --run out for the "
-                    "latest run, or give the id `swarmperf run` printed."
-                )
+            record_ = (
+                find_run(store, swarm_id, run) if run is not None else store.latest_run(swarm_id)
+            )
             findings = analyze_stored(store, swarm_id, record_, window_s=span, now=time.time())
             if record:
                 record_findings(store, swarm_id, findings, None if record_ is None else record_.id)

@@ -20,6 +20,7 @@ from swarmperf.cli._support import (
     SwarmIdFilterOption,
     UserError,
     err,
+    find_run,
     open_store,
     out,
     user_errors,
@@ -473,7 +474,7 @@ def error_analysis(
     _analysis_table(analysis, source)
 
 
-def _run_record(db: Store, swarm_id: str, run: int | None) -> RunRecord:
+def _run_record(db: Store, swarm_id: str, run: str | None) -> RunRecord:
     if run is None:
         # The latest real run: a simulated one is looked at only when named with --run.
         latest = db.latest_run(swarm_id)
@@ -483,13 +484,7 @@ def _run_record(db: Store, swarm_id: str, run: int | None) -> RunRecord:
                 "`swarmperf run`, or check --data-dir."
             )
         return latest
-    record = db.get_run(run)
-    if record is None or record.swarm_id != swarm_id:
-        raise UserError(
-            f"--run: {run} is not a run of swarm {swarm_id!r} in {db.path}. "
-            f"Leave --run out for its latest run."
-        )
-    return record
+    return find_run(db, swarm_id, run)
 
 
 def _analysis_dict(analysis: ErrorAnalysis) -> dict[str, Any]:

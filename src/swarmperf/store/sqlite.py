@@ -331,6 +331,22 @@ class Store:
         runs = self.list_runs(swarm_id, limit=1, kind=kind)
         return runs[0] if runs else None
 
+    def run_by_number(
+        self, swarm_id: str, number: int, *, kind: str = RUN_REAL
+    ) -> RunRecord | None:
+        """The swarm's run `number` of `kind` (`RunRecord.number`: its runs of that kind
+        counted from 1 in the order they started); None if it has no such run."""
+        _check_kind(kind)
+        if number < 1:
+            return None
+        clauses, params = self._run_filters(swarm_id, kind)
+        sql = (
+            f"SELECT {self._run_columns()} FROM runs WHERE {' AND '.join(clauses)} "
+            "ORDER BY id LIMIT 1 OFFSET ?"
+        )
+        rows = self._query(sql, (*params, number - 1))
+        return self._run_record(rows[0]) if rows else None
+
     # -- task results ---------------------------------------------------------------------
 
     def record_results(self, run_id: int, results: Iterable[TaskResult]) -> None:
