@@ -73,6 +73,22 @@ class RemoteAgent(Protocol):
 A = TypeVar("A", bound=RemoteAgent)
 
 
+def timeout_for(timeouts: Mapping[str, float], kind: str) -> float | None:
+    """A task kind's bound in seconds from per-kind `timeouts` (`""`: every other kind)."""
+    return timeouts.get(kind, timeouts.get(""))
+
+
+def watch_interval(timeouts: Mapping[str, float]) -> float:
+    """How often a watchdog looks for tasks past their bound: a tenth of the shortest one,
+    between 10 ms and 0.5 s, so a task overruns by at most about a tenth."""
+    return min(max(min(timeouts.values()) / 10, 0.01), 0.5)
+
+
+def timeout_error(limit: float) -> str:
+    """The error of a task that ran past its bound, the same on every backend."""
+    return f"TimeoutError: timed out after {limit:g}s"
+
+
 def group_starts(starts: Sequence[tuple[str, Task]]) -> dict[str, list[Task]]:
     """The coordinator's starts by agent, each agent's tasks in start order (one batch each)."""
     groups: dict[str, list[Task]] = {}

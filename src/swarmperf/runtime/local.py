@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import AgentContext, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Task
-from swarmperf.runtime.backend import CompletionSink, Done
+from swarmperf.runtime.backend import CompletionSink, Done, timeout_for
 
 _now = time.perf_counter
 # A worker reports finished tasks when its queue runs dry, before it awaits, or after
@@ -180,7 +180,7 @@ class LocalBackend:
 
 async def _bounded(value: Awaitable[Any], timeouts: Mapping[str, float], kind: str) -> Any:
     """Await `value` for at most the kind's timeout, if it has one."""
-    limit = timeouts.get(kind, timeouts.get(""))
+    limit = timeout_for(timeouts, kind)
     if limit is None:
         return await value
     try:

@@ -41,7 +41,15 @@ import numpy as np
 from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
 from swarmperf.core.handlers import AgentContext, Handler, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Task, TaskResult
-from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
+from swarmperf.runtime.backend import (
+    CompletionSink,
+    Done,
+    MeasuredTransfer,
+    batches,
+    timeout_error,
+    timeout_for,
+    watch_interval,
+)
 
 _now = time.perf_counter
 INSTALL_FIX = "The ray backend needs Ray. Install it with: pip install 'swarmperf[ray]'"
@@ -415,7 +423,7 @@ class RayBackend(MeasuredTransfer):
         self._node_id = ray.get_runtime_context().get_node_id()
         self._actor_class = ray.remote(AgentActor)
         if self.timeouts:
-            self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
+            self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
 
     def _connect(self) -> None:
         settings = self.settings
@@ -723,7 +731,7 @@ class RayBackend(MeasuredTransfer):
             if timed_out is not None and timed_out[0] == seq:
                 # Killed for running long (had it finished after all, it would be above).
                 _, task, since, limit = timed_out
-                error = f"TimeoutError: timed out after {limit:g}s"
+                error = timeout_error(limit)
                 self._report(agent, [(task, since, _now(), error, None)])
             else:
                 agent.failed.append((seq, tasks))
@@ -747,10 +755,6 @@ class RayBackend(MeasuredTransfer):
 
     # -- timeouts -----------------------------------------------------------------------
 
-    def _watch_every(self) -> float:
-        assert self.timeouts
-        return min(max(min(self.timeouts.values()) / 10, 0.01), 0.5)
-
     def _watch(self) -> None:
         """Kill each actor one of whose running tasks has run past its timeout."""
         assert self.timeouts is not None
@@ -764,7 +768,7 @@ class RayBackend(MeasuredTransfer):
             for seq in itertools.islice(agent.calls, agent.spec.concurrency):
                 since = agent.running.setdefault(seq, now)
                 task = agent.calls[seq][0]
-                limit = timeouts.get(task.kind, timeouts.get(""))
+                limit = timeout_for(timeouts, task.kind)
                 if limit is None or now - since <= limit:
                     continue
                 agent.timed_out = (seq, task, since, limit)
@@ -772,7 +776,7 @@ class RayBackend(MeasuredTransfer):
                 agent.dying = f"its Ray actor was killed: {why}"
                 self._kill(agent)
                 break
-        self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
+        self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
 
     # -- exits --------------------------------------------------------------------------
 

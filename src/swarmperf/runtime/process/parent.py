@@ -26,7 +26,15 @@ from typing import ClassVar, cast
 from swarmperf.core.errors import AgentCrashed, BackendError, ConfigError
 from swarmperf.core.handlers import Handler, HandlerRegistry
 from swarmperf.core.model import AgentSpec, Task
-from swarmperf.runtime.backend import CompletionSink, Done, MeasuredTransfer, batches
+from swarmperf.runtime.backend import (
+    CompletionSink,
+    Done,
+    MeasuredTransfer,
+    batches,
+    timeout_error,
+    timeout_for,
+    watch_interval,
+)
 from swarmperf.runtime.process.protocol import (
     BATCH,
     BEGIN,
@@ -276,7 +284,7 @@ class ProcessBackend(MeasuredTransfer):
         self._loop = asyncio.get_running_loop()
         self._epoch = time.perf_counter()
         if self.timeouts:
-            self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
+            self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
 
     def begin(self, epoch: float) -> None:
         # Workers start one at a time, a second or so for a few: counted from the backend's
@@ -431,10 +439,6 @@ class ProcessBackend(MeasuredTransfer):
 
     # -- timeouts -----------------------------------------------------------------------
 
-    def _watch_every(self) -> float:
-        assert self.timeouts
-        return min(max(min(self.timeouts.values()) / 10, 0.01), 0.5)
-
     def _watch(self) -> None:
         """Kill each worker whose oldest unfinished task has run past its timeout."""
         assert self.timeouts is not None
@@ -449,7 +453,7 @@ class ProcessBackend(MeasuredTransfer):
             if agent.head[0] != seq:
                 agent.head = (seq, now)
                 continue
-            limit = timeouts.get(task.kind, timeouts.get(""))
+            limit = timeout_for(timeouts, task.kind)
             since = agent.head[1]
             if limit is None or now - since <= limit:
                 continue
@@ -460,7 +464,7 @@ class ProcessBackend(MeasuredTransfer):
             )
             with contextlib.suppress(ValueError, OSError):
                 agent.process.kill()
-        self._watch_handle = self._loop.call_later(self._watch_every(), self._watch)
+        self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
 
     def _expire(self, agent: _Agent) -> None:
         """Fail the task its worker was killed for, unless it finished after all."""
@@ -470,7 +474,7 @@ class ProcessBackend(MeasuredTransfer):
         if not agent.unreported.has(seq) or self._sink is None:
             return
         agent.unreported.take((seq,))
-        error = f"TimeoutError: timed out after {limit:g}s"
+        error = timeout_error(limit)
         self._sink.tasks_done(agent.id, [(task, since, clock(), error, None)])
 
     # -- tasks --------------------------------------------------------------------------
