@@ -7,7 +7,8 @@ callables in this process), `process` (worker processes); others plug in the sam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from swarmperf.balancing.agents import EWMA_ALPHA
@@ -87,6 +88,31 @@ def watch_interval(timeouts: Mapping[str, float]) -> float:
 def timeout_error(limit: float) -> str:
     """The error of a task that ran past its bound, the same on every backend."""
     return f"TimeoutError: timed out after {limit:g}s"
+
+
+class Watchdog:
+    """Runs `check` on the loop every `watch_interval(timeouts)` from `start` until `stop`:
+    how a backend finds the tasks that ran past their bound."""
+
+    def __init__(self, timeouts: Mapping[str, float], check: Callable[[], None]) -> None:
+        self._every = watch_interval(timeouts)
+        self._check = check
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle = loop.call_later(self._every, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        self._check()
+        if self._handle is not None and self._loop is not None:
+            self._handle = self._loop.call_later(self._every, self._tick)
 
 
 def group_starts(starts: Sequence[tuple[str, Task]]) -> dict[str, list[Task]]:

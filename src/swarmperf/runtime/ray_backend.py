@@ -45,10 +45,10 @@ from swarmperf.runtime.backend import (
     CompletionSink,
     Done,
     MeasuredTransfer,
+    Watchdog,
     batches,
     timeout_error,
     timeout_for,
-    watch_interval,
 )
 
 _now = time.perf_counter
@@ -398,7 +398,7 @@ class RayBackend(MeasuredTransfer):
         self._ray = import_ray()
         self.settings = settings or RaySettings()
         self.timeouts = dict(timeouts) if timeouts else None
-        self._watch_handle: asyncio.TimerHandle | None = None
+        self._watchdog = Watchdog(self.timeouts, self._watch) if self.timeouts else None
         self.transfer_cost = _DEFAULT_TRANSFER_COST
         self._agents: dict[str, _RayAgent] = {}
         self._placements: dict[str, ActorPlacement] = {}
@@ -422,8 +422,8 @@ class RayBackend(MeasuredTransfer):
         self._epoch = _now()
         self._node_id = ray.get_runtime_context().get_node_id()
         self._actor_class = ray.remote(AgentActor)
-        if self.timeouts:
-            self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
+        if self._watchdog is not None:
+            self._watchdog.start(self._loop)
 
     def _connect(self) -> None:
         settings = self.settings
@@ -450,9 +450,8 @@ class RayBackend(MeasuredTransfer):
                 agent.handle.begin.remote(epoch + agent.offset)
 
     async def stop(self) -> None:
-        if self._watch_handle is not None:
-            self._watch_handle.cancel()
-            self._watch_handle = None
+        if self._watchdog is not None:
+            self._watchdog.stop()
         agents = list(self._agents.values())
         self._agents.clear()
         for agent in agents:
@@ -776,7 +775,6 @@ class RayBackend(MeasuredTransfer):
                 agent.dying = f"its Ray actor was killed: {why}"
                 self._kill(agent)
                 break
-        self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
 
     # -- exits --------------------------------------------------------------------------
 

@@ -30,10 +30,10 @@ from swarmperf.runtime.backend import (
     CompletionSink,
     Done,
     MeasuredTransfer,
+    Watchdog,
     batches,
     timeout_error,
     timeout_for,
-    watch_interval,
 )
 from swarmperf.runtime.process.protocol import (
     BATCH,
@@ -274,7 +274,7 @@ class ProcessBackend(MeasuredTransfer):
         self._epoch = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.timeouts = dict(timeouts) if timeouts else None
-        self._watch_handle: asyncio.TimerHandle | None = None
+        self._watchdog = Watchdog(self.timeouts, self._watch) if self.timeouts else None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -283,8 +283,8 @@ class ProcessBackend(MeasuredTransfer):
         self._sink = sink
         self._loop = asyncio.get_running_loop()
         self._epoch = time.perf_counter()
-        if self.timeouts:
-            self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
+        if self._watchdog is not None:
+            self._watchdog.start(self._loop)
 
     def begin(self, epoch: float) -> None:
         # Workers start one at a time, a second or so for a few: counted from the backend's
@@ -297,9 +297,8 @@ class ProcessBackend(MeasuredTransfer):
                 self._send(agent, BEGIN, 0, body)
 
     async def stop(self) -> None:
-        if self._watch_handle is not None:
-            self._watch_handle.cancel()
-            self._watch_handle = None
+        if self._watchdog is not None:
+            self._watchdog.stop()
         agents = list(self._agents.values())
         self._agents.clear()
         for agent in agents:
@@ -464,7 +463,6 @@ class ProcessBackend(MeasuredTransfer):
             )
             with contextlib.suppress(ValueError, OSError):
                 agent.process.kill()
-        self._watch_handle = self._loop.call_later(watch_interval(self.timeouts), self._watch)
 
     def _expire(self, agent: _Agent) -> None:
         """Fail the task its worker was killed for, unless it finished after all."""
