@@ -11,6 +11,9 @@ from swarmperf.core.model import AgentSpec, Task
 EWMA_ALPHA: Final = 0.2
 
 
+MIN_SERVICE_TIME = 1e-9  # seconds: shorter measured service times say nothing of speed
+
+
 class AgentState:
     """Load and measurements of one agent. Owned by the coordinator; strategies read it.
 
@@ -102,7 +105,9 @@ class AgentState:
         return max(now, min(ends.values())) if ends else now
 
     def observe(self, work: float, service_time: float) -> None:
-        if service_time > 0:
+        # Below a nanosecond no clock resolves a service time, and dividing by a denormal
+        # one would make the speed infinite, then NaN, for good.
+        if service_time >= MIN_SERVICE_TIME:
             self.speed += EWMA_ALPHA * (work / service_time - self.speed)
             if self.mean_service is None:
                 self.mean_service = service_time
