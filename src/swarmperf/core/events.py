@@ -29,6 +29,9 @@ AGENT_RESTARTED: Final = "agent-restarted"
 AGENT_RESTART_FAILED: Final = "agent-restart-failed"
 AGENT_GIVEN_UP: Final = "agent-given-up"
 
+# The swarm as a whole
+STRATEGY_CHANGED: Final = "strategy-changed"
+
 # Tasks
 RETRY: Final = "retry"
 FALLBACK: Final = "fallback"
@@ -58,6 +61,7 @@ KINDS: Final[Mapping[str, str]] = {
     AGENT_RESTARTED: "a lost agent was started again by its restart policy",
     AGENT_RESTART_FAILED: "starting a lost agent again failed; it will be tried later",
     AGENT_GIVEN_UP: "a lost agent used up its restarts and stays down",
+    STRATEGY_CHANGED: "the swarm's load-balancing strategy was replaced while it ran",
     RETRY: "a failed task was queued again under its retry policy",
     FALLBACK: "a task was turned into its fallback kind",
     SHED: "a task was dropped before it ran (open kind breaker, full bulkhead)",

@@ -1,10 +1,11 @@
 """The coordinator: an I/O-free state machine that binds queued tasks to agents.
 
-Events in (`submit`, `finish_many`, `add_agent`, `remove_agent`, `agent_lost`, time
-passing), instructions out (`take_starts`: which task to start on which agent now; results;
-recorded events; `next_wakeup`: when to call again). The async, process, Ray and simulated
-shells all drive this same object, so a strategy behaves identically under each. The clock
-is injected; nothing here sleeps or does I/O.
+Events in (`submit`, `finish_many`, `add_agent`, `remove_agent`, `agent_lost`,
+`replace_strategy`, `hold` and `release`, time passing), instructions out (`take_starts`:
+which task to start on which agent now; results; recorded events; `next_wakeup`: when to
+call again). The async, process, Ray and simulated shells all drive this same object, so a
+strategy behaves identically under each. The clock is injected; nothing here sleeps or
+does I/O.
 
 Every submitted task is in exactly one place: the central queue, an agent's backlog, a
 bulkhead's waiting line, the retry timers, running, or finished with one result.
@@ -33,6 +34,7 @@ from swarmperf.core.events import (
     DUPLICATE_SUBMISSION,
     FALLBACK,
     RETRY,
+    STRATEGY_CHANGED,
     Event,
 )
 from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
@@ -66,6 +68,10 @@ class CoordinatorStatistics:
     requeued: int
     retried: int
     stolen: int
+
+
+def _queued_at(task: Task) -> float:
+    return task.enqueued_at
 
 
 def unrun_result(task: Task, status: TaskStatus, reason: str, now: float) -> TaskResult:
@@ -135,6 +141,12 @@ class Coordinator:
         self._timers: list[tuple[float, int, int, Any]] = []
         self._timer_seq = itertools.count()
         self._pause_tokens: dict[str, int] = {}
+        # A hold (`hold`): no agent gets new work until `release`. `_released` are the
+        # agents to resume then: those the hold paused, and those that something else (a
+        # breaker, a rate limit) paused and would have resumed meanwhile.
+        self._held = False
+        self._hold_reason = ""
+        self._released: set[str] = set()
         self._guard_due = float("inf")
         self._side_results: list[TaskResult] = []
         # Idempotency: key -> the id of the first task that carried it.
@@ -172,6 +184,9 @@ class Coordinator:
             self._thieves[agent.id] = agent
         if self.guard is not None:
             self.guard.agent_added(agent, now)
+        if self._held:
+            self.suspend(agent.id, None, self._hold_reason)
+            self._released.add(agent.id)
         return agent
 
     def remove_agent(self, agent_id: str) -> list[Task]:
@@ -182,6 +197,7 @@ class Coordinator:
             raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
         if not agent.paused:
             self._free_slots -= max(agent.free_slots, 0)
+        self._released.discard(agent_id)
         agent.alive = False
         self._total_speed -= agent.speed * agent.concurrency
         self.strategy.remove(agent)
@@ -229,6 +245,9 @@ class Coordinator:
         agent = self.agents.get(agent_id)
         if agent is None:
             return
+        if self._held:
+            # Paused for its own reason now: it resumes when that is over, not at release.
+            self._released.discard(agent_id)
         token = self._pause_tokens.get(agent_id, 0) + 1
         self._pause_tokens[agent_id] = token
         if until is not None:
@@ -249,6 +268,10 @@ class Coordinator:
         if agent is None or not agent.paused:
             return
         self._pause_tokens[agent_id] = self._pause_tokens.get(agent_id, 0) + 1
+        if self._held:
+            # Its own pause is over, but the hold is not: it resumes at `release`.
+            self._released.add(agent_id)
+            return
         agent.paused = False
         self._free_slots += max(agent.free_slots, 0)
         now = self.clock()
@@ -257,6 +280,93 @@ class Coordinator:
         agent.version += 1
         self.strategy.changed(agent, now)
         self.emit(AGENT_RESUMED, agent_id, reason=reason)
+
+    def hold(self, reason: str) -> None:
+        """Give no agent new work until `release`: every agent is suspended, its queued
+        tasks go back to the central queue, and its running tasks finish. Tasks are still
+        admitted; they wait in the queue. Agents added meanwhile start suspended.
+
+        A pause of an agent's own (an open breaker, a rate limit) is kept apart: one that
+        ends during the hold ends at `release`; one still on then goes on as before.
+        """
+        if self._held:
+            return
+        self._held = True
+        self._hold_reason = reason
+        for agent in list(self.agents.values()):
+            if not agent.paused:
+                self.suspend(agent.id, None, reason)
+                self._released.add(agent.id)
+
+    def release(self, reason: str) -> None:
+        """End a `hold`: the agents it kept from work take tasks again."""
+        if not self._held:
+            return
+        self._held = False
+        released = self._released
+        self._released = set()
+        for agent in list(self.agents.values()):
+            if agent.id in released:
+                self.resume(agent.id, reason)
+
+    @property
+    def held(self) -> bool:
+        """Whether a `hold` is on."""
+        return self._held
+
+    def replace_strategy(self, strategy: LoadBalancer) -> str:
+        """Balance with `strategy` from now on; return the name of the strategy replaced.
+
+        Every live agent joins `strategy`, paused ones too (they stay paused); agents that
+        were removed and still run tasks are no strategy's concern and finish as before.
+        What the coordinator measures of an agent (its speed, its load) carries over; what
+        the old strategy kept of its own (ring positions, virtual times, idle timers, its
+        random draws) does not: `strategy` starts its own records fresh.
+
+        No task is lost or run twice. Tasks bound to an agent's own queue stay there under
+        an early-binding strategy and run on that agent, unless a stealing strategy moves
+        them: every idle agent may steal at the next `take_starts`. A late-binding strategy
+        binds only to free slots, so under one they go back to the front of the central
+        queue, oldest first, and are bound afresh. Passing the strategy in use does nothing.
+        """
+        old = self.strategy
+        if strategy is old:
+            return old.name
+        now = self.clock()
+        requeued: list[Task] = []
+        if strategy.late_binding:
+            for agent in self.agents.values():
+                requeued.extend(agent.backlog)
+                agent.backlog.clear()
+                agent.backlog_work = 0.0
+            requeued.sort(key=_queued_at)
+            for task in reversed(requeued):
+                self._to_queue_front(task, now)
+        strategy.attach(self)
+        self.strategy = strategy
+        self._late = strategy.late_binding
+        self._plain = self.guard is None and not self._bulkheads_on and not strategy.steals
+        # A task held back by the old strategy is offered to the new one.
+        self._offered = False
+        self._thieves = {}
+        agents = list(self.agents.values())
+        for agent in agents:
+            strategy.add(agent, now)
+        for agent in agents:
+            # Announced as changed too: a strategy indexes some state (backlogs to steal
+            # from, say) only on a change.
+            agent.version += 1
+            strategy.changed(agent, now)
+            if strategy.steals and not agent.paused:
+                self._thieves[agent.id] = agent
+        self.emit(
+            STRATEGY_CHANGED,
+            strategy.name,
+            previous=old.name,
+            name=strategy.name,
+            requeued=len(requeued),
+        )
+        return old.name
 
     def limit_slots(self, agent_id: str, slots: int | None) -> None:
         """Cap `agent_id` at `slots` tasks at once (None: its own number again)."""

@@ -60,6 +60,8 @@ class Swarm:
         if isinstance(strategy, str):
             strategy = get_strategy(strategy, seed=seed, transfer_cost=backend.transfer_cost)
         self.strategy = strategy
+        # Kept for strategies made later by name (`set_strategy`).
+        self.seed = seed
         self.backend = backend
         self.handlers = (
             handlers if isinstance(handlers, HandlerRegistry) else HandlerRegistry(handlers)
@@ -173,6 +175,51 @@ class Swarm:
         self.coordinator.remove_agent(agent_id)
         self._pump()
         await self.backend.remove_agent(agent_id)
+
+    # -- control ------------------------------------------------------------------------
+
+    def set_strategy(self, strategy: str | LoadBalancer) -> str:
+        """Balance with `strategy` (a name in `STRATEGIES`, or a strategy) from now on,
+        while tasks run; return the name of the strategy replaced.
+
+        A name is made as `__init__` makes it: with the swarm's seed and the backend's
+        transfer cost. No task is lost or run twice (`Coordinator.replace_strategy` says
+        what happens to tasks waiting in agents' queues). An unknown name raises
+        `UnknownName` and changes nothing.
+        """
+        if isinstance(strategy, str):
+            strategy = get_strategy(
+                strategy, seed=self.seed, transfer_cost=self.backend.transfer_cost
+            )
+        previous = self.coordinator.replace_strategy(strategy)
+        self.strategy = strategy
+        self._refresh()
+        return previous
+
+    def pause(self, reason: str = "swarm paused") -> None:
+        """Give no agent new work until `resume`: running tasks finish, tasks waiting in an
+        agent's queue go back to the central one, and submitted tasks wait there. Agents
+        added meanwhile start paused. `drain` waits for the resume."""
+        self.coordinator.hold(reason)
+        self._settle()
+
+    def resume(self, reason: str = "swarm resumed") -> None:
+        """Undo `pause`: the agents take queued tasks again."""
+        self.coordinator.release(reason)
+        self._refresh()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the swarm is paused (`pause`)."""
+        return self.coordinator.held
+
+    def _refresh(self) -> None:
+        """Start what a change of the rules allows now; a swarm not running starts
+        nothing (its backend has no agents to run it on)."""
+        if self._started:
+            self._pump()
+        else:
+            self._settle()
 
     # -- tasks --------------------------------------------------------------------------
 
