@@ -31,6 +31,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"analysis"}),
     frozenset({"app"}),
     frozenset({"bench"}),
+    frozenset({"service"}),
+    frozenset({"client"}),
     frozenset({"cli"}),
     frozenset({"__init__", "__main__"}),
 )

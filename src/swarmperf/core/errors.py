@@ -10,7 +10,8 @@ SwarmError
 │   ├── SpecError          a swarm spec is invalid; lists every problem (spec.loading)
 │   ├── SlaError           an alerting file or SLA rule is invalid (alerting.sla)
 │   ├── SuiteError         a benchmark suite file is invalid (bench.scenarios)
-│   └── ThresholdError     a pass/fail threshold expression is invalid (bench.thresholds)
+│   ├── ThresholdError     a pass/fail threshold expression is invalid (bench.thresholds)
+│   └── SwarmNotRunning    no live swarm has that id; names those that run
 ├── YamlProblem            text is not YAML that will be read: where and why (core.safe_yaml)
 ├── UserError              a mistake in what was asked on the command line (cli._support)
 ├── DispatchError
@@ -20,12 +21,15 @@ SwarmError
 │   ├── NoAgents           nothing to run tasks on
 │   ├── TaskLost           a task could not be delivered or re-queued
 │   ├── CircuitOpen        a breaker refuses calls for now
-│   └── RateLimited        a provider throttled a call; raised by handlers
+│   ├── RateLimited        a provider throttled a call; raised by handlers
+│   └── Refused            a live swarm takes no tasks now: draining, stopping (service.live)
 ├── TaskFailure            a handler failed its task on purpose (the `fail` handler)
 │   └── InjectedFault      a failure from a synthetic agent's fault plan
 ├── BackendError
 │   └── AgentCrashed       a worker died; its in-flight tasks were re-queued
-└── StoreError             the store cannot be read or written (damaged, read-only, locked)
+├── StoreError             the store cannot be read or written (damaged, read-only, locked)
+└── ServiceError           a live swarm's service refused a request or gave an error
+    └── ServiceUnavailable the service cannot be reached (stopped, crashed, wrong address)
 """
 
 from __future__ import annotations
@@ -227,3 +231,30 @@ class StoreError(SwarmError):
         self.path = path
         self.problem = problem
         self.fix = fix
+
+
+class SwarmNotRunning(ConfigError):
+    """No live swarm is registered under an id (or its entry is stale). The fix names the
+    swarms that are running and how to start one."""
+
+    def __init__(self, swarm_id: str, fix: str) -> None:
+        super().__init__("--swarm-id", swarm_id, fix)
+        self.swarm_id = swarm_id
+
+
+class ServiceError(SwarmError):
+    """A live swarm's service answered with an error (RFC 9457 problem details)."""
+
+    def __init__(self, status: int, title: str, detail: str = "") -> None:
+        super().__init__(f"{title} (HTTP {status})" + (f": {detail}" if detail else ""))
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+class ServiceUnavailable(ServiceError):
+    """The service cannot be reached at its address."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(503, f"the swarm's service at {url} cannot be reached", reason)
+        self.url = url

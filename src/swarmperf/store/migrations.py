@@ -113,6 +113,28 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'real';
     CREATE INDEX runs_by_swarm_kind ON runs (swarm_id, kind);
     """,
+    # 6: a live swarm's durable intake: every task its service accepted, stored before the
+    # reply said so, and its one result. A task with no result after a crash runs again.
+    """
+    CREATE TABLE intake (
+        seq         INTEGER PRIMARY KEY,  -- the order tasks were accepted in
+        swarm_id    TEXT NOT NULL,
+        task_id     TEXT NOT NULL,
+        key         TEXT NOT NULL,        -- idempotency key: the client's, or the task id
+        task        TEXT NOT NULL,        -- JSON: kind, payload, priority, deadline...
+        accepted_at REAL NOT NULL,        -- UNIX time
+        run_id      INTEGER REFERENCES runs (id) ON DELETE SET NULL,  -- the last to take it
+        done_seq    INTEGER,              -- the order results were recorded in; NULL: none yet
+        status      TEXT,
+        result      TEXT,                 -- JSON: value, error, agent, attempts, latency_s
+        finished_at REAL                  -- UNIX time
+    );
+    CREATE UNIQUE INDEX intake_by_key ON intake (swarm_id, key);
+    CREATE UNIQUE INDEX intake_by_task ON intake (swarm_id, task_id);
+    -- Results in the order recorded; the tasks without one sort first (NULL), which is
+    -- how a restart finds them.
+    CREATE UNIQUE INDEX intake_by_done ON intake (swarm_id, done_seq);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -354,7 +354,7 @@ class Store:
 
         The results' values are not stored. Their times are stored as given (swarm clock).
         """
-        rows = (_result_row(run_id, result) for result in results)
+        rows = (result_row(run_id, result) for result in results)
         with self.transaction():
             self._conn.executemany(
                 f"INSERT INTO task_results (run_id, {_RESULT_COLUMNS})"
@@ -451,6 +451,23 @@ class Store:
                 row,
             )
         return _rowid(cursor)
+
+    def update_decision(self, decision_id: int, decision: Mapping[str, Any]) -> None:
+        """Replace a decision's record: for evidence that comes later (the figures after a
+        change, measured once it has had time to show)."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "UPDATE decisions SET decision = ? WHERE id = ?", (_dump(decision), decision_id)
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"No decision has id {decision_id!r}.")
+
+    def get_decision(self, decision_id: int) -> DecisionRecord | None:
+        rows = self._query(
+            "SELECT id, swarm_id, created_at, kind, decision, reason FROM decisions WHERE id = ?",
+            (decision_id,),
+        )
+        return _decision(rows[0]) if rows else None
 
     def decisions(self, swarm_id: str, kind: str | None = None) -> list[DecisionRecord]:
         """A swarm's decisions in the order they were made."""
@@ -845,7 +862,7 @@ def _event(row: tuple[Any, ...]) -> EventRecord:
     return EventRecord(event_id, swarm_id, run_id, ts, kind, subject, _load(detail))
 
 
-def _result_row(run_id: int, r: TaskResult) -> tuple[Any, ...]:
+def result_row(run_id: int, r: TaskResult) -> tuple[Any, ...]:
     return (
         run_id,
         r.task_id,

@@ -1,0 +1,545 @@
+"""The live swarm's HTTP API, version 1: a FastAPI app over one `LiveSwarm`.
+
+Every error is `application/problem+json` (RFC 9457) naming the field, the bad value and
+the fix. Every endpoint but `/v1/health` needs the bearer token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from swarmperf.balancing.strategies import STRATEGIES
+from swarmperf.core.errors import Backpressure, ConfigError, QuotaExceeded, preview
+from swarmperf.service.live import STOPPED, LiveSwarm, Refused, TaskIn
+from swarmperf.store.intake import Accepted, IntakeRecord
+
+log = logging.getLogger("swarmperf.service.api")
+
+PROBLEM = "application/problem+json"
+MAX_BODY_BYTES = 32 * 1024 * 1024  # a batch of 10,000 tasks with small payloads fits easily
+MAX_BATCH = 10_000
+MAX_WAIT = 60.0
+MAX_RESULTS_PAGE = 10_000
+_ASGI = MutableMapping[str, Any]
+
+
+# -- request models ---------------------------------------------------------------------
+
+
+class TaskModel(BaseModel):
+    """A task to run: `kind` names a handler registered in the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Annotated[str, Field(min_length=1, max_length=200)]
+    payload: Any = None
+    priority: Literal["critical", "high", "normal", "low"] = "normal"
+    rank: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 0
+    deadline_s: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] | None = None
+    cost: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] | None = None
+    tenant: Annotated[str, Field(min_length=1, max_length=200)] = "default"
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    tokens: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] = 0.0
+
+
+class BatchModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: Annotated[list[TaskModel], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class AgentModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] | None = (
+        None
+    )
+    weight: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    prefetch: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+
+class ScaleModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_size: Annotated[int, Field(ge=1, le=10_000)]
+    observe_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
+
+
+class StrategyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    observe_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
+
+
+class StopModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deadline_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] | None = None
+
+
+# -- problems ---------------------------------------------------------------------------
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str = "",
+    *,
+    field: str | None = None,
+    value: object = None,
+    fix: str | None = None,
+    retry_after: float | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:swarmperf:problem:{slug}",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if field is not None:
+        body["field"] = field
+        body["value"] = _json_safe(value)
+    if fix is not None:
+        body["fix"] = fix
+    headers = {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _json_safe(value: object) -> object:
+    """A bad value as it was given when JSON holds it and it is short; else a bounded
+    preview (a value can be a megabyte of payload)."""
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:197] + "..."
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return preview(value, 200)
+    return value if len(text) <= 200 else preview(value, 200)
+
+
+def _validation_problem(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(loc) or "body"
+    message = str(first.get("msg", "is not valid"))
+    more = f" ({len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return problem(
+        422,
+        "invalid-request",
+        "The request is not valid",
+        f"{field}: {message}{more}",
+        field=field,
+        value=first.get("input"),
+        fix=f"{message[0].upper()}{message[1:]}." if message else "See /v1/openapi.json.",
+    )
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+def make_app(live: LiveSwarm, token: str | None, *, max_body: int = MAX_BODY_BYTES) -> Any:
+    """The API for `live`, as an ASGI app. `token` None turns authentication off (loopback
+    only, checked by the server)."""
+    app = FastAPI(
+        title="swarmperf live swarm",
+        version="1",
+        openapi_url=None,  # served below, behind the token like the rest
+        docs_url=None,
+        redoc_url=None,
+    )
+    expected = token.encode() if token is not None else None
+
+    async def authorised(request: Request) -> None:  # async: no thread pool per request
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.encode(), expected):
+            raise _Unauthorised()
+
+    auth = [Depends(authorised)]
+
+    @app.exception_handler(_Unauthorised)
+    async def _unauthorised(request: Request, exc: _Unauthorised) -> Response:
+        response = problem(
+            401,
+            "unauthorised",
+            "A valid bearer token is required",
+            "The Authorization header is missing or its token is not this swarm's.",
+            fix="Send 'Authorization: Bearer <token>' with the token from the swarm's token "
+            "file (swarmperf and its client read it for you).",
+        )
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _validation_problem(exc)
+
+    @app.exception_handler(ConfigError)
+    async def _config(request: Request, exc: ConfigError) -> Response:
+        return problem(
+            422,
+            "invalid-request",
+            "The request is not valid",
+            str(exc),
+            field=exc.field,
+            value=exc.value,
+            fix=exc.fix,
+        )
+
+    @app.exception_handler(Backpressure)
+    async def _backpressure(request: Request, exc: Backpressure) -> Response:
+        quota = isinstance(exc, QuotaExceeded)
+        return problem(
+            429 if quota else 503,
+            "quota-exceeded" if quota else "backpressure",
+            "A tenant's quota is used up" if quota else "The swarm's backlog is full",
+            str(exc),
+            retry_after=live.retry_after(),
+        )
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> Response:
+        return problem(
+            exc.status,
+            exc.title,
+            f"The swarm is {exc.title}",
+            exc.detail,
+            retry_after=exc.retry_after,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        slug = "not-found" if exc.status_code == 404 else "http-error"
+        return problem(exc.status_code, slug, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed: %r", request.method, request.url.path, exc, exc_info=exc)
+        return problem(
+            500,
+            "internal",
+            "The service failed to handle the request",
+            f"{type(exc).__name__}; the service's log has the details",
+        )
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _check_kinds(tasks: list[TaskModel]) -> None:
+        handlers = live.handlers
+        for i, task in enumerate(tasks):
+            if task.kind not in handlers:
+                raise ConfigError(
+                    f"tasks[{i}].kind" if len(tasks) > 1 else "kind",
+                    task.kind,
+                    f"Use a handler the service registered: {', '.join(sorted(handlers))}.",
+                )
+
+    @app.post("/v1/tasks", status_code=202, dependencies=auth)
+    async def submit(task: TaskModel) -> JSONResponse:
+        """Accept one task: stored durably before this reply."""
+        _check_kinds([task])
+        (answer,) = await live.submit([_task_in(task)])
+        return JSONResponse(_accepted(answer), status_code=202)
+
+    @app.post("/v1/tasks/batch", status_code=202, dependencies=auth)
+    async def submit_batch(batch: BatchModel) -> JSONResponse:
+        """Accept many tasks in one transaction: all stored before this reply, or none."""
+        _check_kinds(batch.tasks)
+        answers = await live.submit([_task_in(task) for task in batch.tasks])
+        duplicates = sum(answer.duplicate for answer in answers)
+        body = {
+            "accepted": len(answers) - duplicates,
+            "duplicates": duplicates,
+            "tasks": [_accepted(answer) for answer in answers],
+        }
+        return JSONResponse(body, status_code=202)
+
+    @app.get("/v1/tasks/{task_id}", dependencies=auth)
+    async def task_status(
+        task_id: str, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0
+    ) -> JSONResponse:
+        """A task's status and result; `wait` long-polls up to that many seconds for it."""
+        record = await live.task(task_id, wait)
+        if record is None:
+            return problem(
+                404,
+                "not-found",
+                "No such task",
+                f"No task with id {preview(task_id)} was accepted.",
+                field="task_id",
+                value=task_id,
+                fix="Use an id a submission returned.",
+            )
+        return JSONResponse(_task(record))
+
+    @app.get("/v1/results", dependencies=auth)
+    async def results(
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_RESULTS_PAGE)] = 1000,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0,
+    ) -> JSONResponse:
+        """Recorded results after the cursor `after`, in the order they were recorded."""
+        found = await live.results(after, limit, wait)
+        following = found[-1].done_seq if found else after
+        return JSONResponse({"results": [_result(r) for r in found], "next": following})
+
+    @app.get("/v1/results/stream", dependencies=auth)
+    async def stream(after: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+        """Results as they are recorded, one JSON object per line, until the service stops."""
+
+        async def lines() -> AsyncIterator[bytes]:
+            cursor = after
+            while True:
+                found = await live.results(cursor, 1000, wait=10.0)
+                if found:
+                    cursor = found[-1].done_seq or cursor
+                    yield b"".join(
+                        json.dumps(_result(r), separators=(",", ":")).encode() + b"\n"
+                        for r in found
+                    )
+                elif live.state == STOPPED:
+                    return
+                else:
+                    yield b"\n"  # keeps proxies from closing an idle stream; readers skip it
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    # -- the swarm -------------------------------------------------------------------------
+
+    @app.get("/v1/status", dependencies=auth)
+    async def status() -> JSONResponse:
+        return JSONResponse(live.status())
+
+    @app.get("/v1/agents", dependencies=auth)
+    async def agents() -> JSONResponse:
+        return JSONResponse({"agents": live.agents()})
+
+    @app.post("/v1/agents", status_code=201, dependencies=auth)
+    async def add_agent(agent: AgentModel) -> JSONResponse:
+        spec = await live.add_agent(**agent.model_dump())
+        row = next(a for a in live.agents() if a["id"] == spec.id)
+        return JSONResponse(row, status_code=201)
+
+    @app.delete("/v1/agents/{agent_id}", dependencies=auth)
+    async def remove_agent(agent_id: str) -> JSONResponse:
+        await live.remove_agent(agent_id)
+        return JSONResponse({"removed": agent_id})
+
+    @app.post("/v1/scale", dependencies=auth)
+    async def scale(body: ScaleModel) -> JSONResponse:
+        return JSONResponse(await live.scale(body.target_size, body.observe_s))
+
+    @app.get("/v1/strategy", dependencies=auth)
+    async def strategy() -> JSONResponse:
+        return JSONResponse({"name": live.strategy(), "choices": sorted(STRATEGIES)})
+
+    @app.put("/v1/strategy", dependencies=auth)
+    async def set_strategy(body: StrategyModel) -> JSONResponse:
+        return JSONResponse(live.set_strategy(body.name, body.observe_s))
+
+    @app.get("/v1/decisions/{decision_id}", dependencies=auth)
+    async def decision(decision_id: int) -> JSONResponse:
+        record = await asyncio.to_thread(live.store.get_decision, decision_id)
+        if record is None or record.swarm_id != live.swarm_id:
+            return problem(
+                404,
+                "not-found",
+                "No such decision",
+                field="decision_id",
+                value=decision_id,
+                fix="Use an id that load-balance or scale returned.",
+            )
+        return JSONResponse(
+            {
+                "id": record.id,
+                "kind": record.kind,
+                "created_at": record.created_at,
+                "reason": record.reason,
+                "decision": record.decision,
+            }
+        )
+
+    @app.post("/v1/pause", dependencies=auth)
+    async def pause() -> JSONResponse:
+        return JSONResponse({"state": live.pause()})
+
+    @app.post("/v1/resume", dependencies=auth)
+    async def resume() -> JSONResponse:
+        return JSONResponse({"state": live.resume()})
+
+    @app.post("/v1/drain", dependencies=auth)
+    async def drain() -> JSONResponse:
+        return JSONResponse({"state": live.drain()})
+
+    @app.post("/v1/stop", status_code=202, dependencies=auth)
+    async def stop(body: StopModel | None = None) -> JSONResponse:
+        live.request_stop(body.deadline_s if body is not None else None)
+        return JSONResponse({"state": live.state}, status_code=202)
+
+    # -- health and metrics ---------------------------------------------------------------
+
+    @app.get("/v1/health")
+    async def health() -> JSONResponse:
+        """Alive: no token needed, nothing about the swarm told."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/v1/ready", dependencies=auth)
+    async def ready() -> JSONResponse:
+        if live.state in ("running", "paused"):
+            return JSONResponse({"ready": True, "state": live.state})
+        return problem(
+            503,
+            "not-ready",
+            "The swarm takes no tasks now",
+            f"It is {live.state}.",
+            retry_after=5.0,
+        )
+
+    exposition: list[Any] = []  # the Prometheus registry, made at the first scrape
+
+    @app.get("/metrics", dependencies=auth)
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from swarmperf.monitor.exposition import SwarmCollector, make_registry
+
+        if not exposition:
+            exposition.append(make_registry(SwarmCollector(live.metrics)))
+        return Response(generate_latest(exposition[0]), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/openapi.json", dependencies=auth)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    return _limit_body(app, max_body)
+
+
+class _Unauthorised(Exception):
+    pass
+
+
+def _task_in(task: TaskModel) -> TaskIn:
+    return TaskIn(
+        task.kind,
+        task.payload,
+        task.priority,
+        task.rank,
+        task.deadline_s,
+        task.cost,
+        task.tenant,
+        task.idempotency_key,
+        task.tokens,
+    )
+
+
+def _accepted(answer: Accepted) -> dict[str, Any]:
+    return {"id": answer.task_id, "idempotency_key": answer.key, "duplicate": answer.duplicate}
+
+
+def _result(record: IntakeRecord) -> dict[str, Any]:
+    data = dict(record.result or {})
+    data.update(
+        id=record.task_id,
+        idempotency_key=record.key,
+        kind=record.kind,
+        status=record.status,
+        cursor=record.done_seq,
+    )
+    return data
+
+
+def _task(record: IntakeRecord) -> dict[str, Any]:
+    result = None
+    if record.done_seq is not None:
+        result = dict(record.result or {})
+        result.update(status=record.status, cursor=record.done_seq)
+    return {
+        "id": record.task_id,
+        "idempotency_key": record.key,
+        "kind": record.kind,
+        "status": record.status or "pending",
+        "result": result,
+    }
+
+
+def _limit_body(app: FastAPI, limit: int) -> Any:
+    """Refuse a body over `limit` bytes with 413, by its Content-Length or as it streams in,
+    before any of it is parsed: memory stays bounded whatever a client sends. A body is read
+    whole here (it is bounded) and handed on as one message."""
+
+    async def limited(
+        scope: _ASGI,
+        receive: Callable[[], Awaitable[_ASGI]],
+        send: Callable[[_ASGI], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _too_large(scope, receive, send, limit)
+                return
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
+                await _too_large(scope, receive, send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> _ASGI:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await app(scope, replay, send)
+
+    return limited
+
+
+async def _too_large(
+    scope: _ASGI,
+    receive: Callable[[], Awaitable[_ASGI]],
+    send: Callable[[_ASGI], Awaitable[None]],
+    limit: int,
+) -> None:
+    response = problem(
+        413,
+        "too-large",
+        "The request body is too large",
+        f"The limit is {limit:,} bytes.",
+        fix=f"Send at most {MAX_BATCH:,} tasks per batch, with smaller payloads.",
+    )
+    await response(scope, receive, send)

@@ -1,0 +1,757 @@
+"""A swarm that keeps running: durable intake in, recorded results out, and live control.
+
+`LiveSwarm` owns one `Swarm` of any real-time backend, its run in the store, its monitor and
+its intake. Web requests call it; it never imports the web stack, so the same object serves
+tests, the HTTP API and, later, other front-ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swarmperf.app.build import build_swarm
+from swarmperf.core.errors import Backpressure, ConfigError, DispatchError, QuotaExceeded
+from swarmperf.core.handlers import HandlerRegistry
+from swarmperf.core.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
+from swarmperf.monitor.monitor import Monitor
+from swarmperf.monitor.snapshot import SwarmFigures
+from swarmperf.monitor.swarm_metrics import SwarmMetrics
+from swarmperf.runtime.swarm import Swarm
+from swarmperf.service.journal import Journal
+from swarmperf.spec import AUTO, SwarmSpec
+from swarmperf.store import RUN_INTERRUPTED, Store
+from swarmperf.store.intake import Accepted, Intake, IntakeRecord
+from swarmperf.store.records import HEARTBEAT_EVERY
+
+log = logging.getLogger("swarmperf.service")
+
+RUNNING, PAUSED, DRAINING, STOPPING, STOPPED = (
+    "running",
+    "paused",
+    "draining",
+    "stopping",
+    "stopped",
+)
+PENDING = "pending"
+MAX_VALUE_BYTES = 1_000_000  # a result's value larger than this, as JSON, is not kept
+DEFAULT_OBSERVE = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskIn:
+    """A task as a client submits it, checked (the API's models check the shapes)."""
+
+    kind: str
+    payload: Any = None
+    priority: str = "normal"
+    rank: int = 0
+    deadline_s: float | None = None
+    cost: float | None = None
+    tenant: str = "default"
+    idempotency_key: str | None = None
+    tokens: float = 0.0
+
+    def to_json(self) -> str:
+        return _compact(
+            {
+                "kind": self.kind,
+                "payload": self.payload,
+                "priority": self.priority,
+                "rank": self.rank,
+                "deadline_s": self.deadline_s,
+                "cost": self.cost,
+                "tenant": self.tenant,
+                "tokens": self.tokens,
+            }
+        )
+
+
+# One encoder made once: `json.dumps` with options builds a new one at every call.
+_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+class Refused(DispatchError):
+    """The service will not take tasks now (draining, stopping, full): retry after."""
+
+    def __init__(self, title: str, detail: str, retry_after: float, status: int = 503) -> None:
+        super().__init__(f"{title}: {detail}")
+        self.title = title
+        self.detail = detail
+        self.retry_after = retry_after
+        self.status = status
+
+
+def figures_dict(figures: SwarmFigures) -> dict[str, Any]:
+    """The figures a decision or a status shows, as plain data; None where not measured."""
+    latency = figures.latency
+    return {
+        "window_s": round(figures.window_s, 3),
+        "completed": figures.completed,
+        "throughput_per_s": figures.throughput_per_s,
+        "error_rate": figures.error_rate,
+        "latency_p50_s": latency.p50,
+        "latency_p95_s": latency.p95,
+        "latency_p99_s": latency.p99,
+        "queue_depth": figures.queue_depth,
+        "balance_cv": figures.balance_cv,
+        "agents": len(figures.agents),
+        "reasons": dict(figures.reasons),
+    }
+
+
+class LiveSwarm:
+    """One served swarm. Use `await start()`, then the methods, then `await stop()`."""
+
+    def __init__(
+        self,
+        spec: SwarmSpec,
+        data_dir: Path,
+        handlers: HandlerRegistry | None = None,
+        *,
+        max_pending: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if spec.strategy == AUTO:
+            raise ConfigError(
+                "strategy",
+                AUTO,
+                "A live swarm runs one strategy at a time: name one (swarmperf strategies "
+                "lists them); switch later with swarmperf load-balance --swarm-id.",
+            )
+        self.spec = spec
+        self.swarm_id = spec.swarm_id
+        self.data_dir = data_dir
+        self.handlers = handlers or HandlerRegistry()
+        self.max_pending = max_pending if max_pending is not None else spec.queue.max_queued
+        if self.max_pending < 1:
+            raise ConfigError("--max-pending", self.max_pending, "Use an integer >= 1.")
+        self.clock = clock
+        self.state = STOPPED
+        self.swarm: Swarm = build_swarm(spec, self.handlers, keep_results=False)
+        self.metrics = SwarmMetrics(spec.swarm_id, clock=self.swarm.clock)
+        self.metrics.attach(self.swarm)
+        self.run_id: int | None = None
+        self.started_at: float | None = None
+        self.stop_requested = asyncio.Event()
+        self.stop_deadline: float | None = None
+        self._store: Store | None = None
+        self._reader: Store | None = None
+        self._journal: Journal | None = None
+        self._monitor: Monitor | None = None
+        self._feeding: asyncio.Queue[list[Task]] = asyncio.Queue()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._pending = 0  # accepted here (or recovered), not yet recorded
+        self._tenant_pending: Counter[str] = Counter()
+        self._tenant_of: dict[str, str] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._results_waiters: list[asyncio.Future[None]] = []
+        self.last_done = 0
+        self.accepted = 0  # tasks accepted by this process (duplicates not counted)
+        self.recovered = 0  # accepted earlier, without a result, run again by this process
+        self.recorded = 0  # results recorded by this process
+        self._agent_seq = 0
+        self._id_prefix = os.urandom(6).hex() + "-"
+        self._ids = 0
+        self._stopped = asyncio.Event()
+        self._cut = asyncio.Event()  # set: the drain ends now (a second signal)
+        self._stopping = False
+        # Metrics over the time since a change, one per decision being observed.
+        self._probes: list[SwarmMetrics] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "start() first"
+        return self._store
+
+    @property
+    def intake(self) -> Intake:
+        """For reads from the loop: its own connection, so it never waits for the writer."""
+        assert self._reader is not None, "start() first"
+        return Intake(self._reader, self.swarm_id)
+
+    async def start(self) -> None:
+        from swarmperf.store.paths import database_path
+
+        path = database_path(self.data_dir)
+        self._store = Store.open(path)
+        self._reader = Store.open(path)
+        loop = asyncio.get_running_loop()
+        # Stored without a workload: a served swarm's work is what clients submit.
+        spec_data = self.spec.to_data()
+        spec_data.pop("workload", None)
+        self.run_id = self.store.start_run(
+            self.swarm_id, spec_data, self.spec.backend, self.spec.strategy
+        )
+        self._journal = Journal(
+            Intake(self.store, self.swarm_id), self.run_id, loop, self._recorded
+        )
+        self.last_done = self._journal.next_done - 1
+        self._journal.start()
+        self.swarm.on_result(self._on_result)
+        self.swarm.on_event(self._journal.record_event)
+        await self.swarm.start()
+        self.started_at = self.clock()
+        if self.spec.monitor.enabled:
+            self._monitor = Monitor(
+                self.metrics,
+                interval=self.spec.monitor.interval,
+                store=self.store,
+                run_id=self.run_id,
+            )
+            await self._monitor.start()
+        self.state = RUNNING
+        self._spawn(self._feed())
+        self._spawn(self._heartbeats())
+        await self._recover()
+
+    async def _recover(self) -> None:
+        """Run again every task accepted earlier that has no recorded result: its service
+        died (kill -9, a crash, a power cut) before recording one. At least once."""
+        batch: list[Task] = []
+        for item in await asyncio.to_thread(lambda: list(self.intake.unfinished())):
+            task = self._task(item.task_id, TaskIn(**_task_fields(item.task)), item.accepted_at)
+            self._count_in(task)
+            self.recovered += 1
+            batch.append(task)
+            if len(batch) >= 1000:
+                self._feeding.put_nowait(batch)
+                batch = []
+        if batch:
+            self._feeding.put_nowait(batch)
+        if self.recovered:
+            log.warning(
+                "swarm %r: %d accepted tasks had no result; running them again",
+                self.swarm_id,
+                self.recovered,
+            )
+
+    async def stop(
+        self, deadline: float | None = None, reason: str = "the service stopped"
+    ) -> None:
+        """Refuse new tasks; let what runs finish for up to `deadline` seconds (the spec's
+        `timeouts.drain` by default); cancel the rest with `reason`; record every result
+        and the run's end. Idempotent."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        self.state = STOPPING
+        limit = self.spec.timeouts.drain if deadline is None else deadline
+        swarm = self.swarm
+        try:
+            if swarm.paused:
+                swarm.resume("the service is stopping: what was accepted runs or is cancelled")
+            idle = asyncio.create_task(self._idle())
+            cut = asyncio.create_task(self._cut.wait())
+            try:
+                await asyncio.wait({idle, cut}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
+                cut.cancel()
+            why = f"{reason} before it ran (the {limit:g}s drain was over)"
+            cancelled = self._cancel_unfed(why)
+            cancelled += len(swarm.cancel_pending(why))
+            cancelled += len(swarm.cancel_running(f"{reason} while it ran (after {limit:g}s)"))
+            if cancelled:
+                log.warning("swarm %r: %d tasks cancelled at stop", self.swarm_id, cancelled)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(swarm.drain(), 5.0)
+        finally:
+            for job in list(self._background):
+                job.cancel()
+            for job in list(self._background):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
+            if self._monitor is not None:
+                with contextlib.suppress(Exception):
+                    await self._monitor.stop()
+            with contextlib.suppress(Exception):
+                await swarm.stop()
+            journal = self._journal
+            if journal is not None:
+                await asyncio.to_thread(journal.close)
+            if self.run_id is not None:
+                status = "completed" if reason == "the service stopped" else RUN_INTERRUPTED
+                try:
+                    self.store.finish_run(self.run_id, self.report(), status)
+                except Exception as exc:
+                    log.warning("run %s: its end was not recorded (%s)", self.run_id, exc)
+            for store in (self._reader, self._store):
+                if store is not None:
+                    store.close()
+            self.state = STOPPED
+            self._wake_all()
+            self._stopped.set()
+
+    async def _idle(self) -> None:
+        while self._pending > 0 or not self._feeding.empty():
+            await self._wait_results()
+
+    def _cancel_unfed(self, reason: str) -> int:
+        """Tasks accepted but not yet handed to the swarm get a CANCELLED result too."""
+        n = 0
+        now = self.swarm.clock()
+        while not self._feeding.empty():
+            for task in self._feeding.get_nowait():
+                self._on_result(
+                    TaskResult(
+                        task.id,
+                        TaskStatus.CANCELLED,
+                        None,
+                        0,
+                        now,
+                        None,
+                        now,
+                        reason,
+                        kind=task.kind,
+                        tenant=task.tenant,
+                    )
+                )
+                n += 1
+        return n
+
+    def request_stop(self, deadline: float | None) -> None:
+        """Ask the server to stop (it calls `stop`): from an API request or a signal."""
+        self.stop_deadline = deadline
+        if self.state in (RUNNING, PAUSED, DRAINING):
+            self.state = STOPPING
+        self.stop_requested.set()
+
+    def cut_drain(self) -> None:
+        """End the drain now: what still runs is cancelled."""
+        self._cut.set()
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def submit(self, tasks: Sequence[TaskIn]) -> list[Accepted]:
+        """Store `tasks` durably, then queue them; answers once they are committed."""
+        self._admit(tasks)
+        rows = []
+        for task_in in tasks:
+            task_id = self._next_id()
+            key = task_in.idempotency_key if task_in.idempotency_key is not None else task_id
+            rows.append((task_id, key, task_in.to_json()))
+        assert self._journal is not None
+        accepted = await self._journal.accept(rows)
+        now = self.clock()
+        fresh: list[Task] = []
+        for task_in, answer in zip(tasks, accepted, strict=True):
+            if answer.duplicate:
+                continue
+            task = self._task(answer.task_id, task_in, now)
+            self._count_in(task)
+            fresh.append(task)
+        self.accepted += len(fresh)
+        if fresh:
+            self._feeding.put_nowait(fresh)
+        return accepted
+
+    def _next_id(self) -> str:
+        """A task id unique to this swarm: a random prefix per process, then a count (a
+        system call for randomness per task would cost more than the rest of its intake)."""
+        self._ids += 1
+        return f"{self._id_prefix}{self._ids:x}"
+
+    def _admit(self, tasks: Sequence[TaskIn]) -> None:
+        if self.state == DRAINING:
+            raise Refused("draining", "the swarm takes no new tasks until resumed", 5.0)
+        if self.state in (STOPPING, STOPPED):
+            raise Refused("stopping", "the swarm is stopping and takes no new tasks", 5.0)
+        if self._pending + len(tasks) > self.max_pending:
+            raise Backpressure(f"{len(tasks)} tasks", self._pending, self.max_pending)
+        quotas = self.swarm.coordinator.settings.tenant_quotas
+        if quotas:
+            asked = Counter(task.tenant for task in tasks)
+            for tenant, n in asked.items():
+                quota = quotas.get(tenant)
+                if quota is not None and self._tenant_pending[tenant] + n > quota:
+                    raise QuotaExceeded(f"{n} tasks", tenant, self._tenant_pending[tenant], quota)
+
+    def retry_after(self) -> float:
+        """Seconds until the backlog has room again at the current pace (1 to 60)."""
+        rate = self.metrics.figures().throughput_per_s or 0.0
+        if rate <= 0:
+            return 5.0
+        return float(min(max(math.ceil(self._pending / rate / 2), 1), 60))
+
+    def _task(self, task_id: str, task_in: TaskIn, accepted_at: float) -> Task:
+        deadline = None
+        if task_in.deadline_s is not None:
+            left = accepted_at + task_in.deadline_s - self.clock()
+            deadline = self.swarm.clock() + left
+        return Task(
+            task_in.kind,
+            task_in.payload,
+            id=task_id,
+            priority=Priority.parse(task_in.priority),
+            rank=task_in.rank,
+            deadline=deadline,
+            cost=task_in.cost,
+            tenant=task_in.tenant,
+            tokens=task_in.tokens,
+        )
+
+    def _count_in(self, task: Task) -> None:
+        self._pending += 1
+        if self.swarm.coordinator.settings.tenant_quotas:
+            self._tenant_pending[task.tenant] += 1
+            self._tenant_of[task.id] = task.tenant
+
+    async def _feed(self) -> None:
+        """Hand accepted tasks to the swarm in order, waiting for room: nothing accepted
+        is refused later for a full queue."""
+        while True:
+            tasks = await self._feeding.get()
+            await self.swarm.submit_all(tasks)
+
+    def _on_result(self, result: TaskResult) -> None:
+        assert self._journal is not None
+        self._journal.record(result, _result_json(result))
+        for probe in self._probes:
+            probe.observe_result(result)
+
+    def _recorded(self, recorded: list[tuple[TaskResult, int]]) -> None:
+        """On the loop, once results are committed: wake whoever waits for them."""
+        for result, done in recorded:
+            self._pending -= 1
+            tenant = self._tenant_of.pop(result.task_id, None)
+            if tenant is not None:
+                self._tenant_pending[tenant] -= 1
+            waiters = self._waiters.pop(result.task_id, None)
+            if waiters:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+            self.last_done = done
+        self.recorded += len(recorded)
+        self._wake_results()
+
+    # -- results --------------------------------------------------------------------------
+
+    async def task(self, task_id: str, wait: float = 0.0) -> IntakeRecord | None:
+        record = self.intake.get(task_id)
+        if record is None or record.done_seq is not None or wait <= 0:
+            return record
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(fut)
+        record = self.intake.get(task_id)  # recorded meanwhile?
+        if record is not None and record.done_seq is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), wait)
+            record = self.intake.get(task_id)
+        waiting = self._waiters.get(task_id)
+        if waiting is not None and fut in waiting:
+            waiting.remove(fut)
+            if not waiting:
+                del self._waiters[task_id]
+        return record
+
+    async def results(self, after: int, limit: int, wait: float = 0.0) -> list[IntakeRecord]:
+        found = self.intake.results(after, limit)
+        if found or wait <= 0:
+            return found
+        deadline = time.monotonic() + wait
+        while self.last_done <= after and self.state != STOPPED:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wait_results(), left)
+        return self.intake.results(after, limit)
+
+    async def _wait_results(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._results_waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if fut in self._results_waiters:
+                self._results_waiters.remove(fut)
+
+    def _wake_results(self) -> None:
+        waiters, self._results_waiters = self._results_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _wake_all(self) -> None:
+        self._wake_results()
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        self._waiters.clear()
+
+    # -- control --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        figures = self.metrics.figures()
+        depth, by_priority = self.metrics.queue_depths()
+        return {
+            "swarm_id": self.swarm_id,
+            "run_id": self.run_id,
+            "state": self.state,
+            "backend": self.spec.backend,
+            "strategy": self.swarm.strategy.name,
+            "uptime_s": None if self.started_at is None else self.clock() - self.started_at,
+            "accepted": self.accepted,
+            "recovered": self.recovered,
+            "finished": self.recorded,
+            "pending": self._pending,
+            "max_pending": self.max_pending,
+            "queue": {"depth": depth, "by_priority": dict(by_priority)},
+            "agents": self.agents(),
+            "figures": figures_dict(figures),
+        }
+
+    def agents(self) -> list[dict[str, Any]]:
+        figures = self.metrics.figures().agents
+        rows = []
+        for agent in self.swarm.coordinator.all_agents():
+            mine = figures.get(agent.id)
+            rows.append(
+                {
+                    "id": agent.id,
+                    "weight": agent.weight,
+                    "concurrency": agent.concurrency,
+                    "in_flight": agent.in_flight,
+                    "completed": agent.completed,
+                    "failed": agent.failed,
+                    "utilization": None if mine is None else mine.utilization,
+                    "alive": agent.alive,
+                    "paused": agent.paused,
+                }
+            )
+        return rows
+
+    async def add_agent(self, spec: AgentSpec | None = None, **fields: Any) -> AgentSpec:
+        if spec is None:
+            spec = self._new_agent_spec(**fields)
+        if spec.id in self.swarm.coordinator.agents:
+            raise ConfigError("id", spec.id, "An agent has that id already: choose another.")
+        await self.swarm.add_agent(spec)
+        return spec
+
+    def _new_agent_spec(self, **fields: Any) -> AgentSpec:
+        """An agent like the spec's last one (its capacity, its faults none), under a new id."""
+        template = self.spec.agent_specs()[-1]
+        agent_id = fields.pop("id", None)
+        if agent_id is None:
+            existing = set(self.swarm.coordinator.agents)
+            while True:
+                self._agent_seq += 1
+                agent_id = f"live-{self._agent_seq}"
+                if agent_id not in existing:
+                    break
+        weight, concurrency, prefetch = (
+            fields.get(k) for k in ("weight", "concurrency", "prefetch")
+        )
+        return AgentSpec(
+            id=str(agent_id),
+            weight=template.weight if weight is None else float(weight),
+            concurrency=template.concurrency if concurrency is None else int(concurrency),
+            tags=template.tags,
+            queue_limit=template.queue_limit,
+            prefetch=template.prefetch if prefetch is None else int(prefetch),
+        )
+
+    async def remove_agent(self, agent_id: str) -> None:
+        coordinator = self.swarm.coordinator
+        if agent_id not in coordinator.agents:
+            raise ConfigError(
+                "agent",
+                agent_id,
+                f"No agent is called that. Agents: {', '.join(coordinator.agents)}.",
+            )
+        if len(coordinator.agents) == 1:
+            raise ConfigError(
+                "agent", agent_id, "It is the swarm's last agent: add another before removing it."
+            )
+        await self.swarm.remove_agent(agent_id)
+
+    async def scale(self, target: int, observe: float = DEFAULT_OBSERVE) -> dict[str, Any]:
+        """Add or remove agents until there are `target`; newest removed first."""
+        if target < 1:
+            raise ConfigError("target_size", target, "Use an integer >= 1.")
+        before_figures = figures_dict(self.metrics.figures())
+        live = list(self.swarm.coordinator.agents)
+        added: list[str] = []
+        removed: list[str] = []
+        while len(live) + len(added) < target:
+            spec = await self.add_agent()
+            added.append(spec.id)
+        surplus = len(live) - target
+        for agent_id in reversed(live[len(live) - surplus :] if surplus > 0 else []):
+            await self.swarm.remove_agent(agent_id)
+            removed.append(agent_id)
+        after = len(self.swarm.coordinator.agents)
+        decision = {
+            "before": before_figures,
+            "after": None,
+            "agents_before": len(live),
+            "agents_after": after,
+            "added": added,
+            "removed": removed,
+            "observe_s": observe,
+        }
+        decision_id = self._decide(
+            "scale", decision, f"asked to run {target} agents (from {len(live)})", observe
+        )
+        return {
+            "before": len(live),
+            "after": after,
+            "added": added,
+            "removed": removed,
+            "decision_id": decision_id,
+            "figures_before": before_figures,
+        }
+
+    def strategy(self) -> str:
+        return self.swarm.strategy.name
+
+    def set_strategy(self, name: str, observe: float = DEFAULT_OBSERVE) -> dict[str, Any]:
+        before_figures = figures_dict(self.metrics.figures())
+        previous = self.swarm.set_strategy(name)
+        decision = {
+            "previous": previous,
+            "strategy": name,
+            "before": before_figures,
+            "after": None,
+            "observe_s": observe,
+        }
+        decision_id = self._decide(
+            "strategy", decision, f"switched from {previous} to {name}", observe
+        )
+        return {
+            "previous": previous,
+            "name": name,
+            "decision_id": decision_id,
+            "figures_before": before_figures,
+        }
+
+    def _decide(self, kind: str, decision: dict[str, Any], reason: str, observe: float) -> int:
+        """Record the decision now, with the figures of the monitor's window before it; then
+        measure `observe` seconds after it, from results finished in that time only, and add
+        those figures to the record."""
+        decision_id = self.store.record_decision(self.swarm_id, kind, decision, reason)
+        if observe <= 0:
+            return decision_id
+        probe = SwarmMetrics(self.swarm_id, window=observe, clock=self.swarm.clock)
+        self._probes.append(probe)
+
+        async def measure_after() -> None:
+            try:
+                await asyncio.sleep(observe)
+            finally:
+                self._probes.remove(probe)
+            figures = figures_dict(probe.figures())
+            now = self.metrics.figures()
+            figures["queue_depth"] = now.queue_depth
+            figures["agents"] = len(now.agents)
+            await asyncio.to_thread(
+                self.store.update_decision, decision_id, {**decision, "after": figures}
+            )
+
+        self._spawn(measure_after())
+        return decision_id
+
+    def pause(self) -> str:
+        self.swarm.pause("paused through the service")
+        self.state = PAUSED
+        return self.state
+
+    def resume(self) -> str:
+        if self.state in (STOPPING, STOPPED):
+            return self.state
+        if self.swarm.paused:
+            self.swarm.resume("resumed through the service")
+        self.state = RUNNING
+        return self.state
+
+    def drain(self) -> str:
+        if self.state in (RUNNING, PAUSED):
+            self.state = DRAINING
+        return self.state
+
+    def report(self) -> dict[str, Any]:
+        """What the run did, measured: for the store at the end of the run."""
+        c = self.swarm.coordinator
+        total = self.metrics.latency_total
+        return {
+            "served": True,
+            "accepted": self.accepted,
+            "recovered": self.recovered,
+            "recorded": self.recorded,
+            "submitted": c.submitted,
+            "completed": c.completed,
+            "failed": c.failed,
+            "rejected": c.rejected,
+            "uptime_s": None if self.started_at is None else self.clock() - self.started_at,
+            "latency_mean_s": total.sum / total.count if total.count else None,
+            "strategy": self.swarm.strategy.name,
+            "agents": len(c.agents),
+        }
+
+    # -- background -----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        job = asyncio.get_running_loop().create_task(coro)
+        self._background.add(job)
+        job.add_done_callback(self._done)
+
+    def _done(self, job: asyncio.Task[Any]) -> None:
+        self._background.discard(job)
+        if not job.cancelled() and job.exception() is not None:
+            log.error("swarm %r: background job failed: %r", self.swarm_id, job.exception())
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            if self.run_id is not None:
+                try:
+                    await asyncio.to_thread(self.store.heartbeat, self.run_id)
+                except Exception as exc:  # a busy store must not end the service
+                    log.warning("run %s: heartbeat not recorded (%s)", self.run_id, exc)
+
+
+def _task_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    names = ("kind", "payload", "priority", "rank", "deadline_s", "cost", "tenant", "tokens")
+    return {name: data[name] for name in names if name in data}
+
+
+def _result_json(result: TaskResult) -> str:
+    """The result as stored for clients: its value only if it is JSON, and not too big."""
+    data: dict[str, Any] = {
+        "value": None,
+        "error": result.error,
+        "agent": result.agent,
+        "attempts": result.attempts,
+        "latency_s": result.latency,
+    }
+    if result.fallback_from is not None:
+        data["fallback_from"] = result.fallback_from
+    value = result.value
+    if value is not None:
+        try:
+            text = _compact(value)
+        except (TypeError, ValueError):
+            data["value_dropped"] = f"the handler returned a {type(value).__name__}, not JSON"
+        else:
+            if len(text) > MAX_VALUE_BYTES:
+                data["value_dropped"] = f"the value is {len(text):,} bytes as JSON (limit 1 MB)"
+            else:
+                data["value"] = value
+    return _compact(data)
