@@ -235,12 +235,45 @@ def load_balance(
     seed: SeedOption = None,
     backend: BackendOption = None,
     address: AddressOption = None,
+    swarm_id: Annotated[
+        str | None,
+        typer.Option(
+            "--swarm-id",
+            help="A live swarm (swarmperf serve): switch its strategy now, instead of running "
+            "a workload.",
+        ),
+    ] = None,
+    observe: Annotated[
+        str | None,
+        typer.Option(
+            "--observe",
+            help="With --swarm-id: how long to watch after the switch before reporting the "
+            "figures after, e.g. 30s (default 10s; 0: return at once).",
+        ),
+    ] = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
     store: StoreOption = True,
 ) -> None:
-    """Run one workload under one strategy, or all of them, and compare."""
+    """Run a workload under one strategy, or all, and compare; or switch a live swarm's.
+
+    With --swarm-id (a swarm started with swarmperf serve) the switch is live, recorded as a
+    decision, and shown with the figures before and over --observe after."""
+    if swarm_id is not None:
+        from swarmperf.cli.live import switch_strategy
+
+        with user_errors():
+            _only_workload_options(
+                workload=workload, seed=seed, backend=backend, address=address, store=store
+            )
+        switch_strategy(swarm_id, strategy, observe, output, data_dir)
+        return
     with user_errors():
+        if observe is not None:
+            raise UserError(
+                f"--observe: {observe!r} applies to a live swarm's switch only. Add --swarm-id "
+                "ID (a swarm started with swarmperf serve), or leave --observe out."
+            )
         spec = override(load_spec_or_demo(workload), strategy=strategy, seed=seed, backend=backend)
         spec = _with_address(spec, address)
         names = spec.strategy_names()
@@ -272,6 +305,18 @@ def load_balance(
         )
         return
     _comparison_table(outcomes, best)
+
+
+def _only_workload_options(**given: object) -> None:
+    """With --swarm-id, load-balance switches a running swarm: options that shape a
+    workload run have nothing to act on."""
+    for name, value in given.items():
+        if value is not None and value is not True:
+            flag = "--no-store" if name == "store" else f"--{name}"
+            raise UserError(
+                f"{flag}: applies to a workload run, and --swarm-id switches a live swarm, "
+                f"which runs its own. Leave {flag} out, or --swarm-id."
+            )
 
 
 def _fmt(value: float | None, template: str) -> str:

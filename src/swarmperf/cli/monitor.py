@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -37,6 +37,7 @@ from swarmperf.core.files import write_atomic
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from swarmperf.client import SyncSwarmClient
     from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures
     from swarmperf.store import Store
 
@@ -461,40 +462,94 @@ def swarm_monitor(
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:
-    """A live view of a swarm, read from the store: its latest snapshot and run progress.
+    """A live view of a swarm: from its service while it is served, else from the store.
 
-    With -o json, one JSON object per refresh, a line each."""
-    from rich.live import Live
-
+    Attached to a swarm started with swarmperf serve, it shows the service's status;
+    otherwise the store's latest snapshot and run progress (saying so when --swarm-id names
+    a swarm that is not served). With -o json, one JSON object per refresh, a line each."""
     with user_errors():
         every = _duration(interval, "--interval")
         if count is not None and count < 1:
             raise UserError(f"--count: {count} is not valid. Use an integer >= 1.")
+    not_running: ConfigError | None = None
+    if swarm_id is not None:
+        from swarmperf.cli.live import running_client
+
+        client, not_running = running_client(swarm_id, data_dir)
+        if client is not None:
+            _attached(client, every, count, output)
+            return
+    with user_errors():
         store = _opened(data_dir)
         try:
             swarm_id = _swarm_or_latest(store, swarm_id)
-            _require_data(store, swarm_id, include_simulated=include_simulated)
+            try:
+                _require_data(store, swarm_id, include_simulated=include_simulated)
+            except UserError as exc:
+                if not_running is None:
+                    raise
+                # Neither live nor stored: what runs, how to start one, and the store's hint.
+                raise UserError(f"{not_running} {str(exc).partition(': ')[2]}") from exc
+            if not_running is not None:
+                err.print(
+                    f"swarm {swarm_id!r} is not running; showing the store's latest data.",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
 
             def refresh() -> dict[str, Any]:
                 assert swarm_id is not None
                 return _monitor_data(store, swarm_id, every, include_simulated=include_simulated)
 
-            shown = 0
-            if output is Output.json:
-                while count is None or shown < count:
-                    if shown:
-                        time.sleep(every)
-                    print(json.dumps(refresh()), flush=True)
-                    shown += 1
-                return
-            with Live(_monitor_view(refresh()), console=out, auto_refresh=False) as live:
-                shown += 1
-                while count is None or shown < count:
-                    time.sleep(every)
-                    live.update(_monitor_view(refresh()), refresh=True)
-                    shown += 1
+            _refreshing(refresh, every, count, output)
         finally:
             store.close()
+
+
+def _refreshing(
+    refresh: Callable[[], dict[str, Any]], every: float, count: int | None, output: Output
+) -> None:
+    """Show `refresh()` every `every` seconds, `count` times (None: until stopped)."""
+    from rich.live import Live
+
+    shown = 0
+    if output is Output.json:
+        while count is None or shown < count:
+            if shown:
+                time.sleep(every)
+            print(json.dumps(refresh()), flush=True)
+            shown += 1
+        return
+    with Live(_monitor_view(refresh()), console=out, auto_refresh=False) as live:
+        shown += 1
+        while count is None or shown < count:
+            time.sleep(every)
+            live.update(_monitor_view(refresh()), refresh=True)
+            shown += 1
+
+
+def _attached(client: SyncSwarmClient, every: float, count: int | None, output: Output) -> None:
+    """`swarm-monitor` on a running swarm: its service's status every `every` seconds. When
+    the service stops meanwhile, the view ends saying so (its run is in the store)."""
+    from swarmperf.cli.live import live_errors, monitor_data
+    from swarmperf.core.errors import ServiceUnavailable
+
+    def refresh() -> dict[str, Any]:
+        return monitor_data(client.status(), time.time())
+
+    with live_errors(), client:
+        try:
+            _refreshing(refresh, every, count, output)
+        except ServiceUnavailable:
+            swarm = client.swarm_id
+            err.print(
+                f"swarm {swarm!r} stopped serving; its run is in the store (swarmperf "
+                f"swarm-monitor --swarm-id {swarm} shows it).",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 # -- performance-report ---------------------------------------------------------------------

@@ -1,0 +1,682 @@
+"""Commands on a live swarm (`swarmperf serve`): status, a strategy switch, scaling, stopping."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from swarmperf.cli._support import (
+    DataDirOption,
+    Output,
+    OutputOption,
+    SwarmIdOption,
+    err,
+    fail,
+    out,
+    output_mode,
+)
+from swarmperf.core.durations import format_duration, parse_duration, plural
+from swarmperf.core.errors import ConfigError, ServiceError, SwarmError
+
+if TYPE_CHECKING:
+    from swarmperf.client import SyncSwarmClient
+
+# A command line asks once or twice; it does not wait through the client's long retries
+# (those are for programs submitting work through a restart).
+CLI_RETRIES = 2
+CLI_TIMEOUT_S = 30.0
+DEFAULT_OBSERVE = "10s"
+# What the service measures the figures after over when the command does not wait for
+# them (--observe 0): its own default window.
+SERVICE_OBSERVE_S = 30.0
+# How long past --observe the command waits for the service to record the figures after.
+DECISION_SLACK_S = 10.0
+DECISION_POLL_S = 0.25
+# How long `stop` waits for the process to end beyond its drain deadline (the service's
+# own drain time when none is given).
+STOP_WAIT_S = 60.0
+STOP_POLL_S = 0.1
+# Above this many agents the status shows them by group with the extremes, as run reports do.
+AGENT_ROWS_SHOWN = 20
+EXTREME_AGENTS_SHOWN = 3
+NAMES_SHOWN = 8
+
+ObserveOption = Annotated[
+    str | None,
+    typer.Option(
+        "--observe",
+        help="How long to watch the swarm after the change before reporting the figures "
+        f"after, e.g. 30s (default {DEFAULT_OBSERVE}; 0: return at once, the service records "
+        "them).",
+    ),
+]
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def live_errors() -> Iterator[None]:
+    """A mistake (no such swarm, a bad value) is one line and exit 2; a service that fails or
+    cannot be reached is one line and exit 1. Never a traceback."""
+    try:
+        yield
+    except ServiceError as exc:
+        _service_failed(exc)
+    except (SwarmError, ValueError) as exc:
+        fail(exc)
+
+
+def _service_failed(exc: ServiceError) -> None:
+    failed(str(exc))
+
+
+def failed(message: str) -> None:
+    """Report that the service failed us (not the user's mistake): one line, exit 1."""
+    if output_mode.get() is Output.json:
+        print(
+            json.dumps({"error": {"field": None, "value": None, "fix": None, "message": message}})
+        )
+    err.print(
+        f"[bold red]error:[/bold red] {escape(message)}",
+        highlight=False,
+        markup=True,
+        soft_wrap=True,
+    )
+    raise typer.Exit(code=1)
+
+
+def data_dir_of(data_dir: Path | None) -> Path:
+    from swarmperf.store import resolve_data_dir
+
+    return resolve_data_dir(data_dir, os.environ)
+
+
+def connect(swarm_id: str, data_dir: Path | None) -> SyncSwarmClient:
+    """A client of the running swarm `swarm_id`; `SwarmNotRunning` (exit 2) naming the
+    swarms that do run when it does not."""
+    from swarmperf.client import SyncSwarmClient
+
+    return SyncSwarmClient(
+        swarm_id, data_dir=data_dir_of(data_dir), timeout=CLI_TIMEOUT_S, retries=CLI_RETRIES
+    )
+
+
+def running_client(
+    swarm_id: str, data_dir: Path | None
+) -> tuple[SyncSwarmClient | None, ConfigError | None]:
+    """A client of `swarm_id` if a live service serves it; else None and why not (an id no
+    service can have, a stale entry or none), which names the swarms that do run."""
+    try:
+        return connect(swarm_id, data_dir), None
+    except ConfigError as exc:
+        return None, exc
+
+
+# -- figures --------------------------------------------------------------------------------
+
+# The figures a decision and a status show, in order: (key, label, unit).
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("throughput_per_s", "throughput", "tasks/s"),
+    ("latency_p50_s", "latency p50", "s"),
+    ("latency_p95_s", "latency p95", "s"),
+    ("latency_p99_s", "latency p99", "s"),
+    ("error_rate", "error rate", "ratio"),
+    ("queue_depth", "queue depth", "tasks"),
+    ("agents", "agents", "count"),
+    ("window_s", "window", "window"),
+)
+
+
+def _figure(figures: Mapping[str, Any] | None, key: str) -> Any:
+    if figures is None:
+        return None
+    if key in figures:
+        return figures[key]
+    # A status may nest its latency: {"latency": {"p50": ...}}.
+    if key.startswith("latency_") and isinstance(figures.get("latency"), Mapping):
+        return figures["latency"].get(key.removeprefix("latency_").removesuffix("_s"))
+    return None
+
+
+def shown(value: Any, unit: str) -> str:
+    if value is None:
+        return "[dim]n/a[/dim]"
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return escape(str(value))
+    if unit == "ratio":
+        return f"{value:.1%}"
+    if unit == "s":
+        return f"{value * 1e3:,.1f} ms" if value < 1 else f"{value:,.2f} s"
+    if unit == "window":
+        return f"{value:,.1f} s"
+    if unit == "tasks/s":
+        return f"{value:,.1f} tasks/s"
+    return f"{value:,.0f}"
+
+
+def _reason(figures: Mapping[str, Any] | None, key: str) -> str:
+    if figures is None:
+        return "not measured"
+    reasons = figures.get("reasons") or {}
+    for name in (key, key.removesuffix("_s"), key.removesuffix("_per_s")):
+        if name in reasons:
+            return str(reasons[name])
+    if key.startswith("latency_") and "latency" in reasons:
+        return str(reasons["latency"])
+    return "not measured"
+
+
+class Missing:
+    """Why figures are n/a, said once under the table for all the figures it covers."""
+
+    def __init__(self) -> None:
+        self._labels: dict[str, list[str]] = {}
+
+    def add(self, figures: Mapping[str, Any] | None, key: str, label: str) -> None:
+        if _figure(figures, key) is None:
+            labels = self._labels.setdefault(_reason(figures, key), [])
+            if label not in labels:
+                labels.append(label)
+
+    def lines(self) -> list[str]:
+        return [f"n/a: {', '.join(labels)}: {why}." for why, labels in self._labels.items()]
+
+
+def print_missing(missing: Missing) -> None:
+    for line in missing.lines():
+        out.print(f"[dim]{escape(line)}[/dim]", highlight=False)
+
+
+def figures_table(
+    title: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None = None
+) -> tuple[Table, Missing]:
+    """The figures before a change and, when measured, after it; and why any is n/a."""
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("before", justify="right")
+    with_after = after is not None
+    if with_after:
+        table.add_column("after", justify="right")
+    missing = Missing()
+    for key, label, unit in FIGURES:
+        row = [label, shown(_figure(before, key), unit)]
+        missing.add(before, key, label)
+        if with_after:
+            row.append(shown(_figure(after, key), unit))
+            missing.add(after, key, label)
+        table.add_row(*row)
+    return table, missing
+
+
+# -- swarm-status ---------------------------------------------------------------------------
+
+
+def _uptime(seconds: Any) -> str:
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        return "not started"
+    return format_duration(round(seconds))
+
+
+def _status_lines(status: Mapping[str, Any]) -> list[str]:
+    queue = status.get("queue") or {}
+    levels = queue.get("by_priority") or {}
+    by_level = ", ".join(f"{name} {count:,}" for name, count in levels.items())
+    return [
+        f"[bold]Swarm {escape(repr(status.get('swarm_id')))}[/bold]: "
+        f"{escape(str(status.get('state')))}, {escape(str(status.get('strategy')))} on "
+        f"{escape(str(status.get('backend')))}, up {_uptime(status.get('uptime_s'))}"
+        + (f" (run id {status['run_id']})" if status.get("run_id") is not None else ""),
+        f"Tasks: {status.get('accepted', 0):,} accepted, {status.get('finished', 0):,} "
+        f"finished, {status.get('pending', 0):,} pending"
+        + (
+            f" ({status['recovered']:,} recovered after a restart)"
+            if status.get("recovered")
+            else ""
+        ),
+        f"Queue: {plural(int(queue.get('depth') or 0), 'task')} waiting"
+        + (f" ({by_level})" if by_level else ""),
+    ]
+
+
+def _figures_now(figures: Mapping[str, Any]) -> tuple[Table, Missing]:
+    window = figures.get("window_s")
+    span = f" (last {window:.0f} s)" if isinstance(window, int | float) else ""
+    table = Table(title=f"Figures now{span}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    missing = Missing()
+    for key, label, unit in FIGURES:
+        if key in ("window_s", "agents"):
+            continue
+        table.add_row(label, shown(_figure(figures, key), unit))
+        missing.add(figures, key, label)
+    return table, missing
+
+
+def _agent_state(agent: Mapping[str, Any]) -> str:
+    if not agent.get("alive", True):
+        return "[red]down[/red]"
+    return "paused" if agent.get("paused") else "ok"
+
+
+def _utilisation(agent: Mapping[str, Any]) -> str:
+    value = agent.get("utilization")
+    return "[dim]n/a[/dim]" if value is None else f"{value:.0%}"
+
+
+def _agents_table(agents: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title=f"Agents ({len(agents)})")
+    for name in ("agent", "weight", "conc", "in flight", "done", "failed", "util", "state"):
+        table.add_column(name, justify="left" if name in ("agent", "state") else "right")
+    for agent in agents:
+        table.add_row(
+            escape(str(agent.get("id"))),
+            f"{agent.get('weight', 0):g}",
+            f"{agent.get('concurrency', 0):,}",
+            f"{agent.get('in_flight', 0):,}",
+            f"{agent.get('completed', 0):,}",
+            f"{agent.get('failed', 0):,}",
+            _utilisation(agent),
+            _agent_state(agent),
+        )
+    return table
+
+
+def _agent_groups(agents: Sequence[Mapping[str, Any]]) -> Table:
+    from swarmperf.runtime.report import agent_group
+
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for agent in agents:
+        groups.setdefault(agent_group(str(agent.get("id"))), []).append(agent)
+    table = Table(title=f"Agents by group ({len(agents):,})")
+    for name in ("group", "agents", "in flight", "done", "failed", "util (min-max)", "down"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+    for group, rows in groups.items():
+        used = [float(a["utilization"]) for a in rows if a.get("utilization") is not None]
+        spread = "[dim]n/a[/dim]"
+        if used:
+            spread = f"{math.fsum(used) / len(used):.0%} ({min(used):.0%}-{max(used):.0%})"
+        table.add_row(
+            escape(group),
+            f"{len(rows):,}",
+            f"{sum(int(a.get('in_flight', 0)) for a in rows):,}",
+            f"{sum(int(a.get('completed', 0)) for a in rows):,}",
+            f"{sum(int(a.get('failed', 0)) for a in rows):,}",
+            spread,
+            f"{sum(not a.get('alive', True) for a in rows):,}",
+        )
+    return table
+
+
+def _extremes(agents: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    ranked = sorted(
+        agents,
+        key=lambda a: (
+            -1.0 if a.get("utilization") is None else float(a["utilization"]),
+            str(a.get("id")),
+        ),
+    )
+    busiest = list(reversed(ranked[-EXTREME_AGENTS_SHOWN:]))
+    idlest = [a for a in ranked[:EXTREME_AGENTS_SHOWN] if a not in busiest]
+    return busiest + idlest
+
+
+def render_status(status: Mapping[str, Any], per_agent: bool | None = None) -> None:
+    for line in _status_lines(status):
+        out.print(line, highlight=False)
+    figures = status.get("figures")
+    if isinstance(figures, Mapping):
+        table, missing = _figures_now(figures)
+        out.print(table)
+        print_missing(missing)
+    agents = list(status.get("agents") or [])
+    if per_agent is None:
+        per_agent = len(agents) <= AGENT_ROWS_SHOWN
+    if per_agent:
+        out.print(_agents_table(agents))
+        return
+    out.print(_agent_groups(agents))
+    extremes = _agents_table(_extremes(agents))
+    extremes.title = (
+        f"The {EXTREME_AGENTS_SHOWN} busiest and {EXTREME_AGENTS_SHOWN} least busy agents"
+    )
+    out.print(extremes)
+    out.print(
+        f"[dim]{len(agents):,} agents, summarised by group; --per-agent shows every one.[/dim]"
+    )
+
+
+def swarm_status(
+    swarm_id: SwarmIdOption,
+    per_agent: Annotated[
+        bool,
+        typer.Option(
+            "--per-agent",
+            help=f"One row per agent (default above {AGENT_ROWS_SHOWN} agents: by group, "
+            "with the extremes).",
+        ),
+    ] = False,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+) -> None:
+    """A live swarm now: state, strategy, tasks, queue, figures and agents."""
+    with live_errors(), connect(swarm_id, data_dir) as client:
+        status = client.status()
+    if output is Output.json:
+        print(json.dumps(status))
+        return
+    render_status(status, per_agent or None)
+
+
+# -- decisions: load-balance --swarm-id, swarm-scale ----------------------------------------
+
+
+def _observe(text: str | None) -> float:
+    return parse_duration(DEFAULT_OBSERVE if text is None else text, "--observe")
+
+
+def _observed(
+    client: SyncSwarmClient, decision_id: int, observe: float
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The decision's figures after, once the service has them (it measures them `observe`
+    seconds after the change), with the reason they may not be comparable."""
+    if observe <= 0:
+        return None, None
+    err.print(
+        f"Watching the swarm for {format_duration(observe)} ...",
+        highlight=False,
+        markup=False,
+    )
+    time.sleep(observe)
+    give_up = time.monotonic() + DECISION_SLACK_S
+    while True:
+        record = client.decision(decision_id)
+        decision = record.get("decision") or {}
+        after = decision.get("after")
+        if after is not None:
+            reason = decision.get("after_reason")
+            return dict(after), None if reason is None else str(reason)
+        if time.monotonic() >= give_up:
+            return None, (
+                f"the service had not recorded them {format_duration(DECISION_SLACK_S)} after "
+                f"--observe; they will be in decision {decision_id}"
+            )
+        time.sleep(DECISION_POLL_S)
+
+
+def _after_note(observe: float, decision_id: int, reason: str | None) -> str | None:
+    if observe <= 0:
+        return (
+            f"The service records the figures after in {format_duration(SERVICE_OBSERVE_S)} "
+            f"(decision {decision_id})."
+        )
+    if reason is not None:
+        return f"Figures after: {reason}."
+    return None
+
+
+def switch_strategy(
+    swarm_id: str,
+    strategy: str,
+    observe_text: str | None,
+    output: Output,
+    data_dir: Path | None,
+) -> None:
+    """`load-balance --swarm-id`: switch a live swarm's strategy and show the figures
+    before and after."""
+    from swarmperf.balancing.strategies import STRATEGIES
+    from swarmperf.core.errors import UnknownName
+
+    with live_errors():
+        observe = _observe(observe_text)
+        if strategy not in STRATEGIES:
+            if strategy == "auto":
+                raise ConfigError(
+                    "--strategy",
+                    strategy,
+                    "A live swarm runs one strategy: name it (swarmperf strategies lists "
+                    "them). auto compares them all on a workload, without --swarm-id.",
+                )
+            raise UnknownName("--strategy", strategy, STRATEGIES)
+        with connect(swarm_id, data_dir) as client:
+            asked = observe if observe > 0 else SERVICE_OBSERVE_S
+            change = client.set_strategy(strategy, observe_s=asked)
+            decision_id = int(change["decision_id"])
+            after, reason = _observed(client, decision_id, observe)
+    data = {
+        "swarm_id": swarm_id,
+        "previous": change.get("previous"),
+        "strategy": change.get("name", strategy),
+        "decision_id": decision_id,
+        "observe_s": observe,
+        "figures_before": change.get("figures_before"),
+        "figures_after": after,
+        "after_reason": reason,
+    }
+    if output is Output.json:
+        print(json.dumps(data))
+        return
+    previous, new = data["previous"], data["strategy"]
+    same = " (it was running it already)" if previous == new else ""
+    out.print(
+        f"Swarm {escape(repr(swarm_id))}: strategy {escape(str(previous))} -> "
+        f"[bold]{escape(str(new))}[/bold]{same}; decision {decision_id}.",
+        highlight=False,
+    )
+    _decision_figures(data, observe, decision_id)
+
+
+def _decision_figures(data: Mapping[str, Any], observe: float, decision_id: int) -> None:
+    before, after = data["figures_before"], data["figures_after"]
+    title = (
+        f"Figures before, and over the {format_duration(observe)} after"
+        if after is not None
+        else "Figures before the change"
+    )
+    table, missing = figures_table(title, before, after)
+    out.print(table)
+    print_missing(missing)
+    note = _after_note(observe, decision_id, data["after_reason"])
+    if note is not None:
+        out.print(f"[dim]{escape(note)}[/dim]")
+
+
+def _target_size(text: str) -> int:
+    if text.strip().lower() == "auto":
+        raise ConfigError(
+            "--target-size", text, "auto is not available yet: give a number of agents."
+        )
+    try:
+        size = int(text.strip())
+    except ValueError:
+        raise ConfigError("--target-size", text, "Give a number of agents, e.g. 12.") from None
+    if size < 1:
+        raise ConfigError("--target-size", text, "Give a number of agents, at least 1.")
+    return size
+
+
+def _names(ids: Sequence[str]) -> str:
+    if not ids:
+        return "none"
+    listed = ", ".join(ids[:NAMES_SHOWN])
+    more = len(ids) - NAMES_SHOWN
+    return listed + (f" and {more:,} more" if more > 0 else "")
+
+
+def swarm_scale(
+    swarm_id: SwarmIdOption,
+    target_size: Annotated[
+        str,
+        typer.Option("--target-size", help="How many agents the swarm should run, e.g. 12."),
+    ],
+    observe_text: ObserveOption = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Add or remove agents of a live swarm; shows the figures before and after."""
+    with live_errors():
+        size = _target_size(target_size)
+        observe = _observe(observe_text)
+        with connect(swarm_id, data_dir) as client:
+            asked = observe if observe > 0 else SERVICE_OBSERVE_S
+            change = client.scale(size, observe_s=asked)
+            decision_id = int(change["decision_id"])
+            after, reason = _observed(client, decision_id, observe)
+    data: dict[str, Any] = {
+        "swarm_id": swarm_id,
+        "before": change.get("before"),
+        "after": change.get("after"),
+        "added": list(change.get("added") or []),
+        "removed": list(change.get("removed") or []),
+        "decision_id": decision_id,
+        "observe_s": observe,
+        "figures_before": change.get("figures_before"),
+        "figures_after": after,
+        "after_reason": reason,
+    }
+    if output is Output.json:
+        print(json.dumps(data))
+        return
+    out.print(
+        f"Swarm {escape(repr(swarm_id))}: {data['before']} -> [bold]{data['after']}[/bold] "
+        f"agents; decision {decision_id}.",
+        highlight=False,
+    )
+    out.print(f"  added   {escape(_names(data['added']))}", highlight=False)
+    out.print(f"  removed {escape(_names(data['removed']))}", highlight=False)
+    _decision_figures(data, observe, decision_id)
+
+
+# -- stop -----------------------------------------------------------------------------------
+
+
+def _gone(data_dir: Path, swarm_id: str, pid: int) -> bool:
+    """Whether the service `pid` has ended: its registry entry is gone (or another's), or
+    its process is."""
+    from swarmperf.service import registry
+
+    if not any(e.swarm_id == swarm_id and e.pid == pid for e in registry.entries(data_dir)):
+        return True
+    from swarmperf.store.records import pid_alive
+
+    return not pid_alive(pid)
+
+
+def stop(
+    swarm_id: SwarmIdOption,
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--deadline",
+            help="How long running tasks may finish before they are cancelled, e.g. 30s "
+            "(default: the spec's timeouts.drain).",
+        ),
+    ] = None,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Stop a live swarm: drain it, record its run, and wait until its process has ended.
+
+    It takes no new tasks; running ones finish (for up to --deadline), the rest are
+    cancelled with a reason."""
+    with live_errors():
+        limit = None if deadline is None else parse_duration(deadline, "--deadline")
+        folder = data_dir_of(data_dir)
+        with connect(swarm_id, data_dir) as client:
+            entry = client.entry
+            assert entry is not None  # found by id: always an entry
+            started = time.monotonic()
+            client.stop(limit)
+        wait = (STOP_WAIT_S if limit is None else limit) + STOP_WAIT_S
+        while not _gone(folder, swarm_id, entry.pid):
+            if time.monotonic() - started > wait:
+                failed(
+                    f"swarm {swarm_id!r} (pid {entry.pid}) is still running "
+                    f"{format_duration(round(wait))} after it was asked to stop: its tasks may "
+                    f"still be finishing. Run swarmperf stop again later, or end the process "
+                    f"(kill {entry.pid}); tasks without a result run again when the swarm is "
+                    "served again."
+                )
+            time.sleep(STOP_POLL_S)
+        took = time.monotonic() - started
+    if output is Output.json:
+        print(json.dumps({"swarm_id": swarm_id, "pid": entry.pid, "stopped": True, "took_s": took}))
+        return
+    out.print(
+        f"Swarm {escape(repr(swarm_id))} stopped in {took:.1f} s (pid {entry.pid}).",
+        highlight=False,
+    )
+
+
+# -- swarm-monitor, attached ----------------------------------------------------------------
+
+_MONITOR_FIGURES: tuple[tuple[str, str, str, str], ...] = (
+    # (figures key, stored name, label, unit): the store's names, so the view reads the same.
+    ("throughput_per_s", "swarm.throughput_per_s", "throughput", "tasks/s"),
+    ("latency_p50_s", "swarm.latency.p50", "latency p50", "ms"),
+    ("latency_p99_s", "swarm.latency.p99", "latency p99", "ms"),
+    ("error_rate", "swarm.error_rate", "error rate", "ratio"),
+    ("queue_depth", "swarm.queue_depth", "queue depth", "tasks"),
+)
+
+
+def monitor_data(status: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A live status in the shape `swarm-monitor` shows a stored swarm in (see
+    `cli.monitor._monitor_data`), marked `live`."""
+    uptime = status.get("uptime_s")
+    elapsed = float(uptime) if isinstance(uptime, int | float) else 0.0
+    run_id = status.get("run_id")
+    swarm_id = str(status.get("swarm_id"))
+    label = f"live swarm {swarm_id!r}" + (f" (run id {run_id})" if run_id is not None else "")
+    figures = status.get("figures") or {}
+    window = figures.get("window_s")
+    values: list[dict[str, Any]] = []
+    for key, name, label_, unit in _MONITOR_FIGURES:
+        values.append({"name": name, "label": label_, "value": _figure(figures, key), "unit": unit})
+    for agent in status.get("agents") or []:
+        values.append(
+            {
+                "name": f"agent.{agent.get('id')}.utilization",
+                "label": f"{agent.get('id')} utilisation",
+                "value": agent.get("utilization"),
+                "unit": "ratio",
+            }
+        )
+    span = f" (last {window:.0f} s)" if isinstance(window, int | float) else ""
+    return {
+        "swarm_id": swarm_id,
+        "at": now,
+        "live": True,
+        "state": status.get("state"),
+        "run": {
+            "id": run_id,
+            "number": None,
+            "kind": "real",
+            "label": label,
+            "status": status.get("state"),
+            "strategy": status.get("strategy"),
+            "backend": status.get("backend"),
+            "started_at": now - elapsed,
+            "tasks_stored": int(status.get("finished") or 0),
+            "tasks_total": status.get("accepted"),
+            "elapsed_s": elapsed,
+        },
+        "figures": {"ts": now, "source": f"the live service{span}", "values": values},
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.command("swarm-status")(swarm_status)
+    app.command("swarm-scale")(swarm_scale)
+    app.command("stop")(stop)

@@ -1,0 +1,132 @@
+"""A real `swarmperf serve` process for tests: started on a free loopback port, found, stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from swarmperf.core.errors import ConfigError
+from swarmperf.service import registry
+
+READY_WITHIN_S = 60.0
+
+SPEC = """\
+swarm_id: {swarm_id}
+strategy: least-loaded
+seed: 5
+agents:
+  - id: a
+    count: 2
+    concurrency: 4
+"""
+
+
+@dataclass
+class Service:
+    """One served swarm: its process, where it keeps its data and how to reach it."""
+
+    swarm_id: str
+    data_dir: Path
+    spec: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    extra: tuple[str, ...] = field(default=())
+
+    def start(self) -> Service:
+        """Start `swarmperf serve` and wait until it is registered and ready."""
+        command = [
+            sys.executable,
+            "-m",
+            "swarmperf",
+            "serve",
+            str(self.spec),
+            "--swarm-id",
+            self.swarm_id,
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            "0",
+            *self.extra,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMPERF_")}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.data_dir.parent
+            )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
+        give_up = time.monotonic() + READY_WITHIN_S
+        while time.monotonic() < give_up:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"swarmperf serve exited {self.process.returncode}:\n{self.output()}"
+                )
+            try:
+                entry = registry.find(self.data_dir, self.swarm_id)
+            except ConfigError:
+                time.sleep(0.05)
+                continue
+            if entry.pid != self.process.pid:  # a stale entry of a killed predecessor
+                time.sleep(0.05)
+                continue
+            try:
+                ready = httpx.get(
+                    f"{entry.url}/v1/ready",
+                    headers={"Authorization": f"Bearer {entry.token()}"},
+                    timeout=5,
+                )
+            except httpx.TransportError:
+                time.sleep(0.05)
+                continue
+            if ready.status_code == 200:
+                self.url = entry.url
+                return
+            time.sleep(0.05)
+        raise AssertionError(
+            f"swarmperf serve was not ready in {READY_WITHIN_S} s:\n{self.output()}"
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """kill -9: no drain, no unregistering, nothing recorded."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def close(self) -> None:
+        """SIGTERM (drain, record, unregister), then SIGKILL if it will not end."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+def service(folder: Path, swarm_id: str, *extra: str) -> Service:
+    """A service of a two-agent local swarm, not yet started; its data dir in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / f"{swarm_id}.yaml"
+    spec.write_text(SPEC.format(swarm_id=swarm_id))
+    data_dir = folder / "data"
+    return Service(swarm_id, data_dir, spec, folder / f"{swarm_id}.log", extra=extra)
