@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 from swarmperf.cli.main import app
 from swarmperf.client import SyncSwarmClient
 from swarmperf.service import registry
-from tests.client.serving import Service, service
+from tests.serving import Service, service
 
 runner = CliRunner(env={"COLUMNS": "80"})
 SWARM = "cli-live"

@@ -21,7 +21,7 @@ from swarmperf.core.errors import (
 )
 from swarmperf.core.model import Priority, Task
 from swarmperf.service import registry
-from tests.client.serving import Service, service
+from tests.serving import Service, service
 
 SWARM = "clients"
 

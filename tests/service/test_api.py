@@ -12,17 +12,19 @@ import httpx
 import pytest
 
 from swarmperf.service import registry
-from tests.service.served import served
+from tests.serving import TWO_AGENTS, Service, service
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def service(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[registry.SwarmEntry, httpx.Client]]:
-    with served(tmp_path_factory.mktemp("api")) as (_, entry, client):
-        yield entry, client
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, httpx.Client]]:
+    running = service(tmp_path_factory.mktemp("api"), "svc", spec=TWO_AGENTS).start()
+    try:
+        with running.client() as client:
+            yield running, client
+    finally:
+        running.close()
 
 
 def problem_of(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -36,9 +38,9 @@ def problem_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def test_a_submitted_task_runs_and_its_result_is_waited_for(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     answer = client.post("/v1/tasks", json={"kind": "echo", "payload": {"n": 7}})
     assert answer.status_code == 202
     task_id = answer.json()["id"]
@@ -49,9 +51,9 @@ def test_a_submitted_task_runs_and_its_result_is_waited_for(
 
 
 def test_a_batch_is_accepted_once_per_idempotency_key(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     tasks = [{"kind": "noop", "idempotency_key": f"batch-{i % 50}"} for i in range(120)]
     first = client.post("/v1/tasks/batch", json={"tasks": tasks}).json()
     assert (first["accepted"], first["duplicates"]) == (50, 70)
@@ -63,9 +65,9 @@ def test_a_batch_is_accepted_once_per_idempotency_key(
 
 
 def test_results_page_in_the_order_recorded_and_stream(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     tasks = [{"kind": "echo", "payload": i} for i in range(30)]
     submitted = client.post("/v1/tasks/batch", json={"tasks": tasks}).json()["tasks"]
     last = submitted[-1]["id"]
@@ -92,9 +94,9 @@ def test_results_page_in_the_order_recorded_and_stream(
 
 
 def test_the_token_is_required_everywhere_but_health(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    entry, _ = service
+    entry, _ = served
     assert httpx.get(f"{entry.url}/v1/health").json() == {"status": "ok"}
     for path in ("/v1/status", "/v1/ready", "/metrics", "/v1/openapi.json", "/v1/agents"):
         missing = httpx.get(f"{entry.url}{path}")
@@ -124,13 +126,13 @@ def test_the_token_is_required_everywhere_but_health(
     ],
 )
 def test_bad_input_is_a_problem_naming_the_field(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
     method: str,
     path: str,
     body: Any,
     field: str,
 ) -> None:
-    _, client = service
+    _, client = served
     before = client.get("/v1/status").json()["accepted"]
     response = client.request(method, path, json=body)
     problem = problem_of(response, 422)
@@ -140,9 +142,9 @@ def test_bad_input_is_a_problem_naming_the_field(
 
 
 def test_a_batch_with_one_bad_task_takes_none(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     tasks = [{"kind": "noop", "idempotency_key": "all-or-none-1"}, {"kind": "noop", "rank": "x"}]
     problem_of(client.post("/v1/tasks/batch", json={"tasks": tasks}), 422)
     fresh = client.post("/v1/tasks", json={"kind": "noop", "idempotency_key": "all-or-none-1"})
@@ -150,9 +152,9 @@ def test_a_batch_with_one_bad_task_takes_none(
 
 
 def test_not_json_and_unknown_ids_are_problems_too(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     garbled = client.post(
         "/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}
     )
@@ -163,9 +165,9 @@ def test_not_json_and_unknown_ids_are_problems_too(
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    entry, _ = service
+    entry, _ = served
     host, port = entry.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         raw.sendall(
@@ -177,14 +179,14 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(
     assert reply.startswith("HTTP/1.1 413")
     assert "application/problem+json" in reply
     too_many = {"tasks": [{"kind": "noop"}] * 10_001}
-    _, client = service
+    _, client = served
     assert problem_of(client.post("/v1/tasks/batch", json=too_many), 422)["field"] == "tasks"
 
 
 def test_agents_strategy_and_scale_change_the_live_swarm(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     added = client.post("/v1/agents", json={"id": "extra", "concurrency": 3})
     assert added.status_code == 201
     assert added.json()["concurrency"] == 3
@@ -218,9 +220,9 @@ def _decision_after(client: httpx.Client, decision_id: int) -> dict[str, Any]:
 
 
 def test_pause_holds_work_and_drain_refuses_it(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     assert client.post("/v1/pause").json()["state"] == "paused"
     task_id = client.post("/v1/tasks", json={"kind": "noop"}).json()["id"]
     assert client.get(f"/v1/tasks/{task_id}", params={"wait": 0.5}).json()["status"] == "pending"
@@ -235,17 +237,17 @@ def test_pause_holds_work_and_drain_refuses_it(
 
 
 def test_metrics_and_openapi_are_served(
-    service: tuple[registry.SwarmEntry, httpx.Client],
+    served: tuple[Service, httpx.Client],
 ) -> None:
-    _, client = service
+    _, client = served
     text = client.get("/metrics").text
     assert "swarmperf_tasks_total" in text
     spec = client.get("/v1/openapi.json").json()
     assert {"/v1/tasks", "/v1/tasks/batch", "/v1/results/stream"} <= set(spec["paths"])
 
 
-def test_status_says_what_runs_now(service: tuple[registry.SwarmEntry, httpx.Client]) -> None:
-    _, client = service
+def test_status_says_what_runs_now(served: tuple[Service, httpx.Client]) -> None:
+    _, client = served
     status = client.get("/v1/status").json()
     assert status["swarm_id"] == "svc"
     assert status["backend"] == "local"
@@ -257,9 +259,13 @@ def test_status_says_what_runs_now(service: tuple[registry.SwarmEntry, httpx.Cli
 
 
 def test_the_data_dir_keeps_the_token_private(tmp_path: Path) -> None:
-    with served(tmp_path, "private") as (_, entry, _client):
+    private = service(tmp_path, "private", spec=TWO_AGENTS).start()
+    try:
+        entry = registry.find(private.data_dir, "private")
         assert entry.token_file.stat().st_mode & 0o777 == 0o600
-        assert (tmp_path / "data" / "swarms").stat().st_mode & 0o777 == 0o700
+        assert (private.data_dir / "swarms").stat().st_mode & 0o777 == 0o700
         token = entry.token()
-    database = (tmp_path / "data" / "swarmperf.db").read_bytes()
-    assert token.encode() not in database
+    finally:
+        private.close()
+    assert token.encode() not in (private.data_dir / "swarmperf.db").read_bytes()
+    assert token not in private.output()

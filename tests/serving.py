@@ -26,6 +26,14 @@ agents:
     count: 2
     concurrency: 4
 """
+# Two agents named apart, with a drain long enough for the tests' short tasks.
+TWO_AGENTS = """\
+swarm_id: {swarm_id}
+backend: local
+strategy: least-loaded
+agents: [{{id: a1, concurrency: 2}}, {{id: a2, concurrency: 2}}]
+timeouts: {{drain: 10s}}
+"""
 
 
 @dataclass
@@ -39,8 +47,9 @@ class Service:
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
     extra: tuple[str, ...] = field(default=())
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment
 
-    def start(self) -> Service:
+    def start(self, *, ready_within: float = READY_WITHIN_S) -> Service:
         """Start `swarmperf serve` and wait until it is registered and ready."""
         command = [
             sys.executable,
@@ -57,16 +66,17 @@ class Service:
             *self.extra,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMPERF_")}
+        env.update(self.env)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.data_dir.parent
             )
-        self._wait_ready()
+        self._wait_ready(ready_within)
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, within: float) -> None:
         assert self.process is not None
-        give_up = time.monotonic() + READY_WITHIN_S
+        give_up = time.monotonic() + within
         while time.monotonic() < give_up:
             if self.process.poll() is not None:
                 raise AssertionError(
@@ -93,9 +103,9 @@ class Service:
                 self.url = entry.url
                 return
             time.sleep(0.05)
-        raise AssertionError(
-            f"swarmperf serve was not ready in {READY_WITHIN_S} s:\n{self.output()}"
-        )
+        self.process.kill()
+        self.process.wait(timeout=30)
+        raise AssertionError(f"swarmperf serve was not ready in {within} s:\n{self.output()}")
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
@@ -111,22 +121,41 @@ class Service:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
-    def close(self) -> None:
-        """SIGTERM (drain, record, unregister), then SIGKILL if it will not end."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
+    def close(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """SIGTERM (drain, record, unregister), then SIGKILL if it will not end; the exit
+        code (None if it never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+                raise
+        return self.process.returncode
+
+    def token(self) -> str:
+        return registry.find(self.data_dir, self.swarm_id).token()
+
+    def client(self) -> httpx.Client:
+        """A plain HTTP client with the token, for tests of the API itself."""
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def service(folder: Path, swarm_id: str, *extra: str) -> Service:
+def service(
+    folder: Path,
+    swarm_id: str,
+    *extra: str,
+    spec: str = SPEC,
+    env: dict[str, str] | None = None,
+) -> Service:
     """A service of a two-agent local swarm, not yet started; its data dir in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    spec = folder / f"{swarm_id}.yaml"
-    spec.write_text(SPEC.format(swarm_id=swarm_id))
+    path = folder / f"{swarm_id}.yaml"
+    path.write_text(spec.format(swarm_id=swarm_id))
     data_dir = folder / "data"
-    return Service(swarm_id, data_dir, spec, folder / f"{swarm_id}.log", extra=extra)
+    log = folder / f"{swarm_id}.log"
+    return Service(swarm_id, data_dir, path, log, extra=extra, env=dict(env or {}))
