@@ -163,3 +163,17 @@ def test_serving_beyond_loopback_warns_about_tls(tmp_path: Path) -> None:
     finally:
         svc.close()
     assert "TLS proxy" in svc.output()
+
+
+def test_a_port_in_use_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
+    import socket
+
+    svc = served(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = serve_again(svc, "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 2
+    assert "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (svc.data_dir / "swarmperf.db").exists()  # no run was recorded

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import ipaddress
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -146,8 +148,15 @@ async def serve(
         )
     if token == "":
         token = secrets.token_urlsafe(32)
-    live = LiveSwarm(spec, data_dir, handlers, max_pending=max_pending)
-    await live.start()
+    # Bound before the swarm starts: a port in use is the user's mistake, said plainly, and
+    # nothing has been started or recorded yet.
+    sock = _bind(host, port)
+    try:
+        live = LiveSwarm(spec, data_dir, handlers, max_pending=max_pending)
+        await live.start()
+    except BaseException:
+        sock.close()
+        raise
     server = _Server(
         uvicorn.Config(
             make_app(live, token),
@@ -160,16 +169,14 @@ async def serve(
             timeout_graceful_shutdown=5,
         )
     )
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve([sock]))
     entry: registry.SwarmEntry | None = None
     try:
         while not server.started:
             if serving.done():
-                raise ConfigError(
-                    "--port", port, "The address cannot be bound (in use?): choose another port."
-                )
+                raise RuntimeError("the HTTP server ended as it started")
             await asyncio.sleep(0.01)
-        bound = server.servers[0].sockets[0].getsockname()[1]
+        bound = sock.getsockname()[1]
         url = f"http://{_reachable(host)}:{bound}"
         entry = registry.register(data_dir, swarm_id, url, os.getpid(), token or "")
         if on_ready is not None:
@@ -197,6 +204,35 @@ async def serve(
         if entry is not None:
             registry.unregister(data_dir, swarm_id, os.getpid())
     return live
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port`, or a `ConfigError` naming the option to change."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError("--host", host, f"It does not resolve ({exc.strerror}).") from exc
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                "--port", port, "Another process listens there: choose another, or 0 for any."
+            ) from exc
+        raise ConfigError(
+            "--host",
+            host,
+            f"It cannot be bound here ({exc.strerror}): use an address of "
+            "this machine, e.g. 127.0.0.1.",
+        ) from exc
+    sock.set_inheritable(False)
+    return sock
 
 
 def _reachable(host: str) -> str:
@@ -238,8 +274,8 @@ class _Server:
     def should_exit(self, value: bool) -> None:
         self._server.should_exit = value
 
-    async def serve(self) -> None:
-        await self._server.serve()
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        await self._server.serve(sockets)
 
 
 @contextlib.contextmanager
