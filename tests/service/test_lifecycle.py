@@ -177,3 +177,20 @@ def test_a_port_in_use_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> No
     assert "--port" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (svc.data_dir / "swarmperf.db").exists()  # no run was recorded
+
+
+def test_a_finished_task_is_forgotten_after_the_retention(tmp_path: Path) -> None:
+    svc = served(tmp_path, "--retain", "1s").start()
+    try:
+        with svc.client() as client:
+            task = {"kind": "noop", "idempotency_key": "once"}
+            first = client.post("/v1/tasks", json=task).json()
+            client.get(f"/v1/tasks/{first['id']}", params={"wait": 10})
+            assert client.post("/v1/tasks", json=task).json()["duplicate"] is True
+            deadline = time.monotonic() + 15
+            while client.get(f"/v1/tasks/{first['id']}").status_code != 404:
+                assert time.monotonic() < deadline, "the task was never forgotten"
+                time.sleep(0.2)
+            assert client.post("/v1/tasks", json=task).json()["duplicate"] is False
+    finally:
+        svc.close()

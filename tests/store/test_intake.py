@@ -86,3 +86,18 @@ def test_swarms_do_not_share_an_intake(tmp_path: Path) -> None:
         assert not two.accept([("b", "k", TASK)], 0.0, None)[0].duplicate
         assert one.get("b") is None
         assert [t.task_id for t in two.unfinished()] == ["b"]
+
+
+def test_pruning_forgets_tasks_recorded_before_the_cutoff_only(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "db") as store:
+        run = store.start_run("s", {}, "local", "rr")
+        intake = Intake(store, "s")
+        intake.accept([(f"t{i}", f"k{i}", TASK) for i in range(12)], 0.0, run)
+        for i in range(10):  # t10 and t11 never finish
+            intake.record(run, [(result(f"t{i}"), "{}")], i + 1, float(i))
+        assert intake.prune(4.5, chunk=3) == 5  # t0..t4 finished at 0..4
+        assert [r.task_id for r in intake.results(0, 100)] == [f"t{i}" for i in range(5, 10)]
+        assert [t.task_id for t in intake.unfinished()] == ["t10", "t11"]
+        again = intake.accept([("n0", "k0", TASK), ("n5", "k5", TASK)], 9.0, run)
+        assert [(a.task_id, a.duplicate) for a in again] == [("n0", False), ("t5", True)]
+        assert intake.prune(4.5) == 0

@@ -66,6 +66,14 @@ def serve(
             "spec's queue.max_queued).",
         ),
     ] = None,
+    retain: Annotated[
+        str,
+        typer.Option(
+            "--retain",
+            help="How long a finished task's result and idempotency key are kept, e.g. 24h "
+            "(a key sent again later is a new task).",
+        ),
+    ] = "168h",
     strategy: Annotated[
         str | None, typer.Option("--strategy", help="Overrides the spec's.")
     ] = None,
@@ -162,6 +170,7 @@ def serve(
                 port=port,
                 token=token,
                 max_pending=max_pending,
+                retain=parse_duration(retain, "--retain"),
                 on_ready=ready,
             )
         )

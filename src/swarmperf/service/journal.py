@@ -38,9 +38,16 @@ class _Pending:
     results: list[tuple[TaskResult, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     flushes: list[asyncio.Future[None]] = field(default_factory=list)
+    prune_before: float | None = None  # forget tasks recorded before this UNIX time
 
     def empty(self) -> bool:
-        return not (self.accepts or self.results or self.events or self.flushes)
+        return not (
+            self.accepts
+            or self.results
+            or self.events
+            or self.flushes
+            or self.prune_before is not None
+        )
 
 
 class Journal:
@@ -95,6 +102,12 @@ class Journal:
             self._pending.events.append(event)
             self._cond.notify()
 
+    def prune(self, before: float) -> None:
+        """Forget the tasks whose result was recorded before `before` (UNIX time)."""
+        with self._cond:
+            self._pending.prune_before = before
+            self._cond.notify()
+
     def flush(self) -> asyncio.Future[None]:
         """Resolves once everything handed over before it is committed."""
         done: asyncio.Future[None] = self.loop.create_future()
@@ -132,14 +145,24 @@ class Journal:
             self.error = None
             self.commits += 1
             self.loop.call_soon_threadsafe(self._deliver, work, answers, recorded)
+            if work.prune_before is not None:
+                self._prune(work.prune_before)
 
     def _write(self, work: _Pending) -> tuple[list[list[Accepted]], list[tuple[TaskResult, int]]]:
         intake = self.intake
         store = intake.store
         with store.transaction():
-            answers = [
-                intake.accept(batch.rows, batch.accepted_at, self.run_id) for batch in work.accepts
-            ]
+            # Every request waiting is one statement: per-request statements would cost
+            # more than the rows when many requests of one task each come at once.
+            answers: list[list[Accepted]] = []
+            if work.accepts:
+                rows = [row for batch in work.accepts for row in batch.rows]
+                first = min(batch.accepted_at for batch in work.accepts)
+                every = intake.accept(rows, first, self.run_id)
+                start = 0
+                for batch in work.accepts:
+                    answers.append(every[start : start + len(batch.rows)])
+                    start += len(batch.rows)
             recorded = (
                 intake.record(self.run_id, work.results, self.next_done, self.clock())
                 if work.results
@@ -156,6 +179,16 @@ class Journal:
                 )
         self.next_done += len(recorded)
         return answers, recorded
+
+    def _prune(self, before: float) -> None:
+        """After the commit, in chunks of their own: requests wait for one chunk at most."""
+        try:
+            gone = self.intake.prune(before)
+        except Exception as exc:  # tried again at the next pruning
+            log.warning("intake: old tasks not pruned (%s)", exc)
+            return
+        if gone:
+            log.info("intake: forgot %d tasks recorded before %.0f", gone, before)
 
     def _failed(self, work: _Pending, exc: BaseException, failures: int) -> None:
         """Accepts fail (their requests get the error); results, events and flushes wait

@@ -46,6 +46,8 @@ RUNNING, PAUSED, DRAINING, STOPPING, STOPPED = (
 PENDING = "pending"
 MAX_VALUE_BYTES = 1_000_000  # a result's value larger than this, as JSON, is not kept
 DEFAULT_OBSERVE = 30.0
+DEFAULT_RETAIN = 7 * 24 * 3600.0  # a week
+CACHE_MIB = 64  # page cache of each store connection: indexes of a busy intake stay hot
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ class LiveSwarm:
         handlers: HandlerRegistry | None = None,
         *,
         max_pending: int | None = None,
+        retain: float = DEFAULT_RETAIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if spec.strategy == AUTO:
@@ -136,6 +139,11 @@ class LiveSwarm:
         self.max_pending = max_pending if max_pending is not None else spec.queue.max_queued
         if self.max_pending < 1:
             raise ConfigError("--max-pending", self.max_pending, "Use an integer >= 1.")
+        if not retain > 0:
+            raise ConfigError("--retain", retain, "Use a duration > 0, e.g. 168h.")
+        # How long a finished task (its result, its idempotency key) is kept: bounded, so
+        # that the intake does not grow for as long as the service lives.
+        self.retain = retain
         self.clock = clock
         self.state = STOPPED
         self.swarm: Swarm = build_swarm(spec, self.handlers, keep_results=False)
@@ -166,6 +174,7 @@ class LiveSwarm:
         self._stopped = asyncio.Event()
         self._cut = asyncio.Event()  # set: the drain ends now (a second signal)
         self._stopping = False
+        self._closed = False
         # Metrics over the time since a change, one per decision being observed.
         self._probes: list[SwarmMetrics] = []
 
@@ -188,6 +197,8 @@ class LiveSwarm:
         path = database_path(self.data_dir)
         self._store = Store.open(path)
         self._reader = Store.open(path)
+        for store in (self._store, self._reader):
+            store.set_cache(CACHE_MIB)
         loop = asyncio.get_running_loop()
         # Stored without a workload: a served swarm's work is what clients submit.
         spec_data = self.spec.to_data()
@@ -215,6 +226,7 @@ class LiveSwarm:
         self.state = RUNNING
         self._spawn(self._feed())
         self._spawn(self._heartbeats())
+        self._spawn(self._pruning())
         await self._recover()
 
     async def _recover(self) -> None:
@@ -289,12 +301,17 @@ class LiveSwarm:
                     self.store.finish_run(self.run_id, self.report(), status)
                 except Exception as exc:
                     log.warning("run %s: its end was not recorded (%s)", self.run_id, exc)
-            for store in (self._reader, self._store):
-                if store is not None:
-                    store.close()
             self.state = STOPPED
             self._wake_all()
             self._stopped.set()
+
+    def close(self) -> None:
+        """Close the store; after `stop`, once nothing reads results any more (the server
+        has finished its requests: a stream open at the stop reads its last results)."""
+        self._closed = True
+        for store in (self._reader, self._store):
+            if store is not None:
+                store.close()
 
     async def _idle(self) -> None:
         while self._pending > 0 or not self._feeding.empty():
@@ -442,6 +459,8 @@ class LiveSwarm:
     # -- results --------------------------------------------------------------------------
 
     async def task(self, task_id: str, wait: float = 0.0) -> IntakeRecord | None:
+        if self._closed:
+            return None
         record = self.intake.get(task_id)
         if record is None or record.done_seq is not None or wait <= 0:
             return record
@@ -451,7 +470,7 @@ class LiveSwarm:
         if record is not None and record.done_seq is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fut), wait)
-            record = self.intake.get(task_id)
+            record = None if self._closed else self.intake.get(task_id)
         waiting = self._waiters.get(task_id)
         if waiting is not None and fut in waiting:
             waiting.remove(fut)
@@ -460,6 +479,8 @@ class LiveSwarm:
         return record
 
     async def results(self, after: int, limit: int, wait: float = 0.0) -> list[IntakeRecord]:
+        if self._closed:
+            return []
         found = self.intake.results(after, limit)
         if found or wait <= 0:
             return found
@@ -470,7 +491,7 @@ class LiveSwarm:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wait_results(), left)
-        return self.intake.results(after, limit)
+        return [] if self._closed else self.intake.results(after, limit)
 
     async def _wait_results(self) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -716,6 +737,14 @@ class LiveSwarm:
         self._background.discard(job)
         if not job.cancelled() and job.exception() is not None:
             log.error("swarm %r: background job failed: %r", self.swarm_id, job.exception())
+
+    async def _pruning(self) -> None:
+        """Forget tasks finished longer ago than `retain`, now and then every hour (or
+        every `retain`, if shorter)."""
+        while True:
+            if self._journal is not None:
+                self._journal.prune(self.clock() - self.retain)
+            await asyncio.sleep(min(self.retain, 3600.0))
 
     async def _heartbeats(self) -> None:
         while True:

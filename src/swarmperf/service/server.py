@@ -21,7 +21,7 @@ from typing import Any
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.service import registry
-from swarmperf.service.live import LiveSwarm
+from swarmperf.service.live import DEFAULT_RETAIN, LiveSwarm
 from swarmperf.spec import SwarmSpec
 
 log = logging.getLogger("swarmperf.service")
@@ -117,6 +117,7 @@ async def serve(
     port: int = 0,
     token: str | None = "",
     max_pending: int | None = None,
+    retain: float | None = None,
     on_ready: Callable[[Serving], None] | None = None,
     handle_signals: bool = True,
 ) -> LiveSwarm:
@@ -152,7 +153,13 @@ async def serve(
     # nothing has been started or recorded yet.
     sock = _bind(host, port)
     try:
-        live = LiveSwarm(spec, data_dir, handlers, max_pending=max_pending)
+        live = LiveSwarm(
+            spec,
+            data_dir,
+            handlers,
+            max_pending=max_pending,
+            retain=DEFAULT_RETAIN if retain is None else retain,
+        )
         await live.start()
     except BaseException:
         sock.close()
@@ -201,6 +208,7 @@ async def serve(
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await serving
+        live.close()
         if entry is not None:
             registry.unregister(data_dir, swarm_id, os.getpid())
     return live

@@ -139,6 +139,28 @@ class Intake:
             )
         return recorded
 
+    def prune(self, finished_before: float, chunk: int = 5000) -> int:
+        """Forget tasks whose result was recorded before `finished_before` (UNIX time), in
+        the order recorded, a chunk per transaction; their keys may then be used again.
+        Returns how many went."""
+        conn, gone = self.store._conn, 0
+        while True:
+            with self.store.transaction():
+                rows = conn.execute(
+                    "SELECT done_seq, finished_at FROM intake WHERE swarm_id = ?"
+                    " AND done_seq IS NOT NULL ORDER BY done_seq LIMIT ?",
+                    (self.swarm_id, chunk),
+                ).fetchall()
+                old = [seq for seq, at in rows if at < finished_before]
+                if old:
+                    gone += conn.execute(
+                        "DELETE FROM intake WHERE swarm_id = ? AND done_seq IS NOT NULL"
+                        " AND done_seq <= ? AND finished_at < ?",
+                        (self.swarm_id, old[-1], finished_before),
+                    ).rowcount
+            if len(old) < chunk:
+                return gone
+
     def unfinished(self) -> Iterator[IntakeTask]:
         """Accepted tasks with no result yet, in the order they were accepted."""
         after = 0

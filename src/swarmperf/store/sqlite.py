@@ -142,6 +142,12 @@ class Store:
             raise
         return cls(conn, path, clock, write_timeout=write_timeout, read_only=read_only, stats=stats)
 
+    def set_cache(self, mebibytes: int) -> None:
+        """Let this connection cache up to `mebibytes` of pages (SQLite's default is 2):
+        for a long-lived writer whose indexes outgrow the default."""
+        with self._lock:
+            self._conn.execute(f"PRAGMA cache_size = {-1024 * int(mebibytes)}")
+
     def write_stats(self) -> WriteStats:
         """How often and how long this store waited for the write lock, measured so far."""
         with self._lock:
