@@ -269,3 +269,17 @@ def test_the_data_dir_keeps_the_token_private(tmp_path: Path) -> None:
         private.close()
     assert token.encode() not in (private.data_dir / "swarmperf.db").read_bytes()
     assert token not in private.output()
+
+
+def test_submissions_answer_alike_whatever_path_serves_them(
+    served: tuple[Service, httpx.Client],
+) -> None:
+    svc, client = served
+    lower = {"Authorization": f"bearer {svc.token()}"}  # the scheme is case-insensitive
+    one = httpx.post(f"{svc.url}/v1/tasks", json={"kind": "noop"}, headers=lower)
+    assert one.status_code == 202
+    assert set(one.json()) == {"id", "idempotency_key", "duplicate"}
+    batch = client.post("/v1/tasks/batch", json={"tasks": [{"kind": "noop"}] * 3})
+    assert batch.status_code == 202
+    assert set(batch.json()) == {"accepted", "duplicates", "tasks"}
+    assert batch.headers["content-type"] == "application/json"
