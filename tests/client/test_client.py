@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,82 @@ def test_the_sync_client_does_the_same(served: Service) -> None:
             if ours <= set(streamed):
                 break
         assert c.status()["swarm_id"] == SWARM
+
+
+# -- one client, many callers at once -------------------------------------------------------
+
+
+@pytest.mark.parametrize("lanes", [100, 3])  # room for every caller; callers waiting
+def test_a_shared_client_gives_each_concurrent_caller_its_receipt(
+    served: Service, lanes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("swarmperf.client._async.MAX_LANES", lanes)
+    keys = [f"shared-{lanes}-{i}" for i in range(32)]
+
+    async def scenario() -> tuple[list[Submitted], list[TaskOutcome]]:
+        async with client(served) as c:
+            receipts = await asyncio.gather(
+                *(c.submit("echo", key, idempotency_key=key) for key in keys)
+            )
+            outcomes = await asyncio.gather(*(c.wait(r.id, timeout=30) for r in receipts))
+            return list(receipts), list(outcomes)
+
+    receipts, outcomes = asyncio.run(scenario())
+    assert [r.idempotency_key for r in receipts] == keys
+    assert not any(r.duplicate for r in receipts)
+    assert len({r.id for r in receipts}) == len(keys)
+    assert [o.id for o in outcomes] == [r.id for r in receipts]
+    assert [o.value for o in outcomes] == keys
+
+
+def test_a_sync_client_shared_by_threads_gives_each_its_receipt(served: Service) -> None:
+    keys = [f"threads-{i}" for i in range(16)]
+    receipts: dict[str, Submitted] = {}
+    with sync_client(served) as c:
+
+        def send(key: str) -> None:
+            receipts[key] = c.submit("echo", key, idempotency_key=key)
+
+        threads = [threading.Thread(target=send, args=(key,)) for key in keys]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(receipts) == sorted(keys)
+        assert all(receipts[key].idempotency_key == key for key in keys)
+        assert len({r.id for r in receipts.values()}) == len(keys)
+        assert [c.wait(receipts[key].id, timeout=30).value for key in keys] == keys
+
+
+def test_a_request_waits_for_a_busy_connection_no_longer_than_the_timeout(
+    served: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("swarmperf.client._sync.MAX_LANES", 1)
+    with sync_client(served, timeout=0.5, retries=0) as c:
+        c.wait(c.submit("noop").id, timeout=30)  # a result to stream at once
+        stream = c.stream(after=0)
+        assert isinstance(stream, Generator)
+        next(stream)  # the stream holds the one connection
+        with pytest.raises(ServiceUnavailable) as caught:
+            c.status()
+        assert "PoolTimeout: all 1 connections stayed busy" in str(caught.value)
+        stream.close()  # gives it back
+        assert c.status()["swarm_id"] == SWARM
+
+
+def test_a_closed_client_sends_nothing(served: Service) -> None:
+    async def scenario() -> None:
+        c = client(served)
+        await c.status()
+        await c.aclose()
+        await c.status()
+
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(scenario())
+    c = sync_client(served)
+    c.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        c.status()
 
 
 # -- steering -------------------------------------------------------------------------------

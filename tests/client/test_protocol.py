@@ -77,7 +77,10 @@ def test_a_task_gets_a_key_and_its_priority_by_name() -> None:
     assert sent["priority"] == "high"
     assert sent["rank"] == 2
     assert sent["payload"] == [1]
-    assert len(sent["idempotency_key"]) == 32
+    again = task_data({"kind": "noop"}, "task")
+    # Fresh, distinct, and in time order (the service's key index grows at its end).
+    assert sent["idempotency_key"] != again["idempotency_key"]
+    assert sent["idempotency_key"] < again["idempotency_key"]
     assert "cost" not in sent  # None is left to the service's default
     mapped = task_data({"kind": "noop", "priority": Priority.LOW}, "task")
     assert mapped["priority"] == "low"

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from swarmperf.client._base import ClientBase
+from swarmperf.client._base import MAX_LANES, ClientBase, Lanes
 from swarmperf.client._protocol import (
     MIN_POLL_S,
     Call,
@@ -41,7 +41,10 @@ class SwarmClient(ClientBase):
     $SWARMPERF_DATA_DIR, else ./.swarmperf), which also holds its token; or give `url` and
     `token`. Requests refused for now (429, 503) or never sent (the service unreachable)
     are retried up to `retries` times with a capped backoff, honouring Retry-After; the
-    submits are retried after a lost reply too, being idempotent by their keys."""
+    submits are retried after a lost reply too, being idempotent by their keys.
+
+    One client may be shared by many coroutines: each request in flight has a connection
+    of its own (up to 100 at once; more wait their turn)."""
 
     def __init__(
         self,
@@ -56,7 +59,11 @@ class SwarmClient(ClientBase):
         super().__init__(
             swarm_id, url=url, token=token, data_dir=data_dir, timeout=timeout, retries=retries
         )
-        self._http = httpx.AsyncClient(trust_env=self._trust_env())
+        self._lanes: Lanes[httpx.AsyncClient] = Lanes(self._new_lane)
+        self._slots = asyncio.Semaphore(MAX_LANES)
+
+    def _new_lane(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**self._lane_options)
 
     async def __aenter__(self) -> SwarmClient:
         return self
@@ -70,14 +77,43 @@ class SwarmClient(ClientBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for lane in self._lanes.close():
+            await lane.aclose()
+
+    async def _take(self) -> httpx.AsyncClient:
+        """A lane for one request, waiting up to `timeout` while all are busy."""
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.timeout)
+            except TimeoutError:
+                raise self._no_lane_free(MAX_LANES) from None
+        else:
+            await self._slots.acquire()  # free: returns at once
+        try:
+            return self._lanes.take()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _give(self, lane: httpx.AsyncClient) -> None:
+        surplus = self._lanes.give(lane)
+        self._slots.release()
+        if surplus is not None:
+            await surplus.aclose()
+
+    async def _request(self, call: Call[Any]) -> httpx.Response:
+        lane = await self._take()
+        try:
+            return await lane.request(**self._request_args(call))
+        finally:
+            await self._give(lane)
 
     async def _send(self, call: Call[T]) -> T:
         tries = 0
         refreshed = False
         while True:
             try:
-                response = await self._http.request(**self._request_args(call))
+                response = await self._request(call)
             except httpx.TransportError as exc:
                 await asyncio.sleep(self._after_transport_error(call, exc, tries))
                 tries += 1
@@ -147,19 +183,25 @@ class SwarmClient(ClientBase):
             try:
                 args = self._request_args(call)
                 args["timeout"] = httpx.Timeout(self.timeout, read=None)
-                async with self._http.stream(**args) as response:
-                    wait = self._retry_wait(response, tries)
-                    if wait is None:
-                        if response.status_code >= 400:
-                            await response.aread()
-                            raise problem(
-                                response.status_code, response.content, response.reason_phrase
-                            )
-                        opened = True
-                        async for line in response.aiter_lines():
-                            if line.strip():
-                                yield outcome(json.loads(line))
-                        return
+                lane = await self._take()  # held while the stream lasts
+                try:
+                    async with lane.stream(**args) as response:
+                        wait = self._retry_wait(response, tries)
+                        if wait is None:
+                            if response.status_code >= 400:
+                                await response.aread()
+                                raise problem(
+                                    response.status_code,
+                                    response.content,
+                                    response.reason_phrase,
+                                )
+                            opened = True
+                            async for line in response.aiter_lines():
+                                if line.strip():
+                                    yield outcome(json.loads(line))
+                            return
+                finally:
+                    await self._give(lane)
             except httpx.TransportError as exc:
                 if opened:
                     return  # the service stopped: so does the stream

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -23,6 +25,19 @@ from swarmperf.service import registry
 from swarmperf.service.registry import SwarmEntry
 
 USER_AGENT = "swarmperf-client"
+
+# A client shared by concurrent callers (coroutines or threads) gives each request in
+# flight a connection of its own, through an httpx client of its own: a lane, kept for the
+# next request. One httpx client carrying many requests at once costs several times the
+# CPU per request of one carrying a single request: at every request's start and end its
+# pool walks all its connections, polling each idle socket, and it hands one idle
+# connection to several queued requests, all but one of which then go round again (and
+# with more connections than its keep-alive limit it closes idle ones it will reopen).
+MAX_LANES = 100  # requests in flight at once; more wait, as for httpx's max_connections
+IDLE_LANES = 20  # lanes kept while idle, as httpx's max_keepalive_connections
+CLOSED = "Cannot send a request, as the client has been closed."  # httpx's words
+
+L = TypeVar("L")
 
 
 class Target:
@@ -86,6 +101,50 @@ class Target:
         return self.url
 
 
+class Lanes(Generic[L]):
+    """The lanes (httpx clients) of one client, each carrying one request at a time: the
+    bookkeeping, free of I/O and of waiting. The caller holds one of MAX_LANES slots from
+    `take` to `give`, and closes what `give` and `close` hand back."""
+
+    __slots__ = ("_free", "_make", "_open", "closed")
+
+    def __init__(self, make: Callable[[], L]) -> None:
+        self._make = make
+        self._free: deque[L] = deque()  # idle, the most recently used last
+        self._open: set[L] = set()
+        self.closed = False
+
+    def take(self) -> L:
+        """An idle lane (the one used last: its connection is the likeliest to be alive),
+        else a new one."""
+        if self.closed:
+            raise RuntimeError(CLOSED)
+        if self._free:
+            return self._free.pop()
+        lane = self._make()
+        self._open.add(lane)
+        return lane
+
+    def give(self, lane: L) -> L | None:
+        """Take back a lane whose request is over; a lane to close, if too many are idle."""
+        if self.closed:
+            return None  # closed with all the others
+        self._free.append(lane)
+        if len(self._free) <= IDLE_LANES:
+            return None
+        coldest = self._free.popleft()
+        self._open.discard(coldest)
+        return coldest
+
+    def close(self) -> list[L]:
+        """Every lane, to close: no request is sent after this."""
+        self.closed = True
+        lanes = list(self._open)
+        self._open.clear()
+        self._free.clear()
+        return lanes
+
+
 class ClientBase:
     """The state and retry rules both clients share; they differ only in how they wait."""
 
@@ -106,6 +165,13 @@ class ClientBase:
         self._target = Target(swarm_id, url, token, data_dir)
         self.timeout = float(timeout)
         self.retries = retries
+        # How each lane (an httpx client) is made; one TLS context for them all (httpx
+        # would make, and load certificates into, one per client).
+        trust_env = self._trust_env()
+        self._lane_options: dict[str, Any] = {
+            "trust_env": trust_env,
+            "verify": httpx.create_ssl_context(trust_env=trust_env),
+        }
 
     @property
     def url(self) -> str:
@@ -128,6 +194,11 @@ class ClientBase:
     # directly, whatever HTTP_PROXY says.
     def _trust_env(self) -> bool:
         return not is_loopback(self._target.url)
+
+    def _no_lane_free(self, lanes: int) -> httpx.PoolTimeout:
+        """What waiting longer than `timeout` for one of `lanes` lanes raises, as httpx
+        does for a connection: a transport error, retried as such."""
+        return httpx.PoolTimeout(f"all {lanes} connections stayed busy for {self.timeout:g} s")
 
     def _timeout(self, call: Call[Any]) -> httpx.Timeout:
         return httpx.Timeout(self.timeout, read=self.timeout + (call.read_timeout or 0.0))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 import math
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,23 @@ _TASK_KEYS = frozenset({"kind", "payload"}) | TASK_FIELDS
 IDEMPOTENCY_KEY_MAX = 200
 # The shortest time between two polls of a task, should the service answer a long-poll at once.
 MIN_POLL_S = 0.05
+
+
+def _process_tag() -> str:
+    return os.urandom(6).hex()
+
+
+_tag = _process_tag()
+_keys = itertools.count()
+# A forked child would repeat its parent's keys: it takes a tag of its own.
+os.register_at_fork(after_in_child=lambda: globals().update(_tag=_process_tag()))
+
+
+def new_key() -> str:
+    """A fresh idempotency key: the time, this process's random tag, a count. Unique like
+    a random UUID, but in time order, so that the service's index of keys grows at its
+    end instead of everywhere (a random key per task slows a large intake down)."""
+    return f"{time.time_ns():x}-{_tag}-{next(_keys):x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +160,7 @@ def task_data(task: Mapping[str, Any] | Task, where: str) -> dict[str, Any]:
     if key is None:
         # Given here, before the first attempt, so that a retry of the same request (or a
         # resubmission after the service restarted) is known as the same task.
-        data["idempotency_key"] = uuid.uuid4().hex
+        data["idempotency_key"] = new_key()
     elif not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX:
         raise ConfigError(
             f"{where}.idempotency_key",

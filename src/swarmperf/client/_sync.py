@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from swarmperf.client._base import ClientBase
+from swarmperf.client._base import MAX_LANES, ClientBase, Lanes
 from swarmperf.client._protocol import (
     MIN_POLL_S,
     Call,
@@ -40,7 +41,10 @@ class SyncSwarmClient(ClientBase):
     $SWARMPERF_DATA_DIR, else ./.swarmperf), which also holds its token; or give `url` and
     `token`. Requests refused for now (429, 503) or never sent (the service unreachable)
     are retried up to `retries` times with a capped backoff, honouring Retry-After; the
-    submits are retried after a lost reply too, being idempotent by their keys."""
+    submits are retried after a lost reply too, being idempotent by their keys.
+
+    One client may be shared by many threads: each request in flight has a connection of
+    its own (up to 100 at once; more wait their turn)."""
 
     def __init__(
         self,
@@ -55,7 +59,12 @@ class SyncSwarmClient(ClientBase):
         super().__init__(
             swarm_id, url=url, token=token, data_dir=data_dir, timeout=timeout, retries=retries
         )
-        self._http = httpx.Client(trust_env=self._trust_env())
+        self._lanes: Lanes[httpx.Client] = Lanes(self._new_lane)
+        self._slots = threading.BoundedSemaphore(MAX_LANES)
+        self._lock = threading.Lock()  # over the lanes' bookkeeping
+
+    def _new_lane(self) -> httpx.Client:
+        return httpx.Client(**self._lane_options)
 
     def __enter__(self) -> SyncSwarmClient:
         return self
@@ -69,14 +78,42 @@ class SyncSwarmClient(ClientBase):
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        with self._lock:
+            lanes = self._lanes.close()
+        for lane in lanes:
+            lane.close()
+
+    def _take(self) -> httpx.Client:
+        """A lane for one request, waiting up to `timeout` while all are busy."""
+        if not self._slots.acquire(timeout=self.timeout):
+            raise self._no_lane_free(MAX_LANES)
+        try:
+            with self._lock:
+                return self._lanes.take()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _give(self, lane: httpx.Client) -> None:
+        with self._lock:
+            surplus = self._lanes.give(lane)
+        self._slots.release()
+        if surplus is not None:
+            surplus.close()
+
+    def _request(self, call: Call[Any]) -> httpx.Response:
+        lane = self._take()
+        try:
+            return lane.request(**self._request_args(call))
+        finally:
+            self._give(lane)
 
     def _send(self, call: Call[T]) -> T:
         tries = 0
         refreshed = False
         while True:
             try:
-                response = self._http.request(**self._request_args(call))
+                response = self._request(call)
             except httpx.TransportError as exc:
                 time.sleep(self._after_transport_error(call, exc, tries))
                 tries += 1
@@ -146,19 +183,25 @@ class SyncSwarmClient(ClientBase):
             try:
                 args = self._request_args(call)
                 args["timeout"] = httpx.Timeout(self.timeout, read=None)
-                with self._http.stream(**args) as response:
-                    wait = self._retry_wait(response, tries)
-                    if wait is None:
-                        if response.status_code >= 400:
-                            response.read()
-                            raise problem(
-                                response.status_code, response.content, response.reason_phrase
-                            )
-                        opened = True
-                        for line in response.iter_lines():
-                            if line.strip():
-                                yield outcome(json.loads(line))
-                        return
+                lane = self._take()  # held while the stream lasts
+                try:
+                    with lane.stream(**args) as response:
+                        wait = self._retry_wait(response, tries)
+                        if wait is None:
+                            if response.status_code >= 400:
+                                response.read()
+                                raise problem(
+                                    response.status_code,
+                                    response.content,
+                                    response.reason_phrase,
+                                )
+                            opened = True
+                            for line in response.iter_lines():
+                                if line.strip():
+                                    yield outcome(json.loads(line))
+                            return
+                finally:
+                    self._give(lane)
             except httpx.TransportError as exc:
                 if opened:
                     return  # the service stopped: so does the stream
