@@ -10,9 +10,13 @@ HTTP, run by an agent, and the result recorded and read back (`GET /v1/results`)
   SwarmClient of its own, as 32 programs would have); then every result collected. Also,
   once, `single_shared_client_tasks_per_s`: one SwarmClient shared by 32 senders.
 - `p99_ms`: open loop at an offered 500 tasks/s for 10 s, 3 times (`--quick`: 3 s,
-  twice), one task per request; latency from the moment a task was due to be sent (so a
-  slow sender counts against it) to the moment its result reached a reader on
-  `GET /v1/results/stream`.
+  twice), one task per request from `SyncSwarmClient.submit` in one thread, results heard
+  by a thread reading `GET /v1/results/stream`: the shape of Celery's side (`apply_async`
+  in one thread, a subscriber thread). Latency runs from the moment a task was due to be
+  sent (so a slow sender counts against it) to the moment its result reached the reader.
+- `plain_http_p99_ms` (a diagnostic): the same open loop with the standard library's
+  `http.client` in place of the client package, which tells the service's own latency
+  from the client's cost per request in this process.
 - `cpu_us_per_task`: CPU per task on each side (this process; the service, or Celery's
   workers and redis-server), to tell a slow service from a slow load generator.
 
@@ -276,57 +280,92 @@ class OursPeer:
             raise RuntimeError(f"{len(ids)} acknowledged for {n} tasks")
         return point
 
-    async def latency_run(self, rate: float, duration: float) -> dict[str, Any]:
-        """Open loop: one `submit` due every 1/rate s, each in its own coroutine on a free
-        client of the pool (waiting for one counts against the task); results heard on
-        `GET /v1/results/stream`."""
+    def latency_run(self, rate: float, duration: float, data_dir: Path) -> dict[str, Any]:
+        """Open loop, shaped as Celery's is: `submit` one task every 1/rate s from this
+        thread with the sync client (as `apply_async` is), results heard by a reader
+        thread on `GET /v1/results/stream` (as Celery's subscriber thread)."""
+        from swarmperf.client import SyncSwarmClient
+
         n = max(1, round(rate * duration))
         arrived: dict[str, float] = {}
         due: dict[str, float] = {}
-        everything = asyncio.Event()
-        free: asyncio.Queue[SwarmClient] = asyncio.Queue()
-        for client in self.pool:
-            free.put_nowait(client)
+        opened = threading.Event()
+        with (
+            SyncSwarmClient(SWARM_ID, data_dir=data_dir, timeout=WAIT_S) as sender,
+            SyncSwarmClient(SWARM_ID, data_dir=data_dir, timeout=WAIT_S) as reader,
+        ):
+            stream = reader.stream(after=self.cursor)
 
-        def check() -> None:
-            if len(due) == n and due.keys() <= arrived.keys():
-                everything.set()
+            def listen() -> None:
+                opened.set()
+                for outcome in stream:
+                    arrived[outcome.id] = time.perf_counter()
+                    if outcome.cursor is not None:
+                        self.cursor = max(self.cursor, outcome.cursor)
+                    if len(due) == n and due.keys() <= arrived.keys():
+                        return
 
-        async def read() -> None:
-            async for outcome in self.client.stream(after=self.cursor):
-                arrived[outcome.id] = time.perf_counter()
-                if outcome.cursor is not None:
-                    self.cursor = max(self.cursor, outcome.cursor)
-                check()
-
-        async def send(at: float) -> None:
-            client = await free.get()
-            try:
-                submitted = await client.submit("noop")
-            finally:
-                free.put_nowait(client)
-            due[submitted.id] = at
-            check()
-
-        reader = asyncio.create_task(read())
-        senders: list[asyncio.Task[None]] = []
-        try:
-            await asyncio.sleep(0.2)  # the stream is open before the first task goes
+            listener = threading.Thread(target=listen, name="ours-results", daemon=True)
+            listener.start()
+            opened.wait(5.0)
+            time.sleep(0.2)  # the stream is open before the first task goes
             start = time.perf_counter() + 0.05
             for i in range(n):
                 at = start + i / rate
                 delay = at - time.perf_counter()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                senders.append(asyncio.create_task(send(at)))
-            await asyncio.gather(*senders)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(everything.wait(), LATENCY_WAIT_S)
-        finally:
-            for task in (*senders, reader):
-                task.cancel()
-            await asyncio.gather(*senders, reader, return_exceptions=True)
+                    time.sleep(delay)
+                due[sender.submit("noop").id] = at
+            listener.join(LATENCY_WAIT_S)
         return _latency_figures(due, arrived, duration)
+
+
+def plain_http_latency_run(
+    url: str, token: str, rate: float, duration: float, after: int
+) -> dict[str, Any]:
+    """The same open loop with the standard library's `http.client` on both threads instead
+    of the client package: the service's own latency, apart from httpx's CPU cost per
+    request in this process (a diagnostic beside `p99_ms`, which goes through the client)."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    n = max(1, round(rate * duration))
+    arrived: dict[str, float] = {}
+    due: dict[str, float] = {}
+    reading = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+    reading.request("GET", f"/v1/results/stream?after={after}", headers=headers)
+    stream = reading.getresponse()
+
+    def listen() -> None:
+        while len(due) < n or not due.keys() <= arrived.keys():
+            line = stream.readline()
+            if not line:
+                return
+            if line.strip():
+                arrived[json.loads(line)["id"]] = time.perf_counter()
+
+    listener = threading.Thread(target=listen, name="plain-results", daemon=True)
+    listener.start()
+    sending = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+    body = b'{"kind":"noop"}'
+    try:
+        time.sleep(0.2)
+        start = time.perf_counter() + 0.05
+        for i in range(n):
+            at = start + i / rate
+            delay = at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sending.request("POST", "/v1/tasks", body, headers)
+            due[json.loads(sending.getresponse().read())["id"]] = at
+        listener.join(LATENCY_WAIT_S)
+    finally:
+        sending.close()
+        reading.close()
+    return _latency_figures(due, arrived, duration)
 
 
 # -- figures ------------------------------------------------------------------------------
@@ -477,16 +516,21 @@ def _run(
         log(f"ours single, one client shared by {CLIENTS} senders: {shared.per_s:.0f}/s")
         ours_latency: list[dict[str, Any]] = []
         celery_latency: list[dict[str, Any]] = []
+        plain_latency: list[dict[str, Any]] = []
         for r in range(latency_repeats):
             with _frozen_heap():
                 celery_latency.append(celery.latency_run(OFFERED_PER_S, latency_s))
             with _frozen_heap():
-                ours_latency.append(
-                    loop.run_until_complete(ours.latency_run(OFFERED_PER_S, latency_s))
+                ours_latency.append(ours.latency_run(OFFERED_PER_S, latency_s, served.data_dir))
+                plain_latency.append(
+                    plain_http_latency_run(
+                        served.url, served.token, OFFERED_PER_S, latency_s, ours.cursor
+                    )
                 )
             log(
                 f"latency {r + 1}/{latency_repeats} at {OFFERED_PER_S:g}/s: "
-                f"ours {ours_latency[-1]}, Celery {celery_latency[-1]}"
+                f"ours {ours_latency[-1]}, ours over plain HTTP {plain_latency[-1]}, "
+                f"Celery {celery_latency[-1]}"
             )
         workers.check()
     finally:
@@ -526,6 +570,8 @@ def _run(
         "celery_p99_ms": celery_p99,
         "p50_ms": _median_of(ours_latency, "p50_ms"),
         "celery_p50_ms": _median_of(celery_latency, "p50_ms"),
+        "plain_http_p99_ms": _median_of(plain_latency, "p99_ms"),
+        "plain_http_p50_ms": _median_of(plain_latency, "p50_ms"),
         "goals": goals,
         "goals_met": all(goals.values()),
         "single_shared_client_tasks_per_s": round(shared.per_s, 1),

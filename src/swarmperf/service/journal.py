@@ -39,6 +39,8 @@ class _Pending:
     events: list[Event] = field(default_factory=list)
     flushes: list[asyncio.Future[None]] = field(default_factory=list)
     prune_before: float | None = None  # forget tasks recorded before this UNIX time
+    metrics: list[tuple[float, dict[str, float | None]]] = field(default_factory=list)
+    heartbeat: bool = False
 
     def empty(self) -> bool:
         return not (
@@ -46,6 +48,8 @@ class _Pending:
             or self.results
             or self.events
             or self.flushes
+            or self.metrics
+            or self.heartbeat
             or self.prune_before is not None
         )
 
@@ -100,6 +104,19 @@ class Journal:
     def record_event(self, event: Event) -> None:
         with self._cond:
             self._pending.events.append(event)
+            self._cond.notify()
+
+    def record_metrics(self, ts: float, rows: dict[str, float | None]) -> None:
+        """A monitor snapshot's rows, stored with the next commit: written by this thread
+        like everything else, a snapshot never holds the store while requests wait."""
+        with self._cond:
+            self._pending.metrics.append((ts, rows))
+            self._cond.notify()
+
+    def heartbeat(self) -> None:
+        """Record that the run is alive, with the next commit."""
+        with self._cond:
+            self._pending.heartbeat = True
             self._cond.notify()
 
     def prune(self, before: float) -> None:
@@ -168,6 +185,10 @@ class Journal:
                 if work.results
                 else []
             )
+            for ts, snapshot in work.metrics:
+                store.record_metrics(intake.swarm_id, self.run_id, ts, snapshot)
+            if work.heartbeat:
+                store.heartbeat(self.run_id)
             for event in work.events:
                 store.record_event(
                     intake.swarm_id,
@@ -205,12 +226,14 @@ class Journal:
         with self._cond:
             later = self._pending
             self._pending = _Pending(
-                [],
-                work.results + later.results,
-                work.events + later.events,
-                work.flushes + later.flushes,
+                accepts=later.accepts,
+                results=work.results + later.results,
+                events=work.events + later.events,
+                flushes=work.flushes + later.flushes,
+                prune_before=later.prune_before,
+                metrics=work.metrics + later.metrics,
+                heartbeat=work.heartbeat or later.heartbeat,
             )
-            self._pending.accepts = later.accepts
             self._cond.wait(min(0.05 * 2**failures, _RETRY_MAX))
 
     def _deliver(

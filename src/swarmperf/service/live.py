@@ -25,7 +25,7 @@ from swarmperf.core.errors import Backpressure, ConfigError, DispatchError, Quot
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.core.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
 from swarmperf.monitor.monitor import Monitor
-from swarmperf.monitor.snapshot import SwarmFigures
+from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.service.journal import Journal
@@ -216,12 +216,14 @@ class LiveSwarm:
         await self.swarm.start()
         self.started_at = self.clock()
         if self.spec.monitor.enabled:
-            self._monitor = Monitor(
-                self.metrics,
-                interval=self.spec.monitor.interval,
-                store=self.store,
-                run_id=self.run_id,
-            )
+            # Its snapshots are stored through the journal, the store's one writer here.
+            self._monitor = Monitor(self.metrics, interval=self.spec.monitor.interval)
+            journal = self._journal
+
+            def store_snapshot(swarm: SwarmFigures, system: SystemFigures | None) -> None:
+                journal.record_metrics(swarm.ts, flatten(swarm, system))
+
+            self._monitor.add_observer(store_snapshot)
             await self._monitor.start()
         self.state = RUNNING
         self._spawn(self._feed())
@@ -749,11 +751,8 @@ class LiveSwarm:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY)
-            if self.run_id is not None:
-                try:
-                    await asyncio.to_thread(self.store.heartbeat, self.run_id)
-                except Exception as exc:  # a busy store must not end the service
-                    log.warning("run %s: heartbeat not recorded (%s)", self.run_id, exc)
+            if self._journal is not None:
+                self._journal.heartbeat()
 
 
 def _task_fields(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import importlib
 import ipaddress
 import logging
@@ -176,6 +177,11 @@ async def serve(
             timeout_graceful_shutdown=5,
         )
     )
+    # Everything made so far (the web stack, the spec, the swarm) lives as long as the
+    # service: out of the collector's sight, a full collection no longer walks it, which
+    # would pause every request for milliseconds.
+    gc.collect()
+    gc.freeze()
     serving = asyncio.create_task(server.serve([sock]))
     entry: registry.SwarmEntry | None = None
     try:
