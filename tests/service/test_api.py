@@ -123,6 +123,12 @@ def test_the_token_is_required_everywhere_but_health(
         ("DELETE", "/v1/agents/ghost", None, "agent"),
         ("GET", "/v1/results?limit=0", None, "limit"),
         ("GET", "/v1/tasks/x?wait=999", None, "wait"),
+        ("GET", "/v1/results?after=-1", None, "after"),
+        ("GET", "/v1/decisions/abc", None, "decision_id"),
+        ("POST", "/v1/stop", {"deadline_s": -5}, "deadline_s"),
+        ("POST", "/v1/scale", {"target_size": 3, "observe_s": "soon"}, "observe_s"),
+        ("PUT", "/v1/strategy", {}, "name"),
+        ("POST", "/v1/agents", {"id": "../x"}, "id"),
     ],
 )
 def test_bad_input_is_a_problem_naming_the_field(
