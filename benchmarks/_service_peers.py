@@ -97,7 +97,7 @@ def tree_cpu_s(pids: Sequence[int]) -> float:
 
 def make_celery_app(redis_url: str) -> Any:
     """A Celery 5 app with Redis as broker and result backend, and the no-op task."""
-    from celery import Celery  # type: ignore[import-untyped]
+    from celery import Celery
 
     celery_app = Celery("swarmperf_bench", broker=redis_url, backend=redis_url)
     celery_app.conf.update(CELERY_SETTINGS)

@@ -127,7 +127,7 @@ class CeleryPeer:
         Each batch is BATCH `apply_async` calls collected in a `ResultSet`; every set is
         then joined (`join_native`: results as the backend publishes them). Measured here,
         this is faster than `group(...).apply_async()`, so it is the one used."""
-        from celery.result import ResultSet  # type: ignore[import-untyped]
+        from celery.result import ResultSet
 
         gc.collect()
         cpu, peer_cpu = time.process_time(), tree_cpu_s(self.pids)
