@@ -20,6 +20,7 @@ ALL_TABLES = {
     "benchmarks",
     "decisions",
     "events",
+    "intake",
 }
 
 # Version 1 of the schema, written out by hand as an older swarmperf would have left it.
