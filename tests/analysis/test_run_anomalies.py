@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from swarmperf.app.run import _anomaly_events
+from swarmperf.app.run import anomaly_events
 from swarmperf.core.model import AgentSpec
 from swarmperf.runtime.swarm import Swarm
 from tests.analysis.anomaly.test_feed import snapshot
@@ -15,7 +15,7 @@ from tests.analysis.anomaly.test_feed import snapshot
 def test_an_anomalous_latency_is_recorded_as_an_event() -> None:
     async def main() -> list[tuple[str, str]]:
         async with Swarm([AgentSpec("a")]) as swarm:
-            observe = _anomaly_events(swarm)
+            observe = anomaly_events(swarm)
             rng = np.random.default_rng(1)
             for i in range(400):
                 observe(snapshot(float(i), 0.05 + rng.normal(0, 0.002), 100.0), None)

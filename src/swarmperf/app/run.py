@@ -136,7 +136,7 @@ async def _run_spec(
     saver = _Saver(store, run_id, spec.swarm_id, [], [])
     if store is not None:
         swarm.on_result(saver.results.append)
-        swarm.on_event(saver.events.append)
+        swarm.on_event(lambda event: saver.events.append(on_wall_clock(swarm, event)))
     try:
         async with (
             _heartbeats(store, run_id),
@@ -222,7 +222,7 @@ async def _monitoring(
         )
         monitor.add_observer(observer)
     if spec.monitor.anomalies:
-        monitor.add_observer(_anomaly_events(swarm))
+        monitor.add_observer(anomaly_events(swarm))
     server: MetricsServer | None = None
     await monitor.start()
     try:
@@ -251,7 +251,7 @@ async def _monitoring(
                 server.close()
 
 
-def _anomaly_events(
+def anomaly_events(
     swarm: Swarm,
 ) -> Callable[[SwarmFigures, SystemFigures | None], None]:
     """A monitor observer that runs the anomaly ensemble on the swarm's key figures and
@@ -503,6 +503,13 @@ def _save_and_finish(
             "Free the store (another process may hold it) and run again.",
         ) from exc
     saver.committed(*counts)
+
+
+def on_wall_clock(swarm: Swarm, event: Event) -> Event:
+    """`event` stamped with UNIX time, as the store keeps events, rather than the swarm's
+    clock, which means nothing outside this process."""
+    wall = time.time() - (swarm.clock() - event.ts)
+    return Event(wall, event.kind, event.subject, event.detail)
 
 
 def _snapshot(swarm: Swarm, total: int, started: float) -> Progress:

@@ -12,16 +12,19 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from swarmperf.balancing.strategies import STRATEGIES
 from swarmperf.core.errors import Backpressure, ConfigError, QuotaExceeded, SwarmError, preview
+from swarmperf.service.feed import Feed
 from swarmperf.service.live import STOPPED, LiveSwarm, Refused, TaskIn
 from swarmperf.store.intake import Accepted, IntakeRecord
 
@@ -422,6 +425,18 @@ def make_app(live: LiveSwarm, token: str | None, *, max_body: int = MAX_BODY_BYT
             exposition.append(make_registry(SwarmCollector(live.metrics)))
         return Response(generate_latest(exposition[0]), media_type=CONTENT_TYPE_LATEST)
 
+    @app.websocket("/v1/live")
+    async def live_feed(socket: WebSocket) -> None:
+        """Figures each interval, events and decisions as they happen (see `feed`)."""
+        await serve_feed(socket, live.feed, live.hello, expected)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        """The dashboard: a page with no data in it, so no token (its feed needs one)."""
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.get("/v1/openapi.json", dependencies=auth)
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
@@ -476,6 +491,53 @@ def make_app(live: LiveSwarm, token: str | None, *, max_body: int = MAX_BODY_BYT
 
 class _Unauthorised(Exception):
     pass
+
+
+STATIC = Path(__file__).parent / "static"
+HELLO_WITHIN_S = 10.0  # a page sends its token this soon after connecting, or is closed
+
+
+async def serve_feed(
+    socket: WebSocket,
+    feed: Feed,
+    hello: Callable[[], dict[str, Any]],
+    token: bytes | None,
+) -> None:
+    """One dashboard's connection: its token first, then the backlog after the seq it last
+    saw, then messages as they come, until the feed ends, the page goes, or it falls behind.
+
+    A browser cannot put a token in a WebSocket's headers, so it is the first message (the
+    page has it from the URL's fragment, which no server or log ever sees)."""
+    await socket.accept()
+    try:
+        first = json.loads(await asyncio.wait_for(socket.receive_text(), HELLO_WITHIN_S))
+        given = str(first.get("token") or "").encode()
+        after = first.get("after")
+        if after is not None and (not isinstance(after, int) or after < 0):
+            raise ValueError(after)
+    except (TimeoutError, ValueError, AttributeError, TypeError):
+        await socket.close(4400, 'send {"token": ..., "after": <seq or null>} first')
+        return
+    except WebSocketDisconnect:
+        return
+    if token is not None and not hmac.compare_digest(given, token):
+        await socket.close(4401, "unauthorised")
+        return
+    reader = feed.subscribe(after)
+    try:
+        await socket.send_text(json.dumps(hello()))
+        for kept in reader.backlog:
+            await socket.send_text(kept)
+        while (message := await reader.queue.get()) is not None:
+            await socket.send_text(message)
+        if reader.dropped:
+            await socket.close(4408, f"too slow: reconnect with after={reader.last_seq}")
+        else:
+            await socket.close(1000, "the feed ended")
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the page went away
+    finally:
+        feed.unsubscribe(reader)
 
 
 def _task_in(task: TaskModel) -> TaskIn:

@@ -20,14 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmperf.app.build import build_swarm
+from swarmperf.alerting.alerts import AlertObserver
+from swarmperf.app.build import build_swarm, load_alerting
+from swarmperf.app.run import anomaly_events, on_wall_clock
 from swarmperf.core.errors import Backpressure, ConfigError, DispatchError, QuotaExceeded
+from swarmperf.core.events import SHED, Event
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.core.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
 from swarmperf.monitor.monitor import Monitor
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
+from swarmperf.service.feed import Feed
 from swarmperf.service.journal import Journal
 from swarmperf.spec import AUTO, SwarmSpec
 from swarmperf.store import RUN_INTERRUPTED, Store
@@ -46,6 +50,8 @@ RUNNING, PAUSED, DRAINING, STOPPING, STOPPED = (
 PENDING = "pending"
 MAX_VALUE_BYTES = 1_000_000  # a result's value larger than this, as JSON, is not kept
 DEFAULT_OBSERVE = 30.0
+FEED_NUMBERS_PER_RUN = 10**9  # a run's feed numbers start at run id x this (a JS-safe integer)
+EVENTS_PER_INTERVAL = 50  # events sent to dashboards one by one per interval; the rest counted
 DEFAULT_RETAIN = 7 * 24 * 3600.0  # a week
 CACHE_MIB = 64  # page cache of each store connection: indexes of a busy intake stay hot
 
@@ -177,6 +183,11 @@ class LiveSwarm:
         self._closed = False
         # Metrics over the time since a change, one per decision being observed.
         self._probes: list[SwarmMetrics] = []
+        # What dashboards see (`/v1/live`): figures each interval, events, decisions.
+        self.feed = Feed()  # numbered on from above earlier runs' once the run is known
+        self._alerts: AlertObserver | None = None
+        self._events_this_interval = 0
+        self._events_dropped = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -206,13 +217,16 @@ class LiveSwarm:
         self.run_id = self.store.start_run(
             self.swarm_id, spec_data, self.spec.backend, self.spec.strategy
         )
+        # A restarted service numbers its feed on from above its predecessors', so that a
+        # page's cursor (the last number it saw) stays good across the restart.
+        self.feed = Feed(first=self.run_id * FEED_NUMBERS_PER_RUN + 1)
         self._journal = Journal(
             Intake(self.store, self.swarm_id), self.run_id, loop, self._recorded
         )
         self.last_done = self._journal.next_done - 1
         self._journal.start()
         self.swarm.on_result(self._on_result)
-        self.swarm.on_event(self._journal.record_event)
+        self.swarm.on_event(self._on_event)
         await self.swarm.start()
         self.started_at = self.clock()
         if self.spec.monitor.enabled:
@@ -224,6 +238,22 @@ class LiveSwarm:
                 journal.record_metrics(swarm.ts, flatten(swarm, system))
 
             self._monitor.add_observer(store_snapshot)
+            alerting = load_alerting(self.spec)
+            if alerting is not None:
+                from swarmperf.alerting.sinks import build_observer
+
+                # In the background: a slow or failing receiver must never stall the swarm.
+                self._alerts = build_observer(
+                    alerting,
+                    store=self.store,
+                    swarm_id=self.swarm_id,
+                    seed=self.spec.seed,
+                    background=True,
+                )
+                self._monitor.add_observer(self._alerts)
+            if self.spec.monitor.anomalies:
+                self._monitor.add_observer(anomaly_events(self.swarm))
+            self._monitor.add_observer(self._publish_figures)
             await self._monitor.start()
         self.state = RUNNING
         self._spawn(self._feed())
@@ -304,6 +334,9 @@ class LiveSwarm:
                 except Exception as exc:
                     log.warning("run %s: its end was not recorded (%s)", self.run_id, exc)
             self.state = STOPPED
+            self.feed.end(reason)
+            if self._alerts is not None:
+                self._alerts.close()
             self._wake_all()
             self._stopped.set()
 
@@ -669,7 +702,9 @@ class LiveSwarm:
         """Record the decision now, with the figures of the monitor's window before it; then
         measure `observe` seconds after it, from results finished in that time only, and add
         those figures to the record."""
+        created = time.time()
         decision_id = self.store.record_decision(self.swarm_id, kind, decision, reason)
+        self._publish_decision(decision_id, kind, reason, decision, created)
         if observe <= 0:
             return decision_id
         probe = SwarmMetrics(self.swarm_id, window=observe, clock=self.swarm.clock)
@@ -684,9 +719,9 @@ class LiveSwarm:
             now = self.metrics.figures()
             figures["queue_depth"] = now.queue_depth
             figures["agents"] = len(now.agents)
-            await asyncio.to_thread(
-                self.store.update_decision, decision_id, {**decision, "after": figures}
-            )
+            observed = {**decision, "after": figures}
+            await asyncio.to_thread(self.store.update_decision, decision_id, observed)
+            self._publish_decision(decision_id, kind, reason, observed, created)
 
         self._spawn(measure_after())
         return decision_id
@@ -727,6 +762,139 @@ class LiveSwarm:
             "strategy": self.swarm.strategy.name,
             "agents": len(c.agents),
         }
+
+    # -- the live feed -------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """What a dashboard is told first."""
+        return {
+            "type": "hello",
+            "swarm_id": self.swarm_id,
+            "live": True,
+            "state": self.state,
+            "interval_s": self.spec.monitor.interval if self.spec.monitor.enabled else None,
+            "seq": self.feed.seq,
+            "strategy": self.swarm.strategy.name,
+            "backend": self.spec.backend,
+            "started_at": self.started_at,
+            "run_id": self.run_id,
+        }
+
+    def _publish_figures(self, figures: SwarmFigures, system: SystemFigures | None) -> None:
+        """Each monitor interval: the figures, by the names the store keeps them under."""
+        if self._events_dropped:
+            self.feed.publish(
+                {
+                    "type": "event",
+                    "kind": "events-dropped",
+                    "subject": "feed",
+                    "detail": {"count": self._events_dropped},
+                }
+            )
+        self._events_this_interval = self._events_dropped = 0
+        c = self.swarm.coordinator
+        depth, by_priority = self.metrics.queue_depths()
+        counts = self.swarm.event_counts
+        agents = []
+        for agent in c.all_agents():
+            mine = figures.agents.get(agent.id)
+            agents.append(
+                {
+                    "id": agent.id,
+                    "utilization": None if mine is None else mine.utilization,
+                    "speed": agent.speed,
+                    "weight": agent.weight,
+                    "in_flight": agent.in_flight,
+                    "slots": agent.slots,
+                    "completed": agent.completed,
+                    "failed": agent.failed,
+                    "breaker": self.metrics.breaker_of(agent.id),
+                    "alive": agent.alive,
+                    "paused": agent.paused,
+                }
+            )
+        self.feed.publish(
+            {
+                "type": "metrics",
+                "ts": figures.ts,
+                "window_s": figures.window_s,
+                "state": self.state,
+                "strategy": self.swarm.strategy.name,
+                "metrics": flatten(figures, system),
+                "queue": {"depth": depth, "by_priority": dict(by_priority)},
+                "totals": {
+                    "rejected": c.rejected,
+                    "shed": counts.get(SHED, 0),
+                    "retried": c.retried,
+                    "completed": c.completed,
+                    "failed": c.failed,
+                },
+                "agents": agents,
+                "alerts": self._alert_list(),
+            }
+        )
+
+    def _alert_list(self) -> list[dict[str, Any]]:
+        if self._alerts is None:
+            return []
+        try:  # the alert manager runs on a worker thread: read a copy
+            alerts = list(self._alerts.manager.alerts.values())
+        except RuntimeError:
+            return []
+        shown = []
+        for alert in alerts:
+            if alert.status == "inactive":
+                continue
+            labels = alert.labels
+            shown.append(
+                {
+                    "name": labels.get("alertname", ""),
+                    "severity": labels.get("severity", ""),
+                    "status": alert.status,
+                    "summary": alert.annotations.get("summary", ""),
+                    "value": alert.value,
+                }
+            )
+        return shown
+
+    def _on_event(self, event: Event) -> None:
+        """Stored and shown with the wall-clock time it happened: the swarm's clock, which
+        stamps it, means nothing outside this process."""
+        event = on_wall_clock(self.swarm, event)
+        assert self._journal is not None
+        self._journal.record_event(event)
+        self._event_to_feed(event)
+
+    def _event_to_feed(self, event: Event) -> None:
+        """An event, as it happens; beyond a bound per interval only counted (an overload
+        sheds a task at a time, and a page needs the count, not each one)."""
+        if self._events_this_interval >= EVENTS_PER_INTERVAL:
+            self._events_dropped += 1
+            return
+        self._events_this_interval += 1
+        self.feed.publish(
+            {
+                "type": "event",
+                "ts": event.ts,
+                "kind": event.kind,
+                "subject": event.subject,
+                "detail": dict(event.detail),
+            }
+        )
+
+    def _publish_decision(
+        self, decision_id: int, kind: str, reason: str, decision: dict[str, Any], created: float
+    ) -> None:
+        self.feed.publish(
+            {
+                "type": "decision",
+                "id": decision_id,
+                "kind": kind,
+                "reason": reason,
+                "created_at": created,
+                "decision": decision,
+            }
+        )
 
     # -- background -----------------------------------------------------------------------
 

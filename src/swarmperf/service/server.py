@@ -152,7 +152,7 @@ async def serve(
         token = secrets.token_urlsafe(32)
     # Bound before the swarm starts: a port in use is the user's mistake, said plainly, and
     # nothing has been started or recorded yet.
-    sock = _bind(host, port)
+    sock = bind(host, port)
     try:
         live = LiveSwarm(
             spec,
@@ -220,7 +220,7 @@ async def serve(
     return live
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     """A listening socket on `host:port`, or a `ConfigError` naming the option to change."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
