@@ -140,20 +140,23 @@
   const darkQuery = window.matchMedia("(prefers-color-scheme: dark)");
   let palette = null;
 
+  let sessionTheme = null; // the toggle's choice where there is no storage (private window)
+
   function storedTheme() {
     try {
       const t = localStorage.getItem(THEME_KEY);
-      return t === "light" || t === "dark" ? t : null;
+      return t === "light" || t === "dark" ? t : sessionTheme;
     } catch (e) {
-      return null;
+      return sessionTheme;
     }
   }
 
   function applyTheme() {
     const chosen = storedTheme();
-    if (chosen) document.documentElement.dataset.theme = chosen;
-    else delete document.documentElement.dataset.theme;
     const dark = chosen ? chosen === "dark" : darkQuery.matches;
+    // The page's attribute is the one place the theme is decided, the reader's choice or
+    // else the system's, so that the stylesheet holds the dark colours once.
+    document.documentElement.dataset.theme = dark ? "dark" : "light";
     $("theme-toggle").setAttribute("aria-pressed", dark ? "true" : "false");
     palette = null;
     redrawCharts();
@@ -165,7 +168,7 @@
       localStorage.setItem(THEME_KEY, dark ? "light" : "dark");
     } catch (e) {
       // no storage (private window): the choice lasts until the page closes
-      document.documentElement.dataset.theme = dark ? "light" : "dark";
+      sessionTheme = dark ? "light" : "dark";
     }
     applyTheme();
   }
