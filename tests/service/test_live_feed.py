@@ -73,6 +73,11 @@ def test_a_page_gets_figures_events_and_decisions_as_they_happen(served: Service
     assert {a["id"] for a in latest["agents"]} >= {"a1", "a2"}
     assert set(latest["queue"]["by_priority"]) == {"critical", "high", "normal", "low"}
     assert latest["totals"]["completed"] >= 50
+    # The same series as /metrics, by their Prometheus names.
+    exposed = latest["prometheus"]
+    done = sum(v for k, v in exposed.items() if k.startswith("swarmperf_tasks_total{"))
+    assert done >= 50
+    assert 'swarmperf_queue_depth{priority="normal"}' in exposed
     decisions = [m for m in reading if m["type"] == "decision"]
     assert decisions
     assert decisions[0]["kind"] == "strategy"

@@ -28,6 +28,7 @@ from swarmperf.core.events import SHED, Event
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.core.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
 from swarmperf.monitor.monitor import Monitor
+from swarmperf.monitor.names import SWARM_LABEL
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
@@ -186,6 +187,8 @@ class LiveSwarm:
         # What dashboards see (`/v1/live`): figures each interval, events, decisions.
         self.feed = Feed()  # numbered on from above earlier runs' once the run is known
         self._alerts: AlertObserver | None = None
+        self._collector: Any = None  # the /metrics collector, made at the first interval
+        self._last_system: SystemFigures | None = None
         self._events_this_interval = 0
         self._events_dropped = 0
 
@@ -831,8 +834,30 @@ class LiveSwarm:
                 },
                 "agents": agents,
                 "alerts": self._alert_list(),
+                "prometheus": self._exposition(system),
             }
         )
+
+    def _exposition(self, system: SystemFigures | None) -> dict[str, float]:
+        """The same figures as `/metrics` exposes them: series name (with its labels but
+        the swarm's) -> value, so that a dashboard and a Prometheus query say alike."""
+        from swarmperf.monitor.exposition import SwarmCollector
+
+        if self._collector is None:
+            self._collector = SwarmCollector(self.metrics, system=lambda: self._last_system)
+        self._last_system = system
+        series: dict[str, float] = {}
+        for family in self._collector.collect():
+            for sample in family.samples:
+                labels = ",".join(
+                    f'{key}="{value}"'
+                    for key, value in sorted(sample.labels.items())
+                    if key != SWARM_LABEL
+                )
+                name = f"{sample.name}{{{labels}}}" if labels else sample.name
+                if math.isfinite(sample.value):
+                    series[name] = sample.value
+        return series
 
     def _alert_list(self) -> list[dict[str, Any]]:
         if self._alerts is None:
