@@ -69,3 +69,25 @@ def emit(figures: dict[str, Any]) -> None:
     """Print the run's figures as the last line on stdout: one JSON object."""
     sys.stderr.flush()
     print(json.dumps(figures, sort_keys=False), flush=True)
+
+
+def package_versions(*names: str) -> dict[str, str | None]:
+    """The interpreter's and each installed package's version (None: not installed)."""
+    import importlib.metadata
+
+    versions: dict[str, str | None] = {"python": python_version()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def compiled_core() -> bool | None:
+    """Whether the installed swarmperf runs its compiled core (None: no swarmperf)."""
+    try:
+        from swarmperf.runtime import compiled
+    except ImportError:
+        return None
+    return bool(compiled())

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import math
 import os
@@ -54,7 +53,16 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RunSettings, emit, log, median, parse_args, python_version
+from _common import (
+    RunSettings,
+    compiled_core,
+    emit,
+    log,
+    median,
+    package_versions,
+    parse_args,
+    python_version,
+)
 from _service_peers import ServedSwarm, tail, tree_cpu_s, write_spec
 
 SWARM_ID = "feed"
@@ -444,24 +452,6 @@ def _run(settings: RunSettings, warm_s: float, measure_s: float, workdir: Path) 
     }
 
 
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": python_version()}
-    for name in ("swarmperf", "websockets", "uvicorn", "fastapi", "httpx"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def _compiled() -> bool | None:
-    try:
-        from swarmperf.runtime import compiled
-    except ImportError:
-        return None
-    return bool(compiled())
-
-
 def _child_main(args: argparse.Namespace) -> None:
     data_dir = Path(args.data_dir)
     if args.role == "drive":
@@ -532,8 +522,8 @@ def main() -> None:
                 "driver": "SwarmClient.submit_many in a separate process, open loop",
                 "watchers_run": "websockets clients in one separate process",
             },
-            "versions": _versions(),
-            "compiled": _compiled(),
+            "versions": package_versions("swarmperf", "websockets", "uvicorn", "fastapi", "httpx"),
+            "compiled": compiled_core(),
             "cpus": os.cpu_count(),
             "load_average_before": load_before,
             "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -54,7 +54,17 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RunSettings, emit, log, median, parse_args, python_version, spread
+from _common import (
+    RunSettings,
+    compiled_core,
+    emit,
+    log,
+    median,
+    package_versions,
+    parse_args,
+    python_version,
+    spread,
+)
 from _service_peers import (
     CELERY_NOOP,
     CELERY_SETTINGS,
@@ -401,12 +411,9 @@ def _latency_figures(
 
 
 def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": python_version()}
-    for name in ("swarmperf", "celery", "kombu", "redis", "httpx", "uvicorn", "fastapi"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = package_versions(
+        "swarmperf", "celery", "kombu", "redis", "httpx", "uvicorn", "fastapi"
+    )
     binary = shutil.which("redis-server")
     if binary:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
@@ -415,14 +422,6 @@ def _versions() -> dict[str, str | None]:
     else:
         versions["redis-server"] = None
     return versions
-
-
-def _compiled() -> bool | None:
-    try:
-        from swarmperf.runtime import compiled
-    except ImportError:
-        return None
-    return bool(compiled())
 
 
 def _missing() -> str | None:
@@ -685,7 +684,7 @@ def main() -> None:
         {
             "settings": _settings_figures(settings, known.strategy, latency_s, latency_repeats),
             "versions": _versions(),
-            "compiled": _compiled(),
+            "compiled": compiled_core(),
             "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "wall_s": round(time.perf_counter() - started, 1),
