@@ -304,9 +304,6 @@ class ServedSwarm:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the registry names this process and `GET /v1/ready` answers 200."""
-        import httpx
-
-        from swarmperf.core.errors import SwarmNotRunning
         from swarmperf.service import registry
 
         assert self.proc is not None
@@ -316,24 +313,10 @@ class ServedSwarm:
                 raise RuntimeError(
                     f"swarmperf serve exited with {self.proc.returncode}:\n{tail(self.log_path)}"
                 )
-            try:
-                entry = registry.find(self.data_dir, self.swarm_id)
-            except SwarmNotRunning:
-                time.sleep(0.02)
-                continue
-            if entry.pid != self.proc.pid:
-                time.sleep(0.02)
-                continue
-            token = entry.token()
-            with contextlib.suppress(httpx.HTTPError):
-                reply = httpx.get(
-                    f"{entry.url}/v1/ready",
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=2.0,
-                )
-                if reply.status_code == 200:
-                    self.url, self.token = entry.url, token
-                    return
+            entry = registry.ready(self.data_dir, self.swarm_id, self.proc.pid)
+            if entry is not None:
+                self.url, self.token = entry.url, entry.token()
+                return
             time.sleep(0.02)
         raise RuntimeError(
             f"swarmperf serve not ready within {timeout:g} s:\n{tail(self.log_path)}"

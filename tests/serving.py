@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 
-from swarmperf.core.errors import ConfigError
 from swarmperf.service import registry
 
 READY_WITHIN_S = 60.0
@@ -82,24 +81,8 @@ class Service:
                 raise AssertionError(
                     f"swarmperf serve exited {self.process.returncode}:\n{self.output()}"
                 )
-            try:
-                entry = registry.find(self.data_dir, self.swarm_id)
-            except ConfigError:
-                time.sleep(0.05)
-                continue
-            if entry.pid != self.process.pid:  # a stale entry of a killed predecessor
-                time.sleep(0.05)
-                continue
-            try:
-                ready = httpx.get(
-                    f"{entry.url}/v1/ready",
-                    headers={"Authorization": f"Bearer {entry.token()}"},
-                    timeout=5,
-                )
-            except httpx.TransportError:
-                time.sleep(0.05)
-                continue
-            if ready.status_code == 200:
+            entry = registry.ready(self.data_dir, self.swarm_id, self.process.pid, timeout=5)
+            if entry is not None:
                 self.url = entry.url
                 return
             time.sleep(0.05)

@@ -85,3 +85,10 @@ def test_a_damaged_entry_is_ignored(tmp_path: Path) -> None:
     assert registry.entries(tmp_path) == []
     with pytest.raises(SwarmNotRunning):
         registry.find(tmp_path, "prod")
+
+
+def test_ready_is_none_until_the_named_process_answers(tmp_path: Path) -> None:
+    assert registry.ready(tmp_path, "prod") is None  # nothing registered
+    registry.register(tmp_path, "prod", "http://127.0.0.1:9", os.getpid(), "t" * 20)
+    assert registry.ready(tmp_path, "prod", pid=os.getpid() + 1) is None  # another process's
+    assert registry.ready(tmp_path, "prod", timeout=0.5) is None  # nobody answers there

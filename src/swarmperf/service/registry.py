@@ -146,6 +146,30 @@ def find(data_dir: str | Path, swarm_id: str) -> SwarmEntry:
     raise SwarmNotRunning(swarm_id, f"{problem} {listed} {START_HINT}.")
 
 
+def ready(
+    data_dir: str | Path, swarm_id: str, pid: int | None = None, timeout: float = 2.0
+) -> SwarmEntry | None:
+    """The entry of `swarm_id` if its service (the process `pid`, when given) answers
+    `/v1/ready` now; else None. For whatever starts `swarmperf serve` and waits for it."""
+    import httpx
+
+    try:
+        entry = find(data_dir, swarm_id)
+    except SwarmNotRunning:
+        return None
+    if pid is not None and entry.pid != pid:
+        return None  # a stale entry of a predecessor
+    try:
+        reply = httpx.get(
+            f"{entry.url}/v1/ready",
+            headers={"Authorization": f"Bearer {entry.token()}"},
+            timeout=timeout,
+        )
+    except httpx.HTTPError:
+        return None
+    return entry if reply.status_code == 200 else None
+
+
 def _read(path: Path) -> SwarmEntry | None:
     try:
         data = json.loads(path.read_text())
