@@ -171,6 +171,9 @@ class Watched:
     def choose(self, task: Task, now: float) -> AgentState | None:
         return self._check(self.inner.choose(task, now))
 
+    def refused_from(self, now: float) -> float:
+        return self.inner.refused_from(now)
+
     def assigned(self, agent: AgentState, task: Task) -> None:
         self.inner.assigned(agent, task)
 

@@ -21,11 +21,13 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import ClassVar, Final, Protocol
 
 from swarmperf.balancing.agents import AgentState
 from swarmperf.core.errors import UnknownName
 from swarmperf.core.model import Task
+
+_INF: Final = float("inf")
 
 
 class SwarmLoad(Protocol):
@@ -59,6 +61,12 @@ class LoadBalancer(Protocol):
 
     def choose(self, task: Task, now: float) -> AgentState | None:
         """Return a live agent with room for `task`, or None to keep it queued."""
+        ...
+
+    def refused_from(self, now: float) -> float:
+        """Right after `choose` kept a task waiting: the smallest estimated cost from
+        which `choose` would keep any task waiting too, until something changes (so the
+        coordinator need not ask about each); infinity when there is no such rule."""
         ...
 
     def assigned(self, agent: AgentState, task: Task) -> None:
@@ -100,6 +108,9 @@ class _Strategy:
 
     def choose(self, task: Task, now: float) -> AgentState | None:
         raise NotImplementedError
+
+    def refused_from(self, now: float) -> float:
+        return _INF
 
     def assigned(self, agent: AgentState, task: Task) -> None:
         pass
@@ -529,9 +540,11 @@ class CapacityAware(_Strategy):
     `PROBE_AFTER` seconds therefore gets the next task whatever its estimate: a probe.
 
     Holding is monotonic in a task's cost: if a task is held, so is any costlier one while
-    nothing has changed. The coordinator looks past a held task for one a free agent can
-    take, so the last hold is remembered, and costlier tasks are refused without looking
-    at the heaps again; the decisions are exactly those of a full look.
+    nothing has changed, and the two conditions solved for the cost give the cost above
+    which every task is held. The coordinator looks past a held task for one a free agent
+    can take; `refused_from` tells it which it need not ask about, so a look past many
+    tasks costs a comparison each, and the decisions are exactly those of a full look
+    (`tests/runtime/test_coordinator_line.py` holds them equal).
     """
 
     name = "capacity-aware"
@@ -593,13 +606,33 @@ class CapacityAware(_Strategy):
                 return idle
             on_idle = cost / idle.speed
             horizon = self._horizon()
-            if on_idle > horizon and busy.free_at(now) - now + cost / busy.speed < on_idle:
+            wait = busy.free_at(now) - now
+            if on_idle > horizon and wait + cost / busy.speed < on_idle:
                 key = (self._epoch, now, horizon)
                 if held is not None and held[:3] == key:
                     cost = min(cost, held[3])
+                # The two conditions, solved for the cost: any task costing more than
+                # this is held too, and the coordinator need not ask about it. Widened,
+                # and only where the speeds differ enough, so that rounding cannot make
+                # it refuse a task that the comparisons above would let through.
+                if busy.speed - idle.speed > 1e-6 * busy.speed:
+                    gap = 1.0 / idle.speed - 1.0 / busy.speed
+                    above = max(horizon * idle.speed, wait / gap) * (1.0 + 1e-6) + 1e-9
+                    cost = min(cost, above)
                 self._held = (*key, cost)
                 return None
         return idle
+
+    def refused_from(self, now: float) -> float:
+        held = self._held
+        if (
+            held is not None
+            and held[0] == self._epoch
+            and held[1] == now
+            and held[2] == self._horizon()
+        ):
+            return held[3]
+        return _INF
 
     def _horizon(self) -> float:
         return self._swarm.horizon if self._swarm is not None else 0.0

@@ -295,6 +295,76 @@ class TaskQueue:
             arrivals.popleft()
         return task
 
+    def line(self, limit: int) -> list[Task] | None:
+        """The next `limit` tasks in the order `pop` would take them, left in place, when
+        that order is one tenant's line (only normal work queued, from one tenant); None
+        otherwise, and the caller pops.
+
+        With `take` and `looked`, a caller looks past tasks it cannot place yet without
+        taking each one out and putting it back: the decisions, and the turns charged to
+        levels and tenants, are those of popping and pushing back, at a cost that does not
+        grow with how often the same tasks are looked at.
+        """
+        if self._len == 0 or self._len != self._counts[2]:
+            return None
+        heap = self._normal._heap
+        if len(heap) != 1:
+            return None
+        out: list[Task] = []
+        for seq, task in self._normal._fifos[heap[0][2]]:
+            if seq == task.seq:
+                out.append(task)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def take(self, looked: list[Task], index: int, now: float) -> Task:
+        """Take `looked[index]` out of a `line`, as popping `looked[0..index]` and pushing
+        back all but that one would have."""
+        self._charge(looked, index + 1, now)
+        task = looked[index]
+        fifo = self._normal._fifos[task.tenant]
+        # Removed rather than left stale, so that a task held at the head for long does
+        # not make every later look walk past the ones taken behind it.
+        for i in range(len(fifo)):
+            if fifo[i][1] is task:
+                del fifo[i]
+                break
+        self._taken(task)
+        arrivals = self._arrivals
+        if arrivals and arrivals[0][1] is task:
+            arrivals.popleft()
+        return task
+
+    def looked(self, looked: list[Task], count: int, now: float) -> None:
+        """Account for popping `looked[0..count)` of a `line` and pushing them back."""
+        self._charge(looked, count, now)
+
+    def _charge(self, looked: list[Task], count: int, now: float) -> None:
+        # Each pop takes a turn from the normal level and from the tenant, except a task
+        # taken because it has waited `max_wait` (aging passes the rotation by). In a
+        # one-tenant line the oldest task is the first in line, so aging takes the same
+        # task the rotation would.
+        max_wait = self.settings.max_wait
+        passes = self._level_pass
+        step = self._level_step[2]
+        rotation = self._normal
+        heap = rotation._heap
+        p, seq, tenant = heap[0]
+        per = 1.0 / rotation._weights.get(tenant, 1.0)
+        charged = False
+        for i in range(count):
+            if now - looked[i].enqueued_at >= max_wait:
+                continue
+            self._level_vt = passes[2]
+            passes[2] += step
+            rotation._vt = p
+            p = p + per
+            charged = True
+        if charged:
+            rotation._pass[tenant] = p
+            heap[0] = (p, seq, tenant)
+
     def _compact_arrivals(self) -> None:
         self._arrivals = deque(e for e in self._arrivals if e[1].seq == e[0])
 

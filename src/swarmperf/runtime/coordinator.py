@@ -133,6 +133,9 @@ class Coordinator:
         # again whenever the coordinator binds, since the others' queues keep changing.
         self._thieves: dict[str, AgentState] = {}
         self._late = strategy.late_binding
+        # Look past held tasks in place (`TaskQueue.line`) where the queue allows it; off,
+        # they are popped and pushed back. The decisions are the same either way.
+        self.in_place = True
         # `finish` for one task takes a short path when nothing but the strategy decides.
         self._plain = guard is None and not self._bulkheads_on and not strategy.steals
         # Estimated cost of a task that brings none: the mean measured work per task.
@@ -604,9 +607,16 @@ class Coordinator:
             bulkheads = self.bulkheads if self._bulkheads_on else None
             pop = queue.pop
             start = self._start
+            in_place = self.in_place and bulkheads is None
             while queue._len:
                 if late and self._free_slots <= 0:
                     break
+                if in_place:
+                    line = queue.line(self.lookahead + 1)
+                    if line is not None:
+                        if not self._bind_from_line(line, now):
+                            break
+                        continue
                 task = pop(now)
                 if task is None:
                     break
@@ -768,6 +778,36 @@ class Coordinator:
                     break
             if not agent.alive or agent.paused or agent.in_flight >= agent.slots:
                 del self._thieves[agent.id]
+
+    def _bind_from_line(self, line: list[Task], now: float) -> bool:
+        """`take_starts`'s step when the queue's order is one line: decide on the first
+        task where it stands and, if the strategy holds it, on the ones behind it as
+        `_backfill` does, taking out only the task that is bound. False: nothing can be
+        bound now."""
+        head = line[0]
+        choose = self.strategy.choose
+        agent = choose(head, now) if head.avoid is None else self._choose_avoiding(head, now)
+        if agent is not None:
+            # The strategy reads nothing of the queue, so deciding before the pop is
+            # deciding after it; the pop takes the same task (see `TaskQueue.line`).
+            task = self.queue.pop(now)
+            if task is not head:
+                raise RuntimeError("the queue's line and its pop disagree")  # a bug
+            self._bind(agent, task, now)
+            return True
+        refused_from = self.strategy.refused_from
+        limit = refused_from(now)
+        for i in range(1, len(line)):
+            task = line[i]
+            if task.est_cost >= limit:
+                continue  # `choose` would keep it waiting too, having changed nothing
+            agent = choose(task, now)
+            if agent is not None:
+                self._bind(agent, self.queue.take(line, i, now), now)
+                return True
+            limit = refused_from(now)
+        self.queue.looked(line, len(line), now)
+        return False
 
     def _backfill(self, held: Task, now: float) -> bool:
         """The strategy keeps `held` waiting for a better agent: look a few tasks further
