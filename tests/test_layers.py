@@ -33,6 +33,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"bench"}),
     frozenset({"service"}),
     frozenset({"client"}),
+    frozenset({"queries"}),
+    frozenset({"mcp_server"}),
     frozenset({"cli"}),
     frozenset({"__init__", "__main__"}),
 )

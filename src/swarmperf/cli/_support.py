@@ -37,9 +37,11 @@ from typer._click.exceptions import (
 from swarmperf.app.backends import backend_choices
 from swarmperf.app.run import Progress as RunProgress
 from swarmperf.core.errors import ConfigError, SwarmError, preview
-from swarmperf.spec import SwarmSpec, demo_spec, load_spec
+from swarmperf.core.errors import UserError as UserError
+from swarmperf.queries.runs import load_spec_or_demo as load_spec_or_demo
+from swarmperf.queries.runs import override as override
+from swarmperf.queries.stored import find_run as find_run
 from swarmperf.store import Store, database_path, resolve_data_dir
-from swarmperf.store.records import RUN_REAL, RUN_SIMULATED, RunRecord
 
 out = Console()
 err = Console(stderr=True)
@@ -124,10 +126,6 @@ BackendOption = Annotated[
 ]
 
 
-class UserError(SwarmError):
-    """A mistake in what the user asked for: reported without a traceback, exit code 2."""
-
-
 def fail(exc: BaseException) -> None:
     """Report a user's mistake on stderr (and, under `-o json`, as JSON on stdout); exit 2."""
     if _json_requested():
@@ -177,73 +175,6 @@ def user_errors() -> Iterator[None]:
         yield
     except (SwarmError, ValueError) as exc:
         fail(exc)
-
-
-# How many of a swarm's runs an unknown --run lists: the latest, enough to pick from.
-RUNS_LISTED = 20
-
-
-def find_run(store: Store, swarm_id: str, run: str) -> RunRecord:
-    """The swarm's run that `--run` names: `N` (its run N, as "run N of swarm 'prod'" says),
-    `sim:N` (its simulated run N) or `id:N` (the store's id, as JSON gives it)."""
-    prefix, _, digits = run.strip().rpartition(":")
-    if prefix not in ("", "sim", "id") or not (digits.isascii() and digits.isdigit()):
-        raise ConfigError(
-            "--run",
-            run,
-            f"Give N for run N of swarm {swarm_id!r}, sim:N for its simulated run N, or "
-            "id:N for the store's id N.",
-        )
-    number = int(digits)
-    if number >= 2**63:  # beyond SQLite's integers: no run has it
-        found = None
-    elif prefix == "id":
-        record = store.get_run(number)
-        found = record if record is not None and record.swarm_id == swarm_id else None
-    else:
-        found = store.run_by_number(
-            swarm_id, number, kind=RUN_SIMULATED if prefix == "sim" else RUN_REAL
-        )
-    if found is None:
-        raise ConfigError("--run", run, _runs_of(store, swarm_id))
-    return found
-
-
-def _runs_of(store: Store, swarm_id: str) -> str:
-    """The swarm's runs as `--run` takes them: "1 (id 3), 2 (id 5), sim:1 (id 4)"."""
-    runs = store.list_runs(swarm_id, limit=RUNS_LISTED + 1, kind=None)
-    if not runs:
-        return (
-            f"Swarm {swarm_id!r} has no stored runs in {store.path}. Run it with "
-            "`swarmperf run`, or check --swarm-id and --data-dir."
-        )
-    shown = sorted(runs[:RUNS_LISTED], key=lambda r: (r.simulated, r.id))
-    names = ", ".join(
-        f"{'sim:' if r.simulated else ''}{r.id if r.number is None else r.number} (id {r.id})"
-        for r in shown
-    )
-    latest = f"latest {RUNS_LISTED} runs" if len(runs) > RUNS_LISTED else "runs"
-    return (
-        f"That is not a run of swarm {swarm_id!r}, whose {latest} are: {names}. Give one of "
-        "these, or leave --run out for its latest run."
-    )
-
-
-def load_spec_or_demo(spec_path: Path | None) -> SwarmSpec:
-    if spec_path is None:
-        return demo_spec()
-    if not spec_path.exists():
-        raise UserError(f"SPEC: {str(spec_path)!r} does not exist. Give the path of a YAML spec.")
-    return load_spec(spec_path)
-
-
-def override(spec: SwarmSpec, **changes: Any) -> SwarmSpec:
-    # Re-validate through the spec's own rules, so overrides get the same error messages.
-    from swarmperf.spec import parse_spec
-
-    data = spec.to_data()
-    data.update({k: v for k, v in changes.items() if v is not None})
-    return parse_spec(data, "command line")
 
 
 def open_store(data_dir: Path | None, enabled: bool, *, read_only: bool = False) -> Store | None:

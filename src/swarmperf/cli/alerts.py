@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,7 +15,6 @@ from swarmperf.cli._support import (
     SwarmIdOption,
     UserError,
     err,
-    open_store,
     out,
     user_errors,
 )
@@ -40,14 +39,9 @@ _CRITICAL_EXIT = 1
 
 
 def _rules(path: Path | None) -> RuleSet:
-    from swarmperf.alerting.sinks import AlertingFile
-    from swarmperf.alerting.sla import default_rules
+    from swarmperf.queries.stored import sla_rules
 
-    if path is None:
-        return default_rules()
-    if not path.exists():
-        raise UserError(f"--sla: {str(path)!r} does not exist. Give the path of an alerting file.")
-    return AlertingFile.load(path).rules
+    return sla_rules(path)
 
 
 def _write(text: str, path: Path | None) -> None:
@@ -66,24 +60,6 @@ def _write(text: str, path: Path | None) -> None:
             "Give a file path in a writable folder."
         ) from exc
     err.print(f"[dim]Wrote {path}.[/dim]")
-
-
-def _snapshots(data_dir: Path | None, swarm_id: str, longest: float) -> list[Any]:
-    from swarmperf.alerting.sla import snapshots_from_rows
-
-    store = open_store(data_dir, True, read_only=True)
-    assert store is not None  # open_store gives a store when enabled
-    with store:
-        # The newest snapshot fixes the evaluation time; read only what the windows need.
-        marks = store.metrics(swarm_id, name="swarm.completed")
-        since = marks[-1].ts - longest if marks else None
-        rows = store.metrics(swarm_id, since=since)
-    if not rows:
-        raise UserError(
-            f"--swarm-id: no snapshots are stored for swarm {swarm_id!r}. Check the id, or run "
-            "the swarm with monitoring so that snapshots are recorded."
-        )
-    return snapshots_from_rows(rows)
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -174,31 +150,13 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption = None,
     ) -> None:
         """Judge a swarm's stored snapshots against the SLA rules (exit 1 if any is critical)."""
-        from swarmperf.alerting.sla import evaluate
-        from swarmperf.core.durations import parse_duration
+        from swarmperf.queries.stored import judge_sla, sla_payload
 
         with user_errors():
-            rules = _rules(sla)
-            if window is not None:
-                seconds = parse_duration(window, "--window")
-                if seconds <= 0:
-                    raise UserError(f"--window: {window!r} is not valid. Use a duration > 0.")
-                rules = rules.with_window(seconds)
-            snapshots = _snapshots(data_dir, swarm_id, max(r.window for r in rules.rules))
-        at = snapshots[-1][0]
-        results = evaluate(rules, snapshots, now=at)
+            rules, at, results = judge_sla(data_dir, swarm_id, sla, window)
         critical = any(r.state == "critical" for r in results)
         if output is Output.json:
-            print(
-                json.dumps(
-                    {
-                        "swarm_id": swarm_id,
-                        "at": at,
-                        "critical": critical,
-                        "results": [r.to_dict() for r in results],
-                    }
-                )
-            )
+            print(json.dumps(sla_payload(swarm_id, at, results)))
         else:
             _table(rules, results, at, swarm_id)
         if critical:

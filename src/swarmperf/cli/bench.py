@@ -6,11 +6,7 @@ threshold would): a target that is down must not pass for a measured one.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,15 +22,14 @@ from swarmperf.cli._support import (
     ProgressLines,
     SpecSwarmIdOption,
     StoreOption,
-    UserError,
     err,
     live_progress,
-    load_spec_or_demo,
-    open_store,
     out,
     run_async,
     user_errors,
 )
+from swarmperf.queries.suites import benchmark_payload
+from swarmperf.queries.suites import run_benchmark as benchmark_run_query
 
 if TYPE_CHECKING:
     from swarmperf.bench.results import ScenarioResult, SuiteResult
@@ -84,75 +79,27 @@ def benchmark_run(
     store: StoreOption = True,
 ) -> None:
     """Run a benchmark suite against a swarm, a callable or a URL; write and store the results."""
-    from swarmperf.bench.results import save_result
-    from swarmperf.bench.scenarios import Overrides, load_suite
-    from swarmperf.bench.suite import (
-        every_request_failed,
-        healthy_demo_spec,
-        make_target_factory,
-        store_result,
-    )
-    from swarmperf.core.durations import parse_duration
-    from swarmperf.core.redact import redact_url
-    from swarmperf.store import resolve_data_dir
+    from swarmperf.bench.suite import every_request_failed
 
     with user_errors():
-        chosen = load_suite(suite)
-        overrides = Overrides(
-            duration=None if duration is None else parse_duration(duration, "--duration"),
+        result, path, benchmark_id = benchmark_run_query(
+            suite,
+            duration=duration,
             iterations=iterations,
-            warmup=None if warmup is None else parse_duration(warmup, "--warmup"),
-            cooldown=None if cooldown is None else parse_duration(cooldown, "--cooldown"),
+            warmup=warmup,
+            cooldown=cooldown,
+            spec=spec,
+            target=target,
+            request_timeout=request_timeout,
+            out_path=out_path,
+            swarm_id=swarm_id,
+            data_dir=data_dir,
+            store=store,
+            run=_run_with_bar,
         )
-        swarm_spec = None
-        if target is None:
-            # No --spec: the demo swarm without its planted failures (a healthy first gate).
-            swarm_spec = healthy_demo_spec() if spec is None else load_spec_or_demo(spec)
-        elif spec is not None:
-            raise UserError(
-                f"--target: {redact_url(target)!r} and --spec were both given. Use --spec for "
-                "a swarm, --target for a URL or a callable."
-            )
-        make, description = make_target_factory(
-            target,
-            swarm_spec,
-            scenarios=chosen.scenarios,
-            request_timeout=None
-            if request_timeout is None
-            else parse_duration(request_timeout, "--request-timeout"),
-        )
-        if swarm_id is None and swarm_spec is not None:
-            swarm_id = swarm_spec.swarm_id
-        directory = resolve_data_dir(data_dir, os.environ)
-        path = out_path or directory / "results" / (
-            f"{chosen.suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        )
-        # Everything the results go to is checked before the first scenario: a suite can
-        # take hours, and results that cannot be written at the end are lost.
-        _check_writable(path, "--out" if out_path is not None else "--data-dir")
-        benchmark_id = None
-        db = open_store(data_dir, store)
-        try:
-            result = _run_with_bar(chosen, make, description, overrides)
-            save_result(result, path)
-            if db is not None:
-                benchmark_id = store_result(db, result, swarm_id)
-        finally:
-            if db is not None:
-                db.close()
     all_failed = every_request_failed(result)
     if output is Output.json:
-        print(
-            json.dumps(
-                {
-                    "path": str(path),
-                    "benchmark_id": benchmark_id,
-                    "suite": result.suite,
-                    "all_failed": all_failed is not None,
-                    "scenarios": [_scenario_data(s) for s in result.scenarios],
-                }
-            )
-        )
+        print(json.dumps(benchmark_payload(result, path, benchmark_id)))
     else:
         _render(result)
         out.print(f"Results written to {path}")
@@ -167,37 +114,13 @@ def benchmark_run(
         raise typer.Exit(code=1)
 
 
-def _check_writable(path: Path, option: str) -> None:
-    """Refuse a results path that cannot be written before the suite runs, not after it."""
-    if path.is_dir():
-        problem = "it is a directory"
-    else:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Writing is the only sure test (permissions, a read-only file system, quotas).
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
-                pass
-            if path.exists() and not os.access(path, os.W_OK):
-                raise PermissionError(errno.EACCES, "the file is not writable")
-        except OSError as exc:
-            problem = exc.strerror or str(exc)
-        else:
-            return
-    raise UserError(
-        f"{option}: {str(path)!r} cannot be written ({problem}). Give a path in a writable "
-        "directory."
-    )
-
-
-def _run_with_bar(suite: Any, make: Any, description: str, overrides: Any) -> SuiteResult:
+def _run_with_bar(
+    suite: Any, make: Any, description: str, overrides: Any, total: float
+) -> SuiteResult:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from swarmperf.bench.scenarios import run_settings
-    from swarmperf.bench.suite import SuiteProgress, planned_seconds, run_suite
+    from swarmperf.bench.suite import SuiteProgress, run_suite
 
-    total = sum(
-        planned_seconds(s, run_settings(s, suite.defaults, overrides)) for s in suite.scenarios
-    )
     if not live_progress():
         return _run_with_lines(suite, make, description, overrides, total)
     bar = Progress(
@@ -259,19 +182,6 @@ def _run_with_lines(
             )
         )
     return result
-
-
-def _scenario_data(s: ScenarioResult) -> dict[str, Any]:
-    extra = {k: v for k, v in s.extra.items() if k not in ("curve", "windows")}
-    return {
-        "name": s.name,
-        "kind": s.kind,
-        "target": s.target,
-        "summary": s.summary,
-        "extra": extra,
-        "errors": [e.model_dump(mode="json") for e in s.errors],
-        "notes": s.notes,
-    }
 
 
 def _ms(value: float | None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,22 +25,19 @@ from swarmperf.cli._support import (
     output_mode,
 )
 from swarmperf.core.durations import format_duration, parse_duration, plural
-from swarmperf.core.errors import ConfigError, ServiceError, SwarmError
+from swarmperf.core.errors import ServiceError, SwarmError
+from swarmperf.queries import live as queries
+from swarmperf.queries.live import (
+    DEFAULT_OBSERVE,
+    SERVICE_OBSERVE_S,
+    connect,
+    data_dir_of,
+)
+from swarmperf.queries.live import figure as _figure
 
 if TYPE_CHECKING:
-    from swarmperf.client import SyncSwarmClient
+    pass
 
-# A command line asks once or twice; it does not wait through the client's long retries
-# (those are for programs submitting work through a restart).
-CLI_RETRIES = 2
-CLI_TIMEOUT_S = 30.0
-DEFAULT_OBSERVE = "10s"
-# What the service measures the figures after over when the command does not wait for
-# them (--observe 0): its own default window.
-SERVICE_OBSERVE_S = 30.0
-# How long past --observe the command waits for the service to record the figures after.
-DECISION_SLACK_S = 10.0
-DECISION_POLL_S = 0.25
 # How long `stop` waits for the process to end beyond its drain deadline (the service's
 # own drain time when none is given).
 STOP_WAIT_S = 60.0
@@ -96,33 +92,6 @@ def failed(message: str) -> None:
     raise typer.Exit(code=1)
 
 
-def data_dir_of(data_dir: Path | None) -> Path:
-    from swarmperf.store import resolve_data_dir
-
-    return resolve_data_dir(data_dir, os.environ)
-
-
-def connect(swarm_id: str, data_dir: Path | None) -> SyncSwarmClient:
-    """A client of the running swarm `swarm_id`; `SwarmNotRunning` (exit 2) naming the
-    swarms that do run when it does not."""
-    from swarmperf.client import SyncSwarmClient
-
-    return SyncSwarmClient(
-        swarm_id, data_dir=data_dir_of(data_dir), timeout=CLI_TIMEOUT_S, retries=CLI_RETRIES
-    )
-
-
-def running_client(
-    swarm_id: str, data_dir: Path | None
-) -> tuple[SyncSwarmClient | None, ConfigError | None]:
-    """A client of `swarm_id` if a live service serves it; else None and why not (an id no
-    service can have, a stale entry or none), which names the swarms that do run."""
-    try:
-        return connect(swarm_id, data_dir), None
-    except ConfigError as exc:
-        return None, exc
-
-
 # -- figures --------------------------------------------------------------------------------
 
 # The figures a decision and a status show, in order: (key, label, unit).
@@ -136,17 +105,6 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("agents", "agents", "count"),
     ("window_s", "window", "window"),
 )
-
-
-def _figure(figures: Mapping[str, Any] | None, key: str) -> Any:
-    if figures is None:
-        return None
-    if key in figures:
-        return figures[key]
-    # A status may nest its latency: {"latency": {"p50": ...}}.
-    if key.startswith("latency_") and isinstance(figures.get("latency"), Mapping):
-        return figures["latency"].get(key.removeprefix("latency_").removesuffix("_s"))
-    return None
 
 
 def shown(value: Any, unit: str) -> str:
@@ -371,8 +329,8 @@ def swarm_status(
     data_dir: DataDirOption = None,
 ) -> None:
     """A live swarm now: state, strategy, tasks, queue, figures and agents."""
-    with live_errors(), connect(swarm_id, data_dir) as client:
-        status = client.status()
+    with live_errors():
+        status = queries.swarm_status(swarm_id, data_dir)
     if output is Output.json:
         print(json.dumps(status))
         return
@@ -380,39 +338,6 @@ def swarm_status(
 
 
 # -- decisions: load-balance --swarm-id, swarm-scale ----------------------------------------
-
-
-def _observe(text: str | None) -> float:
-    return parse_duration(DEFAULT_OBSERVE if text is None else text, "--observe")
-
-
-def _observed(
-    client: SyncSwarmClient, decision_id: int, observe: float
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The decision's figures after, once the service has them (it measures them `observe`
-    seconds after the change), with the reason they may not be comparable."""
-    if observe <= 0:
-        return None, None
-    err.print(
-        f"Watching the swarm for {format_duration(observe)} ...",
-        highlight=False,
-        markup=False,
-    )
-    time.sleep(observe)
-    give_up = time.monotonic() + DECISION_SLACK_S
-    while True:
-        record = client.decision(decision_id)
-        decision = record.get("decision") or {}
-        after = decision.get("after")
-        if after is not None:
-            reason = decision.get("after_reason")
-            return dict(after), None if reason is None else str(reason)
-        if time.monotonic() >= give_up:
-            return None, (
-                f"the service had not recorded them {format_duration(DECISION_SLACK_S)} after "
-                f"--observe; they will be in decision {decision_id}"
-            )
-        time.sleep(DECISION_POLL_S)
 
 
 def _after_note(observe: float, decision_id: int, reason: str | None) -> str | None:
@@ -435,35 +360,12 @@ def switch_strategy(
 ) -> None:
     """`load-balance --swarm-id`: switch a live swarm's strategy and show the figures
     before and after."""
-    from swarmperf.balancing.strategies import STRATEGIES
-    from swarmperf.core.errors import UnknownName
-
     with live_errors():
-        observe = _observe(observe_text)
-        if strategy not in STRATEGIES:
-            if strategy == "auto":
-                raise ConfigError(
-                    "--strategy",
-                    strategy,
-                    "A live swarm runs one strategy: name it (swarmperf strategies lists "
-                    "them). auto compares them all on a workload, without --swarm-id.",
-                )
-            raise UnknownName("--strategy", strategy, STRATEGIES)
-        with connect(swarm_id, data_dir) as client:
-            asked = observe if observe > 0 else SERVICE_OBSERVE_S
-            change = client.set_strategy(strategy, observe_s=asked)
-            decision_id = int(change["decision_id"])
-            after, reason = _observed(client, decision_id, observe)
-    data = {
-        "swarm_id": swarm_id,
-        "previous": change.get("previous"),
-        "strategy": change.get("name", strategy),
-        "decision_id": decision_id,
-        "observe_s": observe,
-        "figures_before": change.get("figures_before"),
-        "figures_after": after,
-        "after_reason": reason,
-    }
+        data = queries.switch_strategy(
+            swarm_id, strategy, observe_text, data_dir, on_watch=_watching
+        )
+    observe = data["observe_s"]
+    decision_id = data["decision_id"]
     if output is Output.json:
         print(json.dumps(data))
         return
@@ -475,6 +377,14 @@ def switch_strategy(
         highlight=False,
     )
     _decision_figures(data, observe, decision_id)
+
+
+def _watching(observe: float) -> None:
+    err.print(
+        f"Watching the swarm for {format_duration(observe)} ...",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _decision_figures(data: Mapping[str, Any], observe: float, decision_id: int) -> None:
@@ -490,20 +400,6 @@ def _decision_figures(data: Mapping[str, Any], observe: float, decision_id: int)
     note = _after_note(observe, decision_id, data["after_reason"])
     if note is not None:
         out.print(f"[dim]{escape(note)}[/dim]")
-
-
-def _target_size(text: str) -> int:
-    if text.strip().lower() == "auto":
-        raise ConfigError(
-            "--target-size", text, "auto is not available yet: give a number of agents."
-        )
-    try:
-        size = int(text.strip())
-    except ValueError:
-        raise ConfigError("--target-size", text, "Give a number of agents, e.g. 12.") from None
-    if size < 1:
-        raise ConfigError("--target-size", text, "Give a number of agents, at least 1.")
-    return size
 
 
 def _names(ids: Sequence[str]) -> str:
@@ -526,25 +422,11 @@ def swarm_scale(
 ) -> None:
     """Add or remove agents of a live swarm; shows the figures before and after."""
     with live_errors():
-        size = _target_size(target_size)
-        observe = _observe(observe_text)
-        with connect(swarm_id, data_dir) as client:
-            asked = observe if observe > 0 else SERVICE_OBSERVE_S
-            change = client.scale(size, observe_s=asked)
-            decision_id = int(change["decision_id"])
-            after, reason = _observed(client, decision_id, observe)
-    data: dict[str, Any] = {
-        "swarm_id": swarm_id,
-        "before": change.get("before"),
-        "after": change.get("after"),
-        "added": list(change.get("added") or []),
-        "removed": list(change.get("removed") or []),
-        "decision_id": decision_id,
-        "observe_s": observe,
-        "figures_before": change.get("figures_before"),
-        "figures_after": after,
-        "after_reason": reason,
-    }
+        data = queries.swarm_scale(
+            swarm_id, target_size, observe_text, data_dir, on_watch=_watching
+        )
+    observe = data["observe_s"]
+    decision_id = data["decision_id"]
     if output is Output.json:
         print(json.dumps(data))
         return
@@ -617,63 +499,6 @@ def stop(
         f"Swarm {escape(repr(swarm_id))} stopped in {took:.1f} s (pid {entry.pid}).",
         highlight=False,
     )
-
-
-# -- swarm-monitor, attached ----------------------------------------------------------------
-
-_MONITOR_FIGURES: tuple[tuple[str, str, str, str], ...] = (
-    # (figures key, stored name, label, unit): the store's names, so the view reads the same.
-    ("throughput_per_s", "swarm.throughput_per_s", "throughput", "tasks/s"),
-    ("latency_p50_s", "swarm.latency.p50", "latency p50", "ms"),
-    ("latency_p99_s", "swarm.latency.p99", "latency p99", "ms"),
-    ("error_rate", "swarm.error_rate", "error rate", "ratio"),
-    ("queue_depth", "swarm.queue_depth", "queue depth", "tasks"),
-)
-
-
-def monitor_data(status: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """A live status in the shape `swarm-monitor` shows a stored swarm in (see
-    `cli.monitor._monitor_data`), marked `live`."""
-    uptime = status.get("uptime_s")
-    elapsed = float(uptime) if isinstance(uptime, int | float) else 0.0
-    run_id = status.get("run_id")
-    swarm_id = str(status.get("swarm_id"))
-    label = f"live swarm {swarm_id!r}" + (f" (run id {run_id})" if run_id is not None else "")
-    figures = status.get("figures") or {}
-    window = figures.get("window_s")
-    values: list[dict[str, Any]] = []
-    for key, name, label_, unit in _MONITOR_FIGURES:
-        values.append({"name": name, "label": label_, "value": _figure(figures, key), "unit": unit})
-    for agent in status.get("agents") or []:
-        values.append(
-            {
-                "name": f"agent.{agent.get('id')}.utilization",
-                "label": f"{agent.get('id')} utilisation",
-                "value": agent.get("utilization"),
-                "unit": "ratio",
-            }
-        )
-    span = f" (last {window:.0f} s)" if isinstance(window, int | float) else ""
-    return {
-        "swarm_id": swarm_id,
-        "at": now,
-        "live": True,
-        "state": status.get("state"),
-        "run": {
-            "id": run_id,
-            "number": None,
-            "kind": "real",
-            "label": label,
-            "status": status.get("state"),
-            "strategy": status.get("strategy"),
-            "backend": status.get("backend"),
-            "started_at": now - elapsed,
-            "tasks_stored": int(status.get("finished") or 0),
-            "tasks_total": status.get("accepted"),
-            "elapsed_s": elapsed,
-        },
-        "figures": {"ts": now, "source": f"the live service{span}", "values": values},
-    }
 
 
 def register(app: typer.Typer) -> None:

@@ -41,6 +41,7 @@ from swarmperf.cli._support import (
     user_errors,
 )
 from swarmperf.core.durations import parse_duration
+from swarmperf.queries.runs import comparison_payload, outcome_payload
 from swarmperf.spec import AUTO, DEMO_SPEC_YAML, SwarmSpec
 
 T = TypeVar("T")
@@ -218,9 +219,7 @@ def _say_where(monitor: Any, server: Any) -> None:
 def _print_json(outcome: RunOutcome, output: Output) -> bool:
     if output is not Output.json:
         return False
-    data = outcome.report.to_dict()
-    data["run_id"] = outcome.run_id
-    print(json.dumps(data))
+    print(json.dumps(outcome_payload(outcome)))
     return True
 
 
@@ -295,14 +294,7 @@ def load_balance(
                 db.close()
     best = best_strategy(outcomes)
     if output is Output.json:
-        print(
-            json.dumps(
-                {
-                    "best": best,
-                    "strategies": {n: o.report.to_dict() for n, o in outcomes.items()},
-                }
-            )
-        )
+        print(json.dumps(comparison_payload(outcomes)))
         return
     _comparison_table(outcomes, best)
 
@@ -388,28 +380,14 @@ def simulate(
     store: StoreOption = True,
 ) -> None:
     """Run a swarm spec in virtual time: the same strategies, queue and breakers, at scale."""
-    from swarmperf.app.simulate import scaled_agents
+    from swarmperf.queries.runs import simulation_spec
 
     with user_errors():
-        spec = load_spec_or_demo(spec_path)
-        changes: dict[str, Any] = {"backend": "sim", "seed": seed, "strategy": strategy}
-        if agents is not None:
-            changes["agents"] = scaled_agents(spec, agents, field="--agents")
-            given = sum(group["count"] for group in changes["agents"])
-            if given != agents:
-                # Each group keeps at least one agent, so a small --agents cannot be met.
-                err.print(
-                    f"note: --agents {agents} gives {given} agents: each of the spec's "
-                    f"{len(changes['agents'])} agent groups keeps at least one.",
-                    highlight=False,
-                    markup=False,
-                    soft_wrap=True,
-                )
-        if tasks is not None:
-            workload = spec.workload.model_dump(mode="json")
-            workload["tasks"] = tasks
-            changes["workload"] = workload
-        spec = override(spec, **changes)
+        spec, note = simulation_spec(
+            spec_path, agents=agents, tasks=tasks, seed=seed, strategy=strategy
+        )
+        if note is not None:
+            err.print(note, highlight=False, markup=False, soft_wrap=True)
         outcome = _run_with_progress(spec, f"simulating {spec.strategy}", output, data_dir, store)
     if _print_json(outcome, output):
         return

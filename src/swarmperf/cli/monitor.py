@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,35 +25,26 @@ from swarmperf.cli._support import (
     SwarmIdOption,
     UserError,
     err,
-    find_run,
     open_store,
     out,
     user_errors,
 )
-from swarmperf.core.durations import format_timestamp, parse_duration, plural
+from swarmperf.core.durations import format_timestamp, plural
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.files import write_atomic
+from swarmperf.queries.stored import COMPONENTS
+from swarmperf.queries.stored import components as _components
+from swarmperf.queries.stored import duration as _duration
+from swarmperf.queries.stored import monitor_data as _monitor_data
+from swarmperf.queries.stored import no_data as _no_data
+from swarmperf.queries.stored import require_data as _require_data
+from swarmperf.queries.stored import samples as _samples
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from swarmperf.client import SyncSwarmClient
-    from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures
     from swarmperf.store import Store
-
-COMPONENTS = ("cpu", "memory", "disk", "network", "process", "agents")
-_FIELDS: dict[str, tuple[str, ...]] = {
-    "cpu": ("cpu_percent", "cpu_per_core", "load_avg"),
-    "memory": ("memory_percent", "memory_available_bytes", "memory_pressure", "swap_percent"),
-    "disk": ("disk_read_bytes_per_s", "disk_write_bytes_per_s"),
-    "network": (
-        "net_sent_bytes_per_s",
-        "net_recv_bytes_per_s",
-        "net_errors_per_s",
-        "net_drops_per_s",
-    ),
-    "process": ("process_rss_bytes", "process_threads", "process_fds"),
-}
 
 
 class ReportFormat(StrEnum):
@@ -61,70 +52,6 @@ class ReportFormat(StrEnum):
     detailed = "detailed"
     json = "json"
     html = "html"
-
-
-def _duration(text: str, option: str, *, positive: bool = True) -> float:
-    seconds = parse_duration(text, option)
-    if positive and seconds <= 0:
-        raise UserError(f"{option}: {text!r} is not valid. Use a duration > 0, e.g. 30s.")
-    return seconds
-
-
-def _components(text: str, rest: list[str] | None = None) -> list[str]:
-    """The chosen components, from `cpu,memory` or a JSON list `["cpu", "memory"]`.
-
-    An unquoted list in a shell arrives split at its spaces (`["cpu",` `"memory"]` become
-    `[cpu,` and `memory]`): those pieces come in `rest` and are joined back."""
-    pieces = [text, *(rest or [])]
-    if rest and not text.lstrip().startswith("["):
-        raise UserError(
-            f"{' '.join(rest)!r}: this command takes no arguments. Give --components as a "
-            'comma-separated list (cpu,memory) or a JSON list (\'["cpu", "memory"]\').'
-        )
-    joined = " ".join(pieces).strip()
-    if joined.startswith("["):
-        try:
-            items = json.loads(joined)
-        except json.JSONDecodeError:
-            # The shell took the quotes away: `[cpu, memory]` is the list all the same.
-            items = [part.strip(" \t'\"") for part in joined.strip("[] ").split(",")]
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            items = []
-    else:
-        items = joined.split(",")
-    chosen = [c.strip().lower() for c in items if c.strip()]
-    unknown = [c for c in chosen if c not in COMPONENTS]
-    if unknown or not chosen:
-        raise UserError(
-            f"--components: {joined!r} is not valid. Use a comma-separated list "
-            f"(cpu,memory) or a JSON list of: {', '.join(COMPONENTS)}."
-        )
-    return list(dict.fromkeys(chosen))
-
-
-def _no_data(store: Store, swarm_id: str, *, hint_simulated: bool = True) -> UserError:
-    known = sorted({run.swarm_id for run in store.list_runs(limit=1000)})
-    listed = f" Swarms with data: {', '.join(known)}." if known else ""
-    simulated = (
-        " It has simulated runs only: add --include-simulated to look at those."
-        if hint_simulated and store.latest_run(swarm_id, kind="simulated") is not None
-        else ""
-    )
-    return UserError(
-        f"--swarm-id: {swarm_id!r} has no runs or metrics in {store.path}.{simulated} Produce "
-        f"data with `swarmperf run --swarm-id {swarm_id}`, or check --data-dir.{listed}"
-    )
-
-
-def _run_kind(include_simulated: bool) -> str | None:
-    """The kind of runs a reader looks at: real ones, or every kind when asked."""
-    return None if include_simulated else "real"
-
-
-def _require_data(store: Store, swarm_id: str, *, include_simulated: bool = False) -> None:
-    kind = _run_kind(include_simulated)
-    if store.latest_run(swarm_id, kind=kind) is None and store.latest_metrics(swarm_id) is None:
-        raise _no_data(store, swarm_id, hint_simulated=not include_simulated)
 
 
 def _swarm_or_latest(store: Store, swarm_id: str | None) -> str:
@@ -153,81 +80,6 @@ def _opened(data_dir: Path | None, *, read_only: bool = True) -> Store:
 
 
 # -- metrics-collect ------------------------------------------------------------------------
-
-
-def _system_part(system: SystemFigures, components: list[str]) -> dict[str, Any]:
-    part: dict[str, Any] = {}
-    for component in components:
-        for name in _FIELDS.get(component, ()):
-            value = getattr(system, name)
-            part[name] = list(value) if isinstance(value, tuple) else value
-    return part
-
-
-def _agents_part(figures: SwarmFigures) -> dict[str, Any]:
-    return {
-        "throughput_per_s": figures.throughput_per_s,
-        "error_rate": figures.error_rate,
-        "latency_p99_s": figures.latency.p99,
-        "queue_depth": figures.queue_depth,
-        "agents": {
-            a.agent_id: {
-                "utilization": a.utilization,
-                "completed": a.completed,
-                "failed": a.failed,
-                "in_flight": a.in_flight,
-                "service_p50_s": a.service.p50,
-            }
-            for a in figures.agents.values()
-        },
-    }
-
-
-def _samples(
-    components: list[str],
-    interval: float,
-    count: int | None,
-    store: Store | None,
-    swarm_id: str | None,
-    window: float,
-) -> Iterator[dict[str, Any]]:
-    from swarmperf.analysis.figures import StoreAgentsCollector
-    from swarmperf.monitor.collectors import SystemCollector
-
-    system = SystemCollector()
-    agents = StoreAgentsCollector(store, swarm_id, window) if store and swarm_id else None
-    wants_system = any(c != "agents" for c in components)
-    if wants_system:
-        system.sample()  # rates need a previous sample: take it now, report from the next
-    taken = 0
-    while count is None or taken < count:
-        time.sleep(interval)
-        sample: dict[str, Any] = {"ts": time.time()}
-        if wants_system:
-            figures = system.sample()
-            sample["ts"] = figures.ts
-            sample["system"] = _system_part(figures, components)
-            fields = set(sample["system"])
-            reasons = {k: v for k, v in figures.reasons.items() if k in fields}
-            if reasons:
-                sample["reasons"] = reasons
-        if agents is not None:
-            try:
-                found = agents.sample()
-            except ConfigError as exc:
-                if exc.field != "run":
-                    raise
-                # The latest run has no finished task yet: say so, and keep watching it.
-                sample["run_id"], sample["swarm"] = exc.value, None
-                sample.setdefault("reasons", {})["swarm"] = str(exc)
-            else:
-                if found is None:
-                    sample["swarm"] = None
-                else:
-                    sample["run_id"], swarm = found
-                    sample["swarm"] = _agents_part(swarm)
-        taken += 1
-        yield sample
 
 
 def _sample_table(sample: Mapping[str, Any]) -> Table:
@@ -311,18 +163,6 @@ def metrics_collect(
 
 # The figures the view shows, in order: (stored name, label, unit). A ratio is shown as a
 # percentage; a latency, stored in seconds, in milliseconds.
-_MONITOR_FIGURES: tuple[tuple[str, str, str], ...] = (
-    ("swarm.throughput_per_s", "throughput", "tasks/s"),
-    ("swarm.latency.p50", "latency p50", "ms"),
-    ("swarm.latency.p99", "latency p99", "ms"),
-    ("swarm.error_rate", "error rate", "ratio"),
-    ("swarm.availability", "availability", "ratio"),
-    ("swarm.queue_depth", "queue depth", "tasks"),
-    ("system.cpu_percent", "cpu", "%"),
-    ("system.memory_percent", "memory", "%"),
-)
-
-
 def _with_unit(value: float | None, unit: str) -> str:
     """A figure with its unit: `12.5 tasks/s`, `3.20 ms`, `0.5%`."""
     if value is None:
@@ -336,75 +176,6 @@ def _with_unit(value: float | None, unit: str) -> str:
     if unit == "tasks":
         return f"{value:,.0f} tasks"
     return f"{value:,.1f} {unit}"
-
-
-def _monitor_data(
-    store: Store, swarm_id: str, interval: float, *, include_simulated: bool = False
-) -> dict[str, Any]:
-    """One refresh of the view as data: the latest run, and the latest figures with units
-    (from the newest stored snapshot, else from the run's stored results)."""
-    from swarmperf.analysis.figures import run_figures
-
-    now = time.time()
-    data: dict[str, Any] = {"swarm_id": swarm_id, "at": now, "run": None, "figures": None}
-    run = store.latest_run(swarm_id, kind=_run_kind(include_simulated))
-    if run is not None:
-        workload = run.spec.get("workload", {})
-        total = workload.get("tasks") if isinstance(workload, dict) else None
-        # An aborted run (its process is gone) stopped when it was last seen, not now.
-        end = run.last_seen if run.finished_at is not None or run.aborted else now
-        data["run"] = {
-            "id": run.id,
-            "number": run.number,
-            "kind": run.kind,
-            "label": run.label(),
-            "status": run.status,
-            "strategy": run.strategy,
-            "backend": run.backend,
-            "started_at": run.started_at,
-            "tasks_stored": store.count_results(run.id),
-            "tasks_total": total if isinstance(total, int) else None,
-            "elapsed_s": end - run.started_at,
-        }
-    latest = store.latest_metrics(swarm_id)
-    figures: list[dict[str, Any]] = []
-    if latest is not None:
-        ts, rows = latest
-        source = "snapshot"
-        for name, label, unit in _MONITOR_FIGURES:
-            if name in rows:
-                figures.append({"name": name, "label": label, "value": rows[name], "unit": unit})
-        for name in sorted(n for n in rows if n.startswith("agent.") and n.endswith("utilization")):
-            label = f"{name.removeprefix('agent.').removesuffix('.utilization')} utilisation"
-            figures.append({"name": name, "label": label, "value": rows[name], "unit": "ratio"})
-    elif run is not None:
-        ts, source = now, f"the last {interval:g} s of stored results"
-        try:
-            found = run_figures(store, run.id, window_s=interval)
-        except ConfigError as exc:  # a run with nothing finished yet: say so in the view
-            data["reason"] = str(exc)
-        else:
-            ts = found.ts
-            values = {
-                "swarm.throughput_per_s": found.throughput_per_s,
-                "swarm.latency.p50": found.latency.p50,
-                "swarm.latency.p99": found.latency.p99,
-                "swarm.error_rate": found.error_rate,
-                "swarm.queue_depth": found.queue_depth,
-            }
-            for name, label, unit in _MONITOR_FIGURES:
-                if name in values:
-                    value = values[name]
-                    figures.append({"name": name, "label": label, "value": value, "unit": unit})
-            for agent in found.agents.values():
-                name = f"agent.{agent.agent_id}.utilization"
-                label = f"{agent.agent_id} utilisation"
-                value = agent.utilization
-                figures.append({"name": name, "label": label, "value": value, "unit": "ratio"})
-    else:
-        return data
-    data["figures"] = {"ts": ts, "source": source, "values": figures}
-    return data
 
 
 def _monitor_view(data: Mapping[str, Any]) -> RenderableType:
@@ -473,7 +244,7 @@ def swarm_monitor(
             raise UserError(f"--count: {count} is not valid. Use an integer >= 1.")
     not_running: ConfigError | None = None
     if swarm_id is not None:
-        from swarmperf.cli.live import running_client
+        from swarmperf.queries.live import running_client
 
         client, not_running = running_client(swarm_id, data_dir)
         if client is not None:
@@ -532,8 +303,9 @@ def _refreshing(
 def _attached(client: SyncSwarmClient, every: float, count: int | None, output: Output) -> None:
     """`swarm-monitor` on a running swarm: its service's status every `every` seconds. When
     the service stops meanwhile, the view ends saying so (its run is in the store)."""
-    from swarmperf.cli.live import live_errors, monitor_data
+    from swarmperf.cli.live import live_errors
     from swarmperf.core.errors import ServiceUnavailable
+    from swarmperf.queries.live import monitor_data
 
     def refresh() -> dict[str, Any]:
         return monitor_data(client.status(), time.time())
@@ -580,17 +352,10 @@ def performance_report(
     from rich.console import Console
 
     from swarmperf.analysis import report as rep
+    from swarmperf.queries.stored import build_performance_report
 
     with user_errors():
-        span = _duration(timeframe, "--timeframe")
-        model = None
-        if cost_model is not None:
-            if not cost_model.exists():
-                raise UserError(
-                    f"--cost-model: {str(cost_model)!r} does not exist. Give the path of a "
-                    "YAML or JSON file with per_agent_hour and/or per_task."
-                )
-            model = rep.load_cost_model(cost_model)
+        _duration(timeframe, "--timeframe")
         if output is Output.json:
             if format_ not in (ReportFormat.summary, ReportFormat.json):
                 raise UserError(
@@ -598,26 +363,19 @@ def performance_report(
                     f"{format_.value} contradicts. Give one of them."
                 )
             format_ = ReportFormat.json
-        store = _opened(data_dir)
-        try:
-            swarm_id = _swarm_or_latest(store, swarm_id)
-            _require_data(store, swarm_id, include_simulated=include_simulated)
-            now = time.time()
-            built = rep.build_report(
-                store,
-                swarm_id,
-                since=now - span,
-                until=now,
-                cost_model=model,
-                include_simulated=include_simulated,
-            )
-        finally:
-            store.close()
-        if built is None:
-            raise UserError(
-                f"--timeframe: {timeframe!r} holds no runs or metrics of swarm {swarm_id!r}. "
-                f"Widen it, or produce data with `swarmperf run --swarm-id {swarm_id}`."
-            )
+        if swarm_id is None:
+            store = _opened(data_dir)
+            try:
+                swarm_id = _swarm_or_latest(store, swarm_id)
+            finally:
+                store.close()
+        built = build_performance_report(
+            data_dir,
+            swarm_id,
+            timeframe,
+            cost_model=cost_model,
+            include_simulated=include_simulated,
+        )
         if format_ in (ReportFormat.json, ReportFormat.html):
             text = rep.to_json(built) if format_ is ReportFormat.json else rep.to_html(built)
             if out_file is None:
@@ -665,33 +423,12 @@ def bottleneck_analyze(
     data_dir: DataDirOption = None,
 ) -> None:
     """Find what limits a swarm: resources, queueing, slow or failing agents, correlations."""
-    from swarmperf.analysis.bottleneck import analyze_stored, record_findings
+    from swarmperf.queries.stored import bottleneck_payload, find_bottlenecks
 
     with user_errors():
-        span = _duration(timeframe, "--timeframe")
-        store = _opened(data_dir, read_only=False)  # records its finding
-        try:
-            _require_data(store, swarm_id)
-            # A simulated run is looked at only when named with --run.
-            record_ = (
-                find_run(store, swarm_id, run) if run is not None else store.latest_run(swarm_id)
-            )
-            findings = analyze_stored(store, swarm_id, record_, window_s=span, now=time.time())
-            if record:
-                record_findings(store, swarm_id, findings, None if record_ is None else record_.id)
-        finally:
-            store.close()
+        record_, findings = find_bottlenecks(data_dir, swarm_id, run, timeframe, record=record)
     if output is Output.json:
-        print(
-            json.dumps(
-                {
-                    "swarm_id": swarm_id,
-                    "run_id": None if record_ is None else record_.id,
-                    "run_status": None if record_ is None else record_.status,
-                    "findings": [f.to_dict() for f in findings],
-                }
-            )
-        )
+        print(json.dumps(bottleneck_payload(swarm_id, record_, findings)))
         return
     from swarmperf.analysis.report import render_findings
 

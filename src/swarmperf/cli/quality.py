@@ -18,27 +18,20 @@ from swarmperf.cli._support import (
     OutputOption,
     RunOption,
     SwarmIdFilterOption,
-    UserError,
     err,
-    find_run,
-    open_store,
     out,
     user_errors,
 )
 from swarmperf.core.durations import plural
+from swarmperf.queries import suites as q
+from swarmperf.queries.suites import SWARM_TARGET
 
 if TYPE_CHECKING:
     from swarmperf.bench.ci import CheckReport
     from swarmperf.bench.error_patterns import ErrorAnalysis
     from swarmperf.bench.gate import GateReport
     from swarmperf.bench.quality import QualityReport
-    from swarmperf.bench.results import SuiteResult
-    from swarmperf.store import RunRecord, Store
 
-SWARM_TARGET = "swarm"
-# Names --target takes for the latest stored suite result, beside a results file;
-# `swarm-performance` is how the original command line spelled it.
-STORED_TARGETS = (SWARM_TARGET, "swarm-performance")
 _STATUS_STYLE = {"pass": "green", "fail": "bold red", "no data": "yellow", "skipped": "dim"}
 
 JunitOption = Annotated[
@@ -95,41 +88,16 @@ def quality_assess(
 ) -> None:
     """Check a suite result against SLA criteria: pass/fail per criterion, a 0-100 score, advice."""
     from swarmperf.bench.ci import write_outputs
-    from swarmperf.bench.quality import assess, parse_criteria
 
     with user_errors():
-        groups = parse_criteria(criteria)
-        result = _target_result(target, suite, swarm_id, data_dir)
-        report = assess(result, groups, threshold or [])
-        checks = quality_checks(report)
+        report = q.assess_quality(target, criteria, threshold or [], suite, swarm_id, data_dir)
+        checks = q.quality_checks(report)
         write_outputs(checks, junit=junit, markdown=markdown)
     if output is Output.json:
-        print(json.dumps({**report.to_dict(), "exit_code": checks.exit_code}))
+        print(json.dumps(q.quality_payload(report, checks)))
     else:
         _quality_table(report)
     _exit(checks)
-
-
-def quality_checks(report: QualityReport) -> CheckReport:
-    """The assessment as CI checks: one per criterion and scenario."""
-    from swarmperf.bench.ci import Check, CheckReport
-    from swarmperf.bench.thresholds import format_value
-
-    checks = []
-    for c in report.criteria:
-        r = c.result
-        value = "" if r.value is None else format_value(r.threshold.kind, r.value)
-        message = c.recommendation or r.reason
-        name = f"{c.group}: {r.expression}"
-        checks.append(Check(c.scenario, name, c.status, message, value, r.expression, c.group))
-    summary: dict[str, Any] = {
-        "score (0-100)": None if report.score is None else round(report.score, 1),
-        "coverage": f"{report.coverage:.0%}",
-    }
-    for group, score in report.group_scores.items():
-        summary[f"{group} score"] = None if score is None else round(score, 1)
-    title = f"Quality of suite {report.suite}"
-    return CheckReport(title, tuple(checks), summary, report.notes)
 
 
 def _quality_table(report: QualityReport) -> None:
@@ -155,101 +123,12 @@ def _quality_table(report: QualityReport) -> None:
         out.print(f"[dim]{note}[/dim]")
 
 
-def _target_result(
-    target: str, suite: str | None, swarm_id: str | None, data_dir: Path | None
-) -> SuiteResult:
-    from swarmperf.bench.results import load_result
-
-    if target not in STORED_TARGETS and not _is_name(target):
-        if suite is not None or swarm_id is not None:
-            raise UserError(
-                "--suite/--swarm-id: they choose a stored result and only go with --target swarm."
-            )
-        return load_result(Path(target))
-    if target not in STORED_TARGETS:
-        # A name, not a file: a swarm's latest stored suite result.
-        if swarm_id is not None and swarm_id != target:
-            raise UserError(
-                f"--swarm-id: {swarm_id!r} contradicts --target {target!r}, which names a "
-                "swarm. Give one of them."
-            )
-        swarm_id = target
-    db = open_store(data_dir, True, read_only=True)
-    if db is None:  # pragma: no cover - open_store returns a store when enabled
-        raise UserError("--data-dir: the store could not be opened.")
-    with db:
-        return _latest_stored(db, suite, swarm_id, target)
-
-
-def _is_name(target: str) -> bool:
-    """Whether --target names something stored rather than a results file: no such file,
-    no folder in it and no file extension."""
-    path = Path(target)
-    return bool(target) and not path.exists() and len(path.parts) == 1 and not path.suffix
-
-
-def _latest_stored(
-    db: Store, suite: str | None, swarm_id: str | None, target: str = SWARM_TARGET
-) -> SuiteResult:
-    name = None if suite is None else f"suite:{suite}"
-    for record in db.benchmarks(name, limit=1000):
-        if not record.name.startswith("suite:"):
-            continue
-        if swarm_id is not None and record.swarm_id != swarm_id:
-            continue
-        return _stored_result(record.result, f"benchmark {record.id} in {db.path}")
-    which = " ".join(
-        part
-        for part in (suite and f"of suite {suite}", swarm_id and f"for swarm {swarm_id}")
-        if part
-    )
-    known = sorted(
-        {
-            r.swarm_id
-            for r in db.benchmarks(limit=1000)
-            if r.name.startswith("suite:") and r.swarm_id
-        }
-    )
-    listed = f" Swarms with suite results: {', '.join(known)}." if known else ""
-    raise UserError(
-        f"--target {target}: the store at {db.path} holds no suite result {which}. Record one "
-        "with `swarmperf benchmark-run`, or give a results file (no such file is there "
-        f"either).{listed}"
-    )
-
-
-def _stored_result(data: dict[str, Any], where: str) -> SuiteResult:
-    from pydantic import ValidationError
-
-    from swarmperf.bench.results import SuiteResult
-
-    try:
-        return SuiteResult.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(
-            f"{where} is not a readable suite result ({exc.error_count()} problem(s)): it was "
-            "written by another version. Run the suite again."
-        ) from None
-
-
 def _exit(report: CheckReport) -> None:
     if report.exit_code:
         raise typer.Exit(code=report.exit_code)
 
 
 # -- detect-regression ----------------------------------------------------------------------
-
-
-def parse_share(text: str, field: str) -> float:
-    """0.05 from `5%` or `0.05`."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise UserError(f"{field}: {text!r} is not valid. Use a share like 5% or 0.05.") from None
-    if not 0 <= value < 10:
-        raise UserError(f"{field}: {text!r} is not valid. Use a share >= 0 like 5% or 0.05.")
-    return value
 
 
 def detect_regression(
@@ -291,67 +170,24 @@ def detect_regression(
 ) -> None:
     """Gate a results file against a baseline file or the stored history (exit 1 on regression)."""
     from swarmperf.bench.ci import write_outputs
-    from swarmperf.bench.gate import compare_results, gate_history
-    from swarmperf.bench.results import load_result
 
     with user_errors():
-        if bool(historical) == (history is not None):
-            raise UserError(
-                "--historical/--history: give exactly one: a baseline file (--historical "
-                "baseline.json) or a swarm id whose stored results make the history."
-            )
-        share = parse_share(min_change, "--min-change")
-        now = load_result(current)
-        if historical and len(historical) == 1:
-            base = load_result(historical[0])
-            gate = compare_results(base, now, alpha=alpha, min_change=share)
-        else:
-            past = (
-                _file_history(now, historical)
-                if historical
-                else _stored_history(now, history or "", data_dir)
-            )
-            gate = gate_history(past, now, alpha=alpha, min_change=share, recent=recent)
+        gate = q.regression_gate(
+            current,
+            historical,
+            history,
+            data_dir,
+            alpha=alpha,
+            min_change=min_change,
+            recent=recent,
+        )
         checks = gate.to_check_report()
         write_outputs(checks, junit=junit, markdown=markdown)
     if output is Output.json:
-        print(json.dumps({**gate.to_dict(), "exit_code": checks.exit_code}))
+        print(json.dumps(q.gate_payload(gate, checks)))
     else:
         _gate_table(gate)
     _exit(checks)
-
-
-def _file_history(now: SuiteResult, paths: list[Path]) -> list[SuiteResult]:
-    from swarmperf.bench.results import load_result
-
-    # A glob over the results folder often catches the current file: it is not its own history.
-    key = (now.started_at, now.finished_at)
-    past = [r for r in map(load_result, paths) if (r.started_at, r.finished_at) != key]
-    return sorted(past, key=lambda r: r.started_at)
-
-
-def _stored_history(now: SuiteResult, swarm_id: str, data_dir: Path | None) -> list[SuiteResult]:
-    db = open_store(data_dir, True, read_only=True)
-    if db is None:  # pragma: no cover - open_store returns a store when enabled
-        raise UserError("--data-dir: the store could not be opened.")
-    with db:
-        records = db.benchmarks(f"suite:{now.suite}", limit=1000)
-        path = db.path
-    past = [
-        _stored_result(r.result, f"benchmark {r.id} in {path}")
-        for r in records
-        if r.swarm_id == swarm_id
-    ]
-    # The current run is usually stored too: it is not its own history.
-    key = (now.started_at, now.finished_at)
-    past = [r for r in past if (r.started_at, r.finished_at) != key]
-    if not past:
-        raise UserError(
-            f"--history: {swarm_id!r} has no earlier results of suite {now.suite} in {path}. "
-            f"Record some with `swarmperf benchmark-run --suite {now.suite} --swarm-id "
-            f"{swarm_id}`, or give --historical baseline.json."
-        )
-    return sorted(past, key=lambda r: r.started_at)
 
 
 def _gate_table(gate: GateReport) -> None:
@@ -400,14 +236,8 @@ def benchmark_compare(
     output: OutputOption = Output.table,
 ) -> None:
     """Two results side by side: medians, changes and Mann-Whitney verdicts (exit 1 if worse)."""
-    from swarmperf.bench.gate import compare_results
-    from swarmperf.bench.results import load_result
-
     with user_errors():
-        a, b = load_result(baseline), load_result(current)
-        gate = compare_results(
-            a, b, alpha=alpha, min_change=parse_share(min_change, "--min-change")
-        )
+        gate = q.compare_files(baseline, current, alpha=alpha, min_change=min_change)
     if output is Output.json:
         print(json.dumps(gate.to_dict()))
     else:
@@ -448,74 +278,12 @@ def error_analysis(
     data_dir: DataDirOption = None,
 ) -> None:
     """Group failures by message template and type: counts, first/last seen, trend."""
-    from swarmperf.bench.error_patterns import analyse_records, analyse_results
-    from swarmperf.bench.results import load_result
-
     with user_errors():
-        if (results is None) == (swarm_id is None):
-            raise UserError("--results/--swarm-id: give exactly one: a results file or a swarm id.")
-        if results is not None:
-            if run is not None:
-                raise UserError("--run: it chooses a stored run and only goes with --swarm-id.")
-            suite = load_result(results)
-            analysis = analyse_records((s.name, e) for s in suite.scenarios for e in s.errors)
-            source = str(results)
-        else:
-            db = open_store(data_dir, True, read_only=True)
-            if db is None:  # pragma: no cover - open_store returns a store when enabled
-                raise UserError("--data-dir: the store could not be opened.")
-            with db:
-                record = _run_record(db, swarm_id or "", run)
-                analysis = analyse_results(db.iter_results(record.id))
-            source = record.label()
+        analysis, source = q.analyse_errors(results, swarm_id, run, data_dir)
     if output is Output.json:
-        print(json.dumps({"source": source, **_analysis_dict(analysis)}))
+        print(json.dumps(q.error_payload(analysis, source)))
         return
     _analysis_table(analysis, source)
-
-
-def _run_record(db: Store, swarm_id: str, run: str | None) -> RunRecord:
-    if run is None:
-        # The latest real run: a simulated one is looked at only when named with --run.
-        latest = db.latest_run(swarm_id)
-        if latest is None:
-            raise UserError(
-                f"--swarm-id: {swarm_id!r} has no stored runs in {db.path}. Run it with "
-                "`swarmperf run`, or check --data-dir."
-            )
-        return latest
-    return find_run(db, swarm_id, run)
-
-
-def _analysis_dict(analysis: ErrorAnalysis) -> dict[str, Any]:
-    return {
-        "failures": analysis.failures,
-        "tasks": analysis.tasks,
-        "error_rate": analysis.error_rate,
-        "notes": list(analysis.notes),
-        "patterns": [
-            {
-                "type": p.type,
-                "template": p.template,
-                "count": p.count,
-                "share": p.share,
-                "first_seen": p.first_seen,
-                "last_seen": p.last_seen,
-                "examples": list(p.examples),
-                "scenarios": list(p.scenarios),
-                "trend": None
-                if p.trend is None
-                else {
-                    "direction": p.trend.direction,
-                    "p_value": p.trend.p_value,
-                    "tau": p.trend.tau,
-                    "buckets": p.trend.buckets,
-                },
-                "trend_reason": p.trend_reason,
-            }
-            for p in analysis.patterns
-        ],
-    }
 
 
 def _analysis_table(analysis: ErrorAnalysis, source: str) -> None:

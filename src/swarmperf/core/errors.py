@@ -13,7 +13,7 @@ SwarmError
 │   ├── ThresholdError     a pass/fail threshold expression is invalid (bench.thresholds)
 │   └── SwarmNotRunning    no live swarm has that id; names those that run
 ├── YamlProblem            text is not YAML that will be read: where and why (core.safe_yaml)
-├── UserError              a mistake in what was asked on the command line (cli._support)
+├── UserError              a mistake in what was asked (a command line or a tool call)
 ├── DispatchError
 │   ├── Backpressure       admission control refused a task (queue full)
 │   │   ├── QuotaExceeded  a tenant's quota is used up
@@ -111,6 +111,10 @@ class UnknownName(ConfigError, LookupError):
         listed = ", ".join(sorted(choices))
         super().__init__(what, name, f"Choose one of: {listed}.")
         self.choices = sorted(choices)
+
+
+class UserError(SwarmError):
+    """A mistake in what the user asked for: reported without a traceback (CLI exit code 2)."""
 
 
 class DispatchError(SwarmError):
