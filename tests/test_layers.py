@@ -28,7 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"spec"}),
     frozenset({"monitor"}),
     frozenset({"alerting"}),
-    frozenset({"analysis"}),
+    frozenset({"analysis", "topology"}),
     frozenset({"app"}),
     frozenset({"bench"}),
     frozenset({"service"}),
