@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
@@ -98,6 +99,20 @@ def test_the_cli_says_what_to_install_with_exit_code_2(
     assert result.exit_code == 2
     assert "The ray backend needs Ray. Install it with: pip install" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_where_nothing_listens_fails_at_once_with_the_fix(scheme: str) -> None:
+    # Ray itself would wait minutes; the head is asked first, in milliseconds.
+    from swarmperf.runtime.ray_backend import connect, import_ray
+
+    with socket.socket() as sock:  # a port nothing listens on: bound here, never listened
+        sock.bind(("127.0.0.1", 0))
+        address = f"{scheme}127.0.0.1:{sock.getsockname()[1]}"
+        with pytest.raises(ConfigError, match="Nothing answers") as caught:
+            connect(import_ray(), address, None, local=False)
+    assert caught.value.field == "ray.address"
+    assert "ray start --head" in caught.value.fix
 
 
 def test_the_ray_section_expands_per_agent() -> None:
@@ -321,8 +336,36 @@ def test_node_affinity_and_placement_groups(ray_local: Any) -> None:
                     await backend.add_agent(AgentSpec(agent_id))
             assert [lost[0] for lost in sink.lost] == ["nowhere", "huge"]
             assert "asked for num_cpus=64" in sink.lost[1][2]
+            # What each node has free, not the cluster's sum: a full node shows as full.
+            assert f"free: node {node[:12]}: CPU=" in sink.lost[1][2]
             with pytest.raises(ConfigError, match="node id in hex"):
                 await backend.add_agent(AgentSpec("bad-id"))
+
+    run(test)
+
+
+@pytest.mark.slow
+def test_actors_hold_no_cpu_unless_asked_even_with_other_resources(ray_local: Any) -> None:
+    # Left to Ray, an actor asking for memory (or a custom resource) would hold a CPU for
+    # its whole life: three of them would not fit on this 2-CPU Ray.
+    settings = RaySettings(default=ActorOptions(memory=2**20), start_timeout=20.0)
+    cpu = ActorOptions(num_cpus=1, memory=2**20)
+
+    async def test() -> None:
+        free = ray_local.available_resources().get("CPU", 0.0)
+        agents = [AgentSpec(f"m{i}") for i in range(3)]
+        async with running(*agents, settings=settings) as (backend, sink):
+            backend.run([(a.id, Task("whereami")) for a in agents])
+            await sink.until(lambda: sum(map(len, sink.done.values())) == 3)
+            assert ray_local.available_resources().get("CPU", 0.0) == free
+        asking = RaySettings(agents={"c": cpu}, start_timeout=20.0)
+        async with running(AgentSpec("c"), settings=asking):
+            # Ray's view of free resources follows the raylet's after a moment.
+            for _ in range(200):
+                if ray_local.available_resources().get("CPU", 0.0) == free - 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert ray_local.available_resources().get("CPU", 0.0) == free - 1
 
     run(test)
 

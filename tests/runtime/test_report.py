@@ -295,3 +295,34 @@ def test_a_real_run_never_beats_its_lower_bound() -> None:
     assert r.makespan_ratio is not None
     assert r.makespan_ratio >= 1.0
     assert all(row.utilisation is not None and 0 <= row.utilisation <= 1 for row in r.agents)
+
+
+def test_the_report_names_the_nodes_each_agent_ran_on() -> None:
+    head, far = "5c1e0b2f" + "0" * 48, "9a07d1c3" + "1" * 48
+    results = [result("a", 0, 1, 2), result("b", 0, 1, 3), result("c", 0, 1, 2)]
+    r = build_report(
+        results,
+        [AgentSpec("a"), AgentSpec("b"), AgentSpec("c")],
+        0.0,
+        10.0,
+        "round-robin",
+        "ray",
+        "t",
+        nodes={"a": [head], "b": [far, head]},  # b was restarted on the head
+    )
+    rows = {row["id"]: row["nodes"] for row in json.loads(json.dumps(r.to_dict()))["agents"]}
+    assert rows == {"a": [head], "b": [far, head], "c": []}
+    console = Console(record=True, width=160)
+    r.render(console)
+    text = console.export_text()
+    assert "node" in text
+    assert "9a07d1c3 -> 5c1e0b2f" in text
+    assert head not in text  # people read the short id; JSON keeps the whole one
+
+
+def test_a_report_of_agents_on_no_node_has_no_node_column() -> None:
+    r = report([result("a", 0, 1, 2)], [AgentSpec("a")])
+    console = Console(record=True, width=160)
+    r.render(console)
+    assert " node " not in console.export_text()
+    assert r.to_dict()["agents"][0]["nodes"] == []

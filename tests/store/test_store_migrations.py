@@ -21,6 +21,7 @@ ALL_TABLES = {
     "decisions",
     "events",
     "intake",
+    "agent_nodes",
 }
 
 # Version 1 of the schema, written out by hand as an older swarmperf would have left it.

@@ -37,6 +37,7 @@ from swarmperf.core.errors import ConfigError
 from swarmperf.core.latency import LatencySummary
 from swarmperf.core.model import TaskStatus
 from swarmperf.monitor.snapshot import flatten
+from swarmperf.runtime.report import nodes_text
 from swarmperf.store import RUN_RUNNING, RunRecord, Store
 
 NO_COST_MODEL = "no cost model given"
@@ -250,7 +251,10 @@ def build_report(
     unreachable = 0  # failed without reaching an agent
     agent_busy: dict[str, list[float]] = {}  # name -> [busy slot-seconds, offered, tasks, failed]
     derived: dict[float, dict[str, float | None]] = {}
+    nodes: dict[str, list[str]] = {}  # agent -> the nodes it ran on, in order (Ray)
     for run in runs:
+        for placed in store.agent_nodes(run.id):
+            nodes.setdefault(placed.agent, []).append(placed.node_id)
         cols = Columns.of(store.iter_results(run.id))
         first, last = cols.first, cols.last
         if first is None or last is None or not last > first:
@@ -322,6 +326,7 @@ def build_report(
                 "utilization": acc[0] / acc[1] if acc[1] else None,
                 "tasks": int(acc[2]),
                 "failed": int(acc[3]),
+                "nodes": nodes.get(name, []),
             }
             for name, acc in sorted(agent_busy.items())
         },
@@ -506,10 +511,12 @@ def render_detailed(r: PerformanceReport, console: Console) -> None:
         )
     console.print(q)
     a = Table(title="Agents")
-    for col in ("agent", "utilisation", "tasks", "failed"):
-        a.add_column(col, justify="left" if col == "agent" else "right")
+    placed = any(row.get("nodes") for row in r.agents.values())
+    for col in ("agent", "utilisation", "tasks", "failed", *(("node",) if placed else ())):
+        a.add_column(col, justify="left" if col in ("agent", "node") else "right")
     for name, row in r.agents.items():
-        a.add_row(name, _pct(row["utilization"]), f"{row['tasks']:,}", f"{row['failed']:,}")
+        cells = [name, _pct(row["utilization"]), f"{row['tasks']:,}", f"{row['failed']:,}"]
+        a.add_row(*cells, *((nodes_text(row.get("nodes", ())),) if placed else ()))
     console.print(a)
     s = Table(title="SLA compliance (share of snapshots meeting each objective)")
     for col in ("objective", "threshold", "met / measured", "share"):

@@ -172,6 +172,7 @@ async def _run_spec(
             lower_bound=bound,
             events=swarm.event_counts,
             stolen=swarm.coordinator.statistics().stolen,
+            nodes=swarm.nodes,
         )
         if not isinstance(spec.workload.arrival, BatchArrival):
             report.missing["makespan_ratio"] = (
@@ -457,7 +458,11 @@ def _simulate(
             store.finish_run(run_id, {}, "failed")
         raise
     if store is not None and run_id is not None:
-        saver = _Saver(store, run_id, spec.swarm_id, list(outcome.results), list(outcome.events))
+        # Events on UNIX time, as the store keeps them: virtual seconds from the run's start.
+        began = store.get_run(run_id)
+        at = began.started_at if began is not None else time.time()
+        events = [Event(at + e.ts, e.kind, e.subject, e.detail) for e in outcome.events]
+        saver = _Saver(store, run_id, spec.swarm_id, list(outcome.results), events)
         try:
             _save_and_finish(store, run_id, saver, len(outcome.results), report)
         except BaseException:

@@ -28,6 +28,7 @@ AGENT_REINSTATED: Final = "agent-reinstated"
 AGENT_RESTARTED: Final = "agent-restarted"
 AGENT_RESTART_FAILED: Final = "agent-restart-failed"
 AGENT_GIVEN_UP: Final = "agent-given-up"
+AGENT_PLACED: Final = "agent-placed"
 
 # The swarm as a whole
 STRATEGY_CHANGED: Final = "strategy-changed"
@@ -61,6 +62,7 @@ KINDS: Final[Mapping[str, str]] = {
     AGENT_RESTARTED: "a lost agent was started again by its restart policy",
     AGENT_RESTART_FAILED: "starting a lost agent again failed; it will be tried later",
     AGENT_GIVEN_UP: "a lost agent used up its restarts and stays down",
+    AGENT_PLACED: "an agent started on a cluster node (Ray): which one, and the one before",
     STRATEGY_CHANGED: "the swarm's load-balancing strategy was replaced while it ran",
     RETRY: "a failed task was queued again under its retry policy",
     FALLBACK: "a task was turned into its fallback kind",

@@ -85,7 +85,8 @@ class SwarmCollector(Collector):
 
     def _swarm_families(self, metrics: SwarmMetrics, swarm: dict[str, str]) -> Iterator[Metric]:
         figures = metrics.figures()
-        yield from _summaries(figures, metrics, swarm)
+        nodes = _nodes(metrics)
+        yield from _summaries(figures, metrics, swarm, nodes)
         depth = GaugeMetricFamily(
             names.QUEUE_DEPTH, "Tasks queued or bound, not started, by priority.", labels=None
         )
@@ -101,7 +102,7 @@ class SwarmCollector(Collector):
             names.BREAKER_STATE, "1 for the agent's current breaker state, else 0."
         )
         for agent in figures.agents.values():
-            labels = {**swarm, "agent": agent.agent_id}
+            labels = _agent_labels(swarm, agent.agent_id, nodes)
             in_flight.add_sample(names.AGENT_IN_FLIGHT, labels, float(agent.in_flight))
             if agent.utilization is not None:
                 utilization.add_sample(names.AGENT_UTILIZATION, labels, agent.utilization)
@@ -134,8 +135,23 @@ class SwarmCollector(Collector):
                 yield counter
 
 
+def _nodes(metrics: SwarmMetrics) -> dict[str, str]:
+    """The node each agent runs on (or last ran on), where the backend places agents on
+    nodes (Ray): agent -> node id."""
+    swarm = metrics.swarm
+    placed = swarm.nodes if swarm is not None else {}
+    return {agent: ran[-1] for agent, ran in placed.items() if ran}
+
+
+def _agent_labels(swarm: dict[str, str], agent: str, nodes: dict[str, str]) -> dict[str, str]:
+    """A per-agent series' labels: the swarm, the agent and, when known, its `node` (a
+    restart elsewhere starts a new series; an empty label would mean the same as none)."""
+    node = nodes.get(agent)
+    return {**swarm, "agent": agent} if node is None else {**swarm, "agent": agent, "node": node}
+
+
 def _summaries(
-    figures: SwarmFigures, metrics: SwarmMetrics, swarm: dict[str, str]
+    figures: SwarmFigures, metrics: SwarmMetrics, swarm: dict[str, str], nodes: dict[str, str]
 ) -> Iterator[Metric]:
     latency = Metric(names.TASK_LATENCY, "Queued to finished, seconds.", "summary")
     for sample in _summary(names.TASK_LATENCY, swarm, figures.latency, metrics.latency_total):
@@ -149,7 +165,7 @@ def _summaries(
         agent_totals = totals.get(agent.agent_id)
         if agent_totals is None:
             continue  # nothing finished on it yet
-        labels = {**swarm, "agent": agent.agent_id}
+        labels = _agent_labels(swarm, agent.agent_id, nodes)
         for sample in _summary(names.TASK_SERVICE, labels, agent.service, agent_totals):
             service.add_sample(*sample)
     yield from (latency, wait, service)

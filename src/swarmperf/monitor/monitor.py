@@ -143,7 +143,7 @@ class Monitor:
             try:
                 await self.tick()
             except Exception as exc:  # one bad sample must not end the monitoring
-                self._emit(MONITOR_TICK_FAILED, "monitor", self.metrics.clock(), error=repr(exc))
+                self._emit(MONITOR_TICK_FAILED, "monitor", self.metrics.wall(), error=repr(exc))
             next_at += self.interval
             now = loop.time()
             if next_at < now:  # fell behind (a long store write): skip, do not burst

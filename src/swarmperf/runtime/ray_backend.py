@@ -19,6 +19,12 @@ Per-task timeouts are kept the same way: a task that runs past its kind's bound 
 actor killed (whatever its handler is doing: a sync handler cannot be interrupted), fails
 with a TimeoutError, and the actor's other tasks go back as for any lost actor.
 
+An agent is the coordinator's to give tasks only once its actor is up (the swarm adds it
+after `add_agent` returns), so no task waits on an actor Ray cannot place. `node_of` says
+which node each agent's actor runs on; `cluster_nodes` lists a cluster's nodes; `connect`
+asks the head before `ray.init`, so that a cluster wanting a token, or an address where
+nothing listens, is a clear error at once rather than after Ray's retries.
+
 This is the only module that imports Ray, and only when a backend is made, so the rest of
 the package (and this module's settings classes) work without it.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import itertools
 import os
 import time
@@ -76,7 +83,9 @@ class ActorOptions:
     """What one agent's actor asks Ray for, and where it may run.
 
     `num_cpus`, `memory` (bytes) and `resources` (custom resources) are Ray resource
-    requests (None: Ray's defaults). `node_id` pins the actor to a node (`soft`: elsewhere
+    requests; `num_cpus` None asks for 0 CPUs (Ray's own default would hold one CPU for
+    the actor's lifetime as soon as any other resource is asked for), the others None
+    ask for none. `node_id` pins the actor to a node (`soft`: elsewhere
     if that node cannot take it). `placement_group` names an entry of
     `RaySettings.placement_groups`; the actor then takes bundle `bundle` of it.
     """
@@ -238,6 +247,197 @@ def node_figures(
             )
         )
     return figures
+
+
+@dataclass(frozen=True, slots=True)
+class RayNode:
+    """One node of a Ray cluster: its id (what `ray.groups.<id>.node` takes), address,
+    whether it is alive and the head, and its resources, total and free (None: unknown)."""
+
+    node_id: str
+    address: str
+    alive: bool
+    head: bool
+    total: Mapping[str, float]
+    free: Mapping[str, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "address": self.address,
+            "alive": self.alive,
+            "head": self.head,
+            "total": dict(self.total),
+            "free": None if self.free is None else dict(self.free),
+        }
+
+
+def _useful(resources: Mapping[str, float]) -> dict[str, float]:
+    """Resources a user asks for: without Ray's own markers (`node:<ip>`, the head's)."""
+    return {
+        name: float(amount)
+        for name, amount in sorted(resources.items())
+        if not name.startswith("node:")
+    }
+
+
+def _free_per_node() -> dict[str, dict[str, float]]:
+    """Free resources by node id, read where Ray keeps them (the GCS). Ray has no public
+    call for it (`ray.available_resources()` sums the cluster), so this is the developer
+    API; it runs on a cluster worker when the driver is a Ray Client."""
+    state: Any = importlib.import_module("ray._private.state")
+    found: dict[str, dict[str, float]] = state.available_resources_per_node()
+    return found
+
+
+def free_per_node(ray: Any) -> dict[str, dict[str, float]] | None:
+    """Free resources by node id on the connected cluster, or None if Ray will not say."""
+    try:
+        if ray.util.client.ray.is_connected():
+            reader = ray.remote(num_cpus=0)(_free_per_node)
+            found: dict[str, dict[str, float]] = ray.get(reader.remote(), timeout=30)
+            return found
+        return _free_per_node()
+    except Exception:  # an older or newer Ray without it: callers fall back to the sum
+        return None
+
+
+def list_nodes(ray: Any) -> list[RayNode]:
+    """Every node the connected cluster knows of, alive or dead, head first."""
+    free = free_per_node(ray)
+    nodes: list[RayNode] = []
+    for info in ray.nodes():
+        total = info.get("Resources") or {}
+        node_id = str(info.get("NodeID", ""))
+        alive = bool(info.get("Alive"))
+        nodes.append(
+            RayNode(
+                node_id=node_id,
+                address=str(info.get("NodeManagerAddress", "")),
+                alive=alive,
+                head="node:__internal_head__" in total,
+                total=_useful(total),
+                free=_useful(free.get(node_id, {})) if free is not None and alive else None,
+            )
+        )
+    nodes.sort(key=lambda node: (not node.head, not node.alive, node.address, node.node_id))
+    return nodes
+
+
+def cluster_nodes(address: str | None = None, namespace: str | None = None) -> list[RayNode]:
+    """The nodes of the Ray cluster at `address` (None: the one this machine belongs to,
+    `auto`), connecting with the same checks as a swarm's run; raises `ConfigError` with
+    the fix when it cannot connect."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        connect(ray, address or "auto", namespace, local=False)
+    return list_nodes(ray)
+
+
+def auth_mode() -> str:
+    """This process's Ray authentication mode, from `RAY_AUTH_MODE` (Ray's own setting)."""
+    return os.environ.get("RAY_AUTH_MODE", "").strip().lower() or "disabled"
+
+
+TOKEN = "token"  # the head turns away calls without an authentication token
+OPEN = "open"  # the head answers calls without one
+UNREACHABLE = "unreachable"  # nothing answers at the address
+
+
+def ask_head(address: str, timeout: float = 3.0) -> str | None:
+    """How the Ray head at `address` (`host:port`, or `ray://host:port` for its Ray Client
+    server) answers a call without an authentication token: `TOKEN`, `OPEN`,
+    `UNREACHABLE`, or None when it cannot tell (no gRPC here, an address it cannot read).
+
+    One gRPC call, answered in milliseconds: for a head that wants a token Ray itself
+    retries for about 20 s and then says only that it could not connect, and for an address
+    where nothing listens it waits minutes.
+    """
+    try:
+        # Through importlib: typed as Any, since neither gRPC nor Ray's stubs carry types.
+        grpc: Any = importlib.import_module("grpc")
+        generated = "ray.core.generated."
+        gcs_pb2: Any = importlib.import_module(generated + "gcs_service_pb2")
+        gcs_grpc: Any = importlib.import_module(generated + "gcs_service_pb2_grpc")
+        client_pb2: Any = importlib.import_module(generated + "ray_client_pb2")
+        client_grpc: Any = importlib.import_module(generated + "ray_client_pb2_grpc")
+    except ImportError:
+        return None
+    client = address.startswith("ray://")
+    target = address.removeprefix("ray://")
+    channel = grpc.insecure_channel(target)
+    try:
+        if client:
+            request = client_pb2.ClusterInfoRequest(type=client_pb2.ClusterInfoType.PING)
+            client_grpc.RayletDriverStub(channel).ClusterInfo(request, timeout=timeout)
+        else:
+            gcs = gcs_grpc.NodeInfoGcsServiceStub(channel)
+            gcs.GetClusterId(gcs_pb2.GetClusterIdRequest(), timeout=timeout)
+    except grpc.RpcError as exc:
+        code = exc.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return TOKEN
+        if code == grpc.StatusCode.UNAVAILABLE:  # refused, or no such host
+            return UNREACHABLE
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # a slow head, or a dropped packet
+            return None
+        return OPEN  # it answered, if not to this call: not a question of tokens
+    except Exception:  # a malformed address, say: Ray's own connect says what is wrong
+        return None
+    finally:
+        channel.close()
+    return OPEN
+
+
+AUTH_FIX = (
+    "The Ray cluster uses token authentication (Ray turns it on when ~/.ray/auth_token "
+    "exists on the head), and this process connects without it. Set RAY_AUTH_MODE=token "
+    "here (and on every node that joins), with the cluster's token in ~/.ray/auth_token, "
+    "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; or start the cluster with RAY_AUTH_MODE=disabled."
+)
+
+
+def _token_on_disk() -> bool:
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.exists(path)
+
+
+def connect(ray: Any, address: str | None, namespace: str | None, *, local: bool) -> None:
+    """`ray.init` for a swarm: `address` None starts a local Ray (with `local`). A failure
+    is a `ConfigError` naming the likely cause, found at once by asking the head first:
+    token authentication, when the cluster asks for a token this process does not send, or
+    nothing listening at the address."""
+    options: dict[str, Any] = {"namespace": namespace}
+    if address is None and local:
+        options["include_dashboard"] = False
+    explicit = address not in (None, "auto")
+    if explicit:
+        assert address is not None
+        answer = ask_head(address)
+        if answer == TOKEN and auth_mode() != "token":
+            raise ConfigError("ray.address", address, AUTH_FIX)
+        if answer == UNREACHABLE:
+            raise ConfigError(
+                "ray.address",
+                address,
+                f"Nothing answers at {address!r}. Start the head with `ray start --head` and "
+                "give the address it prints (the Ray Client's, ray://<head>:10001, from "
+                "outside the cluster), check the host and port, or leave ray.address out to "
+                "start a local Ray.",
+            )
+    try:
+        ray.init(address=address, **options)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+        where = "a local Ray" if address is None else repr(address)
+        if explicit and auth_mode() != "token" and _token_on_disk():
+            fix = f"Could not connect to {where} ({_error(exc)}). Likely cause: {AUTH_FIX}"
+        else:
+            fix = (
+                f"Could not connect to {where} ({_error(exc)}). Start a cluster with "
+                "`ray start --head` and give the address it prints (ray://<head>:10001 or "
+                "auto on a cluster node), or leave ray.address out to start a local Ray."
+            )
+        raise ConfigError("ray.address", address, fix) from exc
 
 
 # -- the actor ------------------------------------------------------------------------------
@@ -409,6 +609,7 @@ class RayBackend(MeasuredTransfer):
         self._actor_class: Any = None
         self._epoch = 0.0
         self._node_id = ""
+        self._client = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -421,26 +622,15 @@ class RayBackend(MeasuredTransfer):
         self._loop = asyncio.get_running_loop()
         self._epoch = _now()
         self._node_id = ray.get_runtime_context().get_node_id()
+        # A Ray Client's driver runs on the head, not here: every actor's clock needs an
+        # offset then, those on the head's node too.
+        self._client = bool(ray.util.client.ray.is_connected())
         self._actor_class = ray.remote(AgentActor)
         if self._watchdog is not None:
             self._watchdog.start(self._loop)
 
     def _connect(self) -> None:
-        settings = self.settings
-        options: dict[str, Any] = {"namespace": settings.namespace}
-        if settings.address is None:
-            options["include_dashboard"] = False
-        try:
-            self._ray.init(address=settings.address, **options)
-        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
-            where = "a local Ray" if settings.address is None else repr(settings.address)
-            raise ConfigError(
-                "ray.address",
-                settings.address,
-                f"Could not connect to {where} ({_error(exc)}). Start a cluster with "
-                "`ray start --head` and give the address it prints (ray://<head>:10001 or "
-                "auto on a cluster node), or leave ray.address out to start a local Ray.",
-            ) from exc
+        connect(self._ray, self.settings.address, self.settings.namespace, local=True)
 
     def begin(self, epoch: float) -> None:
         self._epoch = epoch
@@ -475,6 +665,11 @@ class RayBackend(MeasuredTransfer):
             raise ConfigError("agent", agent_id, f"No agent called {agent_id!r} has started.")
         return placement
 
+    def node_of(self, agent_id: str) -> tuple[str, str] | None:
+        """The node id and address `agent_id`'s actor runs (or last ran) on, if it started."""
+        placement = self._placements.get(agent_id)
+        return None if placement is None else (placement.node_id, placement.node_ip)
+
     def placements(self) -> dict[str, ActorPlacement]:
         """Where each agent's actor runs or last ran, for per-node figures."""
         return dict(self._placements)
@@ -502,8 +697,8 @@ class RayBackend(MeasuredTransfer):
                 "be picklable: module-level functions, or closures over picklable values.",
             ) from exc
         agent = _RayAgent(spec, handle)
-        # Registered before the actor is up: the coordinator may bind tasks to it now, and
-        # Ray queues those calls until the actor is ready.
+        # Registered before the actor is up, so that a caller that binds tasks to it now
+        # has them queued by Ray until the actor is ready (the swarm binds none before).
         self._agents[spec.id] = agent
         try:
             async with asyncio.timeout(self.settings.start_timeout):
@@ -522,19 +717,30 @@ class RayBackend(MeasuredTransfer):
 
     def _start_failure(self, exc: BaseException, options: ActorOptions) -> str:
         if isinstance(exc, TimeoutError):
-            available = self._ray.available_resources()
             return (
                 f"Ray could not place its actor within {self.settings.start_timeout:g}s "
-                f"(asked for {self._asked(options)}; the cluster has {available} free). "
+                f"(asked for {self._asked(options)}; free: {self._free()}). "
                 "Lower the group's num_cpus/memory/resources, fix its node, or add nodes."
             )
         if isinstance(exc, self._ray.exceptions.RayError):
             return f"its actor could not start: {_first_line(exc)}"
         return f"its start was interrupted ({_error(exc)})"
 
+    def _free(self) -> str:
+        """What each node has free, for placement errors: a sum over the cluster would hide
+        that the node an actor is pinned to is full."""
+        per_node = free_per_node(self._ray)
+        if per_node is None:
+            return f"{_useful(self._ray.available_resources())} in the whole cluster"
+        shown = [
+            f"node {node_id[:12]}: {_short(_useful(free))}"
+            for node_id, free in sorted(per_node.items())
+        ]
+        return "; ".join(shown) or "no live node"
+
     @staticmethod
     def _asked(options: ActorOptions) -> str:
-        parts = [f"num_cpus={options.num_cpus:g}"] if options.num_cpus is not None else []
+        parts = [f"num_cpus={options.num_cpus or 0:g}"]
         if options.memory is not None:
             parts.append(f"memory={options.memory}")
         parts += [f"{name}={amount:g}" for name, amount in options.resources.items()]
@@ -553,8 +759,9 @@ class RayBackend(MeasuredTransfer):
             "max_task_retries": 0,
             "name": None,
         }
-        if options.num_cpus is not None:
-            result["num_cpus"] = options.num_cpus
+        # Always explicit: left out, Ray would hold a CPU for the actor's whole life once it
+        # asks for any other resource (and one to place it in any case).
+        result["num_cpus"] = options.num_cpus or 0
         if options.memory is not None:
             result["memory"] = options.memory
         if options.resources:
@@ -573,7 +780,6 @@ class RayBackend(MeasuredTransfer):
                 ) from None
         elif options.placement_group is not None:
             group = await self._placement_group(options.placement_group)
-            result["num_cpus"] = options.num_cpus or 0
             result["scheduling_strategy"] = strategies.PlacementGroupSchedulingStrategy(
                 placement_group=group, placement_group_bundle_index=options.bundle
             )
@@ -596,9 +802,8 @@ class RayBackend(MeasuredTransfer):
             raise BackendError(
                 f"Ray could not place placement group {name!r} ({settings.strategy}, bundles "
                 f"{[dict(b) for b in settings.bundles]}) within "
-                f"{self.settings.start_timeout:g}s; the cluster has "
-                f"{self._ray.available_resources()} free. Ask for less, use a softer "
-                "strategy (pack or spread), or add nodes."
+                f"{self.settings.start_timeout:g}s; free: {self._free()}. Ask for less, use a "
+                "softer strategy (pack or spread), or add nodes."
             ) from None
         existing = self._groups.setdefault(name, group)
         if existing is not group:  # another agent of the group made it meanwhile
@@ -621,8 +826,9 @@ class RayBackend(MeasuredTransfer):
         agent.placement = ActorPlacement(agent.id, node_id, node_ip, pid, actor_id)
         self._placements[agent.id] = agent.placement
         rtt, sent_at, actor_time = best
-        if node_id != self._node_id:
-            # Another machine's monotonic clock: estimate the offset from the best ping.
+        if node_id != self._node_id or self._client:
+            # Another machine's monotonic clock (a Ray Client's driver is on none of the
+            # cluster's nodes): estimate the offset from the best ping.
             agent.offset = actor_time - (sent_at + rtt / 2)
             agent.handle.begin.remote(self._epoch + agent.offset)
         self._observe_transfer(rtt)
@@ -805,6 +1011,11 @@ class RayBackend(MeasuredTransfer):
     def _kill(self, agent: _RayAgent) -> None:
         with contextlib.suppress(Exception):  # already dead, or its cluster is gone
             self._ray.kill(agent.handle, no_restart=True)
+
+
+def _short(resources: Mapping[str, float]) -> str:
+    """`{'CPU': 2.0, 'memory': 1e9}` as `CPU=2, memory=1e+09`."""
+    return ", ".join(f"{name}={amount:g}" for name, amount in resources.items()) or "nothing"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,9 @@ class AgentRow:
     busy_seconds: float
     utilisation: float | None  # busy / (wall * concurrency), 0..1
     mean_service: float | None
+    # The nodes it ran on, in order (a restart may move it); empty when the backend does
+    # not place agents on nodes (only `ray` does).
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ class RunReport:
                 data.update((f"latency_{name}", value[name]) for name in _FLAT_LATENCY)
             else:
                 data[key] = value
-        data["agents"] = [asdict(row) for row in self.agents]
+        data["agents"] = [{**asdict(row), "nodes": list(row.nodes)} for row in self.agents]
         data["missing"] = dict(self.missing)
         return data
 
@@ -159,17 +162,22 @@ class RunReport:
 
     def _agent_table(self) -> Table:
         table = Table(title="Agents")
-        for name in ("agent", "tasks", "failed", "busy", "utilisation", "mean service"):
-            table.add_column(name, justify="left" if name == "agent" else "right")
+        placed = any(row.nodes for row in self.agents)
+        names = ("agent", "tasks", "failed", "busy", "utilisation", "mean service")
+        for name in (*names, "node") if placed else names:
+            table.add_column(name, justify="left" if name in ("agent", "node") else "right")
         for row in self.agents:
-            table.add_row(
+            cells = [
                 row.id,
                 str(row.tasks),
                 str(row.failed),
                 _seconds(row.busy_seconds),
                 "[dim]n/a[/dim]" if row.utilisation is None else f"{row.utilisation:.1%}",
                 "[dim]n/a[/dim]" if row.mean_service is None else _seconds(row.mean_service),
-            )
+            ]
+            if placed:
+                cells.append(nodes_text(row.nodes))
+            table.add_row(*cells)
         return table
 
     def _group_table(self) -> Table:
@@ -255,6 +263,7 @@ def build_report(
     lower_bound: float | None = None,
     events: Mapping[str, int] | None = None,
     stolen: int = 0,
+    nodes: Mapping[str, Sequence[str]] | None = None,
 ) -> RunReport:
     """Compute a `RunReport` from a run's results.
 
@@ -262,6 +271,7 @@ def build_report(
     specs); `started` and `finished` bound the run on the swarm's clock. Utilisation is
     against the whole wall time, so an agent that joined late looks less used than it was.
     `stolen` is the coordinator's count of steals (`CoordinatorStatistics.stolen`).
+    `nodes` says which nodes each agent ran on, in order (`Swarm.nodes`).
     """
     if finished < started:
         raise ValueError(f"The run finished ({finished}) before it started ({started}).")
@@ -281,6 +291,8 @@ def build_report(
     waits = [r.started_at - r.queued_at for r in results if r.started_at is not None]
     wait = _percentiles(waits, (50, 99), "queue_wait", missing)
     rows = _agent_rows(results, agents, wall, missing)
+    if nodes:
+        rows = tuple(replace(row, nodes=tuple(nodes.get(row.id, ()))) for row in rows)
     variance, jain = _balance(rows, missing)
     makespan, ratio = _makespan(results, started, lower_bound, missing)
     return RunReport(
@@ -307,6 +319,24 @@ def build_report(
         events=dict(events or {}),
         stolen=stolen,
     )
+
+
+def short_node(node_id: str) -> str:
+    """A node id as people read it: its first 8 hex digits (Ray's ids are 56 long), which
+    tell a cluster's nodes apart; JSON and the store keep the whole id."""
+    return node_id[:8]
+
+
+def nodes_text(nodes: Sequence[str]) -> str:
+    """Where an agent ran, in order: `5c1e0b2f`, or `5c1e0b2f -> 9a07d1c3` after a move;
+    `n/a` when it was placed on no node."""
+    if not nodes:
+        return "[dim]n/a[/dim]"
+    shown = [short_node(nodes[0])]
+    for node in nodes[1:]:
+        if short_node(node) != shown[-1]:
+            shown.append(short_node(node))
+    return " -> ".join(shown)
 
 
 def _latency(latencies: Sequence[float], missing: dict[str, str]) -> LatencySummary:

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
-from swarmperf.core.errors import NoAgents
+from swarmperf.core.errors import AgentCrashed, ConfigError, NoAgents
 from swarmperf.core.events import (
     AGENT_GIVEN_UP,
+    AGENT_PLACED,
     AGENT_RESTART_FAILED,
     AGENT_RESTARTED,
     DUPLICATE_SUBMISSION,
@@ -22,7 +23,7 @@ from swarmperf.core.model import AgentSpec, Task, TaskResult, TaskStatus
 from swarmperf.core.queueing import QueueSettings
 from swarmperf.resilience.bulkheads import BulkheadSettings
 from swarmperf.resilience.policy import Guard
-from swarmperf.resilience.restart import RestartPolicy
+from swarmperf.resilience.restart import RestartPolicy, Restarts
 from swarmperf.runtime.backend import Backend, Done
 from swarmperf.runtime.coordinator import Coordinator, unrun_result
 
@@ -90,8 +91,16 @@ class Swarm:
         # Long or endless runs: results go to listeners only, so memory stays flat.
         self.keep_results = keep_results
         self._specs: dict[str, AgentSpec] = {}
-        self._restarts: dict[str, tuple[int, float]] = {}  # agent -> (restarts, last at)
-        self._restarting: set[asyncio.Task[None]] = set()
+        self._restarts = Restarts(restart) if restart is not None else None
+        # One restart job per lost agent: it makes every attempt until one works or the
+        # policy gives up, so a failed attempt is counted once and never starts a second job.
+        self._restarting: dict[str, asyncio.Task[None]] = {}
+        # Agents whose backend is starting them: the coordinator gets them once they are up.
+        # A loss reported meanwhile is kept (agent -> reason): that start failed.
+        self._starting: dict[str, str | None] = {}
+        # Where each agent ran, in order (a restart may move it), for backends that place
+        # agents on nodes (`node_of`): agent -> node ids.
+        self.nodes: dict[str, list[str]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -129,7 +138,7 @@ class Swarm:
 
     async def stop(self) -> None:
         self._started = False
-        for job in self._restarting:
+        for job in list(self._restarting.values()):
             job.cancel()
         if self._wakeup_handle is not None:
             self._wakeup_handle.cancel()
@@ -156,15 +165,35 @@ class Swarm:
         self._settle()
 
     async def add_agent(self, spec: AgentSpec) -> None:
+        """Start `spec` on the backend, then give it work: no task is bound to an agent
+        before it is up (a Ray actor may wait for room in the cluster, or never get it)."""
+        coordinator = self.coordinator
+        if spec.id in self._starting or spec.id in coordinator.agents:
+            raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
         self._specs[spec.id] = spec
-        self.coordinator.add_agent(spec)
+        self._starting[spec.id] = None
         try:
             await self.backend.add_agent(spec)
+        finally:
+            lost = self._starting.pop(spec.id, None)
+        if lost is not None:  # up, and gone again before it was given anything
+            await self.backend.remove_agent(spec.id)
+            raise AgentCrashed(spec.id, lost)
+        try:
+            coordinator.add_agent(spec)
         except BaseException:
-            # The backend may already have reported the agent lost; either way it is gone.
-            if spec.id in self.coordinator.agents:
-                self.coordinator.remove_agent(spec.id)
+            await self.backend.remove_agent(spec.id)
             raise
+        node_of = getattr(self.backend, "node_of", None)
+        where: tuple[str, str] | None = node_of(spec.id) if node_of is not None else None
+        if where is not None:
+            node, address = where
+            ran_on = self.nodes.setdefault(spec.id, [])
+            detail: dict[str, object] = {"node": node, "address": address}
+            if ran_on:
+                detail["previous"] = ran_on[-1]
+            ran_on.append(node)
+            coordinator.emit(AGENT_PLACED, spec.id, **detail)
         # Backends measure how long a hand-over takes; work stealing weighs it.
         self.strategy.transfer_cost = self.backend.transfer_cost
         self._pump()
@@ -342,7 +371,7 @@ class Swarm:
         """Wait until nothing is queued, waiting to be retried, or running."""
         while not self.coordinator.idle:
             c = self.coordinator
-            if not c.agents and not c.running and not self._restarting:
+            if not c.agents and not c.running and not self._restarting and not self._starting:
                 raise NoAgents()
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(fut)
@@ -420,43 +449,59 @@ class Swarm:
         self._settle()
 
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
+        if agent_id in self._starting and agent_id not in self.coordinator.agents:
+            # It was given nothing, and its start fails in `add_agent`, which says so (a
+            # restart attempt counts it there, once).
+            self._starting[agent_id] = reason
+            return
         self.lost_agents.append((agent_id, reason))
         self.coordinator.agent_lost(agent_id, in_flight, reason)
         spec = self._specs.get(agent_id)
-        if self.restart is not None and spec is not None and self._started:
+        if self._restarts is not None and spec is not None and self._started:
             self._schedule_restart(spec)
         self._pump()
 
     def _schedule_restart(self, spec: AgentSpec) -> None:
-        assert self.restart is not None
-        now = self.clock()
-        count, last = self._restarts.get(spec.id, (0, now))
-        if now - last >= self.restart.reset_after:
-            count = 0
-        delay = self.restart.delay(count)
-        if delay is None:
-            self.coordinator.emit(AGENT_GIVEN_UP, spec.id, restarts=count)
+        """Restart `spec` under the policy: one job per agent makes every attempt."""
+        restarts = self._restarts
+        assert restarts is not None
+        if spec.id in self._restarting or restarts.given_up(spec.id):
             return
-        self._restarts[spec.id] = (count + 1, now)
+        decision = restarts.lost(spec.id, self.clock())
 
-        async def restart() -> None:
-            await asyncio.sleep(delay)
-            if not self._started or spec.id in self.coordinator.agents:
-                return
-            try:
-                await self.add_agent(spec)
-            except Exception as exc:  # a failed restart is one more loss, not a crash
-                self.coordinator.emit(AGENT_RESTART_FAILED, spec.id, error=repr(exc))
-                if spec.id not in self.coordinator.agents:
-                    self._schedule_restart(spec)
+        async def restart(decision: tuple[int, float] | None) -> None:
+            while decision is not None:
+                attempt, delay = decision
+                await asyncio.sleep(delay)
+                if not self._started or self._specs.get(spec.id) is not spec:
+                    return  # stopped, or removed meanwhile
+                if spec.id in self.coordinator.agents:
+                    return  # added again by someone else
+                try:
+                    await self.add_agent(spec)
+                except Exception as exc:  # a failed attempt: counted once, tried again
+                    self.coordinator.emit(
+                        AGENT_RESTART_FAILED, spec.id, attempt=attempt, error=repr(exc)
+                    )
+                    self._settle()
+                    decision = restarts.failed(spec.id, self.clock())
+                    continue
+                restarts.started(spec.id, self.clock())
+                self.coordinator.emit(AGENT_RESTARTED, spec.id, attempt=attempt, delay=delay)
                 self._settle()
                 return
-            self.coordinator.emit(AGENT_RESTARTED, spec.id, attempt=count + 1, delay=delay)
+            self.coordinator.emit(AGENT_GIVEN_UP, spec.id, restarts=restarts.attempts(spec.id))
             self._settle()
 
-        job = asyncio.get_running_loop().create_task(restart())
-        self._restarting.add(job)
-        job.add_done_callback(self._restarting.discard)
+        job = asyncio.get_running_loop().create_task(restart(decision))
+        self._restarting[spec.id] = job
+
+        def finished(_: asyncio.Task[None]) -> None:
+            if self._restarting.get(spec.id) is job:
+                del self._restarting[spec.id]
+            self._settle()  # a drain waiting on this restart may now end (no agents left)
+
+        job.add_done_callback(finished)
 
     @staticmethod
     def _wake(waiters: list[asyncio.Future[None]]) -> None:

@@ -135,6 +135,36 @@ MIGRATIONS: tuple[str, ...] = (
     -- how a restart finds them.
     CREATE UNIQUE INDEX intake_by_done ON intake (swarm_id, done_seq);
     """,
+    # 7: where each agent of a run ran (a Ray node), a row per start, so a restart that
+    # moved it shows; and one clock for events: UNIX time. Events stored on a swarm's
+    # monotonic (or a simulation's virtual) clock are moved onto UNIX time, measured from
+    # their run's start: by its first task's queue time, or failing that its first event.
+    # No UNIX time of a run is below 1e9 (2001), and no monotonic clock reaches it.
+    """
+    CREATE TABLE agent_nodes (
+        id        INTEGER PRIMARY KEY,
+        run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        agent     TEXT NOT NULL,
+        node_id   TEXT NOT NULL,
+        address   TEXT,
+        placed_at REAL NOT NULL  -- UNIX time
+    );
+    CREATE INDEX agent_nodes_by_run ON agent_nodes (run_id, agent);
+
+    -- The offsets first, in a table of their own: read while the rows change, the first
+    -- event of a run would move before the others are measured from it.
+    CREATE TABLE migration_7_offsets AS
+        SELECT r.id AS run_id, r.started_at - COALESCE(
+            (SELECT MIN(t.queued_at) FROM task_results t WHERE t.run_id = r.id),
+            (SELECT MIN(e.ts) FROM events e WHERE e.run_id = r.id AND e.ts < 1e9)
+        ) AS offset
+        FROM runs r WHERE EXISTS (SELECT 1 FROM events e WHERE e.run_id = r.id AND e.ts < 1e9);
+    UPDATE events
+        SET ts = ts + (SELECT o.offset FROM migration_7_offsets o WHERE o.run_id = events.run_id)
+        WHERE ts < 1e9
+            AND run_id IN (SELECT run_id FROM migration_7_offsets WHERE offset IS NOT NULL);
+    DROP TABLE migration_7_offsets;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

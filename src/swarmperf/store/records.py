@@ -158,3 +158,15 @@ class EventRecord:
     kind: str
     subject: str
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentNodeRecord:
+    """An agent of a run started on a node (a Ray node id and its address) at `placed_at`
+    (UNIX seconds); an agent restarted elsewhere has a row per start, in order."""
+
+    run_id: int
+    agent: str
+    node_id: str
+    address: str | None
+    placed_at: float

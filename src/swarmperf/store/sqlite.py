@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from swarmperf.core.errors import ConfigError, StoreError
+from swarmperf.core.events import AGENT_PLACED
 from swarmperf.core.model import TaskResult, TaskStatus
 from swarmperf.store.locking import WriteStats, begin_immediate
 from swarmperf.store.migrations import SCHEMA_VERSION, check_not_newer, migrate, schema_version
@@ -24,6 +25,7 @@ from swarmperf.store.records import (
     RUN_KINDS,
     RUN_REAL,
     RUN_RUNNING,
+    AgentNodeRecord,
     BenchmarkRecord,
     DecisionRecord,
     EventRecord,
@@ -496,7 +498,9 @@ class Store:
         subject: str,
         detail: Mapping[str, Any],
     ) -> int:
-        """Record that `kind` happened to `subject` (an agent, a tenant...) at `ts`."""
+        """Record that `kind` happened to `subject` (an agent, a tenant...) at `ts` (UNIX
+        seconds). An agent placed on a node (`agent-placed`, with `node` and `address` in
+        its detail) is also recorded in the run's `agent_nodes`."""
         row = (swarm_id, run_id, ts, kind, subject, _dump(detail))
         with self.transaction():
             cursor = self._conn.execute(
@@ -504,7 +508,32 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             )
+            node = detail.get("node") if kind == AGENT_PLACED else None
+            if run_id is not None and isinstance(node, str):
+                self.record_agent_node(run_id, subject, node, detail.get("address"), ts)
         return _rowid(cursor)
+
+    # -- where agents ran -----------------------------------------------------------------
+
+    def record_agent_node(
+        self, run_id: int, agent: str, node_id: str, address: object, placed_at: float
+    ) -> None:
+        """Record that `agent` of run `run_id` started on `node_id` at `placed_at`."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO agent_nodes (run_id, agent, node_id, address, placed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (run_id, agent, node_id, None if address is None else str(address), placed_at),
+            )
+
+    def agent_nodes(self, run_id: int) -> list[AgentNodeRecord]:
+        """Where each agent of run `run_id` started, in order: a row per start."""
+        rows = self._query(
+            "SELECT run_id, agent, node_id, address, placed_at FROM agent_nodes"
+            " WHERE run_id = ? ORDER BY placed_at, id",
+            (run_id,),
+        )
+        return [AgentNodeRecord(*row) for row in rows]
 
     def events(
         self,
