@@ -295,6 +295,19 @@ class TaskQueue:
             arrivals.popleft()
         return task
 
+    def head(self) -> Task | None:
+        """The task `pop` would take next, left in place, when the queue's order is one
+        tenant's line (see `line`); None otherwise."""
+        if self._len == 0 or self._len != self._counts[2]:
+            return None
+        heap = self._normal._heap
+        if len(heap) != 1:
+            return None
+        for seq, task in self._normal._fifos[heap[0][2]]:
+            if seq == task.seq:
+                return task
+        return None
+
     def line(self, limit: int) -> list[Task] | None:
         """The next `limit` tasks in the order `pop` would take them, left in place, when
         that order is one tenant's line (only normal work queued, from one tenant); None

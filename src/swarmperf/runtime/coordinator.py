@@ -612,9 +612,9 @@ class Coordinator:
                 if late and self._free_slots <= 0:
                     break
                 if in_place:
-                    line = queue.line(self.lookahead + 1)
-                    if line is not None:
-                        if not self._bind_from_line(line, now):
+                    head = queue.head()
+                    if head is not None:
+                        if not self._bind_from_line(head, now):
                             break
                         continue
                 task = pop(now)
@@ -779,12 +779,11 @@ class Coordinator:
             if not agent.alive or agent.paused or agent.in_flight >= agent.slots:
                 del self._thieves[agent.id]
 
-    def _bind_from_line(self, line: list[Task], now: float) -> bool:
-        """`take_starts`'s step when the queue's order is one line: decide on the first
-        task where it stands and, if the strategy holds it, on the ones behind it as
-        `_backfill` does, taking out only the task that is bound. False: nothing can be
-        bound now."""
-        head = line[0]
+    def _bind_from_line(self, head: Task, now: float) -> bool:
+        """`take_starts`'s step when the queue's order is one line, starting at `head`:
+        decide on it where it stands and, if the strategy holds it, on the ones behind it
+        as `_backfill` does, taking out only the task that is bound. False: nothing can
+        be bound now."""
         choose = self.strategy.choose
         agent = choose(head, now) if head.avoid is None else self._choose_avoiding(head, now)
         if agent is not None:
@@ -795,6 +794,7 @@ class Coordinator:
                 raise RuntimeError("the queue's line and its pop disagree")  # a bug
             self._bind(agent, task, now)
             return True
+        line = self.queue.line(self.lookahead + 1) or [head]
         refused_from = self.strategy.refused_from
         limit = refused_from(now)
         for i in range(1, len(line)):
