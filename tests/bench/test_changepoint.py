@@ -11,13 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarmperf.bench.changepoint import (
+    DEFAULT_CONFIG,
     METHOD_CONFIGS,
     DetectorConfig,
     _Cost,
     detect_changes,
     detect_history_regressions,
     pelt,
+    penalty_for,
     prepare,
+    segment_cost,
 )
 from swarmperf.core.errors import ConfigError, UnknownName
 
@@ -140,6 +143,22 @@ def test_pelt_pruning_keeps_the_optimal_segmentation(
     assert all(b - a >= min_size for a, b in itertools.pairwise(bounds))
     achieved = sum(c.one(a, b) for a, b in itertools.pairwise(bounds)) + penalty * len(points)
     assert achieved == pytest.approx(_optimal_partition_cost(c, n, penalty, min_size), abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_public_cost_and_penalty_are_what_the_default_minimises(seed: int) -> None:
+    # Another implementation of the search (the benchmark runs ruptures' this way) given
+    # `segment_cost` and `penalty_for` must find the default's optimum.
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([rng.normal(0, 1, 20), rng.normal(4, 1, 15), 4 + 0.3 * np.arange(15)])
+    found = [cp.index for cp in detect_changes(y.tolist())]
+    cost = segment_cost(y, DEFAULT_CONFIG)
+    penalty = penalty_for(y, DEFAULT_CONFIG)
+    bounds = [0, *found, len(y)]
+    achieved = sum(cost.one(a, b) for a, b in itertools.pairwise(bounds)) + penalty * len(found)
+    optimum = _optimal_partition_cost(cost, len(y), penalty, DEFAULT_CONFIG.min_size)
+    assert achieved == pytest.approx(optimum, abs=1e-6)
+    assert found  # the step is there to be found
 
 
 def test_bad_input_and_settings_name_the_field() -> None:

@@ -265,6 +265,38 @@ def score_corpus(
     corpus: Corpus, scores: Mapping[str, FloatArray], profile: Profile
 ) -> ProfileScore:
     """NAB v1.1 score of `scores` (one array per series key) under `profile`."""
+    return sweep(
+        *_scored_rows(corpus, scores, profile), total_windows=corpus.window_count, profile=profile
+    )
+
+
+def score_at(
+    corpus: Corpus, scores: Mapping[str, FloatArray], profile: Profile, threshold: float | None
+) -> ProfileScore:
+    """NAB v1.1 score at a threshold chosen elsewhere (None: never alarm), as for held-out data."""
+    score, weight, window = _scored_rows(corpus, scores, profile)
+    perfect = corpus.window_count * profile.tp_weight
+    scored_windows = np.unique(window[window >= 0])
+    null = -profile.fn_weight * len(scored_windows)
+    if threshold is None:
+        return _result(profile, None, null, null, perfect, 0, len(scored_windows), 0)
+    detected = score >= threshold
+    outside = detected & (window < 0)
+    inside = detected & (window >= 0)
+    # Each window scores its best (earliest) detection, or -fnWeight without one.
+    best = np.full(int(window.max(initial=-1)) + 1, -profile.fn_weight)
+    np.maximum.at(best, window[inside], weight[inside])
+    raw = float(weight[outside].sum() + best[scored_windows].sum())
+    tp = len(np.unique(window[inside]))
+    return _result(
+        profile, threshold, raw, null, perfect, tp, len(scored_windows) - tp, int(outside.sum())
+    )
+
+
+def _scored_rows(
+    corpus: Corpus, scores: Mapping[str, FloatArray], profile: Profile
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
+    """Every scored row of the corpus (probation left out): score, worth, window (-1: none)."""
     if corpus.windows is None:
         raise ConfigError(
             "--corpus",
@@ -288,12 +320,10 @@ def score_corpus(
         parts_weight.append(weight[keep])
         parts_window.append(np.where(window_of >= 0, window_of + offset, -1))
         offset += len(corpus.windows[series.key])
-    return sweep(
+    return (
         np.concatenate(parts_score),
         np.concatenate(parts_weight),
         np.concatenate(parts_window),
-        total_windows=corpus.window_count,
-        profile=profile,
     )
 
 

@@ -2,7 +2,11 @@
 
 The test statistic is a few lines over numpy (scipy has no Mann-Kendall with the tie-corrected
 variance and continuity correction of the hydrology literature); the slope and its confidence
-interval come from `scipy.stats.theilslopes`.
+interval come from `scipy.stats.theilslopes`. `pymannkendall` implements the same test: on the
+TCPD series and 40 seeded ones (benchmarks/changepoint_tcpd.py) its original test gives the
+same verdict on every series and the same p-values (to 1e-16), takes 1.4-1.5 times as long,
+reports tau-a where ties call for tau-b (error patterns report tau) and no confidence interval
+for the slope; so this stays, and pymannkendall is not a dependency.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from swarmperf.analysis.anomaly import (
     SeasonalResidual,
     detector_factory,
 )
-from swarmperf.analysis.anomaly.base import Ring
+from swarmperf.analysis.anomaly.base import Recorded, Ring
+from swarmperf.analysis.anomaly.ensemble import DEFAULT_WEIGHTS
 from swarmperf.analysis.anomaly.seasonal import dominant_period
 from swarmperf.core.errors import ConfigError, UnknownName
 from tests.analysis.anomaly.conftest import seasonal_series
@@ -134,3 +135,40 @@ def test_ensemble_rejects_bad_weights() -> None:
         Ensemble(members=[RobustZ()], weights=[1.0, 2.0])
     with pytest.raises(ConfigError, match="weights"):
         Ensemble(members=[RobustZ()], weights=[0.0])
+    with pytest.raises(ConfigError, match="refractory"):
+        Ensemble(refractory=-1)
+
+
+def spikes(gap: int) -> np.ndarray:
+    """A quiet cycle, then two spikes `gap` points apart, each beyond every value before it."""
+    values = seasonal_series(700, seed=8)
+    values[600] += 20.0
+    values[600 + gap] += 40.0
+    return values
+
+
+@pytest.mark.parametrize("refractory", [0, 10])
+def test_one_anomaly_raises_one_alarm_within_the_refractory_span(refractory: int) -> None:
+    near = run(Ensemble(refractory=refractory), spikes(5))
+    assert near[600] >= 0.5
+    # The second spike is red too, but within `refractory` points of the first it is reported
+    # as yellow.
+    assert bool(near[605] >= 0.5) == (refractory < 5)
+    far = run(Ensemble(refractory=refractory), spikes(30))
+    assert far[600] >= 0.5
+    assert far[630] >= 0.5
+
+
+def test_replayed_members_give_the_live_ensembles_scores() -> None:
+    values = seasonal_series(600, seed=9)
+    values[450] += 8.0
+    live = run(Ensemble(), values)
+    members = [RobustZ(), SeasonalResidual(), KnnConformal()]
+    recorded = [run(m, values) for m in members]
+    replayed = run(Ensemble([Recorded(r) for r in recorded], DEFAULT_WEIGHTS), values)
+    np.testing.assert_array_equal(live, replayed)
+
+
+def test_a_member_of_weight_zero_is_not_run() -> None:
+    ensemble = Ensemble(members=[RobustZ(), KnnConformal()], weights=[1.0, 0.0])
+    assert [type(m) for m in ensemble.members] == [RobustZ]

@@ -85,3 +85,25 @@ def log_score(tail: float) -> float:
 def check_positive(field: str, value: float, minimum: float = 1) -> None:
     if not value >= minimum:
         raise ConfigError(field, value, f"Give a number >= {minimum}.")
+
+
+class Recorded(Detector):
+    """Replays scores recorded from another detector, one per point, in order.
+
+    A member's scores do not depend on how the ensemble weighs them, so a benchmark records
+    each member once per series and replays them under many weightings through the same
+    ensemble code, instead of running the members again for every candidate setting.
+    """
+
+    name = "recorded"
+    summary = "replays recorded scores (for tuning sweeps)"
+
+    def __init__(self, scores: FloatArray | list[float]) -> None:
+        self._scores = [float(s) for s in scores]
+        self._next = 0
+
+    def score_one(self, x: float, t: float | None = None) -> float:
+        return self._scores[self._next]
+
+    def learn_one(self, x: float, t: float | None = None) -> None:
+        self._next += 1
