@@ -28,7 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"spec"}),
     frozenset({"monitor"}),
     frozenset({"alerting"}),
-    frozenset({"analysis", "topology"}),
+    frozenset({"analysis", "topology", "allocation"}),
     frozenset({"app"}),
     frozenset({"bench"}),
     frozenset({"service"}),

@@ -23,6 +23,9 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
+# CostModel is defined with the allocator, which optimises the same cost; kept importable here.
+from swarmperf.allocation.cost import CostModel as CostModel
+from swarmperf.allocation.cost import idle_cost, per_dollar
 from swarmperf.analysis.bottleneck import Finding, analyze, history_from_rows
 from swarmperf.analysis.figures import (
     Columns,
@@ -59,15 +62,6 @@ class SlaThresholds:
     p99_s: float = 1.0
     throughput_per_s: float = 100.0
     error_rate: float = 0.001
-
-
-@dataclass(frozen=True, slots=True)
-class CostModel:
-    """What running the swarm costs: per agent-hour and/or per task run."""
-
-    per_agent_hour: float | None = None
-    per_task: float | None = None
-    currency: str = "USD"
 
 
 def load_cost_model(path: Path) -> CostModel:
@@ -201,9 +195,13 @@ class PerformanceReport:
     findings: list[Finding]
     series: dict[str, list[tuple[float, float]]]
     reasons: dict[str, str] = field(default_factory=dict)
+    # The allocator's recommendation, when the report was asked with a resources file.
+    allocation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if data["allocation"] is None:
+            del data["allocation"]  # reports without a resources file keep their shape
         for name in ("latency", "wait", "service"):
             # Snapshots keep no minimum; the report's JSON has never had the key.
             del data[name]["min"]
@@ -398,15 +396,21 @@ def _cost(
 ) -> dict[str, Any]:
     if model is None:
         return {"total": None, "reason": NO_COST_MODEL}
+    # Priced by the allocator's cost model: each agent at its pool's price (or the flat
+    # per-agent-hour one), so a report and an allocation agree on what a run costs.
     agent_hours = 0.0
+    agents_cost: float | None = 0.0 if model.prices_agents else None
     for run in runs:
-        agents = len(agent_shapes(run))
+        shapes = agent_shapes(run)
         end = run.last_seen if run.aborted else run.finished_at
         end = end if end is not None else until
-        agent_hours += agents * max(0.0, min(end, until) - max(run.started_at, since)) / 3600.0
+        hours = max(0.0, min(end, until) - max(run.started_at, since)) / 3600.0
+        agent_hours += len(shapes) * hours
+        if agents_cost is not None:
+            agents_cost += sum((model.agent_hour_price(a) or 0.0) * hours for a in shapes)
     ran = counts["succeeded"] + counts["failed"]
     parts: dict[str, float | None] = {
-        "agents": None if model.per_agent_hour is None else model.per_agent_hour * agent_hours,
+        "agents": agents_cost,
         "tasks": None if model.per_task is None else model.per_task * ran,
     }
     total = sum(v for v in parts.values() if v is not None)
@@ -425,8 +429,9 @@ def _cost(
         "idle_cost": (
             None
             if parts["agents"] is None or busy_share is None
-            else parts["agents"] * (1.0 - busy_share)
+            else idle_cost(parts["agents"], busy_share)
         ),
+        "succeeded_per_unit": per_dollar(counts["succeeded"], total),
     }
 
 
@@ -496,6 +501,16 @@ def render_summary(r: PerformanceReport, console: Console) -> None:
         console.print("[green]No bottleneck found.[/green]")
     if "aborted_runs" in r.reasons:
         console.print(f"[yellow]partial data:[/yellow] {r.reasons['aborted_runs']}")
+    rec = (r.allocation or {}).get("recommended")
+    if rec is not None:
+        counts = ", ".join(f"{n} × {pool}" for pool, n in rec["counts"].items() if n)
+        console.print(
+            f"Allocator's recommendation: {counts} at {rec['cost_per_hour']:.4g} "
+            f"{r.allocation['currency'] if r.allocation else ''}/h, predicted p99 "
+            f"{rec['predicted']['p99_s'] * 1e3:,.0f} ms",
+            highlight=False,
+            markup=False,
+        )
 
 
 def render_detailed(r: PerformanceReport, console: Console) -> None:

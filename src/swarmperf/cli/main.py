@@ -414,7 +414,12 @@ def validate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
     output: OutputOption = Output.table,
 ) -> None:
-    """Check a swarm spec and explain every problem (exit code 2 if there are any)."""
+    """Check a swarm spec, or a resources file (top-level `pools:`), and explain every
+    problem (exit code 2 if there are any)."""
+    from swarmperf.cli.allocation import validate_resources
+
+    if validate_resources(spec_path, output):
+        return
     with user_errors():
         spec = load_spec_or_demo(spec_path)
         load_alerting(spec)

@@ -345,6 +345,14 @@ def performance_report(
     include_simulated: IncludeSimulatedOption = False,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
+    resources: Annotated[
+        Path | None,
+        typer.Option(
+            "--resources",
+            help="A resources file: prices the agents by pool and adds the allocator's "
+            "recommendation (see resource-alloc).",
+        ),
+    ] = None,
 ) -> None:
     """A performance report: percentiles, trends, bottlenecks, SLA compliance and cost.
 
@@ -375,6 +383,7 @@ def performance_report(
             timeframe,
             cost_model=cost_model,
             include_simulated=include_simulated,
+            resources=resources,
         )
         if format_ in (ReportFormat.json, ReportFormat.html):
             text = rep.to_json(built) if format_ is ReportFormat.json else rep.to_html(built)

@@ -11,6 +11,7 @@ SwarmError
 │   ├── SlaError           an alerting file or SLA rule is invalid (alerting.sla)
 │   ├── SuiteError         a benchmark suite file is invalid (bench.scenarios)
 │   ├── ThresholdError     a pass/fail threshold expression is invalid (bench.thresholds)
+│   ├── ResourcesError     a resources file is invalid; lists every problem (allocation.resources)
 │   └── SwarmNotRunning    no live swarm has that id; names those that run
 ├── YamlProblem            text is not YAML that will be read: where and why (core.safe_yaml)
 ├── UserError              a mistake in what was asked (a command line or a tool call)

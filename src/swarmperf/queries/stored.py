@@ -367,6 +367,7 @@ def build_performance_report(
     cost_model: Path | None = None,
     include_simulated: bool = False,
     now: float | None = None,
+    resources: Path | None = None,
 ) -> PerformanceReport:
     """The performance report of a swarm (default: the most recent) over the `timeframe`
     up to `now`: percentiles, trends, bottlenecks, SLA compliance and cost."""
@@ -381,6 +382,13 @@ def build_performance_report(
                 "YAML or JSON file with per_agent_hour and/or per_task."
             )
         model = rep.load_cost_model(cost_model)
+    spec = None
+    if resources is not None:
+        from swarmperf.allocation.resources import load_resources
+
+        spec = load_resources(resources)
+        # The pools' prices are the cost model, unless --cost-model gives another.
+        model = model if model is not None else spec.cost_model()
     with open_store(data_dir) as store:
         swarm = latest_swarm(store, swarm_id)
         require_data(store, swarm, include_simulated=include_simulated)
@@ -393,6 +401,10 @@ def build_performance_report(
             cost_model=model,
             include_simulated=include_simulated,
         )
+        if built is not None and spec is not None:
+            from swarmperf.allocation.plan import payload, plan
+
+            built.allocation = payload(plan(spec, store=store, swarm_id=swarm))
     if built is None:
         raise UserError(
             f"--timeframe: {timeframe!r} holds no runs or metrics of swarm {swarm!r}. "
@@ -416,6 +428,7 @@ def performance_report(
     *,
     cost_model: Path | None = None,
     include_simulated: bool = False,
+    resources: Path | None = None,
 ) -> dict[str, Any]:
     """`performance-report -o json`."""
     return report_payload(
@@ -425,6 +438,7 @@ def performance_report(
             timeframe,
             cost_model=cost_model,
             include_simulated=include_simulated,
+            resources=resources,
         )
     )
 

@@ -1,0 +1,237 @@
+"""`swarmperf resource-alloc` (alias `daa-resource-alloc`): the cost/latency front of a
+resources file and the cheapest allocation that meets every SLO."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from swarmperf.cli._support import (
+    DataDirOption,
+    Output,
+    OutputOption,
+    UserError,
+    err,
+    out,
+    user_errors,
+)
+
+ResourcesArg = Annotated[
+    Path,
+    typer.Option(
+        "--resources", help="YAML/JSON: pools, their prices and speeds, constraints, workload."
+    ),
+]
+
+
+def resource_alloc(
+    resources: ResourcesArg,
+    swarm_id: Annotated[
+        str | None,
+        typer.Option(
+            "--swarm-id",
+            help="Measure the pools' speeds (and the mix, if the file gives none) from this "
+            "swarm's latest stored run; with --apply, the live swarm to change.",
+        ),
+    ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply", help="Resize the live swarm's pools to the recommendation (default: plan)."
+        ),
+    ] = False,
+    svg_out: Annotated[
+        Path | None, typer.Option("--svg", help="Write the front as an SVG picture here.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="The random seed.")] = 0,
+    output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Find the Pareto front of cost against p99 latency and SLA-violation risk (NSGA-II on
+    an M/G/c model, confirmed in the simulator) and recommend the cheapest allocation that
+    meets every SLO."""
+    from swarmperf.allocation.plan import payload, plan
+    from swarmperf.allocation.plot import svg, terminal
+    from swarmperf.allocation.resources import load_resources
+
+    with user_errors():
+        res = load_resources(resources)
+        if apply and swarm_id is None:
+            raise UserError("--apply: give --swarm-id of the live swarm whose pools to resize.")
+        store = _store(data_dir) if swarm_id is not None else None
+        try:
+            found = plan(res, store=store, swarm_id=swarm_id, seed=seed)
+        finally:
+            if store is not None:
+                store.close()
+        data = payload(found)
+        costs = [p["cost_per_hour"] for p in data["front"]]
+        p99s = [p["predicted"]["p99_s"] for p in data["front"]]
+        if svg_out is not None:
+            try:
+                svg_out.write_text(
+                    svg(costs, p99s, found.recommended, currency=res.currency), encoding="utf-8"
+                )
+            except OSError as exc:
+                raise UserError(
+                    f"--svg: {str(svg_out)!r} cannot be written ({exc.strerror})."
+                ) from None
+            data["svg"] = str(svg_out)
+        if apply:
+            data["applied"] = _apply(swarm_id or "", data, data_dir)
+    if output is Output.json:
+        print(json.dumps(data, allow_nan=False, default=_finite))
+        return
+    _render(data)
+    out.print(terminal(costs, p99s, found.recommended), highlight=False, markup=False)
+    if svg_out is not None:
+        err.print(f"Wrote the front to {svg_out}.")
+
+
+def _finite(value: Any) -> Any:
+    return None
+
+
+def _store(data_dir: Path | None) -> Any:
+    from swarmperf.queries.stored import open_store
+
+    return open_store(data_dir)
+
+
+def _apply(swarm_id: str, data: dict[str, Any], data_dir: Path | None) -> dict[str, Any]:
+    """Resize each pool of the live swarm to the recommendation: agents `<pool>-<n>` are
+    added or removed through the service's agent endpoints."""
+    from swarmperf.queries.live import connect
+
+    rec = data.get("recommended")
+    if rec is None:
+        raise UserError("--apply: there is no recommendation to apply (see the front).")
+    pools = {p["id"]: p for p in data["pools"]}
+    added: list[str] = []
+    removed: list[str] = []
+    with connect(swarm_id, data_dir) as client:
+        current = [str(a.get("id")) for a in client.agents()]
+        before = len(current)
+        taken = set(current)
+        surplus: list[str] = []
+        # Adds first, then removals: a swarm must keep an agent throughout.
+        for pool, want in rec["counts"].items():
+            mine = sorted(
+                (a for a in current if a == pool or a.startswith(pool + "-")),
+                key=lambda a: (len(a), a),
+            )
+            surplus += mine[want:]
+            n = 0
+            while len(mine) < want:
+                name = f"{pool}-{n}"
+                n += 1
+                if name in taken:
+                    continue
+                client.add_agent(id=name, concurrency=pools[pool]["concurrency"])
+                taken.add(name)
+                mine.append(name)
+                added.append(name)
+        for agent in surplus:
+            client.remove_agent(agent)
+            removed.append(agent)
+    return {
+        "before": before,
+        "after": before + len(added) - len(removed),
+        "added": added,
+        "removed": removed,
+    }
+
+
+def _render(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    w = data["workload"]
+    mix = ", ".join(f"{k} {v:.0%}" for k, v in w["mix"].items())
+    out.print(
+        f"Workload ({w['source']}): {w['rate_per_s']:.4g} tasks/s, {mix}. "
+        f"Front by {data['method']} over {data['evaluated']:,} allocations.",
+        highlight=False,
+        markup=False,
+    )
+    table = Table(title="Pareto front: cost against p99 latency and SLA-violation risk")
+    for col in ("allocation", "cost/h", "p99 (model)", "p99 (sim)", "risk", "util", "SLOs in sim"):
+        table.add_column(col)
+    for point in data["front"]:
+        sim = point["simulated"]
+        table.add_row(
+            ", ".join(f"{k} {v}" for k, v in point["counts"].items() if v),
+            f"{point['cost_per_hour']:.4g}",
+            f"{point['predicted']['p99_s'] * 1e3:,.0f} ms",
+            "-" if sim is None else f"{sim['p99_s'] * 1e3:,.0f} ms",
+            f"{point['predicted']['sla_violation_risk']:.2%}",
+            f"{point['predicted']['utilisation']:.0%}",
+            {None: "-", True: "met", False: "missed"}[point["slo_met_in_sim"]],
+        )
+    out.print(table)
+    rec = data["recommended"]
+    if rec is None:
+        out.print(f"No recommendation: {data['recommended_reason']}.", markup=False)
+        return
+    kinds = ", ".join(f"{k} {v * 1e3:,.0f} ms" for k, v in rec["predicted"]["p99_kind_s"].items())
+    sim = rec["simulated"] or {}
+    simk = ", ".join(f"{k} {v * 1e3:,.0f} ms" for k, v in (sim.get("p99_kind_s") or {}).items())
+    allocation = ", ".join(f"{v} × {k}" for k, v in rec["counts"].items() if v)
+    out.print(
+        f"Recommended: {allocation} at {rec['cost_per_hour']:.4g} {data['currency']}/h "
+        f"({rec['cost_per_1000_tasks']:.4g} per 1,000 tasks); p99 per kind {kinds} "
+        f"(simulated: {simk}); utilisation {rec['predicted']['utilisation']:.0%}.",
+        highlight=False,
+        markup=False,
+    )
+    applied = data.get("applied")
+    if applied:
+        out.print(
+            f"Applied: {applied['before']} → {applied['after']} agents "
+            f"(+{len(applied['added'])}, -{len(applied['removed'])}).",
+            markup=False,
+        )
+    elif math.isfinite(rec["cost_per_hour"]):
+        out.print("[dim]A plan only: --apply --swarm-id ID resizes a live swarm's pools.[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("resource-alloc")(resource_alloc)
+    app.command("daa-resource-alloc", help="Alias of resource-alloc.")(resource_alloc)
+
+
+def validate_resources(path: Path, output: Output) -> bool:
+    """`swarmperf validate` on a resources file (one with a top-level `pools:` key): check it
+    and say what it holds; False when `path` is not one (then it is taken as a spec)."""
+    from swarmperf.allocation.resources import is_resources, parse_resources, read_data
+
+    try:
+        data = read_data(path)
+    except Exception:
+        return False  # the spec loader says what is wrong with the file
+    if not is_resources(data):
+        return False
+    with user_errors():
+        res = parse_resources(data, str(path))
+    if output is Output.json:
+        print(
+            json.dumps(
+                {"valid": True, "kind": "resources", "resources": res.model_dump(mode="json")}
+            )
+        )
+        return True
+    pools = ", ".join(
+        f"{p.id} ({p.cost_per_hour:g} {res.currency}/h, {p.min}–{p.max}, speeds "
+        + (", ".join(f"{k} {v * 1e3:g} ms declared" for k, v in p.service_time.items()) or "none")
+        + ")"
+        for p in res.pools
+    )
+    out.print(
+        f"[green]valid[/green]: resources file, {len(res.pools)} pools: {pools}; "
+        f"{len(res.constraints.slo)} SLOs.",
+        highlight=False,
+    )
+    return True
