@@ -30,7 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"alerting"}),
     frozenset({"analysis", "topology", "allocation"}),
     frozenset({"app"}),
-    frozenset({"bench"}),
+    frozenset({"bench", "autoscale"}),
     frozenset({"service"}),
     frozenset({"client"}),
     frozenset({"queries"}),

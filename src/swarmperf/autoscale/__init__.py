@@ -1,0 +1,1 @@
+"""Autoscaling: workload patterns, forecasts, scaling policies and their replay on traces."""

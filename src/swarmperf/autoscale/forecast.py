@@ -1,0 +1,426 @@
+"""Forecasters of tasks per interval behind one interface, and their rolling-origin evaluation.
+
+`fit(history)` learns from the past only; `forecast(horizon, quantiles)` gives, for each
+quantile, the next `horizon` intervals; `update(values)` adds observations without fitting
+again (cheap, so a policy can forecast every interval and refit now and then).
+
+- `seasonal-naive`: the value one season ago (the naive forecast when there is no season);
+  quantiles from the spread of its own past errors.
+- `holt-winters`: additive exponential smoothing with a damped trend or none (the lower AIC),
+  and an additive season when the history holds two cycles of one (statsmodels
+  `ExponentialSmoothing`). Its
+  parameters and states come from statsmodels; `update` runs the same recursions by hand,
+  because statsmodels' results cannot take new observations without fitting again.
+- `sarima`: SARIMA(1,0,1)(0,1,0)_m when there is a season m (an ARMA on the seasonal
+  differences, which stays cheap for m = 1440), else ARIMA(1,1,1) or ARMA(1,1) with a
+  constant (the lower AIC), estimated by statsmodels `SARIMAX`; quantiles from the forecast
+  variance. Like Holt-Winters, it updates and forecasts by its own recursion.
+
+The LSTM the design mentions is not here: these three are what is measured
+(`benchmarks/forecast_accuracy.py`). The season is the strongest period the periodogram and
+the ACF agree on in the history given to `fit` (`patterns.season_of`), unless set.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from swarmperf.autoscale.patterns import season_of
+from swarmperf.core.errors import ConfigError, UnknownName
+
+FloatArray = npt.NDArray[np.float64]
+History = Sequence[float] | FloatArray
+
+# statsmodels fits are O(history): a bounded window keeps each fit under a few seconds. Four
+# days of minutes holds two daily cycles and more.
+MAX_FIT = 5760
+
+
+class Forecaster(Protocol):
+    name: str
+
+    def fit(self, history: History) -> Forecaster: ...
+    def update(self, values: Sequence[float]) -> None: ...
+    def forecast(self, horizon: int, quantiles: Sequence[float]) -> dict[float, list[float]]: ...
+
+
+def _check(horizon: int, quantiles: Sequence[float]) -> None:
+    if horizon < 1:
+        raise ConfigError("horizon", horizon, "Use a number of intervals >= 1.")
+    for q in quantiles:
+        if not 0 < q < 1:
+            raise ConfigError("quantiles", q, "Use quantiles in (0, 1).")
+
+
+def _window(history: History) -> FloatArray:
+    y = np.asarray(history, dtype=np.float64)[-MAX_FIT:]
+    if len(y) < 2:
+        raise ConfigError("history", len(y), "A forecaster needs at least two intervals.")
+    if not np.isfinite(y).all():
+        raise ConfigError("history", "non-finite values", "Use finite counts.")
+    return y
+
+
+def _season(y: FloatArray, season: int | None) -> int:
+    m = season if season is not None else season_of(y)
+    # A season is usable only with two full cycles behind it.
+    return m if 1 < m <= len(y) // 2 else 1
+
+
+class SeasonalNaive:
+    name = "seasonal-naive"
+
+    def __init__(self, season: int | None = None) -> None:
+        self.season = season
+        self._y: list[float] = []
+        self._m = 1
+        self._errors: FloatArray = np.zeros(1)
+
+    def fit(self, history: History) -> SeasonalNaive:
+        y = _window(history)
+        self._m = _season(y, self.season)
+        self._y = y.tolist()
+        m = self._m
+        self._errors = y[m:] - y[:-m] if len(y) > m else np.zeros(1)
+        return self
+
+    def update(self, values: Sequence[float]) -> None:
+        self._y.extend(float(v) for v in values)
+        if len(self._y) > 2 * MAX_FIT:
+            del self._y[: len(self._y) - MAX_FIT]
+
+    def point(self, horizon: int) -> list[float]:
+        m, y = self._m, self._y
+        return [y[len(y) - m + (h - 1) % m] for h in range(1, horizon + 1)]
+
+    def forecast(self, horizon: int, quantiles: Sequence[float]) -> dict[float, list[float]]:
+        _check(horizon, quantiles)
+        base = self.point(horizon)
+        out: dict[float, list[float]] = {}
+        middle = float(np.median(self._errors))
+        for q in quantiles:
+            # The point forecast is the median; the other quantiles sit as far from it as the
+            # past errors' quantiles sit from theirs.
+            shift = float(np.quantile(self._errors, q)) - middle
+            out[q] = [
+                max(0.0, b + shift * math.sqrt(1 + (h // self._m))) for h, b in enumerate(base)
+            ]
+        return out
+
+
+class HoltWinters:
+    name = "holt-winters"
+
+    def __init__(self, season: int | None = None) -> None:
+        self.season = season
+        self._m = 1
+        self.alpha = self.beta = self.gamma = 0.0
+        self.phi = 1.0
+        self.level = self.trend = 0.0
+        self.seasonals: list[float] = []  # the last m seasonal states, oldest first
+        self.sigma = 0.0
+
+    def fit(self, history: History) -> HoltWinters:
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+        y = _window(history)
+        m = _season(y, self.season)
+        seasonal = m > 1
+        with warnings.catch_warnings():
+            # A flat or short history fits fine but warns; the fit is still what it is.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            # With a damped trend or without one: the lower AIC decides, as ETS model
+            # selection does (a trend extrapolates bursts on series that have none).
+            result = None
+            for trend in ("add", None):
+                fitted = ExponentialSmoothing(
+                    y,
+                    trend=trend,
+                    damped_trend=trend is not None,
+                    seasonal="add" if seasonal else None,
+                    seasonal_periods=m if seasonal else None,
+                    # Estimating m initial seasonal states is slow for m = 1440: the
+                    # heuristic (a decomposition of the first cycles) needs none.
+                    initialization_method="heuristic"
+                    if seasonal and len(y) >= 2 * m + 10
+                    else "estimated",
+                ).fit()
+                if result is None or fitted.aic < result.aic:
+                    result = fitted
+            assert result is not None
+        params = result.params
+        self._m = m if seasonal else 1
+        self.alpha = float(params["smoothing_level"])
+        self.beta = float(np.nan_to_num(params["smoothing_trend"]))
+        self.gamma = float(np.nan_to_num(params["smoothing_seasonal"])) if seasonal else 0.0
+        self.phi = float(np.nan_to_num(params["damping_trend"], nan=1.0))
+        self.level = float(result.level[-1])
+        self.trend = float(result.trend[-1]) if result.trend is not None else 0.0
+        self.seasonals = [float(s) for s in result.season[-m:]] if seasonal else [0.0]
+        resid = np.asarray(result.resid, dtype=np.float64)
+        self.sigma = float(np.std(resid[np.isfinite(resid)])) if len(resid) else 0.0
+        return self
+
+    def update(self, values: Sequence[float]) -> None:
+        a, b, g, phi = self.alpha, self.beta, self.gamma, self.phi
+        for value in values:
+            s_old = self.seasonals[0] if self._m > 1 else 0.0
+            prev_level, prev_trend = self.level, self.trend
+            self.level = a * (value - s_old) + (1 - a) * (prev_level + phi * prev_trend)
+            self.trend = b * (self.level - prev_level) + (1 - b) * phi * prev_trend
+            if self._m > 1:
+                s_new = g * (value - prev_level - phi * prev_trend) + (1 - g) * s_old
+                self.seasonals.pop(0)
+                self.seasonals.append(s_new)
+
+    def point(self, horizon: int) -> list[float]:
+        out = []
+        damp = 0.0
+        for h in range(1, horizon + 1):
+            damp += self.phi**h
+            s = self.seasonals[(h - 1) % self._m] if self._m > 1 else 0.0
+            out.append(self.level + damp * self.trend + s)
+        return out
+
+    def forecast(self, horizon: int, quantiles: Sequence[float]) -> dict[float, list[float]]:
+        _check(horizon, quantiles)
+        base = self.point(horizon)
+        out: dict[float, list[float]] = {}
+        for q in quantiles:
+            z = float(stats.norm.ppf(q))
+            # The variance of simple exponential smoothing h steps ahead.
+            out[q] = [
+                max(0.0, v + z * self.sigma * math.sqrt(1 + h * self.alpha**2))
+                for h, v in enumerate(base)
+            ]
+        return out
+
+
+def _kpss_p(y: FloatArray) -> float:
+    """The KPSS test's p-value for stationarity around a level (small: it wanders)."""
+    from statsmodels.tools.sm_exceptions import InterpolationWarning
+    from statsmodels.tsa.stattools import kpss
+
+    with warnings.catch_warnings():
+        # The p-value is read off a table and clipped to [0.01, 0.1]; that is enough here.
+        warnings.simplefilter("ignore", InterpolationWarning)
+        # statsmodels 0.15 announces a new return type; the tuple's p-value is the same.
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(kpss(y, regression="c", nlags="auto")[1])
+
+
+class Sarima:
+    """An ARMA(1,1) on the series made stationary: differenced once, or seasonally, or as is.
+
+    statsmodels `SARIMAX` estimates it; `update` and `forecast` run the ARMA recursion
+    (`w_t = c + phi w_(t-1) + e_t + theta e_(t-1)`) by hand, because statsmodels' results take
+    new observations only by filtering again, about 15 ms a step, which a policy forecasting
+    every interval of a two-month trace cannot pay.
+    """
+
+    name = "sarima"
+
+    def __init__(self, season: int | None = None) -> None:
+        self.season = season
+        self._m = 1
+        self._d = 0  # 1: modelled on first differences
+        self._y: list[float] = []
+        self.const = self.phi = self.theta = 0.0
+        self.sigma = 0.0
+        self._w = 0.0  # the latest value of the modelled (differenced) series
+        self._e = 0.0  # and its one-step error
+
+    def _diff(self, i: int) -> float:
+        """The modelled series at position i of the history."""
+        y = self._y
+        if self._m > 1:
+            return y[i] - y[i - self._m]
+        if self._d:
+            return y[i] - y[i - 1]
+        return y[i]
+
+    def fit(self, history: History) -> Sarima:
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+        full = _window(history)
+        m = _season(full, self.season)
+        self._m = m
+        self._y = full.tolist()
+        # SARIMA(1,0,1)(0,1,0)_m when there is a season, which stays cheap for m = 1440; else
+        # a level that wanders (ARIMA(1,1,1)) or one that returns to its mean (ARMA(1,1) with
+        # a constant), as the KPSS test of stationarity says (auto-ARIMA's choice of d).
+        # Its fit is O(n) per step of the optimiser: the last 2,000 points are plenty.
+        recent = full[-2000:]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if m > 1:
+                target, self._d, trend = (full[m:] - full[:-m])[-2000:], 0, "n"
+            elif len(recent) >= 8 and np.ptp(recent) > 0 and _kpss_p(recent) < 0.05:
+                target, self._d, trend = np.diff(recent), 1, "n"
+            else:
+                target, self._d, trend = recent, 0, "c"
+            if len(target) < 3:
+                raise ConfigError("history", len(full), "SARIMA needs at least four intervals.")
+            result = SARIMAX(target, order=(1, 0, 1), trend=trend).fit(disp=False)
+        params = dict(zip(result.model.param_names, np.asarray(result.params), strict=True))
+        self.const = float(params.get("intercept", 0.0))
+        self.phi = float(params["ar.L1"])
+        self.theta = float(params["ma.L1"])
+        self.sigma = math.sqrt(max(float(params["sigma2"]), 0.0))
+        self._w = float(target[-1])
+        resid = np.asarray(result.resid, dtype=np.float64)
+        self._e = float(resid[-1]) if len(resid) and np.isfinite(resid[-1]) else 0.0
+        return self
+
+    def update(self, values: Sequence[float]) -> None:
+        for value in values:
+            predicted = self.const + self.phi * self._w + self.theta * self._e
+            self._y.append(float(value))
+            w = self._diff(len(self._y) - 1)
+            self._e = w - predicted
+            self._w = w
+        if len(self._y) > 2 * MAX_FIT:
+            del self._y[: len(self._y) - MAX_FIT]
+
+    def forecast(self, horizon: int, quantiles: Sequence[float]) -> dict[float, list[float]]:
+        _check(horizon, quantiles)
+        # The modelled series ahead, and its psi weights for the variance.
+        ws: list[float] = []
+        w_prev, e_prev = self._w, self._e
+        for h in range(horizon):
+            w = self.const + self.phi * w_prev + (self.theta * e_prev if h == 0 else 0.0)
+            ws.append(w)
+            w_prev = w
+        psi = [1.0]
+        for j in range(1, horizon):
+            psi.append(self.phi ** (j - 1) * (self.phi + self.theta))
+        point: list[float] = []
+        spread: list[float] = []
+        m, y = self._m, self._y
+        for h in range(horizon):
+            if m > 1:
+                ref = y[len(y) - m + h] if h < m else point[h - m]
+                point.append(ref + ws[h])
+                spread.append(math.sqrt(sum(p * p for p in psi[: h + 1])))
+            elif self._d:
+                point.append((point[-1] if point else y[-1]) + ws[h])
+                cum = [sum(psi[: j + 1]) for j in range(h + 1)]
+                spread.append(math.sqrt(sum(c * c for c in cum)))
+            else:
+                point.append(ws[h])
+                spread.append(math.sqrt(sum(p * p for p in psi[: h + 1])))
+        out: dict[float, list[float]] = {}
+        for q in quantiles:
+            z = float(stats.norm.ppf(q))
+            out[q] = [max(0.0, p + z * self.sigma * s) for p, s in zip(point, spread, strict=True)]
+        return out
+
+
+FORECASTERS: dict[str, Callable[[], Forecaster]] = {
+    "seasonal-naive": SeasonalNaive,
+    "holt-winters": HoltWinters,
+    "sarima": Sarima,
+}
+# benchmarks/forecast_accuracy.py, two steps ahead: Holt-Winters has the lowest MASE on the
+# one long dev trace (0.63 on NASA's 58.6 days; SARIMA 0.72) and about the same mean over the
+# three as SARIMA (0.93 and 0.92); on the two one-hour Azure traces neither beats seasonal
+# naive (1.04 to 1.11, SARIMA 0.91 on one), which therefore has the best worst trace (1.0).
+DEFAULT_FORECASTER = "holt-winters"
+
+
+def make_forecaster(name: str = "default") -> Forecaster:
+    if name == "default":
+        name = DEFAULT_FORECASTER
+    if name not in FORECASTERS:
+        raise UnknownName("forecaster", name, [*FORECASTERS, "default"])
+    return FORECASTERS[name]()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Rolling-origin errors of one forecaster on one series."""
+
+    forecaster: str
+    origins: int
+    horizon: int
+    mae: float  # mean absolute error over every origin and step
+    naive_mae: float  # seasonal naive's, over the same origins and steps
+    mase: float  # mae / naive_mae (seasonal naive scores 1.0)
+    coverage: float | None  # share of actuals at or below the forecast's 0.9 quantile
+
+
+def origins_for(n: int, *, first: int, horizon: int, count: int) -> list[int]:
+    """`count` forecast origins spread evenly over [first, n - horizon]."""
+    last = n - horizon
+    if last < first:
+        return []
+    if count <= 1 or last == first:
+        return [last]
+    step = (last - first) / (count - 1)
+    return sorted({first + round(i * step) for i in range(count)})
+
+
+def rolling_origin(
+    series: History,
+    make: Callable[[], Forecaster],
+    *,
+    horizon: int,
+    origins: Sequence[int],
+    season: int | None = None,
+    refit_every: int = 1,
+) -> Evaluation:
+    """Forecast from each origin with a model fitted on the history before it, never after.
+
+    With `refit_every` > 1, consecutive origins between fits `update` the last fit with the
+    observations in between (the policy's way of running), still never past the origin.
+    """
+    y = np.asarray(series, dtype=np.float64)
+    errors: list[float] = []
+    naive_errors: list[float] = []
+    covered = 0
+    model: Forecaster | None = None
+    fitted_at = 0
+    since = 0
+    for origin in origins:
+        if origin < 2 or origin + horizon > len(y):
+            raise ConfigError("origins", origin, "Origins need history before them and room after.")
+        history = y[:origin]
+        if model is None or since >= refit_every:
+            model = make().fit(history)
+            fitted_at, since = origin, 0
+        else:
+            model.update(history[fitted_at:].tolist())
+            fitted_at = origin
+        since += 1
+        predicted = model.forecast(horizon, [0.5, 0.9])
+        naive = SeasonalNaive(season).fit(history).point(horizon)
+        actual = y[origin : origin + horizon]
+        for h in range(horizon):
+            errors.append(abs(predicted[0.5][h] - actual[h]))
+            naive_errors.append(abs(naive[h] - actual[h]))
+            covered += int(actual[h] <= predicted[0.9][h])
+    mae = float(np.mean(errors)) if errors else math.nan
+    naive_mae = float(np.mean(naive_errors)) if naive_errors else math.nan
+    name = getattr(model, "name", "?")
+    return Evaluation(
+        forecaster=name,
+        origins=len(origins),
+        horizon=horizon,
+        mae=mae,
+        naive_mae=naive_mae,
+        mase=mae / naive_mae if naive_mae > 0 else math.nan,
+        coverage=covered / len(errors) if errors else None,
+    )
