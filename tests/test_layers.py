@@ -28,7 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"spec"}),
     frozenset({"monitor"}),
     frozenset({"alerting"}),
-    frozenset({"analysis", "topology", "allocation"}),
+    frozenset({"analysis", "topology", "profiling", "allocation"}),
     frozenset({"app"}),
     frozenset({"bench", "autoscale"}),
     frozenset({"service"}),

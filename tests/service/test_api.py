@@ -129,6 +129,9 @@ def test_the_token_is_required_everywhere_but_health(
         ("POST", "/v1/scale", {"target_size": 3, "observe_s": "soon"}, "observe_s"),
         ("PUT", "/v1/strategy", {}, "name"),
         ("POST", "/v1/agents", {"id": "../x"}, "id"),
+        ("POST", "/v1/profile", {"components": "ghost", "duration_s": 0.1}, "components"),
+        ("POST", "/v1/profile", {"duration_s": 0}, "duration_s"),
+        ("POST", "/v1/profile", {"rate_hz": 5000}, "rate_hz"),
     ],
 )
 def test_bad_input_is_a_problem_naming_the_field(
@@ -250,6 +253,20 @@ def test_metrics_and_openapi_are_served(
     assert "swarmperf_tasks_total" in text
     spec = client.get("/v1/openapi.json").json()
     assert {"/v1/tasks", "/v1/tasks/batch", "/v1/results/stream"} <= set(spec["paths"])
+
+
+def test_a_profile_answers_folded_stacks_after_its_window(
+    served: tuple[Service, httpx.Client],
+) -> None:
+    _, client = served
+    response = client.post("/v1/profile", json={"duration_s": 0.3, "rate_hz": 200})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["rate_hz"] == 200
+    assert data["duration_s"] >= 0.25  # the loop's timers may fire a little early
+    assert data["idle_samples"] + sum(row["count"] for row in data["stacks"]) > 0
+    for row in data["stacks"]:
+        assert all(0 <= i < len(data["frames"]) for i in row["frames"])
 
 
 def test_status_says_what_runs_now(served: tuple[Service, httpx.Client]) -> None:

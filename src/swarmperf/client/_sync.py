@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from swarmperf.client._base import MAX_LANES, ClientBase, Lanes
+from swarmperf.client._profile import profile_call
 from swarmperf.client._protocol import (
     MIN_POLL_S,
     Call,
@@ -239,6 +240,20 @@ class SyncSwarmClient(ClientBase):
 
     def decision(self, decision_id: int) -> dict[str, Any]:
         return self._send(Calls.decision(decision_id))
+
+    def profile(
+        self,
+        duration_s: float = 10.0,
+        rate_hz: float = 100.0,
+        components: str = "all",
+        memory: bool = False,
+        awaiting: bool = True,
+    ) -> dict[str, Any]:
+        """Sample the service's stacks for `duration_s` at `rate_hz` (the reply comes after
+        the window): folded stacks by agent and handler (`swarmperf.profiling.Profile`'s
+        data); `components` is all, coordinator, agents or an agent's id; `awaiting`: the
+        await chains of handlers suspended in an await count too (wall time)."""
+        return self._send(profile_call(duration_s, rate_hz, components, memory, awaiting))
 
     def pause(self) -> dict[str, Any]:
         return self._send(Calls.post("/v1/pause", idempotent=True))

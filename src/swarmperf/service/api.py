@@ -88,6 +88,16 @@ class StrategyModel(BaseModel):
     observe_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
 
 
+class ProfileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duration_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 10.0
+    rate_hz: Annotated[float, Field(ge=1, le=1000, allow_inf_nan=False)] = 100.0
+    components: Annotated[str, Field(min_length=1, max_length=128)] = "all"
+    memory: bool = False
+    awaiting: bool = True
+
+
 class StopModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -376,6 +386,15 @@ def make_app(live: LiveSwarm, token: str | None, *, max_body: int = MAX_BODY_BYT
                 "decision": record.decision,
             }
         )
+
+    @app.post("/v1/profile", dependencies=auth)
+    async def profile(body: ProfileModel) -> JSONResponse:
+        """The process's stacks sampled for `duration_s` (the reply comes after it), folded
+        by stack, agent and handler; with `memory`, tracemalloc's growth over the window."""
+        found = await live.profile(
+            body.duration_s, body.rate_hz, body.components, body.memory, body.awaiting
+        )
+        return JSONResponse(found)
 
     @app.post("/v1/pause", dependencies=auth)
     async def pause() -> JSONResponse:

@@ -191,6 +191,7 @@ class LiveSwarm:
         self._last_system: SystemFigures | None = None
         self._events_this_interval = 0
         self._events_dropped = 0
+        self._profiling = False  # a profile's window is running
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -746,6 +747,49 @@ class LiveSwarm:
         if self.state in (RUNNING, PAUSED):
             self.state = DRAINING
         return self.state
+
+    async def profile(
+        self,
+        duration: float,
+        rate: float,
+        components: str = "all",
+        memory: bool = False,
+        awaiting: bool = True,
+    ) -> dict[str, Any]:
+        """Sample this process's stacks (and process-backend workers' with py-spy) for
+        `duration` seconds at `rate` Hz: the folded stacks of `components` (all,
+        coordinator, agents or an agent's id), by agent and handler, as plain data;
+        `awaiting` adds handlers suspended in an await (see `swarmperf.profiling`)."""
+        from swarmperf.profiling.stacks import check_components
+        from swarmperf.profiling.window import check_window, profile_window
+
+        check_window(duration, rate)
+        check_components(components, self.swarm.coordinator.agents, "components")
+        if self._profiling:
+            raise ConfigError(
+                "profile", "running", "One profile runs at a time here: wait for it to end."
+            )
+        self._profiling = True
+        try:
+            pid_of = getattr(self.swarm.backend, "pid", None)
+            workers = {}
+            if callable(pid_of):
+                workers = {a: int(pid_of(a)) for a in self.swarm.coordinator.agents}
+                workers = {a: pid for a, pid in workers.items() if pid > 0}
+            if components not in ("all", "agents"):
+                workers = {a: pid for a, pid in workers.items() if a == components}
+            handlers = {kind: self.handlers[kind] for kind in self.handlers}
+            found = await profile_window(
+                duration,
+                rate,
+                memory=memory,
+                awaiting=awaiting,
+                workers=workers,
+                handlers=handlers,
+            )
+        finally:
+            self._profiling = False
+        return found.select(components).to_data()
 
     def report(self) -> dict[str, Any]:
         """What the run did, measured: for the store at the end of the run."""
