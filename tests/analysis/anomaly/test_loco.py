@@ -102,3 +102,43 @@ def test_scoring_at_the_sweeps_threshold_gives_the_sweeps_score(
             best.true_positives,
             best.false_positives,
         )
+
+
+def test_the_median_category_outvotes_one_category_with_many_windows(tmp_path: Path) -> None:
+    # "big" holds three series; each small category one. One candidate finds only big's
+    # windows, the other only the small categories': summed, big's three windows decide;
+    # by the median training category, the candidate good on most categories wins.
+    big = [f"big/{n}.csv" for n in "abc"]
+    small = [f"s{i}/a.csv" for i in (1, 2, 3)]
+    keys = big + small
+    write_corpus(tmp_path, {k: [0.0] * N for k in keys}, {k: [WINDOW] for k in keys})
+    corpus = nab.load_corpus(tmp_path)
+
+    def early(where: list[str]) -> dict[str, np.ndarray]:
+        out = {k: np.zeros(N) for k in keys}
+        for k in where:
+            out[k][WINDOW[0]] = 1.0
+        return out
+
+    fits_big, broad = early(big), early(small)
+    picked: dict[str, tuple[dict[str, str], float]] = {}
+    for select in ("sum", "median"):
+        loco = LeaveOneCategoryOut(corpus, select)
+        loco.add("fits_big", fits_big)
+        loco.add("broad", broad)
+        held = loco.result("standard")
+        picked[select] = ({f.held_out: f.candidate for f in held.folds}, held.normalized)
+        assert loco.chosen("standard")[0] == ("broad" if select == "median" else "fits_big")
+    assert picked["median"][0] == dict.fromkeys(("big", "s1", "s2", "s3"), "broad")
+    assert picked["sum"][0] == {
+        "big": "broad",
+        "s1": "fits_big",
+        "s2": "fits_big",
+        "s3": "fits_big",
+    }
+    assert picked["median"][1] > picked["sum"][1]
+
+
+def test_an_unknown_selection_rule_is_a_config_error(corpus: nab.Corpus) -> None:
+    with pytest.raises(ConfigError, match="select"):
+        LeaveOneCategoryOut(corpus, "best")  # type: ignore[arg-type]

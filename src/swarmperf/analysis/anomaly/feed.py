@@ -2,8 +2,8 @@
 
 What to expect, from the default detector's held-out NAB figures (benchmarks/anomaly_nab.py:
 settings and threshold chosen on other categories of series than the scored one): 59 of 69
-labelled anomaly windows flagged (86%), and one false alarm per 1,850 points of a metric
-(about one every six days at 5-minute snapshots, one every half hour at one-second ones).
+labelled anomaly windows flagged (86%), and one false alarm per 2,100 points of a metric
+(about one every seven days at 5-minute snapshots, one every 35 minutes at one-second ones).
 One anomaly raises one alarm: a second red score within ten points of the first is reported
 as yellow, below the threshold. A metric's first 150 points are learning: nothing is
 flagged before.
