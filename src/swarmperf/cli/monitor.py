@@ -32,7 +32,7 @@ from swarmperf.cli._support import (
 from swarmperf.core.durations import format_timestamp, plural
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.files import write_atomic
-from swarmperf.queries.stored import COMPONENTS
+from swarmperf.queries.stored import COMPONENTS, latest_swarm
 from swarmperf.queries.stored import components as _components
 from swarmperf.queries.stored import duration as _duration
 from swarmperf.queries.stored import monitor_data as _monitor_data
@@ -56,21 +56,15 @@ class ReportFormat(StrEnum):
 
 def _swarm_or_latest(store: Store, swarm_id: str | None) -> str:
     """The swarm asked for, or else the one that ran or was sampled last (saying so)."""
-    if swarm_id is not None:
-        return swarm_id
-    latest = store.latest_swarm()
-    if latest is None:
-        raise UserError(
-            f"--swarm-id: none given, and the store at {store.path} holds no swarm yet. Run "
-            "one with `swarmperf run` (or check --data-dir), or give --swarm-id ID."
+    chosen = latest_swarm(store, swarm_id)
+    if swarm_id is None:
+        err.print(
+            f"Using swarm {chosen!r}, the most recent in {store.path} (choose with --swarm-id).",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
-    err.print(
-        f"Using swarm {latest!r}, the most recent in {store.path} (choose with --swarm-id).",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
-    )
-    return latest
+    return chosen
 
 
 def _opened(data_dir: Path | None, *, read_only: bool = True) -> Store:

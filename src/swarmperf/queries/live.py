@@ -176,12 +176,9 @@ def switch_strategy(
     observe = observe_seconds(observe_text)
     check_strategy(strategy)
     with _using(swarm_id, data_dir, client) as using:
-        asked = observe if observe > 0 else SERVICE_OBSERVE_S
-        change = using.set_strategy(strategy, observe_s=asked)
-        decision_id = int(change["decision_id"])
-        if on_watch is not None and observe > 0:
-            on_watch(observe)
-        after, reason = observed(using, decision_id, observe)
+        change, decision_id, after, reason = _decided(
+            using, lambda asked: using.set_strategy(strategy, observe_s=asked), observe, on_watch
+        )
     return {
         "swarm_id": swarm_id,
         "previous": change.get("previous"),
@@ -192,6 +189,22 @@ def switch_strategy(
         "figures_after": after,
         "after_reason": reason,
     }
+
+
+def _decided(
+    using: SyncSwarmClient,
+    change_it: Callable[[float], dict[str, Any]],
+    observe: float,
+    on_watch: Callable[[float], None] | None,
+) -> tuple[dict[str, Any], int, dict[str, Any] | None, str | None]:
+    """Make a live change (a decision), then wait `observe` seconds for its figures after:
+    the change's reply, its decision id, the figures after and why they are missing."""
+    change = change_it(observe if observe > 0 else SERVICE_OBSERVE_S)
+    decision_id = int(change["decision_id"])
+    if on_watch is not None and observe > 0:
+        on_watch(observe)
+    after, reason = observed(using, decision_id, observe)
+    return change, decision_id, after, reason
 
 
 def target_size(text: str) -> int:
@@ -222,12 +235,9 @@ def swarm_scale(
     size = target_size(size_text)
     observe = observe_seconds(observe_text)
     with _using(swarm_id, data_dir, client) as using:
-        asked = observe if observe > 0 else SERVICE_OBSERVE_S
-        change = using.scale(size, observe_s=asked)
-        decision_id = int(change["decision_id"])
-        if on_watch is not None and observe > 0:
-            on_watch(observe)
-        after, reason = observed(using, decision_id, observe)
+        change, decision_id, after, reason = _decided(
+            using, lambda asked: using.scale(size, observe_s=asked), observe, on_watch
+        )
     return {
         "swarm_id": swarm_id,
         "before": change.get("before"),
