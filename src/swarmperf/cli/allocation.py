@@ -51,9 +51,10 @@ def resource_alloc(
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Find the Pareto front of cost against p99 latency and SLA-violation risk (NSGA-II on
-    an M/G/c model, confirmed in the simulator) and recommend the cheapest allocation that
-    meets every SLO."""
+    """The cheapest allocation of agent pools that meets every SLO, and the cost/p99 front.
+
+    The front of cost against p99 latency and SLA-violation risk comes from NSGA-II on an
+    M/G/c model; its cheapest points are confirmed in the simulator."""
     from swarmperf.allocation.plan import payload, plan
     from swarmperf.allocation.plot import svg, terminal
     from swarmperf.allocation.resources import load_resources

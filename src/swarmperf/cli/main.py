@@ -414,8 +414,9 @@ def validate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
     output: OutputOption = Output.table,
 ) -> None:
-    """Check a swarm spec, or a resources file (top-level `pools:`), and explain every
-    problem (exit code 2 if there are any)."""
+    """Check a swarm spec or a resources file and explain every problem (exit code 2 if any).
+
+    A resources file is one with a top-level `pools:` key."""
     from swarmperf.cli.allocation import validate_resources
 
     if validate_resources(spec_path, output):

@@ -83,8 +83,9 @@ def profile_performance(
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Sample the stacks of a running swarm (or a command) and write flame graphs, with the
-    time split per agent and per handler and the top self-time functions."""
+    """Flame graphs of a running swarm (or a command), split per agent and per handler.
+
+    Samples the stacks, writes the flame graphs and prints the top self-time functions."""
     with user_errors():
         seconds, hz = check_window(parse_duration(duration, "--duration"), rate)
         chosen = _formats(formats)
