@@ -131,7 +131,10 @@ def test_a_served_swarm_profile_finds_the_hot_handler(served: Service, tmp_path:
     assert top[0]["function"] == "planted_hot_spin_loop", top[:3]
     handlers = data["handlers"]
     assert isinstance(handlers, list)
-    assert handlers[0]["handler"] == "hot"
+    # Time in no handler (dispatch, the journal, HTTP) is a row of its own, whose size
+    # depends on the machine; among the handlers, the hot one leads.
+    named = [row for row in handlers if row["handler"] is not None]
+    assert named[0]["handler"] == "hot", handlers[:4]
     agents = {row["agent"] for row in data["agents"]}  # type: ignore[attr-defined]
     assert agents & {"a1", "a2"}
     memory = data["memory"]
@@ -201,5 +204,8 @@ def test_process_backend_workers_are_sampled_by_agent(tmp_path: Path) -> None:
     assert sum(agents.values()) > 0
     handlers = data["handlers"]
     assert isinstance(handlers, list)
-    assert handlers[0]["handler"] == "hot"
+    # Time in no handler (dispatch, the journal, HTTP) is a row of its own, whose size
+    # depends on the machine; among the handlers, the hot one leads.
+    named = [row for row in handlers if row["handler"] is not None]
+    assert named[0]["handler"] == "hot", handlers[:4]
     assert "planted_hot_spin_loop" in (tmp_path / "w.folded").read_text()
