@@ -295,19 +295,6 @@ class TaskQueue:
             arrivals.popleft()
         return task
 
-    def head(self) -> Task | None:
-        """The task `pop` would take next, left in place, when the queue's order is one
-        tenant's line (see `line`); None otherwise."""
-        if self._len == 0 or self._len != self._counts[2]:
-            return None
-        heap = self._normal._heap
-        if len(heap) != 1:
-            return None
-        for seq, task in self._normal._fifos[heap[0][2]]:
-            if seq == task.seq:
-                return task
-        return None
-
     def line(self, limit: int) -> list[Task] | None:
         """The next `limit` tasks in the order `pop` would take them, left in place, when
         that order is one tenant's line (only normal work queued, from one tenant); None
@@ -324,6 +311,8 @@ class TaskQueue:
         if len(heap) != 1:
             return None
         out: list[Task] = []
+        if limit <= 0:
+            return out
         for seq, task in self._normal._fifos[heap[0][2]]:
             if seq == task.seq:
                 out.append(task)
@@ -343,6 +332,10 @@ class TaskQueue:
             if fifo[i][1] is task:
                 del fifo[i]
                 break
+        if not fifo:
+            # As the pop that emptied the tenant's line would: it leaves the rotation, and
+            # enters it afresh with its next task.
+            self._normal._heap.clear()
         self._taken(task)
         arrivals = self._arrivals
         if arrivals and arrivals[0][1] is task:

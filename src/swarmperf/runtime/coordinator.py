@@ -607,16 +607,9 @@ class Coordinator:
             bulkheads = self.bulkheads if self._bulkheads_on else None
             pop = queue.pop
             start = self._start
-            in_place = self.in_place and bulkheads is None
             while queue._len:
                 if late and self._free_slots <= 0:
                     break
-                if in_place:
-                    head = queue.head()
-                    if head is not None:
-                        if not self._bind_from_line(head, now):
-                            break
-                        continue
                 task = pop(now)
                 if task is None:
                     break
@@ -779,40 +772,14 @@ class Coordinator:
             if not agent.alive or agent.paused or agent.in_flight >= agent.slots:
                 del self._thieves[agent.id]
 
-    def _bind_from_line(self, head: Task, now: float) -> bool:
-        """`take_starts`'s step when the queue's order is one line, starting at `head`:
-        decide on it where it stands and, if the strategy holds it, on the ones behind it
-        as `_backfill` does, taking out only the task that is bound. False: nothing can
-        be bound now."""
-        choose = self.strategy.choose
-        agent = choose(head, now) if head.avoid is None else self._choose_avoiding(head, now)
-        if agent is not None:
-            # The strategy reads nothing of the queue, so deciding before the pop is
-            # deciding after it; the pop takes the same task (see `TaskQueue.line`).
-            task = self.queue.pop(now)
-            if task is not head:
-                raise RuntimeError("the queue's line and its pop disagree")  # a bug
-            self._bind(agent, task, now)
-            return True
-        line = self.queue.line(self.lookahead + 1) or [head]
-        refused_from = self.strategy.refused_from
-        limit = refused_from(now)
-        for i in range(1, len(line)):
-            task = line[i]
-            if task.est_cost >= limit:
-                continue  # `choose` would keep it waiting too, having changed nothing
-            agent = choose(task, now)
-            if agent is not None:
-                self._bind(agent, self.queue.take(line, i, now), now)
-                return True
-            limit = refused_from(now)
-        self.queue.looked(line, len(line), now)
-        return False
-
     def _backfill(self, held: Task, now: float) -> bool:
         """The strategy keeps `held` waiting for a better agent: look a few tasks further
         for one that an agent can take now, so that a free slot is not left idle behind a
         task that is too big for it. Everything not taken goes back in its place."""
+        if self.in_place and self.guard is None and not self._bulkheads_on:
+            line = self.queue.line(self.lookahead)
+            if line is not None:
+                return self._backfill_in_place(held, line, now)
         waiting = [held]
         bound = False
         for _ in range(self.lookahead):
@@ -827,6 +794,29 @@ class Coordinator:
             waiting.append(task)
         for task in reversed(waiting):
             self.queue.push(task, now, front=True)
+        return bound
+
+    def _backfill_in_place(self, held: Task, line: list[Task], now: float) -> bool:
+        """`_backfill` when the queue's order is one line: decide on the tasks behind
+        `held` where they stand, skip those the strategy would keep waiting too, and take
+        out only the one bound; the queue charges the turns the pops would have."""
+        choose = self.strategy.choose
+        refused_from = self.strategy.refused_from
+        limit = refused_from(now)
+        bound = False
+        for i in range(len(line)):
+            task = line[i]
+            if task.est_cost >= limit:
+                continue  # `choose` would keep it waiting too, having changed nothing
+            agent = choose(task, now)
+            if agent is not None:
+                self._bind(agent, self.queue.take(line, i, now), now)
+                bound = True
+                break
+            limit = refused_from(now)
+        if not bound:
+            self.queue.looked(line, len(line), now)
+        self.queue.push(held, now, front=True)
         return bound
 
     def _bind(self, agent: AgentState, task: Task, now: float) -> None:
