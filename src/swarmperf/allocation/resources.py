@@ -247,17 +247,7 @@ class ResourcesError(ConfigError):
     """A resources file is invalid. The message lists every problem; `problems` holds them."""
 
     def __init__(self, problems: Sequence[ResourcesProblem], source: str) -> None:
-        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
-        listed = problems[:MAX_PROBLEMS_LISTED]
-        lines = [f"Invalid resources file {source} ({count}):", *(f"  - {p}" for p in listed)]
-        if len(problems) > len(listed):
-            lines.append(f"  … and {len(problems) - len(listed)} more")
-        # ConfigError's one-problem wording does not fit a list; set its fields directly.
-        Exception.__init__(self, "\n".join(lines))
-        first = problems[0]
-        self.field = first.path
-        self.value = first.value
-        self.fix = first.fix
+        self._list(f"Invalid resources file {source}", problems, MAX_PROBLEMS_LISTED)
         self.problems = tuple(problems)
         self.source = source
 

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import itertools
 import reprlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 PREVIEW_CHARS = 80
 
@@ -95,6 +96,19 @@ class SwarmError(Exception):
     """Base class for every error this package raises on purpose."""
 
 
+class Problem(Protocol):
+    """One mistake in a file: where, the bad value and the fix."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def value(self) -> object: ...
+
+    @property
+    def fix(self) -> str: ...
+
+
 class ConfigError(SwarmError, ValueError):
     """A setting is invalid. The message names the field, the bad value and the fix."""
 
@@ -103,6 +117,22 @@ class ConfigError(SwarmError, ValueError):
         self.field = field
         self.value = value
         self.fix = fix
+
+    def _list(self, heading: str, problems: Sequence[Problem], limit: int) -> None:
+        """For an error about a whole file: the message is `heading`, the count and one
+        line per problem (at most `limit`); field, value and fix are the first's."""
+        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
+        lines = [f"{heading} ({count}):", *(f"  - {p}" for p in problems[:limit])]
+        if len(problems) > limit:
+            # A file of thousands of mistakes is likely not of that kind at all: the first
+            # ones say so.
+            lines.append(f"  … and {len(problems) - limit} more")
+        # The one-problem wording does not fit a list.
+        Exception.__init__(self, "\n".join(lines))
+        first = problems[0]
+        self.field = first.path
+        self.value = first.value
+        self.fix = first.fix
 
 
 class UnknownName(ConfigError, LookupError):

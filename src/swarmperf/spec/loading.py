@@ -65,18 +65,7 @@ class SpecError(ConfigError):
     def __init__(self, problems: Sequence[SpecProblem], source: str = "swarm spec") -> None:
         if not problems:
             raise ValueError("SpecError needs at least one problem.")
-        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
-        listed = problems[:MAX_PROBLEMS_LISTED]
-        lines = [f"Invalid swarm spec {source} ({count}):", *(f"  - {p}" for p in listed)]
-        if len(problems) > len(listed):
-            # A file of thousands of mistakes is likely no spec at all: the first ones say so.
-            lines.append(f"  … and {len(problems) - len(listed)} more")
-        # ConfigError's one-problem wording does not fit a list; set its fields directly.
-        Exception.__init__(self, "\n".join(lines))
-        first = problems[0]
-        self.field = first.path
-        self.value = first.value
-        self.fix = first.fix
+        self._list(f"Invalid swarm spec {source}", problems, MAX_PROBLEMS_LISTED)
         self.problems = tuple(problems)
         self.source = source
 
