@@ -145,18 +145,19 @@ def error_data(exc: BaseException) -> dict[str, Any]:
     other errors), its whole `message`, and each `problems` entry of a spec with several."""
     data: dict[str, Any] = {"field": None, "value": None, "fix": None, "message": str(exc)}
     if isinstance(exc, ConfigError):
-        data.update(field=exc.field, value=_json_value(exc.value), fix=exc.fix)
+        data.update(field=_json_value(exc.field), value=_json_value(exc.value), fix=exc.fix)
     problems = getattr(exc, "problems", None)
     if problems:
         data["problems"] = [
-            {"field": p.path, "value": _json_value(p.value), "fix": p.fix} for p in problems
+            {"field": _json_value(p.path), "value": _json_value(p.value), "fix": p.fix}
+            for p in problems
         ]
     return data
 
 
 def _json_value(value: object) -> object:
-    # A value as given when JSON has it and it is short; else the bounded preview the message
-    # shows (a value can be a huge expanded YAML alias).
+    # A value (or a field's path) as given when JSON has it and it is short; else the bounded
+    # preview the message shows (a value can be a huge expanded YAML alias, a key a long line).
     if value is None or isinstance(value, bool | int | float):
         return value if not isinstance(value, int) or abs(value) < 2**63 else preview(value)
     if isinstance(value, str) and len(value) <= 200:
