@@ -17,6 +17,7 @@ from swarmperf.allocation.queueing import Model
 from swarmperf.allocation.resources import ResourcesSpec
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.model import TaskStatus
+from swarmperf.core.pools import pool_of
 from swarmperf.store import Store
 
 MIN_SAMPLES = 20  # results of a kind on a pool before its measured speed replaces the declared
@@ -55,11 +56,6 @@ class Plan:
     confirmed: dict[int, SimFigures] = field(default_factory=dict)
 
 
-def _pool_of(agent: str, pools: list[str]) -> str | None:
-    matches = [p for p in pools if agent == p or agent.startswith(p + "-")]
-    return max(matches, key=len) if matches else None
-
-
 def measured(
     store: Store | None, swarm_id: str | None, res: ResourcesSpec
 ) -> tuple[Speeds, Workload | None]:
@@ -80,7 +76,7 @@ def measured(
                 tenants[r.tenant] += 1
                 first = r.queued_at if first is None else min(first, r.queued_at)
                 last = r.queued_at if last is None else max(last, r.queued_at)
-                pool = None if r.agent is None else _pool_of(r.agent, ids)
+                pool = None if r.agent is None else pool_of(r.agent, ids)
                 if (
                     pool is not None
                     and r.status is TaskStatus.SUCCEEDED
