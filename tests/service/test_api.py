@@ -216,6 +216,31 @@ def test_agents_strategy_and_scale_change_the_live_swarm(
     client.put("/v1/strategy", json={"name": "least-loaded", "observe_s": 0})
 
 
+def test_pools_resize_by_agent_name_and_a_trial_is_checked(
+    served: tuple[Service, httpx.Client],
+) -> None:
+    _, client = served
+    grown = client.post(
+        "/v1/pools", json={"pools": {"p": {"count": 2, "concurrency": 3}}, "observe_s": 0}
+    ).json()
+    assert (grown["pools_before"], grown["pools_after"]) == ({"p": 0}, {"p": 2})
+    assert grown["added"] == ["p-0", "p-1"]
+    rows = {a["id"]: a for a in client.get("/v1/agents").json()["agents"]}
+    assert rows["p-1"]["concurrency"] == 3
+    shrunk = client.post("/v1/pools", json={"pools": {"p": {"count": 0}}, "observe_s": 0})
+    assert shrunk.json()["removed"] == ["p-1", "p-0"]
+    decision = client.get(f"/v1/decisions/{shrunk.json()['decision_id']}").json()
+    assert decision["kind"] == "pools"
+    assert decision["decision"]["pools_after"] == {"p": 0}
+    bad = client.post(
+        "/v1/pools", json={"pools": {"p": {"count": 1}}, "trial": {"objective": "mood"}}
+    )
+    assert problem_of(bad, 422)["field"] == "trial.objective"
+    none_left = client.post("/v1/pools", json={"pools": {"a1": {"count": 0}, "a2": {"count": 0}}})
+    assert "without agents" in problem_of(none_left, 422)["fix"]
+    assert {a["id"] for a in client.get("/v1/agents").json()["agents"]} == {"a1", "a2"}
+
+
 def _decision_after(client: httpx.Client, decision_id: int) -> dict[str, Any]:
     import time
 

@@ -110,9 +110,21 @@ def measured(
     return Speeds(service, cv, source, run_id), recorded
 
 
-def workload_of(res: ResourcesSpec, recorded: Workload | None) -> Workload:
-    """The workload the allocation is for: the file's, its spec's, or the swarm's record."""
+def workload_of(
+    res: ResourcesSpec, recorded: Workload | None, traced: Workload | None = None
+) -> Workload:
+    """The workload the allocation is for: the file's, its spec's, its trace's (`traced`,
+    as the caller read it: traces are read above this layer), or the swarm's record."""
     w = res.workload
+    if w.trace is not None:
+        if traced is None:
+            raise ConfigError(
+                "workload.trace",
+                str(w.trace.file),
+                "Plan with the workload read from the trace (swarmperf.queries.allocation "
+                "reads it), or give workload.rate here instead.",
+            )
+        return traced
     if w.rate is not None and w.mix is not None:
         return Workload(w.rate, dict(w.mix), dict(w.tenants), "declared")
     if w.spec is not None:
@@ -247,11 +259,13 @@ def plan(
     swarm_id: str | None = None,
     seed: int = 0,
     sim_tasks: int = 20_000,
+    traced: Workload | None = None,
 ) -> Plan:
     """Search the front, recommend its cheapest point, and confirm a few points in the
-    simulator (the recommendation moves to the next one if the simulator misses an SLO)."""
+    simulator (the recommendation moves to the next one if the simulator misses an SLO).
+    `traced`: the workload of the file's trace, read by the caller."""
     speeds, recorded = measured(store, swarm_id, res)
-    work = workload_of(res, recorded)
+    work = workload_of(res, recorded, traced)
     model = build_model(res, speeds, work)
     low, high = bounds(res)
     front = search(model, low, high, seed=seed)

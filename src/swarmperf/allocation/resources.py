@@ -82,15 +82,25 @@ class PoolSpec(Section):
         return self
 
 
+class TraceSource(Section):
+    """A workload trace (a CSV file as `autoscale-eval` reads it): the pools are sized for
+    the `percentile` of its per-`interval` arrival rates (100: its busiest interval)."""
+
+    file: Path
+    interval: PositiveDuration = 60.0
+    percentile: Annotated[float, Field(gt=0, le=100)] = 95.0
+
+
 class WorkloadMix(Section):
     """What arrives: `rate` tasks per second, split by `mix` over task kinds and by `tenants`
-    over tenants; or the workload of a swarm spec (`spec`), or, with neither, the mix a
-    swarm recorded (`--swarm-id`)."""
+    over tenants; or the workload of a swarm spec (`spec`); or the rate of a `trace` with
+    the `mix` given here; or, with none of them, the mix a swarm recorded (`--swarm-id`)."""
 
     rate: Rate | None = None
     mix: dict[KindName, Share] | None = None
     tenants: dict[KindName, Share] = Field(default_factory=lambda: {"default": 1.0})
     spec: Path | None = None
+    trace: TraceSource | None = None
 
     @field_validator("mix")
     @classmethod
@@ -109,6 +119,22 @@ class WorkloadMix(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkloadMix:
+        if self.trace is not None:
+            if self.spec is not None or self.rate is not None:
+                raise problem(
+                    "source",
+                    "gives a trace and a " + ("spec" if self.spec is not None else "rate"),
+                    "Give one source of the rate: the trace, a rate, or a spec.",
+                    value={"trace": str(self.trace.file)},
+                )
+            if self.mix is None:
+                raise problem(
+                    "source",
+                    "gives a trace but no mix",
+                    "A trace gives the rate, not the task kinds: add mix, e.g. {work: 1}.",
+                    value={"trace": str(self.trace.file)},
+                )
+            return self
         if self.spec is not None and (self.rate is not None or self.mix is not None):
             raise problem(
                 "source",
@@ -360,9 +386,14 @@ def load_resources(path: Path) -> ResourcesSpec:
             str(path),
         )
     res = parse_resources(data, str(path))
+    # A spec or trace named in the file is found beside it, wherever the command runs.
     spec = res.workload.spec
     if spec is not None and not spec.is_absolute():
-        # A spec named in the file is found beside it, wherever the command runs.
         workload = res.workload.model_copy(update={"spec": path.parent / spec})
+        res = res.model_copy(update={"workload": workload})
+    trace = res.workload.trace
+    if trace is not None and not trace.file.is_absolute():
+        moved = trace.model_copy(update={"file": path.parent / trace.file})
+        workload = res.workload.model_copy(update={"trace": moved})
         res = res.model_copy(update={"workload": workload})
     return res

@@ -41,9 +41,23 @@ def resource_alloc(
     apply: Annotated[
         bool,
         typer.Option(
-            "--apply", help="Resize the live swarm's pools to the recommendation (default: plan)."
+            "--apply",
+            help="Resize the live swarm's pools to the recommendation, on trial: rolled back "
+            "unless the p99 measured over --observe meets the prediction and the SLOs.",
         ),
     ] = False,
+    observe: Annotated[
+        str | None,
+        typer.Option("--observe", help="With --apply: the window the trial is judged on."),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            help="With --apply: how much worse than the predicted p99 the measured one may "
+            "be (0.5: 50%).",
+        ),
+    ] = 0.5,
     svg_out: Annotated[
         Path | None, typer.Option("--svg", help="Write the front as an SVG picture here.")
     ] = None,
@@ -54,97 +68,53 @@ def resource_alloc(
     """The cheapest allocation of agent pools that meets every SLO, and the cost/p99 front.
 
     The front of cost against p99 latency and SLA-violation risk comes from NSGA-II on an
-    M/G/c model; its cheapest points are confirmed in the simulator."""
-    from swarmperf.allocation.plan import payload, plan
+    M/G/c model; its cheapest points are confirmed in the simulator. --apply resizes a live
+    swarm's pools (agents <pool>-<n>) and keeps the change only if the figures measured
+    after it bear the prediction out; else it is rolled back. Both are recorded as a
+    decision."""
     from swarmperf.allocation.plot import svg, terminal
-    from swarmperf.allocation.resources import load_resources
+    from swarmperf.queries.allocation import resource_alloc
+
+    def watching(seconds: float) -> None:
+        if output is not Output.json:
+            err.print(f"Applied on trial; judging it over the next {seconds:g} s...")
 
     with user_errors():
-        res = load_resources(resources)
-        if apply and swarm_id is None:
-            raise UserError("--apply: give --swarm-id of the live swarm whose pools to resize.")
-        store = _store(data_dir) if swarm_id is not None else None
-        try:
-            found = plan(res, store=store, swarm_id=swarm_id, seed=seed)
-        finally:
-            if store is not None:
-                store.close()
-        data = payload(found)
+        data = resource_alloc(
+            resources,
+            swarm_id,
+            data_dir,
+            apply=apply,
+            observe_text=observe,
+            tolerance=tolerance,
+            seed=seed,
+            on_watch=watching,
+        )
         costs = [p["cost_per_hour"] for p in data["front"]]
         p99s = [p["predicted"]["p99_s"] for p in data["front"]]
+        rec = data["recommended"]
+        recommended = None if rec is None else data["front"].index(rec)
         if svg_out is not None:
             try:
                 svg_out.write_text(
-                    svg(costs, p99s, found.recommended, currency=res.currency), encoding="utf-8"
+                    svg(costs, p99s, recommended, currency=data["currency"]), encoding="utf-8"
                 )
             except OSError as exc:
                 raise UserError(
                     f"--svg: {str(svg_out)!r} cannot be written ({exc.strerror})."
                 ) from None
             data["svg"] = str(svg_out)
-        if apply:
-            data["applied"] = _apply(swarm_id or "", data, data_dir)
     if output is Output.json:
         print(json.dumps(data, allow_nan=False, default=_finite))
         return
     _render(data)
-    out.print(terminal(costs, p99s, found.recommended), highlight=False, markup=False)
+    out.print(terminal(costs, p99s, recommended), highlight=False, markup=False)
     if svg_out is not None:
         err.print(f"Wrote the front to {svg_out}.")
 
 
 def _finite(value: Any) -> Any:
     return None
-
-
-def _store(data_dir: Path | None) -> Any:
-    from swarmperf.queries.stored import open_store
-
-    return open_store(data_dir)
-
-
-def _apply(swarm_id: str, data: dict[str, Any], data_dir: Path | None) -> dict[str, Any]:
-    """Resize each pool of the live swarm to the recommendation: agents `<pool>-<n>` are
-    added or removed through the service's agent endpoints."""
-    from swarmperf.queries.live import connect
-
-    rec = data.get("recommended")
-    if rec is None:
-        raise UserError("--apply: there is no recommendation to apply (see the front).")
-    pools = {p["id"]: p for p in data["pools"]}
-    added: list[str] = []
-    removed: list[str] = []
-    with connect(swarm_id, data_dir) as client:
-        current = [str(a.get("id")) for a in client.agents()]
-        before = len(current)
-        taken = set(current)
-        surplus: list[str] = []
-        # Adds first, then removals: a swarm must keep an agent throughout.
-        for pool, want in rec["counts"].items():
-            mine = sorted(
-                (a for a in current if a == pool or a.startswith(pool + "-")),
-                key=lambda a: (len(a), a),
-            )
-            surplus += mine[want:]
-            n = 0
-            while len(mine) < want:
-                name = f"{pool}-{n}"
-                n += 1
-                if name in taken:
-                    continue
-                client.add_agent(id=name, concurrency=pools[pool]["concurrency"])
-                taken.add(name)
-                mine.append(name)
-                added.append(name)
-        for agent in surplus:
-            client.remove_agent(agent)
-            removed.append(agent)
-    return {
-        "before": before,
-        "after": before + len(added) - len(removed),
-        "added": added,
-        "removed": removed,
-    }
 
 
 def _render(data: dict[str, Any]) -> None:
@@ -158,6 +128,17 @@ def _render(data: dict[str, Any]) -> None:
         highlight=False,
         markup=False,
     )
+    run = data["speeds_from"]["run_id"]
+    speeds = "; ".join(
+        f"{p['id']} "
+        + ", ".join(
+            f"{kind} {seconds * 1e3:,.4g} ms {p['speed_source'].get(kind, 'declared')}"
+            for kind, seconds in p["service_time_s"].items()
+        )
+        for p in data["pools"]
+    )
+    where = f" (measured: from run id {run})" if run is not None else ""
+    out.print(f"Speeds{where}: {speeds}.", highlight=False, markup=False)
     table = Table(title="Pareto front: cost against p99 latency and SLA-violation risk")
     for col in ("allocation", "cost/h", "p99 (model)", "p99 (sim)", "risk", "util", "SLOs in sim"):
         table.add_column(col)
@@ -190,13 +171,24 @@ def _render(data: dict[str, Any]) -> None:
     )
     applied = data.get("applied")
     if applied:
-        out.print(
-            f"Applied: {applied['before']} → {applied['after']} agents "
-            f"(+{len(applied['added'])}, -{len(applied['removed'])}).",
-            markup=False,
-        )
+        _render_applied(applied)
     elif math.isfinite(rec["cost_per_hour"]):
         out.print("[dim]A plan only: --apply --swarm-id ID resizes a live swarm's pools.[/dim]")
+
+
+def _render_applied(applied: dict[str, Any]) -> None:
+    def sizes(counts: dict[str, int] | None) -> str:
+        return ", ".join(f"{n} × {pool}" for pool, n in (counts or {}).items())
+
+    verdict = applied["verdict"] or "not judged yet"
+    out.print(
+        f"Applied on trial (decision {applied['decision_id']}): {sizes(applied['pools_before'])}"
+        f" → {sizes(applied['pools_after'])}; {verdict}: {applied['why']}.",
+        highlight=False,
+        markup=False,
+    )
+    if applied["reverted"]:
+        out.print(f"Rolled back to {sizes(applied['reverted']['pools'])}.", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from swarmperf.client._base import MAX_LANES, ClientBase, Lanes
+from swarmperf.client._pools import pools_call
 from swarmperf.client._profile import profile_call
 from swarmperf.client._protocol import (
     MIN_POLL_S,
@@ -31,6 +32,7 @@ from swarmperf.client._protocol import (
     wait_params,
 )
 from swarmperf.core.model import Task
+from swarmperf.core.trial import TrialRule
 
 T = TypeVar("T")
 
@@ -230,6 +232,22 @@ class SyncSwarmClient(ClientBase):
         """Add or remove agents to `target_size`; recorded as a decision whose figures
         after are measured over `observe_s`."""
         return self._send(Calls.scale(target_size, observe_s))
+
+    def scale_pools(
+        self,
+        counts: Mapping[str, int],
+        *,
+        concurrency: Mapping[str, int] | None = None,
+        observe_s: float = 30,
+        trial: TrialRule | None = None,
+        reason: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Resize pools (agents named `<pool>-<n>`) to `counts`, new agents with their
+        pool's `concurrency`; recorded as a decision. With `trial`, the service rolls the
+        change back after `observe_s` unless the window meets it (the verdict is in
+        `decision(decision_id)["decision"]["trial"]`)."""
+        return self._send(pools_call(counts, concurrency, observe_s, trial, reason, inputs))
 
     def strategy(self) -> dict[str, Any]:
         return self._send(Calls.get("/v1/strategy"))

@@ -198,6 +198,11 @@ class Swarm:
         self.strategy.transfer_cost = self.backend.transfer_cost
         self._pump()
 
+    def agent_spec(self, agent_id: str) -> AgentSpec | None:
+        """The spec `agent_id` was added with (None if it is not in the swarm), so that a
+        removed agent can be added back as it was."""
+        return self._specs.get(agent_id)
+
     async def remove_agent(self, agent_id: str) -> None:
         """Stop giving `agent_id` work; its queued tasks go to others; its running ones finish."""
         self._specs.pop(agent_id, None)

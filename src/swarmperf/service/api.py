@@ -24,8 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from swarmperf.balancing.strategies import STRATEGIES
 from swarmperf.core.errors import Backpressure, ConfigError, QuotaExceeded, SwarmError, preview
+from swarmperf.core.trial import TrialRule
 from swarmperf.service.feed import Feed
 from swarmperf.service.live import STOPPED, LiveSwarm, Refused, TaskIn
+from swarmperf.service.trial import OBJECTIVES
 from swarmperf.store.intake import Accepted, IntakeRecord
 
 log = logging.getLogger("swarmperf.service.api")
@@ -86,6 +88,45 @@ class StrategyModel(BaseModel):
 
     name: str
     observe_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
+
+
+PoolName = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+]
+
+
+class PoolSizeModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: Annotated[int, Field(ge=0, le=10_000)]
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class TrialModel(BaseModel):
+    """How a change is judged over the window after it (see `core.trial.TrialRule`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    objective: Annotated[str, Field(min_length=1, max_length=100)] = "latency_p99_s"
+    predicted: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    tolerance: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.5
+    limit: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    min_gain: Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)] | None = None
+    min_samples: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+
+    def rule(self) -> TrialRule:
+        # An unknown objective is refused by `check_rule`, naming the choices.
+        return TrialRule(minimise=OBJECTIVES.get(self.objective, True), **self.model_dump())
+
+
+class PoolsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pools: Annotated[dict[PoolName, PoolSizeModel], Field(min_length=1, max_length=64)]
+    observe_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
+    trial: TrialModel | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    inputs: dict[str, Any] | None = None
 
 
 class ProfileModel(BaseModel):
@@ -356,6 +397,25 @@ def make_app(live: LiveSwarm, token: str | None, *, max_body: int = MAX_BODY_BYT
     @app.post("/v1/scale", dependencies=auth)
     async def scale(body: ScaleModel) -> JSONResponse:
         return JSONResponse(await live.scale(body.target_size, body.observe_s))
+
+    @app.post("/v1/pools", dependencies=auth)
+    async def scale_pools(body: PoolsModel) -> JSONResponse:
+        """Resize pools (agents `<pool>-<n>`); with `trial`, kept or rolled back on the
+        figures of the `observe_s` after (the verdict is on the decision)."""
+        return JSONResponse(
+            await live.scale_pools(
+                {pool: size.count for pool, size in body.pools.items()},
+                concurrency={
+                    pool: size.concurrency
+                    for pool, size in body.pools.items()
+                    if size.concurrency is not None
+                },
+                observe=body.observe_s,
+                rule=None if body.trial is None else body.trial.rule(),
+                reason=body.reason,
+                inputs=body.inputs,
+            )
+        )
 
     @app.get("/v1/strategy", dependencies=auth)
     async def strategy() -> JSONResponse:

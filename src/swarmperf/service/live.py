@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from swarmperf.core.errors import Backpressure, ConfigError, DispatchError, Quot
 from swarmperf.core.events import SHED, Event
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.core.model import AgentSpec, Priority, Task, TaskResult, TaskStatus
+from swarmperf.core.trial import TrialRule
 from swarmperf.monitor.monitor import Monitor
 from swarmperf.monitor.names import SWARM_LABEL
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
@@ -34,6 +35,9 @@ from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.service.feed import Feed
 from swarmperf.service.journal import Journal
+from swarmperf.service.pools import resize as resize_pools
+from swarmperf.service.pools import undo as undo_resize
+from swarmperf.service.trial import Trial, check_rule
 from swarmperf.spec import AUTO, SwarmSpec
 from swarmperf.store import RUN_INTERRUPTED, Store
 from swarmperf.store.intake import Accepted, Intake, IntakeRecord
@@ -702,10 +706,17 @@ class LiveSwarm:
             "figures_before": before_figures,
         }
 
-    def _decide(self, kind: str, decision: dict[str, Any], reason: str, observe: float) -> int:
+    def _decide(
+        self,
+        kind: str,
+        decision: dict[str, Any],
+        reason: str,
+        observe: float,
+        settle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+    ) -> int:
         """Record the decision now, with the figures of the monitor's window before it; then
         measure `observe` seconds after it, from results finished in that time only, and add
-        those figures to the record."""
+        those figures to the record (with what `settle`, a trial's verdict, adds to it)."""
         created = time.time()
         decision_id = self.store.record_decision(self.swarm_id, kind, decision, reason)
         self._publish_decision(decision_id, kind, reason, decision, created)
@@ -724,11 +735,51 @@ class LiveSwarm:
             figures["queue_depth"] = now.queue_depth
             figures["agents"] = len(now.agents)
             observed = {**decision, "after": figures}
+            if settle is not None:
+                observed.update(await settle(observed))
             await asyncio.to_thread(self.store.update_decision, decision_id, observed)
             self._publish_decision(decision_id, kind, reason, observed, created)
 
         self._spawn(measure_after())
         return decision_id
+
+    async def scale_pools(
+        self,
+        counts: Mapping[str, int],
+        *,
+        concurrency: Mapping[str, int] | None = None,
+        observe: float = DEFAULT_OBSERVE,
+        rule: TrialRule | None = None,
+        reason: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Resize pools (agents `<pool>-<n>`) to `counts`, new agents with their pool's
+        `concurrency`; a decision, and with `rule` a trial: rolled back after `observe`
+        seconds unless the figures of that window meet the rule."""
+        if rule is not None:
+            check_rule(rule, observe)
+        sizes = dict(concurrency or {})
+        before_figures = figures_dict(self.metrics.figures())
+        done = await resize_pools(
+            self.swarm,
+            counts,
+            lambda pool, agent_id: self._new_agent_spec(id=agent_id, concurrency=sizes.get(pool)),
+        )
+        decision = {
+            **done.to_data(),
+            "inputs": dict(inputs or {}),
+            "before": before_figures,
+            "after": None,
+            "observe_s": observe,
+        }
+        settle = None
+        if rule is not None:
+            trial = Trial(rule, lambda: undo_resize(self.swarm, done))
+            decision["trial"] = trial.opening()
+            settle = trial.settle
+        why = reason or f"asked to resize pools {done.before} to {done.after}"
+        decision_id = self._decide("pools", decision, why, observe, settle)
+        return {**done.to_data(), "decision_id": decision_id, "figures_before": before_figures}
 
     def pause(self) -> str:
         self.swarm.pause("paused through the service")
