@@ -205,3 +205,63 @@ def test_performance_report_prices_runs_with_the_allocators_cost_model(tmp_path:
     )
     assert code == 0
     assert "allocation" not in json.loads(text)
+
+
+TRACED = RESOURCES.replace(
+    "  rate: 20/s\n", "  trace: {file: arrivals.csv, interval: 1m, percentile: 100}\n"
+)
+
+
+def test_a_trace_gives_the_rate_the_pools_are_sized_for(tmp_path: Path) -> None:
+    # Tasks per minute: the busiest minute is 1,200 tasks, 20 per second.
+    (tmp_path / "arrivals.csv").write_text("minute,requests\n0,600\n1,1200\n2,900\n3,300\n")
+    path = tmp_path / "resources.yaml"
+    path.write_text(TRACED)
+    code, text = invoke("resource-alloc", "--resources", str(path), "-o", "json")
+    assert code == 0, text
+    data = json.loads(text)
+    assert data["workload"]["rate_per_s"] == pytest.approx(20.0)
+    assert data["workload"]["source"].startswith(f"trace {tmp_path / 'arrivals.csv'} (p100")
+    assert data["workload"]["mix"] == {"summarise": 0.3, "embed": 0.7}
+    declared = tmp_path / "declared.yaml"
+    declared.write_text(RESOURCES)
+    code, same = invoke("resource-alloc", "--resources", str(declared), "-o", "json")
+    assert json.loads(same)["recommended"]["counts"] == data["recommended"]["counts"]
+    (tmp_path / "arrivals.csv").write_text("minute,requests\n0,600\n1,1200\n2,5\n3,30\n")
+    path.write_text(TRACED.replace("percentile: 100", "percentile: 50"))
+    code, text = invoke("resource-alloc", "--resources", str(path), "-o", "json")
+    assert json.loads(text)["workload"]["rate_per_s"] == pytest.approx(315 / 60)
+
+
+@pytest.mark.parametrize(
+    ("trace", "change", "field", "words"),
+    [
+        ("minute,requests\n0,600\n1,many\n", None, "arrivals.csv line 3", "must be a number"),
+        ("minute,requests\n0,6\n", None, "arrivals.csv line 2", "at least two intervals"),
+        (None, None, "arrivals.csv", "Cannot read the file"),
+        (
+            "minute,requests\n0,6\n1,6\n",
+            ("  mix: {summarise: 0.3, embed: 0.7}\n", ""),
+            "workload",
+            "no mix",
+        ),
+        (
+            "minute,requests\n0,6\n1,6\n",
+            ("  trace:", "  rate: 5/s\n  trace:"),
+            "workload",
+            "a trace and a rate",
+        ),
+    ],
+)
+def test_a_bad_trace_exits_2_naming_the_file_and_line(
+    tmp_path: Path, trace: str | None, change: tuple[str, str] | None, field: str, words: str
+) -> None:
+    if trace is not None:
+        (tmp_path / "arrivals.csv").write_text(trace)
+    path = tmp_path / "resources.yaml"
+    path.write_text(TRACED.replace(*change) if change else TRACED)
+    code, text = invoke("resource-alloc", "--resources", str(path), "-o", "json")
+    assert code == 2, text
+    error = json.loads(text)["error"]
+    assert field in error["field"] or field in error["message"], error
+    assert words in error["message"], error
