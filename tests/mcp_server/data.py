@@ -32,6 +32,13 @@ defaults: {duration: 200ms, iterations: 3, warmup: 0s, cooldown: 0s}
 scenarios:
   - {name: paced, kind: load, rate: 100/s, arrival: constant}
 """
+RESOURCES = """\
+pools:
+  - {id: a, cost_per_hour: 1, concurrency: 2, max: 6, service_time: {sleep: 50ms}}
+  - {id: b, cost_per_hour: 3, concurrency: 8, max: 2, service_time: {sleep: 50ms}}
+workload: {rate: 50/s, mix: {sleep: 1}}
+constraints: {slo: {sleep: {p99: 1s}}}
+"""
 # The tools that change a swarm: never served with --read-only.
 CHANGING = {"switch_strategy", "swarm_scale", "task_submit"}
 
@@ -72,6 +79,8 @@ class World:
             )
             self.results.append(path)
         self.suite = suite
+        self.resources = folder / "resources.yaml"
+        self.resources.write_text(RESOURCES)
         self.service: Service = service(folder / "live", LIVE_SWARM, spec=TWO_AGENTS)
         self.service.data_dir = self.data
         self.service.start()
@@ -112,6 +121,7 @@ def valid_calls(world: World) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "quality_assess", {"target": b}
     yield "detect_regression", {"current": b, "historical": [a]}
     yield "error_analysis", {"swarm_id": RUN_SWARM}
+    yield "resource_alloc", {"resources": str(world.resources), "seed": 1}
     yield "task_submit", {"swarm_id": LIVE_SWARM, "tasks": [{"kind": "noop"}] * 3, "wait_s": 30}
     yield "switch_strategy", {"swarm_id": LIVE_SWARM, "strategy": "round-robin", "observe": "0"}
     yield "swarm_scale", {"swarm_id": LIVE_SWARM, "target_size": "3", "observe": "0"}
@@ -137,6 +147,7 @@ BAD_CALLS: dict[str, tuple[dict[str, Any], str]] = {
     "quality_assess": ({"target": "/nope/r.json"}, "nope"),
     "detect_regression": ({"current": "/nope.json"}, "give exactly one"),
     "error_analysis": ({}, "give exactly one"),
+    "resource_alloc": ({"resources": "/nope/resources.yaml"}, "cannot be read"),
     "task_submit": ({"swarm_id": LIVE_SWARM, "tasks": []}, "at least one task"),
     "switch_strategy": ({"swarm_id": LIVE_SWARM, "strategy": "auto"}, "name it"),
     "swarm_scale": ({"swarm_id": LIVE_SWARM, "target_size": "auto"}, "give a number"),
@@ -170,6 +181,8 @@ def cli_for(world: World, name: str, args: dict[str, Any]) -> Any:
         )
     if name == "error_analysis":
         return cli_json("error-analysis", "--swarm-id", RUN_SWARM, *d)
+    if name == "resource_alloc":
+        return cli_json("resource-alloc", "--resources", args["resources"], "--seed", "1")
     if name == "swarm_status":
         return cli_json("swarm-status", "--swarm-id", LIVE_SWARM, *d)
     return None

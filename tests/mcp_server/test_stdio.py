@@ -75,6 +75,10 @@ def session(world: World) -> dict[str, Any]:
         async with stdio(world.data, "--read-only") as client:
             found["read_only_tools"] = (await client.list_tools()).tools
             found["read_only_store"] = await client.call_tool("simulate", {"store": True})
+            found["read_only_apply"] = await client.call_tool(
+                "resource_alloc",
+                {"resources": str(world.resources), "swarm_id": LIVE_SWARM, "apply": True},
+            )
         return found
 
     return asyncio.run(ask())
@@ -117,6 +121,16 @@ def test_changing_tools_are_annotated_and_read_only_hides_them(session: dict[str
     refused = session["read_only_store"]
     assert refused.is_error
     assert "read-only" in refused.content[0].text
+    # resource_alloc plans in either mode; it applies (destructive) only where it may write.
+    allocating = tools["resource_alloc"].annotations
+    assert allocating is not None
+    assert allocating.destructive_hint is True
+    (read_only,) = [t for t in session["read_only_tools"] if t.name == "resource_alloc"]
+    assert read_only.annotations is not None
+    assert read_only.annotations.read_only_hint is True
+    refused = session["read_only_apply"]
+    assert refused.is_error
+    assert "read-only" in refused.content[0].text
 
 
 def test_every_tool_answers_valid_input(session: dict[str, Any]) -> None:
@@ -148,6 +162,7 @@ def test_stored_figures_equal_the_cli_json(session: dict[str, Any], world: World
         "quality_assess",
         "detect_regression",
         "error_analysis",
+        "resource_alloc",
     ):
         assert valid[name] == cli_for(world, name, args[name]), name
     monitor = cli_for(world, "swarm_monitor", {})

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swarmperf.client import SyncSwarmClient
 from swarmperf.core.errors import ConfigError, ServiceError, SwarmError
-from swarmperf.queries import live, runs, stored, suites
+from swarmperf.queries import allocation, live, runs, stored, suites
 
 # At most this many samples per `metrics_collect` call: a tool call should answer in seconds.
 MAX_SAMPLES = 10
@@ -472,6 +472,43 @@ class SimulateOut(Payload):
     latency_p99: Any = Field(default=None, description="99th percentile latency (virtual s).")
     jain_index: Any = Field(default=None, description="Fairness of the agents' load (1 is even).")
     model_config = ConfigDict(title="Simulation", extra="allow")
+
+
+class AllocationOut(Payload):
+    """What `swarmperf resource-alloc -o json` prints."""
+
+    currency: Any = Field(default=None, description="The currency of the pools' prices.")
+    workload: Any = Field(
+        default=None,
+        description="The workload planned for: rate_per_s, mix, tenants and its source "
+        "(declared, a spec, a trace, or a swarm's recorded mix).",
+    )
+    pools: Any = Field(
+        default=None,
+        description="Each pool: price, concurrency, bounds, service time per kind and whether "
+        "it was measured from the store or declared (speed_source).",
+    )
+    speeds_from: Any = Field(
+        default=None, description="The stored run the speeds were measured from, or why none."
+    )
+    constraints: Any = Field(default=None, description="The constraints as the file gives them.")
+    method: Any = Field(default=None, description="How the front was found: enumeration, nsga2.")
+    evaluated: Any = Field(default=None, description="How many allocations the search evaluated.")
+    front: Any = Field(
+        default=None,
+        description="The Pareto front, cheapest first: counts, cost per hour and per 1,000 "
+        "tasks, the model's p99, risk and utilisation, and the simulator's figures.",
+    )
+    recommended: Any = Field(
+        default=None, description="The cheapest point that meets every SLO in the simulator."
+    )
+    recommended_reason: Any = Field(default=None, description="Why that point, or why none.")
+    applied: Any = Field(
+        default=None,
+        description="With apply: the decision id, pools before and after, the figures before "
+        "and after, and the trial's verdict (kept, rolled-back) and why.",
+    )
+    model_config = ConfigDict(title="ResourceAllocation", extra="allow")
 
 
 def register(server: MCPServer, settings: Settings, clients: Clients) -> list[str]:
@@ -1000,6 +1037,59 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
         with tool_errors():
             analysis, source = suites.analyse_errors(_path(results), swarm_id, run, data_dir)
             return _as(ErrorsOut, suites.error_payload(analysis, source))
+
+    # -- resource allocation: a plan, and with `apply` a trial on a live swarm --------------
+
+    @tool(
+        "The cheapest allocation of agent pools that meets every SLO, and the Pareto front of "
+        "cost against p99 latency and SLA-violation risk (NSGA-II on an M/G/c model, "
+        "confirmed in the simulator), for a resources file. With apply, resizes the live "
+        "swarm's pools to it on trial: rolled back unless the p99 measured over `observe` "
+        "meets the prediction and the SLOs. Use it to size pools for a budget and SLOs. CLI: "
+        "swarmperf resource-alloc -o json.",
+        READ if settings.read_only else CHANGES,
+    )
+    def resource_alloc(
+        resources: Annotated[
+            str, Field(description="The resources file (YAML/JSON): pools, constraints, workload.")
+        ],
+        swarm_id: Annotated[
+            str | None,
+            Field(
+                description="Measure the pools' speeds (and the mix, if the file gives none) "
+                "from this swarm's latest stored run; with apply, the live swarm to change."
+            ),
+        ] = None,
+        apply: Annotated[
+            bool,
+            Field(description="Resize the live swarm's pools to the recommendation, on trial."),
+        ] = False,
+        observe: Annotated[
+            str | None,
+            Field(description="With apply: the window the trial is judged on (default 30s)."),
+        ] = None,
+        tolerance: Annotated[
+            float,
+            Field(description="With apply: how much worse than the predicted p99 may pass."),
+        ] = 0.5,
+        seed: Annotated[int, Field(description="The random seed of the search.")] = 0,
+    ) -> Annotated[CallToolResult, AllocationOut]:
+        with tool_errors():
+            _writable(settings, "apply", apply)
+            client = clients.get(swarm_id) if apply and swarm_id is not None else None
+            return _as(
+                AllocationOut,
+                allocation.resource_alloc(
+                    Path(resources).expanduser(),
+                    swarm_id,
+                    data_dir,
+                    apply=apply,
+                    observe_text=observe,
+                    tolerance=tolerance,
+                    seed=seed,
+                    client=client,
+                ),
+            )
 
     if settings.read_only:
         return added
