@@ -199,6 +199,20 @@ def test_performance_report_prices_runs_with_the_allocators_cost_model(tmp_path:
     )  # fmt: skip
     assert code == 0, text
     assert "Allocator's recommendation:" in text
+    # The same pools for a trace's rate: 6,000 tasks in the busiest minute, 100 per second.
+    (tmp_path / "arrivals.csv").write_text("minute,requests\n0,6000\n1,3000\n")
+    traced = tmp_path / "traced.yaml"
+    traced.write_text(
+        PRICED.replace("{rate: 100/s,", "{trace: {file: arrivals.csv, percentile: 100},")
+    )
+    code, text = invoke(
+        "performance-report", "--swarm-id", "priced", "--data-dir", str(tmp_path),
+        "--resources", str(traced), "-o", "json",
+    )  # fmt: skip
+    assert code == 0, text
+    workload = json.loads(text)["allocation"]["workload"]
+    assert workload["rate_per_s"] == pytest.approx(100.0)
+    assert workload["source"].startswith("trace ")
     # Without a resources file the report keeps its shape.
     code, text = invoke(
         "performance-report", "--swarm-id", "priced", "--data-dir", str(tmp_path), "-o", "json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,11 +75,14 @@ def plan_resources(
     where it has enough results, else declared."""
     from swarmperf.allocation.plan import plan
     from swarmperf.allocation.resources import load_resources
-    from swarmperf.queries.stored import open_store
+    from swarmperf.store import Store, database_path, resolve_data_dir
 
     res = load_resources(resources)
     traced = traced_workload(res)
-    store = open_store(data_dir) if swarm_id is not None else None
+    store = None
+    if swarm_id is not None:
+        where = database_path(resolve_data_dir(data_dir, os.environ))
+        store = Store.open(where, read_only=True)
     try:
         return plan(res, store=store, swarm_id=swarm_id, seed=seed, traced=traced)
     finally:

@@ -403,8 +403,10 @@ def build_performance_report(
         )
         if built is not None and spec is not None:
             from swarmperf.allocation.plan import payload, plan
+            from swarmperf.queries.allocation import traced_workload
 
-            built.allocation = payload(plan(spec, store=store, swarm_id=swarm))
+            traced = traced_workload(spec)
+            built.allocation = payload(plan(spec, store=store, swarm_id=swarm, traced=traced))
     if built is None:
         raise UserError(
             f"--timeframe: {timeframe!r} holds no runs or metrics of swarm {swarm!r}. "
