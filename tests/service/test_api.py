@@ -241,6 +241,25 @@ def test_pools_resize_by_agent_name_and_a_trial_is_checked(
     assert {a["id"] for a in client.get("/v1/agents").json()["agents"]} == {"a1", "a2"}
 
 
+def test_one_change_is_on_trial_at_a_time_and_gets_its_verdict(
+    served: tuple[Service, httpx.Client],
+) -> None:
+    _, client = served
+    trial = {"pools": {"t": {"count": 1}}, "observe_s": 0.5, "trial": {"predicted": 1.0}}
+    first = client.post("/v1/pools", json=trial)
+    assert first.status_code == 200, first.text
+    second = client.post("/v1/pools", json={**trial, "pools": {"t": {"count": 2}}})
+    assert "One change is on trial" in problem_of(second, 422)["fix"]
+    judged = _decision_after(client, first.json()["decision_id"])["decision"]["trial"]
+    # Idle: no task finished and the queue did not grow, so the change stands.
+    assert judged["verdict"] == "kept"
+    assert "too little to judge" in judged["why"]
+    assert judged["rule"]["predicted"] == 1.0
+    removed = client.post("/v1/pools", json={**trial, "pools": {"t": {"count": 0}}})
+    assert removed.json()["removed"] == ["t-0"]
+    _decision_after(client, removed.json()["decision_id"])
+
+
 def _decision_after(client: httpx.Client, decision_id: int) -> dict[str, Any]:
     import time
 

@@ -196,6 +196,7 @@ class LiveSwarm:
         self._events_this_interval = 0
         self._events_dropped = 0
         self._profiling = False  # a profile's window is running
+        self._on_trial: int | None = None  # the decision whose change is on trial
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -758,13 +759,28 @@ class LiveSwarm:
         seconds unless the figures of that window meet the rule."""
         if rule is not None:
             check_rule(rule, observe)
+            if self._on_trial is not None:
+                # Two changes in one window: neither verdict would say which one it judged.
+                raise ConfigError(
+                    "trial",
+                    f"decision {self._on_trial}" if self._on_trial else "a change being made",
+                    "One change is on trial at a time: wait for its verdict.",
+                )
+            self._on_trial = 0  # claimed before the first await
         sizes = dict(concurrency or {})
         before_figures = figures_dict(self.metrics.figures())
-        done = await resize_pools(
-            self.swarm,
-            counts,
-            lambda pool, agent_id: self._new_agent_spec(id=agent_id, concurrency=sizes.get(pool)),
-        )
+        try:
+            done = await resize_pools(
+                self.swarm,
+                counts,
+                lambda pool, agent_id: self._new_agent_spec(
+                    id=agent_id, concurrency=sizes.get(pool)
+                ),
+            )
+        except BaseException:
+            if rule is not None:
+                self._on_trial = None
+            raise
         decision = {
             **done.to_data(),
             "inputs": dict(inputs or {}),
@@ -776,9 +792,17 @@ class LiveSwarm:
         if rule is not None:
             trial = Trial(rule, lambda: undo_resize(self.swarm, done))
             decision["trial"] = trial.opening()
-            settle = trial.settle
+
+            async def settle(observed: dict[str, Any]) -> dict[str, Any]:
+                try:
+                    return await trial.settle(observed)
+                finally:
+                    self._on_trial = None
+
         why = reason or f"asked to resize pools {done.before} to {done.after}"
         decision_id = self._decide("pools", decision, why, observe, settle)
+        if rule is not None:
+            self._on_trial = decision_id
         return {**done.to_data(), "decision_id": decision_id, "figures_before": before_figures}
 
     def pause(self) -> str:
