@@ -109,6 +109,8 @@ def resource_alloc(
         return
     _render(data)
     out.print(terminal(costs, p99s, recommended), highlight=False, markup=False)
+    if data.get("applied"):
+        _render_applied(data["applied"])
     if svg_out is not None:
         err.print(f"Wrote the front to {svg_out}.")
 
@@ -169,10 +171,8 @@ def _render(data: dict[str, Any]) -> None:
         highlight=False,
         markup=False,
     )
-    applied = data.get("applied")
-    if applied:
-        _render_applied(applied)
-    elif math.isfinite(rec["cost_per_hour"]):
+    # An applied plan's verdict is said after the plot, as the last word.
+    if not data.get("applied") and math.isfinite(rec["cost_per_hour"]):
         out.print("[dim]A plan only: --apply --swarm-id ID resizes a live swarm's pools.[/dim]")
 
 
