@@ -35,6 +35,7 @@ PROGRESS_EVERY_S = 1.0
 
 # A trace or instance folder is read whole; a tool call should answer in minutes, not hours.
 MAX_TRACE_BYTES = 16 * 2**20
+MAX_REPLAY_TASKS = 5_000_000  # the NASA-HTTP trace's 3.5 million take minutes under all
 MAX_PLACEMENT_S = 600.0
 MAX_PROFILE_S = 300.0
 
@@ -1154,8 +1155,9 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
     @tool(
         "Replay a workload trace through a simulated swarm under each scaling policy (HPA, "
         "KEDA, predictive, static peak, oracle): SLO violation minutes, agent-hours, scale "
-        "events. Sends a progress notification as each policy starts. Use it to choose a "
-        "scaling policy. CLI: swarmperf autoscale-eval TRACE -o json.",
+        f"events. Traces of at most {MAX_REPLAY_TASKS:,} tasks. Sends a progress "
+        "notification as each policy starts. Use it to choose a scaling policy. CLI: "
+        "swarmperf autoscale-eval TRACE -o json.",
         READ,
     )
     async def autoscale_eval(
@@ -1199,6 +1201,7 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
                 forecaster=forecaster,
                 seed=seed,
                 max_bytes=MAX_TRACE_BYTES,
+                max_tasks=MAX_REPLAY_TASKS,
             )
             total = len(asked.policies)
 

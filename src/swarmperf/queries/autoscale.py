@@ -76,9 +76,11 @@ def replay_question(
     forecaster: str = "default",
     seed: int = 0,
     max_bytes: int | None = None,
+    max_tasks: int | None = None,
 ) -> Replay:
     """Check every setting (an unknown policy or forecaster fails before the trace is read),
-    then read the trace."""
+    then read the trace; with `max_tasks`, refuse one of more tasks (replay time grows with
+    them: the 3.5 million of the NASA-HTTP trace take minutes)."""
     from swarmperf.autoscale.forecast import make_forecaster
     from swarmperf.autoscale.replay import POLICIES, ReplaySettings
 
@@ -98,6 +100,13 @@ def replay_question(
         raise UnknownName("--policy", policy, [*POLICIES, "all"])
     make_forecaster(forecaster)
     trace = read_trace(path, interval, max_bytes=max_bytes)
+    if max_tasks is not None and trace.tasks > max_tasks:
+        raise ConfigError(
+            "trace",
+            str(path),
+            f"It holds {trace.tasks:,} tasks; at most {max_tasks:,} are replayed here. Replay "
+            "a slice of it, or use the command line, which replays any number.",
+        )
     return Replay(trace, settings, chosen, forecaster)
 
 

@@ -28,11 +28,12 @@ def check(
 ) -> tuple[float, float, list[str]]:
     """The window (seconds, Hz) and the formats to write (duplicates dropped); a
     `ConfigError` naming the option that is wrong. With `max_s`, a longer window is one."""
-    seconds, hz = check_window(parse_duration(duration, "--duration"), rate)
+    seconds = parse_duration(duration, "--duration")
     if max_s is not None and seconds > max_s:
         raise ConfigError(
             "--duration", duration, f"Sample at most {max_s:g} s here; the command line goes to 1h."
         )
+    seconds, hz = check_window(seconds, rate)
     chosen = list(formats or DEFAULT_FORMATS)
     for fmt in chosen:
         if fmt not in FORMATS:
