@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from swarmperf.core.durations import parse_duration
 from swarmperf.core.errors import ConfigError
-from swarmperf.profiling.stacks import Profile, check_components
-from swarmperf.profiling.window import check_window
-from swarmperf.profiling.writers import FORMATS, SUFFIXES, render
 from swarmperf.queries.live import connect
 
 if TYPE_CHECKING:
     from swarmperf.client import SyncSwarmClient
+    from swarmperf.profiling.stacks import Profile
 
 TOP = 15
 DEFAULT_FORMATS = ("svg", "speedscope")
@@ -28,6 +26,9 @@ def check(
 ) -> tuple[float, float, list[str]]:
     """The window (seconds, Hz) and the formats to write (duplicates dropped); a
     `ConfigError` naming the option that is wrong. With `max_s`, a longer window is one."""
+    from swarmperf.profiling.window import check_window
+    from swarmperf.profiling.writers import FORMATS
+
     seconds = parse_duration(duration, "--duration")
     if max_s is not None and seconds > max_s:
         raise ConfigError(
@@ -55,6 +56,8 @@ def sample_served(
 ) -> Profile:
     """The served swarm's stacks over the window, by agent and handler; through `client`
     if given (its owner closes it), else a client of its own."""
+    from swarmperf.profiling.stacks import Profile, check_components
+
     if client is None:
         with connect(swarm_id, data_dir) as made:
             return sample_served(
@@ -70,6 +73,8 @@ def write(
 ) -> dict[str, str]:
     """Write each format (default: ./<name>-profile.<suffix>; with several formats and an
     `out_path`, each gets its suffix); the paths written, by format."""
+    from swarmperf.profiling.writers import SUFFIXES, render
+
     title = f"{name}: profile ({components})"
     written: dict[str, str] = {}
     for fmt in formats:
