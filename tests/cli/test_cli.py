@@ -429,6 +429,17 @@ def test_the_console_script_answers_usage_errors_in_json() -> None:
     assert "--agents" in proc.stderr
 
 
+@pytest.mark.parametrize("module", ["swarmperf", "swarmperf.cli.main"])
+def test_both_modules_run_the_command_line(module: str) -> None:
+    import swarmperf
+
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"swarmperf {swarmperf.__version__} (")
+
+
 def test_a_spec_with_problems_lists_them_in_json(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("agents: []\nstrategy: nope\n")

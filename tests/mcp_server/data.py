@@ -14,6 +14,7 @@ from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
 from swarmperf.cli.main import app
+from tests.inputs import write_corpus, write_trace
 from tests.serving import TWO_AGENTS, Service, service
 
 RUN_SWARM = "mcprun"
@@ -39,8 +40,12 @@ pools:
 workload: {rate: 50/s, mix: {sleep: 1}}
 constraints: {slo: {sleep: {p99: 1s}}}
 """
-# The tools that change a swarm: never served with --read-only.
-CHANGING = {"switch_strategy", "swarm_scale", "task_submit"}
+# The tools that change a swarm or write files: never served with --read-only.
+CHANGING = {"switch_strategy", "swarm_scale", "task_submit", "profile_performance"}
+# The tools that plan from files (a trace, a QAPLIB folder) and change nothing.
+PLANNING = {"workload_analyze", "autoscale_eval", "placement_eval"}
+# The tools that send progress notifications while they run.
+PROGRESSING = {"benchmark_run", "autoscale_eval", "placement_eval"}
 
 runner = CliRunner()
 
@@ -53,7 +58,8 @@ def cli_json(*args: str) -> Any:
 
 
 class World:
-    """A data dir with one recorded run, two suite results and one served swarm."""
+    """A data dir with one recorded run, two suite results and one served swarm; two
+    traces and a folder of QAPLIB instances."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -81,6 +87,9 @@ class World:
         self.suite = suite
         self.resources = folder / "resources.yaml"
         self.resources.write_text(RESOURCES)
+        self.trace = write_trace(folder)
+        self.short_trace = write_trace(folder, "short.csv", rows=24 * 5)
+        self.corpus = write_corpus(folder / "qaplib")
         self.service: Service = service(folder / "live", LIVE_SWARM, spec=TWO_AGENTS)
         self.service.data_dir = self.data
         self.service.start()
@@ -122,6 +131,18 @@ def valid_calls(world: World) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "detect_regression", {"current": b, "historical": [a]}
     yield "error_analysis", {"swarm_id": RUN_SWARM}
     yield "resource_alloc", {"resources": str(world.resources), "seed": 1}
+    yield "workload_analyze", {"trace": str(world.trace)}
+    yield "autoscale_eval", {"trace": str(world.short_trace), "peak_agents": 5}
+    yield "placement_eval", {"corpus": str(world.corpus), "iterations": 300, "seed": 4}
+    yield (
+        "profile_performance",
+        {
+            "swarm_id": LIVE_SWARM,
+            "duration": "1s",
+            "formats": ["collapsed", "svg"],
+            "out": str(world.folder / "tool.folded"),
+        },
+    )
     yield "task_submit", {"swarm_id": LIVE_SWARM, "tasks": [{"kind": "noop"}] * 3, "wait_s": 30}
     yield "switch_strategy", {"swarm_id": LIVE_SWARM, "strategy": "round-robin", "observe": "0"}
     yield "swarm_scale", {"swarm_id": LIVE_SWARM, "target_size": "3", "observe": "0"}
@@ -148,6 +169,10 @@ BAD_CALLS: dict[str, tuple[dict[str, Any], str]] = {
     "detect_regression": ({"current": "/nope.json"}, "give exactly one"),
     "error_analysis": ({}, "give exactly one"),
     "resource_alloc": ({"resources": "/nope/resources.yaml"}, "cannot be read"),
+    "workload_analyze": ({"trace": "/nope/trace.csv"}, "Cannot read the file"),
+    "autoscale_eval": ({"trace": "/nope.csv", "policy": "magic"}, "Choose one of: all, hpa"),
+    "placement_eval": ({"corpus": "/nope", "time_limit": "0s"}, "Give a time above 0"),
+    "profile_performance": ({"swarm_id": LIVE_SWARM, "duration": "2h"}, "at most 300 s here"),
     "task_submit": ({"swarm_id": LIVE_SWARM, "tasks": []}, "at least one task"),
     "switch_strategy": ({"swarm_id": LIVE_SWARM, "strategy": "auto"}, "name it"),
     "swarm_scale": ({"swarm_id": LIVE_SWARM, "target_size": "auto"}, "give a number"),
@@ -185,4 +210,17 @@ def cli_for(world: World, name: str, args: dict[str, Any]) -> Any:
         return cli_json("resource-alloc", "--resources", args["resources"], "--seed", "1")
     if name == "swarm_status":
         return cli_json("swarm-status", "--swarm-id", LIVE_SWARM, *d)
+    if name == "workload_analyze":
+        return cli_json("workload-analyze", args["trace"])
+    if name == "autoscale_eval":
+        return cli_json("autoscale-eval", args["trace"], "--peak-agents", "5")
+    if name == "placement_eval":
+        return cli_json(
+            "placement-eval", "--corpus", args["corpus"], "--iterations", "300", "--seed", "4"
+        )
+    if name == "profile_performance":
+        out = str(world.folder / "cli.folded")
+        formats = ("--format", "collapsed", "--format", "svg")
+        return cli_json("profile-performance", "--swarm-id", LIVE_SWARM, "--duration", "1s",
+                        *formats, "--out", out, *d)  # fmt: skip
     return None

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult
 
+from swarmperf.mcp_server.tools import MAX_REPLAY_TASKS, MAX_TRACE_BYTES
 from tests.mcp_server.data import (
     BAD_CALLS,
     CHANGING,
     LIVE_SWARM,
+    PLANNING,
+    PROGRESSING,
     RUN_SWARM,
     World,
     cli_for,
@@ -43,21 +46,33 @@ def session(world: World) -> dict[str, Any]:
     """One stdio server, asked everything the tests below check."""
 
     async def ask() -> dict[str, Any]:
-        heard: list[tuple[float, float | None, str | None]] = []
+        heard: dict[str, list[tuple[float, float | None, str | None]]] = {}
 
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            heard.append((progress, total, message))
+        def listener(name: str) -> Any:
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
+                heard.setdefault(name, []).append((progress, total, message))
+
+            return on_progress
 
         found: dict[str, Any] = {"valid": {}, "bad": {}, "progress": heard}
+        big = world.folder / "big.csv"
+        with big.open("wb") as sparse:  # its size is all that is looked at
+            sparse.truncate(MAX_TRACE_BYTES + 1)
+        busy = world.folder / "busy.csv"
+        busy.write_text(f"minute_index,requests\n0,{MAX_REPLAY_TASKS + 1}\n1,0\n")
         async with stdio(world.data) as client:
             found["tools"] = (await client.list_tools()).tools
             for name, args in valid_calls(world):
-                callback = on_progress if name == "benchmark_run" else None
+                callback = listener(name) if name in PROGRESSING else None
                 found["valid"][name] = await client.call_tool(
                     name, args, progress_callback=callback
                 )
             for name, (args, _) in BAD_CALLS.items():
                 found["bad"][name] = await client.call_tool(name, args)
+            found["too_big"] = await client.call_tool("workload_analyze", {"trace": str(big)})
+            found["too_many"] = await client.call_tool("autoscale_eval", {"trace": str(busy)})
             found["resources"] = (await client.list_resources()).resources
             found["templates"] = (await client.list_resource_templates()).resource_templates
             reads = {}
@@ -114,7 +129,7 @@ def test_changing_tools_are_annotated_and_read_only_hides_them(session: dict[str
         if name in CHANGING:
             assert hints.read_only_hint is False
             assert hints.destructive_hint is (name != "task_submit")
-        elif name in ("swarm_status", "performance_report", "sla_check"):
+        elif name in ("swarm_status", "performance_report", "sla_check", *PLANNING):
             assert hints.read_only_hint is True
     served = {t.name for t in session["read_only_tools"]}
     assert served == EVERY_TOOL - CHANGING
@@ -208,7 +223,7 @@ def test_benchmark_run_reports_progress_and_writes_results(
     assert ran["benchmark_id"] is not None
     (scenario,) = ran["scenarios"]
     assert scenario["summary"]["throughput_per_s"] > 0
-    progress = session["progress"]
+    progress = session["progress"].get("benchmark_run")
     assert progress, "no progress notification while the suite ran"
     assert all(message and "tiny: paced" in message for _, _, message in progress)
     assert [done for done, _, _ in progress] == sorted(done for done, _, _ in progress)
@@ -261,3 +276,66 @@ def test_resources_list_and_read(session: dict[str, Any], world: World) -> None:
     assert run["id"] == world.run["run_id"]
     report = reads[f"swarmperf://runs/{run['id']}/report"]["report"]
     assert report["tasks_succeeded"] == world.run["tasks_succeeded"] == 60
+
+
+def test_planning_tools_equal_the_cli_json(session: dict[str, Any], world: World) -> None:
+    valid = {name: _data(session["valid"][name]) for name in PLANNING}
+    args = dict(valid_calls(world))
+    assert valid["workload_analyze"] == cli_for(world, "workload_analyze", args["workload_analyze"])
+    assert valid["workload_analyze"]["periods"][0]["period"] == 24
+    # The replay and the solvers are seeded: everything but the wall clock is the same.
+    replayed = cli_for(world, "autoscale_eval", args["autoscale_eval"])
+    assert _without(valid["autoscale_eval"], "wall_seconds") == _without(replayed, "wall_seconds")
+    assert set(valid["autoscale_eval"]["wall_seconds"]) == set(replayed["policies"])
+    placed = cli_for(world, "placement_eval", args["placement_eval"])
+    timed = ("seconds", "seconds_to_best")
+    for side in (valid["placement_eval"], placed):
+        for solution in side["solutions"].values():
+            assert solution["seconds"] >= 0
+            for key in timed:
+                solution.pop(key)
+    assert valid["placement_eval"] == placed
+    assert placed["at_optimum"] == 2
+
+
+def test_long_planning_tools_report_progress(session: dict[str, Any]) -> None:
+    policies = session["progress"]["autoscale_eval"]
+    assert [(done, total) for done, total, _ in policies] == [(i, 5) for i in range(5)]
+    assert "replaying under hpa" in str(policies[0][2])
+    instances = session["progress"]["placement_eval"]
+    assert [(done, total) for done, total, _ in instances] == [(1, 2), (2, 2)]
+    assert [str(message).split(":")[0] for _, _, message in instances] == ["a6", "b7"]
+
+
+def test_profile_writes_where_asked_and_answers_as_the_cli(
+    session: dict[str, Any], world: World
+) -> None:
+    profiled = _data(session["valid"]["profile_performance"])
+    written = profiled["written"]
+    assert written == {
+        "collapsed": str(world.folder / "tool.folded"),
+        "svg": str(world.folder / "tool.svg"),
+    }
+    assert Path(written["svg"]).read_text().startswith("<?xml")
+    assert Path(written["collapsed"]).exists()
+    args = dict(valid_calls(world))["profile_performance"]
+    cli = cli_for(world, "profile_performance", args)
+    # Two windows of sampling: the same figures, not the same counts or window lengths.
+    assert list(profiled) == list(cli)
+    for key in ("rate_hz", "components", "memory"):
+        assert profiled[key] == cli[key], key
+    assert profiled["duration_s"] > 0
+    assert cli["duration_s"] > 0
+
+
+def test_a_trace_too_large_to_answer_in_one_call_is_refused(session: dict[str, Any]) -> None:
+    refused = session["too_big"]
+    assert refused.is_error
+    text = refused.content[0].text
+    assert f"at most {MAX_TRACE_BYTES:,} are read here" in text
+    assert "big.csv" in text
+    refused = session["too_many"]
+    assert refused.is_error
+    text = refused.content[0].text
+    assert f"at most {MAX_REPLAY_TASKS:,} are replayed here" in text
+    assert "busy.csv" in text

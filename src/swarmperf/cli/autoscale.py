@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -29,29 +29,32 @@ def workload_analyze(
     output: OutputOption = Output.table,
 ) -> None:
     """Periods, trend, burstiness and regime changes of a trace, and the policy they suggest."""
-    from swarmperf.autoscale.patterns import analyse
-    from swarmperf.autoscale.traces import read_trace
-    from swarmperf.core.durations import parse_duration
+    from swarmperf.queries.autoscale import workload_analysis
 
     with user_errors():
-        loaded = read_trace(trace, interval=parse_duration(interval, "--interval"))
-        found = analyse(loaded)
-    data = found.as_dict()
+        found = workload_analysis(trace, interval)
     if output is Output.json:
-        print(json.dumps(data))
+        print(json.dumps(found))
         return
     periods = ", ".join(
-        f"{p['period']:g} intervals ({p['seconds']:g}s, ACF {p['acf']:.2f})" for p in found.periods
+        f"{p['period']:g} intervals ({p['seconds']:g}s, ACF {p['acf']:.2f})"
+        for p in found["periods"]
     )
-    out.print(f"[bold]{found.trace}[/bold]: {found.tasks:,} tasks in {found.intervals:,} intervals")
     out.print(
-        f"  mean {found.mean:.1f} per interval, peak {found.peak} ({found.peak_to_mean:.1f}x)"
+        f"[bold]{found['trace']}[/bold]: {found['tasks']:,} tasks in "
+        f"{found['intervals']:,} intervals"
     )
-    out.print(f"  index of dispersion {found.index_of_dispersion:.1f} (Poisson: 1)")
+    out.print(
+        f"  mean {found['mean']:.1f} per interval, peak {found['peak']} "
+        f"({found['peak_to_mean']:.1f}x)"
+    )
+    out.print(f"  index of dispersion {found['index_of_dispersion']:.1f} (Poisson: 1)")
     out.print(f"  periods: {periods or 'none confirmed'}")
-    out.print(f"  trend: {found.trend_relative:+.0%} over the trace")
-    out.print(f"  regime changes: {len(found.regime_changes)}")
-    out.print(f"  recommended policy: [bold]{found.recommended_policy}[/bold] ({found.reason})")
+    out.print(f"  trend: {found['trend_relative']:+.0%} over the trace")
+    out.print(f"  regime changes: {len(found['regime_changes'])}")
+    out.print(
+        f"  recommended policy: [bold]{found['recommended_policy']}[/bold] ({found['reason']})"
+    )
 
 
 def autoscale_eval(
@@ -85,38 +88,28 @@ def autoscale_eval(
     output: OutputOption = Output.table,
 ) -> None:
     """Replay a trace through a simulated swarm under each scaling policy."""
-    from swarmperf.autoscale.forecast import make_forecaster
-    from swarmperf.autoscale.replay import POLICIES, ReplaySettings, evaluate
-    from swarmperf.autoscale.traces import read_trace
-    from swarmperf.core.durations import parse_duration
-    from swarmperf.core.errors import UnknownName
+    from swarmperf.queries.autoscale import autoscale_eval as evaluate
+    from swarmperf.queries.autoscale import replay_question
 
     with user_errors():
-        settings = ReplaySettings(
-            interval=parse_duration(interval, "--interval"),
+        asked = replay_question(
+            trace,
+            policy=policy,
+            interval=interval,
             peak_agents=peak_agents,
             slo_factor=slo_factor,
-            startup=parse_duration(startup, "--startup"),
+            startup=startup,
+            forecaster=forecaster,
             seed=seed,
         )
-        chosen: tuple[str, ...]
-        if policy == "all":
-            chosen = POLICIES
-        elif policy in POLICIES:
-            chosen = (policy,)
-        else:
-            raise UnknownName("--policy", policy, [*POLICIES, "all"])
-        make_forecaster(forecaster)  # an unknown name fails here, before any replay
-        loaded = read_trace(trace, interval=settings.interval)
+        loaded = asked.trace
         console = err if output is Output.json else out
         with console.status("replaying") as status:
 
-            def progress(name: str) -> None:
+            def progress(name: str, done: int) -> None:
                 status.update(f"replaying {loaded.name} under {name}")
 
-            result: dict[str, Any] = evaluate(
-                loaded, settings, chosen, forecaster=forecaster, progress=progress
-            )
+            result = evaluate(asked, progress)
     if output is Output.json:
         print(json.dumps(result))
         return

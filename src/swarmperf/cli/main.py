@@ -480,3 +480,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":  # `python -m swarmperf.cli.main`, as `python -m swarmperf`
+    main()

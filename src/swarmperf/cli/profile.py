@@ -14,14 +14,12 @@ from rich.table import Table
 
 from swarmperf.cli._support import DataDirOption, Output, OutputOption, out, user_errors
 from swarmperf.cli.live import live_errors
-from swarmperf.core.durations import parse_duration
 from swarmperf.core.errors import ConfigError
 from swarmperf.profiling import pyspy
-from swarmperf.profiling.stacks import Profile, check_components
-from swarmperf.profiling.window import PYSPY_GRACE_S, check_window
-from swarmperf.profiling.writers import FORMATS, SUFFIXES, render
-
-TOP = 15
+from swarmperf.profiling.stacks import Profile
+from swarmperf.profiling.window import PYSPY_GRACE_S
+from swarmperf.queries import profile as profiling
+from swarmperf.queries.profile import TOP
 
 
 def profile_performance(
@@ -87,10 +85,7 @@ def profile_performance(
 
     Samples the stacks, writes the flame graphs and prints the top self-time functions."""
     with user_errors():
-        seconds, hz = check_window(parse_duration(duration, "--duration"), rate)
-        chosen = _formats(formats)
-        if top < 1:
-            raise ConfigError("--top", top, "Use an integer >= 1.")
+        seconds, hz, chosen = profiling.check(duration, rate, formats, top)
         if (swarm_id is None) == (not command):
             raise ConfigError(
                 "--swarm-id",
@@ -99,47 +94,21 @@ def profile_performance(
             )
     if swarm_id is not None:
         with live_errors():
-            profile = _served(swarm_id, data_dir, seconds, hz, components, memory, awaiting)
+            profile = profiling.sample_served(
+                swarm_id, data_dir, seconds, hz, components, memory, awaiting
+            )
         name = swarm_id
     else:
         assert command
         with user_errors():
             profile = _command(command, seconds, hz, components, memory)
         name = Path(command[0]).name
-    written = _write(profile, chosen, out_path, name, components)
-    summary = profile.summary(top)
-    summary["components"] = components
-    summary["written"] = written
+    with user_errors():
+        summary = profiling.payload(profile, chosen, out_path, name, components, top)
     if output is Output.json:
         print(json.dumps(summary))
         return
     _render(summary)
-
-
-def _formats(formats: list[str] | None) -> list[str]:
-    chosen = formats or ["svg", "speedscope"]
-    for fmt in chosen:
-        if fmt not in FORMATS:
-            raise ConfigError("--format", fmt, f"Use one of {', '.join(FORMATS)}.")
-    return list(dict.fromkeys(chosen))
-
-
-def _served(
-    swarm_id: str,
-    data_dir: Path | None,
-    seconds: float,
-    hz: float,
-    components: str,
-    memory: bool,
-    awaiting: bool,
-) -> Profile:
-    from swarmperf.queries.live import connect
-
-    with connect(swarm_id, data_dir) as client:
-        agents = [str(a["id"]) for a in client.agents()]
-        check_components(components, agents)  # before the window, not after it
-        data = client.profile(seconds, hz, components, memory, awaiting)
-    return Profile.from_data(data)
 
 
 def _command(
@@ -186,29 +155,6 @@ def _command(
         "not by agent: serve the swarm for the split by agent"
     )
     return profile
-
-
-def _write(
-    profile: Profile, formats: list[str], out_path: Path | None, name: str, components: str
-) -> dict[str, str]:
-    title = f"{name}: profile ({components})"
-    written: dict[str, str] = {}
-    for fmt in formats:
-        if out_path is None:
-            path = Path(f"{name}-profile{SUFFIXES[fmt]}")
-        elif len(formats) == 1:
-            path = out_path
-        else:
-            path = out_path.with_name(out_path.name.split(".")[0] + SUFFIXES[fmt])
-        try:
-            path.write_text(render(profile, fmt, title))
-        except OSError as exc:
-            with user_errors():
-                raise ConfigError(
-                    "--out", str(path), f"Give a path that can be written ({exc.strerror})."
-                ) from exc
-        written[fmt] = str(path)
-    return written
 
 
 def _pct(value: Any) -> str:

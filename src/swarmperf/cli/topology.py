@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
-import statistics
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from swarmperf.cli._support import Output, OutputOption, UserError, err, out, user_errors
-from swarmperf.core.durations import parse_duration
-from swarmperf.core.errors import ConfigError
-
-QAPLIB_SOURCE = (
-    "QAPLIB instances are `.dat` files (n, then matrix A, then matrix B), with optional "
-    "`.sln` files (n value, then the permutation) or a best_known.csv beside them."
-)
+from swarmperf.cli._support import Output, OutputOption, err, out, user_errors
 
 
 def placement_eval(
@@ -52,92 +43,35 @@ def placement_eval(
     """Solve every QAPLIB instance in a folder; report the placements and their gaps."""
     from rich.table import Table
 
-    from swarmperf.topology.placement import DEFAULT_SOLVER, SOLVERS, solve
-    from swarmperf.topology.qaplib import gap_pct, list_corpus, read_dat, read_sln
+    from swarmperf.queries.placement import placement_eval as evaluate
+    from swarmperf.queries.placement import placement_question
 
     with user_errors():
-        if corpus is None:
-            raise UserError(
-                f"--corpus: none given, and SWARMPERF_QAPLIB_DIR is not set. {QAPLIB_SOURCE}"
-            )
-        limit = parse_duration(time_limit, "--time-limit")
-        if not limit > 0:
-            raise ConfigError("--time-limit", time_limit, "Give a time above 0, e.g. 10s.")
-        name = DEFAULT_SOLVER if solver is None else solver
-        if name not in SOLVERS:
-            raise ConfigError("--solver", name, f"Choose one of: {', '.join(sorted(SOLVERS))}.")
-        if seed < 0:
-            raise ConfigError("--seed", seed, "Give an integer >= 0.")
-        if iterations is not None and iterations < 0:
-            raise ConfigError("--iterations", iterations, "Give a count >= 0.")
-        instances = list_corpus(corpus)
-        # Every file is checked before any is solved: a bad one fails at once, not after
-        # the others' time limits. They are read again one at a time to solve them, so
-        # memory holds one instance whatever the folder.
-        for instance in instances:
-            problem = read_dat(instance.path)
-            sln = instance.path.with_suffix(".sln")
-            if sln.is_file() and (known := read_sln(sln)).n != problem.n:
-                raise ConfigError(
-                    f"{sln}:1",
-                    f"n = {known.n}",
-                    f"Its instance {instance.path.name} has n = {problem.n}.",
-                )
-            del problem
-
+        asked = placement_question(
+            corpus, time_limit=time_limit, solver=solver, seed=seed, iterations=iterations
+        )
     console = err if output is Output.json else out
-    solutions: dict[str, dict[str, Any]] = {}
-    gaps: dict[str, float | None] = {}
-    for instance in instances:
-        with user_errors():
-            problem = read_dat(instance.path)
-            found = solve(
-                problem, solver=name, time_limit_s=limit, seed=seed, iterations=iterations
-            )
-        gap = gap_pct(found.cost, instance.optimum)
-        solutions[instance.name] = {
-            "perm": [p + 1 for p in found.perm],
-            "cost": _number(found.cost),
-            "seconds": round(found.seconds, 3),
-            "seconds_to_best": round(found.seconds_to_best, 3),
-            "n": problem.n,
-            "optimum": None if instance.optimum is None else _number(instance.optimum),
-            "gap_pct": gap,
-        }
-        if instance.optimum is not None:
-            gaps[instance.name] = gap
+
+    def solved(name: str, solution: dict[str, Any], seconds: float) -> None:
+        gap = solution["gap_pct"]
         shown = "-" if gap is None else f"{gap:.3f}%"
         console.print(
-            f"{instance.name}: cost {_number(found.cost)} in {found.seconds:.2f} s, gap {shown}",
+            f"{name}: cost {solution['cost']} in {seconds:.2f} s, gap {shown}",
             highlight=False,
             markup=False,
         )
 
-    scored = [g for g in gaps.values() if g is not None]
-    mean = statistics.fmean(scored) if scored else None
-    reason = None
-    if not gaps:
-        reason = "no .sln file or best_known.csv entry for any instance"
-    elif len(scored) < len(gaps):
-        reason = "an optimum of 0 not reached: no percentage for it"
-    figures: dict[str, Any] = {
-        "solver": name,
-        "time_limit_s": limit,
-        "seed": seed,
-        "iterations": iterations,
-        "solutions": solutions,
-        "gaps": gaps,
-        "mean_gap_pct": mean,
-        "at_optimum": sum(1 for g in scored if g <= 0) if scored else None,
-        "gap_reason": reason,
-    }
+    with user_errors():
+        figures = evaluate(asked, solved)
     if output is Output.json:
         print(json.dumps(figures))
         return
+    name, limit, mean = figures["solver"], figures["time_limit_s"], figures["mean_gap_pct"]
+    scored = sum(gap is not None for gap in figures["gaps"].values())
     table = Table(title=f"Placement ({name}, {limit:g} s per instance)")
     for column in ("instance", "n", "cost", "optimum", "gap", "seconds"):
         table.add_column(column, justify="left" if column == "instance" else "right")
-    for key, row in solutions.items():
+    for key, row in figures["solutions"].items():
         table.add_row(
             key,
             str(row["n"]),
@@ -149,18 +83,10 @@ def placement_eval(
     out.print(table)
     if mean is not None:
         out.print(
-            f"mean gap {mean:.3f}% over {len(scored)} instances, "
-            f"{figures['at_optimum']} at the optimum"
+            f"mean gap {mean:.3f}% over {scored} instances, {figures['at_optimum']} at the optimum"
         )
     else:
-        out.print(f"not scored: {reason}")
-
-
-def _number(value: float) -> float | int:
-    """A whole number as an int (QAPLIB costs are), anything else as it is."""
-    return (
-        int(value) if math.isfinite(value) and value == int(value) and abs(value) < 2**53 else value
-    )
+        out.print(f"not scored: {figures['gap_reason']}")
 
 
 def register(app: typer.Typer) -> None:

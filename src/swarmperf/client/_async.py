@@ -66,7 +66,7 @@ class SwarmClient(ClientBase):
         self._slots = asyncio.Semaphore(MAX_LANES)
 
     def _new_lane(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(**self._lane_options)
+        return httpx.AsyncClient(**self._lane_options())
 
     async def __aenter__(self) -> SwarmClient:
         return self

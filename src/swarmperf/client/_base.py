@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +40,14 @@ IDLE_LANES = 20  # lanes kept while idle, as httpx's max_keepalive_connections
 CLOSED = "Cannot send a request, as the client has been closed."  # httpx's words
 
 L = TypeVar("L")
+
+
+@functools.cache
+def _untrusting() -> ssl.SSLContext:
+    """The context of plain http lanes: httpx gives every client one, but a lane to an http
+    URL makes no TLS connection. It trusts no certificate, so were one asked for TLS (the
+    service moved to https) it would fail closed, never connect unverified."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class Target:
@@ -165,13 +175,7 @@ class ClientBase:
         self._target = Target(swarm_id, url, token, data_dir)
         self.timeout = float(timeout)
         self.retries = retries
-        # How each lane (an httpx client) is made; one TLS context for them all (httpx
-        # would make, and load certificates into, one per client).
-        trust_env = self._trust_env()
-        self._lane_options: dict[str, Any] = {
-            "trust_env": trust_env,
-            "verify": httpx.create_ssl_context(trust_env=trust_env),
-        }
+        self._tls: ssl.SSLContext | None = None  # made with the first https lane
 
     @property
     def url(self) -> str:
@@ -194,6 +198,17 @@ class ClientBase:
     # directly, whatever HTTP_PROXY says.
     def _trust_env(self) -> bool:
         return not is_loopback(self._target.url)
+
+    def _lane_options(self) -> dict[str, Any]:
+        """How a new lane (an httpx client) is made. For https, one verified TLS context
+        for all the lanes (httpx would make, and load the CA bundle into, one per client:
+        ~20 ms each); for plain http, none of that cost."""
+        trust_env = self._trust_env()
+        if not self._target.url.startswith("https://"):
+            return {"trust_env": trust_env, "verify": _untrusting()}
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context(trust_env=trust_env)
+        return {"trust_env": trust_env, "verify": self._tls}
 
     def _no_lane_free(self, lanes: int) -> httpx.PoolTimeout:
         """What waiting longer than `timeout` for one of `lanes` lanes raises, as httpx

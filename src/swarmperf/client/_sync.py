@@ -67,7 +67,7 @@ class SyncSwarmClient(ClientBase):
         self._lock = threading.Lock()  # over the lanes' bookkeeping
 
     def _new_lane(self) -> httpx.Client:
-        return httpx.Client(**self._lane_options)
+        return httpx.Client(**self._lane_options())
 
     def __enter__(self) -> SyncSwarmClient:
         return self

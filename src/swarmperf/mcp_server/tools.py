@@ -26,12 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swarmperf.client import SyncSwarmClient
 from swarmperf.core.errors import ConfigError, ServiceError, SwarmError
-from swarmperf.queries import allocation, live, runs, stored, suites
+from swarmperf.queries import allocation, autoscale, live, placement, profile, runs, stored, suites
 
 # At most this many samples per `metrics_collect` call: a tool call should answer in seconds.
 MAX_SAMPLES = 10
 # How often, at most, `benchmark_run` reports progress (besides every change of scenario).
 PROGRESS_EVERY_S = 1.0
+
+# A trace or instance folder is read whole; a tool call should answer in minutes, not hours.
+MAX_TRACE_BYTES = 16 * 2**20
+MAX_REPLAY_TASKS = 5_000_000  # the NASA-HTTP trace's 3.5 million take minutes under all
+MAX_PLACEMENT_S = 600.0
+MAX_PROFILE_S = 300.0
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 # Runs a workload or a simulation here and records it in the store; no swarm is changed.
@@ -40,6 +46,10 @@ RECORDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_wor
 CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
 # Adds work to a live swarm: nothing is lost, but each call adds tasks.
 ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
+# Writes files (overwriting any at the paths it names); the swarm it looks at is unchanged.
+WRITES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,17 @@ Observe = Annotated[
         description="How long to watch the swarm after the change before reporting the "
         "figures after, e.g. 10s (default 10s; 0: return at once)."
     ),
+]
+TraceFile = Annotated[
+    str,
+    Field(
+        description="A CSV trace: interval index or timestamp, then tasks per interval (NASA-HTTP "
+        f"layout); or one row per request with a timestamp column (Azure LLM layout). At most "
+        f"{MAX_TRACE_BYTES // 2**20} MiB."
+    ),
+]
+TraceInterval = Annotated[
+    str, Field(description="Seconds per interval of the trace (and per count), e.g. 60s.")
 ]
 RunName = Annotated[
     str | None,
@@ -509,6 +530,120 @@ class AllocationOut(Payload):
         "and after, and the trial's verdict (kept, rolled-back) and why.",
     )
     model_config = ConfigDict(title="ResourceAllocation", extra="allow")
+
+
+class WorkloadOut(Payload):
+    """What `swarmperf workload-analyze -o json` prints."""
+
+    trace: Any = Field(default=None, description="The trace's file name.")
+    intervals: Any = Field(default=None, description="How many intervals it covers.")
+    interval_seconds: Any = Field(default=None, description="Seconds per interval.")
+    tasks: Any = Field(default=None, description="Tasks over the whole trace.")
+    mean: Any = Field(default=None, description="Mean tasks per interval.")
+    peak: Any = Field(default=None, description="Tasks in the busiest interval.")
+    peak_to_mean: Any = Field(default=None, description="peak / mean.")
+    index_of_dispersion: Any = Field(
+        default=None, description="Variance / mean of the counts (1 for Poisson arrivals)."
+    )
+    periods: Any = Field(
+        default=None,
+        description="Confirmed periods, strongest first: period (intervals), seconds, ACF, power.",
+    )
+    trend_per_interval: Any = Field(
+        default=None, description="Theil-Sen slope of the counts, tasks per interval."
+    )
+    trend_relative: Any = Field(
+        default=None, description="The slope over the whole trace, as a fraction of the mean."
+    )
+    regime_changes: Any = Field(
+        default=None,
+        description="Changes of level: interval, seconds, direction, relative size, confidence.",
+    )
+    recommended_policy: Any = Field(
+        default=None, description="The scaling policy the patterns suggest."
+    )
+    reason: Any = Field(default=None, description="Why that policy.")
+    model_config = ConfigDict(title="WorkloadAnalysis", extra="allow")
+
+
+class AutoscaleOut(Payload):
+    """What `swarmperf autoscale-eval -o json` prints."""
+
+    trace: Any = Field(default=None, description="The trace's file name.")
+    policies: Any = Field(
+        default=None,
+        description="Each policy's figures: violation_minutes, agent_hours, scale_events, "
+        "tasks, violating_tasks, minutes, max_agents_used, decisions.",
+    )
+    default_policy: Any = Field(default=None, description="The policy used when none is named.")
+    service_time: Any = Field(default=None, description="Mean seconds of service per task.")
+    slo_seconds: Any = Field(
+        default=None, description="The latency a task may take before it violates (s)."
+    )
+    settings: Any = Field(
+        default=None,
+        description="interval, peak_agents, slo_factor, startup, min_agents, max_agents, seed.",
+    )
+    wall_seconds: Any = Field(
+        default=None, description="Wall-clock seconds each policy's replay took here."
+    )
+    model_config = ConfigDict(title="AutoscaleEvaluation", extra="allow")
+
+
+class PlacementOut(Payload):
+    """What `swarmperf placement-eval -o json` prints."""
+
+    solver: Any = Field(default=None, description="The solver used.")
+    time_limit_s: Any = Field(default=None, description="Seconds allowed per instance.")
+    seed: Any = Field(default=None, description="The random seed.")
+    iterations: Any = Field(default=None, description="The cap on solver steps, if any.")
+    solutions: Any = Field(
+        default=None,
+        description="Each instance: perm (1-based location of each facility), cost, seconds, "
+        "seconds_to_best, n, optimum, gap_pct.",
+    )
+    gaps: Any = Field(
+        default=None, description="Each scored instance's gap to the optimum, in percent."
+    )
+    mean_gap_pct: Any = Field(default=None, description="The mean gap (null: none scored).")
+    at_optimum: Any = Field(default=None, description="How many reached the optimum.")
+    gap_reason: Any = Field(default=None, description="Why some or all gaps are missing.")
+    model_config = ConfigDict(title="PlacementEvaluation", extra="allow")
+
+
+class ProfileOut(Payload):
+    """What `swarmperf profile-performance --swarm-id ID -o json` prints."""
+
+    rate_hz: Any = Field(default=None, description="Samples per second taken.")
+    duration_s: Any = Field(default=None, description="The window sampled (s).")
+    samples: Any = Field(default=None, description="Samples taken (idle ones left out).")
+    cpu_samples: Any = Field(default=None, description="Samples of stacks on a CPU.")
+    awaiting_samples: Any = Field(
+        default=None, description="Samples of handlers suspended in an await."
+    )
+    idle_samples: Any = Field(default=None, description="Idle samples, left out.")
+    attributed_share: Any = Field(
+        default=None, description="Share of samples attributed to an agent or a handler."
+    )
+    attributed_reason: Any = Field(default=None, description="Why the share is missing.")
+    top_self: Any = Field(
+        default=None,
+        description="Functions by self time: function, file, line, self_share, total_share.",
+    )
+    agents: Any = Field(default=None, description="Samples and share by agent.")
+    handlers: Any = Field(default=None, description="Samples and share by handler.")
+    sources: Any = Field(default=None, description="Where the samples came from.")
+    notes: Any = Field(default=None, description="What to know when reading the figures.")
+    memory: Any = Field(
+        default=None, description="tracemalloc's top sites and growth (with memory), else null."
+    )
+    components: Any = Field(default=None, description="What was sampled.")
+    written: Any = Field(
+        default=None,
+        description="The files written, by format (relative paths are from the server's "
+        "working directory).",
+    )
+    model_config = ConfigDict(title="Profile", extra="allow")
 
 
 def register(server: MCPServer, settings: Settings, clients: Clients) -> list[str]:
@@ -1091,6 +1226,142 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
                 ),
             )
 
+    @tool(
+        "A workload trace's patterns: periods (ACF-confirmed), trend, burstiness (index of "
+        "dispersion, peak to mean), changes of level, and the scaling policy they suggest. "
+        "Use it before choosing how to scale. CLI: swarmperf workload-analyze TRACE -o json.",
+        READ,
+    )
+    def workload_analyze(
+        trace: TraceFile,
+        interval: TraceInterval = "60s",
+    ) -> Annotated[CallToolResult, WorkloadOut]:
+        with tool_errors():
+            found = autoscale.workload_analysis(
+                Path(trace).expanduser(), interval, max_bytes=MAX_TRACE_BYTES
+            )
+            return _as(WorkloadOut, found)
+
+    @tool(
+        "Replay a workload trace through a simulated swarm under each scaling policy (HPA, "
+        "KEDA, predictive, static peak, oracle): SLO violation minutes, agent-hours, scale "
+        f"events. Traces of at most {MAX_REPLAY_TASKS:,} tasks. Sends a progress "
+        "notification as each policy starts. Use it to choose a scaling policy. CLI: "
+        "swarmperf autoscale-eval TRACE -o json.",
+        READ,
+    )
+    async def autoscale_eval(
+        ctx: Context,
+        trace: TraceFile,
+        policy: Annotated[
+            str, Field(description="hpa, keda, predictive, static-peak, oracle, or all.")
+        ] = "all",
+        interval: TraceInterval = "60s",
+        peak_agents: Annotated[
+            int,
+            Field(
+                description="Agents the busiest interval needs at 70% utilisation (sets the "
+                "service time)."
+            ),
+        ] = 50,
+        slo_factor: Annotated[
+            float,
+            Field(description="A task violates when its latency exceeds this x its service time."),
+        ] = 2.0,
+        startup: Annotated[
+            str, Field(description="Time from asking for an agent to its first task, e.g. 60s.")
+        ] = "60s",
+        forecaster: Annotated[
+            str,
+            Field(
+                description="The predictive policy's: default, seasonal-naive, holt-winters "
+                "or sarima."
+            ),
+        ] = "default",
+        seed: Annotated[int, Field(description="Seeds the arrivals within intervals.")] = 0,
+    ) -> Annotated[CallToolResult, AutoscaleOut]:
+        with tool_errors():
+            asked = autoscale.replay_question(
+                Path(trace).expanduser(),
+                policy=policy,
+                interval=interval,
+                peak_agents=peak_agents,
+                slo_factor=slo_factor,
+                startup=startup,
+                forecaster=forecaster,
+                seed=seed,
+                max_bytes=MAX_TRACE_BYTES,
+                max_tasks=MAX_REPLAY_TASKS,
+            )
+            total = len(asked.policies)
+
+            def progress(name: str, done: int) -> None:
+                message = f"{asked.trace.name}: replaying under {name} ({done + 1}/{total})"
+                anyio.from_thread.run(ctx.report_progress, done, total, message)
+
+            found = await anyio.to_thread.run_sync(autoscale.autoscale_eval, asked, progress)
+            return _as(AutoscaleOut, found)
+
+    @tool(
+        "Solve every QAPLIB instance (.dat, with .sln files or a best_known.csv) in a folder "
+        "with a placement solver (tabu, annealing, genetic) and score each placement against "
+        "the known optimum. Sends a progress notification as each instance is solved. Use it "
+        "to choose a solver and its time budget. CLI: swarmperf placement-eval --corpus DIR "
+        "-o json.",
+        READ,
+    )
+    async def placement_eval(
+        ctx: Context,
+        corpus: Annotated[
+            str,
+            Field(
+                description="A folder of QAPLIB .dat files, with .sln files or a "
+                "best_known.csv to score against."
+            ),
+        ],
+        time_limit: Annotated[
+            str,
+            Field(
+                description="Time per instance, e.g. 10s or 500ms (all the instances: at most "
+                f"{MAX_PLACEMENT_S:g} s)."
+            ),
+        ] = "10s",
+        solver: Annotated[
+            str | None,
+            Field(description="tabu, annealing or genetic (none: the best measured)."),
+        ] = None,
+        seed: Annotated[int, Field(description="The random seed (>= 0).")] = 0,
+        iterations: Annotated[
+            int | None,
+            Field(
+                description="Also stop each instance after this many solver steps: with the "
+                "seed, the same result on every call (when the time limit does not cut it)."
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, PlacementOut]:
+        with tool_errors():
+            asked = placement.placement_question(
+                Path(corpus).expanduser(),
+                time_limit=time_limit,
+                solver=solver,
+                seed=seed,
+                iterations=iterations,
+                max_total_s=MAX_PLACEMENT_S,
+            )
+            total = len(asked.instances)
+            done = 0
+
+            def solved(name: str, solution: dict[str, Any], seconds: float) -> None:
+                nonlocal done
+                done += 1
+                gap = solution["gap_pct"]
+                shown = "" if gap is None else f", gap {gap:.3f}%"
+                message = f"{name}: cost {solution['cost']} in {seconds:.2f} s{shown}"
+                anyio.from_thread.run(ctx.report_progress, done, total, message)
+
+            found = await anyio.to_thread.run_sync(placement.placement_eval, asked, solved)
+            return _as(PlacementOut, found)
+
     if settings.read_only:
         return added
 
@@ -1160,5 +1431,76 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
                     swarm_id, tasks, data_dir, wait_s=wait_s, client=clients.get(swarm_id)
                 ),
             )
+
+    @tool(
+        "Sample a served swarm's stacks for a window and write flame graphs (svg, speedscope, "
+        "collapsed, html) split by agent and handler, where the command line would write them; "
+        "returns the top self-time functions, the split by agent and by handler and the paths "
+        "written. Use it to see where a swarm spends its time. CLI: swarmperf "
+        "profile-performance --swarm-id ID -o json.",
+        WRITES,
+    )
+    def profile_performance(
+        swarm_id: SwarmId,
+        duration: Annotated[
+            str,
+            Field(
+                description=f"How long to sample, e.g. 10s (at most {MAX_PROFILE_S:g} s; the "
+                "reply comes after the window)."
+            ),
+        ] = "10s",
+        components: Annotated[
+            str,
+            Field(
+                description="all, coordinator (the service outside its agents), agents, or "
+                "an agent's id."
+            ),
+        ] = "all",
+        rate: Annotated[float, Field(description="Samples per second (1 to 1000).")] = 100.0,
+        formats: Annotated[
+            list[str] | None,
+            Field(description="Any of speedscope, svg, collapsed, html (none: svg, speedscope)."),
+        ] = None,
+        memory: Annotated[
+            bool,
+            Field(
+                description="Also tracemalloc's top allocation sites and their growth over "
+                "the window (slows the swarm while on)."
+            ),
+        ] = False,
+        awaiting: Annotated[
+            bool,
+            Field(
+                description="Count handlers suspended in an await (wall time in handlers) "
+                "beside the stacks on a CPU; false: CPU stacks alone."
+            ),
+        ] = True,
+        out: Annotated[
+            str | None,
+            Field(
+                description="Where to write (none: ./<swarm id>-profile.<format's suffix> in "
+                "the server's working directory); with several formats, each gets its suffix."
+            ),
+        ] = None,
+        top: Annotated[int, Field(description="Functions listed by self time (>= 1).")] = (
+            profile.TOP
+        ),
+    ) -> Annotated[CallToolResult, ProfileOut]:
+        with tool_errors():
+            found = profile.profile_served(
+                swarm_id,
+                data_dir,
+                duration=duration,
+                components=components,
+                rate=rate,
+                formats=formats,
+                memory=memory,
+                awaiting=awaiting,
+                out_path=_path(out),
+                top=top,
+                max_s=MAX_PROFILE_S,
+                client=clients.get(swarm_id),
+            )
+            return _as(ProfileOut, found)
 
     return added
