@@ -32,6 +32,7 @@ from swarmperf.monitor.names import SWARM_LABEL
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
+from swarmperf.service.autoscaler import DECISION_KIND, Autoscaler
 from swarmperf.service.feed import Feed
 from swarmperf.service.journal import Journal
 from swarmperf.spec import AUTO, SwarmSpec
@@ -192,6 +193,9 @@ class LiveSwarm:
         self._events_this_interval = 0
         self._events_dropped = 0
         self._profiling = False  # a profile's window is running
+        self.autoscaler = Autoscaler(
+            self.swarm, spec.autoscale, add_agent=self.add_agent, record=self._record_autoscale
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -231,8 +235,11 @@ class LiveSwarm:
         self._journal.start()
         self.swarm.on_result(self._on_result)
         self.swarm.on_event(self._on_event)
+        began = self.swarm.clock()
         await self.swarm.start()
         self.started_at = self.clock()
+        # The first agents' start is the start-up measured until the autoscaler times one.
+        self.autoscaler.attach(self.swarm.clock() - began, len(self.swarm.coordinator.agents))
         if self.spec.monitor.enabled:
             # Its snapshots are stored through the journal, the store's one writer here.
             self._monitor = Monitor(self.metrics, interval=self.spec.monitor.interval)
@@ -260,6 +267,8 @@ class LiveSwarm:
             self._monitor.add_observer(self._publish_figures)
             await self._monitor.start()
         self.state = RUNNING
+        if self.spec.autoscale is not None and self.spec.autoscale.enabled:
+            self.autoscaler.enable()
         self._spawn(self._feed())
         self._spawn(self._heartbeats())
         self._spawn(self._pruning())
@@ -300,6 +309,7 @@ class LiveSwarm:
         limit = self.spec.timeouts.drain if deadline is None else deadline
         swarm = self.swarm
         try:
+            await self.autoscaler.stop()
             if swarm.paused:
                 swarm.resume("the service is stopping: what was accepted runs or is cancelled")
             idle = asyncio.create_task(self._idle())
@@ -575,6 +585,7 @@ class LiveSwarm:
             "queue": {"depth": depth, "by_priority": dict(by_priority)},
             "agents": self.agents(),
             "figures": figures_dict(figures),
+            "autoscale": self.autoscaler.status(),
         }
 
     def agents(self) -> list[dict[str, Any]]:
@@ -646,6 +657,7 @@ class LiveSwarm:
         """Add or remove agents until there are `target`; newest removed first."""
         if target < 1:
             raise ConfigError("target_size", target, "Use an integer >= 1.")
+        autoscale_off = self.autoscaler.disable()  # a size set by hand ends autoscaling
         before_figures = figures_dict(self.metrics.figures())
         live = list(self.swarm.coordinator.agents)
         added: list[str] = []
@@ -666,6 +678,7 @@ class LiveSwarm:
             "added": added,
             "removed": removed,
             "observe_s": observe,
+            "autoscale_turned_off": autoscale_off,
         }
         decision_id = self._decide(
             "scale", decision, f"asked to run {target} agents (from {len(live)})", observe
@@ -677,7 +690,47 @@ class LiveSwarm:
             "removed": removed,
             "decision_id": decision_id,
             "figures_before": before_figures,
+            "autoscale_turned_off": autoscale_off,
         }
+
+    def scale_plan(self, target: int) -> dict[str, Any]:
+        """What `scale(target)` would do now, done to nothing: a dry run."""
+        if target < 1:
+            raise ConfigError("target_size", target, "Use an integer >= 1.")
+        live = list(self.swarm.coordinator.agents)
+        surplus = len(live) - target
+        removed = list(reversed(live[len(live) - surplus :])) if surplus > 0 else []
+        return {
+            "dry_run": True,
+            "before": len(live),
+            "after": target,
+            "adds": max(target - len(live), 0),
+            "removed": removed,
+            "autoscale_on": self.autoscaler.on,
+        }
+
+    async def autoscale(self, policy: str | None, dry_run: bool = False) -> dict[str, Any]:
+        """Turn the autoscaler on with `policy` (the spec's by default), recorded as a
+        decision; with `dry_run`, only the policy's recommendation now, with its inputs."""
+        if dry_run:
+            return {
+                "dry_run": True,
+                "recommendation": self.autoscaler.preview(policy),
+                "autoscale": self.autoscaler.status(),
+            }
+        status = self.autoscaler.enable(policy)
+        decision_id = await self._record_autoscale(
+            {"turned_on": status}, f"autoscaling on with {status['policy']}"
+        )
+        return {"dry_run": False, "autoscale": status, "decision_id": decision_id}
+
+    async def _record_autoscale(self, decision: dict[str, Any], reason: str) -> int:
+        created = time.time()
+        decision_id = await asyncio.to_thread(
+            self.store.record_decision, self.swarm_id, DECISION_KIND, decision, reason
+        )
+        self._publish_decision(decision_id, DECISION_KIND, reason, decision, created)
+        return decision_id
 
     def strategy(self) -> str:
         return self.swarm.strategy.name
