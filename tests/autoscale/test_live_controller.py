@@ -100,6 +100,7 @@ class SwarmModel(RuleBasedStateMachine):
     def forecast_only_never_acts(self) -> None:
         if self.controller is not None and self.forecast_only:
             assert not any(step.acts for step in self.steps)
+            assert all(step.forecast_only for step in self.steps)
 
 
 TestController = SwarmModel.TestCase

@@ -81,7 +81,9 @@ def decisions(live: LiveSwarm) -> list[dict[str, Any]]:
     return [json.loads(json.dumps(r.decision)) for r in live.store.decisions("scaled", "autoscale")]
 
 
-@pytest.mark.parametrize("backend", ["local", "process"])
+@pytest.mark.parametrize(
+    "backend", ["local", "process", pytest.param("ray", marks=pytest.mark.slow)]
+)
 def test_a_surge_scales_up_then_down_and_loses_no_task(tmp_path: Path, backend: str) -> None:
     async def main(live: LiveSwarm) -> None:
         assert live.autoscaler.on
@@ -123,6 +125,9 @@ def test_forecast_only_never_acts(tmp_path: Path) -> None:
         made = [d for d in decisions(live) if "desired" in d]
         assert made
         assert not any(d["acts"] for d in made)
+        assert all(d["forecast_only"] for d in made)
+        reasons = [r.reason for r in live.store.decisions("scaled", "autoscale")]
+        assert any(reason.startswith("hpa: forecast only: would run") for reason in reasons)
         # It did see the surge: the policy asked for more than it has.
         assert any(d["raw"] > 1 for d in made)
 

@@ -123,6 +123,7 @@ class Step:
     observation: Observation
     desired: int  # what the swarm should run after the step (bounded by min and max)
     acts: bool  # False: record only (forecast-only, or nothing to change)
+    forecast_only: bool = False  # recorded, and by the mode never acted on
 
     def as_record(self, startup: float) -> dict[str, Any]:
         """The decision as the store keeps it: inputs, raw, stabilised result, what limited it."""
@@ -146,6 +147,7 @@ class Step:
             "desired": self.desired,
             "limited_by": d.limited_by,
             "acts": self.acts,
+            "forecast_only": self.forecast_only,
             "forecast": d.forecast,
             "startup_s": startup,
         }
@@ -193,7 +195,8 @@ class Controller:
         acts = decision.acts and not self.forecast_only
         if not acts:
             desired = observation.replicas
-        return Step(decision, observation, desired, acts and desired != observation.replicas)
+        changes = acts and desired != observation.replicas
+        return Step(decision, observation, desired, changes, forecast_only=not acts)
 
     def preview(self, now: Signals) -> Step | None:
         """What `step` would decide on `now`, leaving this controller as it was."""

@@ -349,13 +349,14 @@ class Autoscaler:
 
 
 def _reason(step: Step) -> str:
+    """One line: what was decided, from what raw recommendation, and what limited it."""
     d = step.decision
     current = step.observation.replicas
-    if not step.acts:
-        what = f"kept {current} agents (recommended {step.desired})"
-        if d.limited_by == "forecast_only" or not d.acts:
-            what = f"forecast only: would run {d.desired}, runs {current}"
-    else:
+    if step.forecast_only:
+        what = f"forecast only: would run {d.desired}, runs {current}"
+    elif step.acts:
         what = f"{current} -> {step.desired} agents"
-    limited = f"; limited by {d.limited_by}" if d.limited_by else ""
-    return f"{d.policy}: {what} (raw {d.raw}){limited}"
+    else:
+        what = f"keeps {current} agents"
+    why = f": {d.limited_by}" if d.limited_by else ""
+    return f"{d.policy}: {what} (raw {d.raw}{why})"
