@@ -260,6 +260,8 @@ def test_auto_turns_the_autoscaler_on_and_a_size_turns_it_off(served: Service) -
     assert on.exit_code == 0, on.output
     assert "autoscaling on with hpa" in " ".join(on.stdout.split())
     assert widest(on.stdout) <= 80
+    shown = invoke(served, "swarm-status", "--swarm-id", SWARM)
+    assert "Autoscaler: on, hpa (1 to 10 agents)" in shown.stdout
     status = last_json(invoke(served, "swarm-status", "--swarm-id", SWARM, "-o", "json"))
     autoscale = status["autoscale"]
     assert isinstance(autoscale, dict)

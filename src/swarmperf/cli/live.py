@@ -204,6 +204,20 @@ def _status_lines(status: Mapping[str, Any]) -> list[str]:
         ),
         f"Queue: {plural(int(queue.get('depth') or 0), 'task')} waiting"
         + (f" ({by_level})" if by_level else ""),
+        *_autoscale_line(status.get("autoscale")),
+    ]
+
+
+def _autoscale_line(autoscale: Any) -> list[str]:
+    """The autoscaler, on or off (nothing from a service that has none)."""
+    if not isinstance(autoscale, Mapping):
+        return []
+    if not autoscale.get("on"):
+        return ["Autoscaler: off (swarm-scale --target-size auto turns it on)"]
+    bounds = f"{autoscale.get('min_agents')} to {autoscale.get('max_agents')} agents"
+    return [
+        f"Autoscaler: on, {escape(str(autoscale.get('policy')))} ({bounds}), "
+        f"{plural(int(autoscale.get('decisions') or 0), 'decision')}"
     ]
 
 

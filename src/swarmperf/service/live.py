@@ -712,6 +712,8 @@ class LiveSwarm:
     async def autoscale(self, policy: str | None, dry_run: bool = False) -> dict[str, Any]:
         """Turn the autoscaler on with `policy` (the spec's by default), recorded as a
         decision; with `dry_run`, only the policy's recommendation now, with its inputs."""
+        if self.state in (STOPPING, STOPPED):
+            raise Refused("stopping", "the swarm is stopping and scales no more", 5.0)
         if dry_run:
             return {
                 "dry_run": True,
