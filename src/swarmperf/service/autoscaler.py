@@ -72,6 +72,7 @@ class Autoscaler:
         *,
         add_agent: AddAgent,
         record: Record,
+        unfed: Callable[[], int] | None = None,
         time_scale: float = 1.0,
         sample_every: float = SAMPLE_EVERY,
     ) -> None:
@@ -83,6 +84,8 @@ class Autoscaler:
         self.sample_every = sample_every
         self._add_agent = add_agent
         self._record = record
+        # Tasks accepted but not yet in the swarm's queue (it was full): they wait too.
+        self._unfed = unfed if unfed is not None else (lambda: 0)
         self.controller: Controller | None = None
         self.policy_name: str | None = None
         self.decisions = 0
@@ -155,7 +158,7 @@ class Autoscaler:
             starting=self.starting,
             busy_area=self._busy_area * scale,
             slot_area=self._slot_area * scale,
-            queue=coordinator.pending,
+            queue=coordinator.pending + self._unfed(),
             arrivals=coordinator.submitted,
             service_sum=self._service_sum * scale,
             finished=self._finished,

@@ -168,6 +168,7 @@ class LiveSwarm:
         self._feeding: asyncio.Queue[list[Task]] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()
         self._pending = 0  # accepted here (or recovered), not yet recorded
+        self._unfed = 0  # accepted, not yet handed to the swarm (waiting all the same)
         self._tenant_pending: Counter[str] = Counter()
         self._tenant_of: dict[str, str] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -194,7 +195,11 @@ class LiveSwarm:
         self._events_dropped = 0
         self._profiling = False  # a profile's window is running
         self.autoscaler = Autoscaler(
-            self.swarm, spec.autoscale, add_agent=self.add_agent, record=self._record_autoscale
+            self.swarm,
+            spec.autoscale,
+            add_agent=self.add_agent,
+            record=self._record_autoscale,
+            unfed=lambda: self._unfed,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -472,6 +477,7 @@ class LiveSwarm:
 
     def _count_in(self, task: Task) -> None:
         self._pending += 1
+        self._unfed += 1
         if self.swarm.coordinator.settings.tenant_quotas:
             self._tenant_pending[task.tenant] += 1
             self._tenant_of[task.id] = task.tenant
@@ -482,6 +488,7 @@ class LiveSwarm:
         while True:
             tasks = await self._feeding.get()
             await self.swarm.submit_all(tasks)
+            self._unfed -= len(tasks)
 
     def _on_result(self, result: TaskResult) -> None:
         assert self._journal is not None
