@@ -2,13 +2,14 @@
 
 A real served swarm (`LiveSwarm`, local backend, its durable intake and store; in process,
 so that no HTTP stands between the load and the swarm) runs the default policy (and, beside
-it unless `--quick`, the HPA) through its live autoscaler while a compressed ten-minute slice of the NASA-HTTP trace drives it. The
-same slice, with the same tasks, the same policy settings and the start-up measured on the
-live run, is then replayed (`swarmperf.autoscale.replay`), which is what `autoscale-eval`
-predicts. Figures: violation minutes and agent-hours of both, and their errors
-`sim_vs_real_violation_error` = |real - sim| / max(sim, 1) violation minutes and
-`sim_vs_real_agent_hours_error` = |real - sim| / sim, each the worst of `--repeats` live
-runs (3; `--quick` 1), since the live side varies from run to run. Goal: <= 0.15 each.
+it unless `--quick`, the HPA) through its live autoscaler while a compressed ten-minute
+slice of the NASA-HTTP trace drives it. The same slice, with the same tasks, the same
+policy settings and the start-up measured on the live run, is then replayed
+(`swarmperf.autoscale.replay`), which is what `autoscale-eval` predicts. Figures: violation
+minutes and agent-hours of both, and their errors `sim_vs_real_violation_error` =
+|real - sim| / max(sim, 1) violation minutes and `sim_vs_real_agent_hours_error` =
+|real - sim| / sim, each the worst of `--repeats` live runs (3; `--quick` 1), since the
+live side varies from run to run. Goal: <= 0.15 each.
 
 The slice is fixed before any measurement: the ten minutes around the trace's busiest minute
 (five before it), a surge and its fall. Compression: a trace minute takes 6 s (10x; `--quick`
