@@ -197,18 +197,82 @@ def test_scale_adds_then_removes_agents(served: Service) -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "message"),
+    ("args", "message"),
     [
-        ("auto", "auto is not available yet: give a number of agents"),
-        ("many", "Give a number of agents"),
-        ("0", "at least 1"),
+        (("--target-size", "many"), "Give a number of agents, e.g. 12, or auto"),
+        (("--target-size", "0"), "at least 1"),
+        (("--target-size", "20000"), "at most 10,000"),
+        (("--target-size", "auto", "--policy", "hpaa"), "Choose one of: hpa, keda, predictive"),
+        (("--target-size", "auto", "--policy", "oracle"), "autoscale-eval"),
+        (("--target-size", "3", "--policy", "hpa"), "goes with --target-size auto"),
     ],
 )
-def test_scale_needs_a_number_of_agents(served: Service, size: str, message: str) -> None:
-    result = invoke(served, "swarm-scale", "--swarm-id", SWARM, "--target-size", size)
+def test_scale_needs_a_number_of_agents_or_auto(
+    served: Service, args: tuple[str, ...], message: str
+) -> None:
+    result = invoke(served, "swarm-scale", "--swarm-id", SWARM, *args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split())
-    assert "autoscaling" not in result.stderr
+
+
+def agent_count(served: Service) -> int:
+    status = last_json(invoke(served, "swarm-status", "--swarm-id", SWARM, "-o", "json"))
+    agents = status["agents"]
+    assert isinstance(agents, list)
+    return len(agents)
+
+
+def test_dry_runs_say_what_would_be_done_and_change_nothing(served: Service) -> None:
+    before = agent_count(served)
+    plan = invoke(
+        served, "swarm-scale", "--swarm-id", SWARM, "--target-size", "5", "--dry-run", "-o", "json"
+    )
+    assert plan.exit_code == 0, plan.output
+    data = last_json(plan)
+    assert (data["dry_run"], data["before"], data["after"], data["adds"]) == (True, 2, 5, 3)
+    auto = invoke(
+        served,
+        "swarm-scale",
+        "--swarm-id",
+        SWARM,
+        "--target-size",
+        "auto",
+        "--policy",
+        "keda",
+        "--dry-run",
+    )
+    assert auto.exit_code == 0, auto.output
+    text = " ".join(auto.stdout.split())
+    assert "dry run, nothing changed. keda would run" in text
+    assert "queue" in text
+    assert widest(auto.stdout) <= 80
+    status = last_json(invoke(served, "swarm-status", "--swarm-id", SWARM, "-o", "json"))
+    autoscale = status["autoscale"]
+    assert isinstance(autoscale, dict)
+    assert autoscale["on"] is False
+    assert agent_count(served) == before
+
+
+def test_auto_turns_the_autoscaler_on_and_a_size_turns_it_off(served: Service) -> None:
+    on = invoke(
+        served, "swarm-scale", "--swarm-id", SWARM, "--target-size", "auto", "--policy", "hpa"
+    )
+    assert on.exit_code == 0, on.output
+    assert "autoscaling on with hpa" in " ".join(on.stdout.split())
+    assert widest(on.stdout) <= 80
+    shown = invoke(served, "swarm-status", "--swarm-id", SWARM)
+    assert "Autoscaler: on, hpa (1 to 10 agents)" in shown.stdout
+    status = last_json(invoke(served, "swarm-status", "--swarm-id", SWARM, "-o", "json"))
+    autoscale = status["autoscale"]
+    assert isinstance(autoscale, dict)
+    assert (autoscale["on"], autoscale["policy"]) == (True, "hpa")
+    off = invoke(served, "swarm-scale", "--swarm-id", SWARM, "--target-size", "2", "--observe", "0")
+    assert off.exit_code == 0, off.output
+    assert "Autoscaling is off now" in " ".join(off.stdout.split())
+    status = last_json(invoke(served, "swarm-status", "--swarm-id", SWARM, "-o", "json"))
+    autoscale = status["autoscale"]
+    assert isinstance(autoscale, dict)
+    assert autoscale["on"] is False
 
 
 # -- swarm-monitor --------------------------------------------------------------------------

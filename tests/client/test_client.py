@@ -331,6 +331,13 @@ def test_scale_adds_and_removes_agents(served: Service) -> None:
         assert sorted(shrunk["removed"]) == sorted(grown["added"])
         assert {a["id"] for a in c.agents()} == {"a-0", "a-1"}
         assert c.decision(shrunk["decision_id"])["kind"] == "scale"
+        on = c.scale("auto", policy="static-peak", dry_run=True)
+        assert on["recommendation"]["policy"] == "static-peak"
+        on = c.scale("auto", policy="hpa")
+        assert on["autoscale"]["on"] is True
+        assert c.decision(on["decision_id"])["kind"] == "autoscale"
+        off = c.scale(2, observe_s=0)
+        assert off["autoscale_turned_off"] is True
         added = c.add_agent(id="extra", concurrency=2)
         assert added["id"] == "extra"
         assert c.remove_agent("extra") == {"removed": "extra"}

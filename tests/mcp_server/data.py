@@ -175,7 +175,7 @@ BAD_CALLS: dict[str, tuple[dict[str, Any], str]] = {
     "profile_performance": ({"swarm_id": LIVE_SWARM, "duration": "2h"}, "at most 300 s here"),
     "task_submit": ({"swarm_id": LIVE_SWARM, "tasks": []}, "at least one task"),
     "switch_strategy": ({"swarm_id": LIVE_SWARM, "strategy": "auto"}, "name it"),
-    "swarm_scale": ({"swarm_id": LIVE_SWARM, "target_size": "auto"}, "give a number"),
+    "swarm_scale": ({"swarm_id": LIVE_SWARM, "target_size": "many"}, "give a number"),
 }
 
 

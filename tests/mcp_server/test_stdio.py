@@ -73,6 +73,10 @@ def session(world: World) -> dict[str, Any]:
                 found["bad"][name] = await client.call_tool(name, args)
             found["too_big"] = await client.call_tool("workload_analyze", {"trace": str(big)})
             found["too_many"] = await client.call_tool("autoscale_eval", {"trace": str(busy)})
+            found["auto_dry_run"] = await client.call_tool(
+                "swarm_scale",
+                {"swarm_id": LIVE_SWARM, "target_size": "auto", "policy": "hpa", "dry_run": True},
+            )
             found["resources"] = (await client.list_resources()).resources
             found["templates"] = (await client.list_resource_templates()).resource_templates
             reads = {}
@@ -241,6 +245,10 @@ def test_live_tools_act_on_the_served_swarm(session: dict[str, Any], world: Worl
     assert (switched["previous"], switched["strategy"]) == ("least-loaded", "round-robin")
     scaled = _data(valid["swarm_scale"])
     assert (scaled["before"], scaled["after"]) == (2, 3)
+    auto = _data(session["auto_dry_run"])
+    assert auto["dry_run"] is True
+    assert auto["recommendation"]["policy"] == "hpa"
+    assert auto["autoscale"]["on"] is False
     # The CLI sees what the tools did.
     now = cli_for(world, "swarm_status", {})
     assert now["strategy"] == "round-robin"

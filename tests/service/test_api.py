@@ -127,6 +127,9 @@ def test_the_token_is_required_everywhere_but_health(
         ("GET", "/v1/decisions/abc", None, "decision_id"),
         ("POST", "/v1/stop", {"deadline_s": -5}, "deadline_s"),
         ("POST", "/v1/scale", {"target_size": 3, "observe_s": "soon"}, "observe_s"),
+        ("POST", "/v1/scale", {"target_size": "sometimes"}, "target_size"),
+        ("POST", "/v1/scale", {"target_size": "auto", "policy": "psychic"}, "--policy"),
+        ("POST", "/v1/scale", {"target_size": 3, "policy": "hpa"}, "policy"),
         ("PUT", "/v1/strategy", {}, "name"),
         ("POST", "/v1/agents", {"id": "../x"}, "id"),
         ("POST", "/v1/profile", {"components": "ghost", "duration_s": 0.1}, "components"),
@@ -206,8 +209,16 @@ def test_agents_strategy_and_scale_change_the_live_swarm(
     assert client.get("/v1/strategy").json()["name"] == "work-stealing"
     scaled = client.post("/v1/scale", json={"target_size": 4, "observe_s": 0.3}).json()
     assert (scaled["before"], scaled["after"], len(scaled["added"])) == (2, 4, 2)
+    plan = client.post("/v1/scale", json={"target_size": 2, "dry_run": True}).json()
+    assert plan["removed"] == list(reversed(scaled["added"]))
+    assert len(client.get("/v1/agents").json()["agents"]) == 4
     down = client.post("/v1/scale", json={"target_size": 2, "observe_s": 0}).json()
-    assert down["removed"] == list(reversed(scaled["added"]))
+    assert down["removed"] == plan["removed"]
+    preview = client.post(
+        "/v1/scale", json={"target_size": "auto", "policy": "hpa", "dry_run": True}
+    ).json()
+    assert preview["recommendation"]["policy"] == "hpa"
+    assert preview["autoscale"]["on"] is False
     client.post("/v1/tasks/batch", json={"tasks": [{"kind": "noop"}] * 20})
     decision = _decision_after(client, switched.json()["decision_id"])
     assert decision["kind"] == "strategy"

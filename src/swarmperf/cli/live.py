@@ -204,6 +204,20 @@ def _status_lines(status: Mapping[str, Any]) -> list[str]:
         ),
         f"Queue: {plural(int(queue.get('depth') or 0), 'task')} waiting"
         + (f" ({by_level})" if by_level else ""),
+        *_autoscale_line(status.get("autoscale")),
+    ]
+
+
+def _autoscale_line(autoscale: Any) -> list[str]:
+    """The autoscaler, on or off (nothing from a service that has none)."""
+    if not isinstance(autoscale, Mapping):
+        return []
+    if not autoscale.get("on"):
+        return ["Autoscaler: off (swarm-scale --target-size auto turns it on)"]
+    bounds = f"{autoscale.get('min_agents')} to {autoscale.get('max_agents')} agents"
+    return [
+        f"Autoscaler: on, {escape(str(autoscale.get('policy')))} ({bounds}), "
+        f"{plural(int(autoscale.get('decisions') or 0), 'decision')}"
     ]
 
 
@@ -414,30 +428,106 @@ def swarm_scale(
     swarm_id: SwarmIdOption,
     target_size: Annotated[
         str,
-        typer.Option("--target-size", help="How many agents the swarm should run, e.g. 12."),
+        typer.Option(
+            "--target-size",
+            help="How many agents the swarm should run, e.g. 12; auto: let the autoscaler "
+            "decide (a number turns it off again).",
+        ),
     ],
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help="With auto: hpa, keda, predictive or static-peak (default: the spec's "
+            "autoscale.policy, else predictive).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Say what would be done (for auto: the policy's recommendation now, with "
+            "its inputs) and change nothing.",
+        ),
+    ] = False,
     observe_text: ObserveOption = None,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Add or remove agents of a live swarm; shows the figures before and after."""
+    """Add or remove agents of a live swarm, or let its autoscaler decide (auto)."""
     with live_errors():
         data = queries.swarm_scale(
-            swarm_id, target_size, observe_text, data_dir, on_watch=_watching
+            swarm_id,
+            target_size,
+            observe_text,
+            data_dir,
+            on_watch=_watching,
+            policy=policy,
+            dry_run=dry_run,
         )
-    observe = data["observe_s"]
-    decision_id = data["decision_id"]
     if output is Output.json:
         print(json.dumps(data))
         return
+    name = escape(repr(swarm_id))
+    if "target_size" in data:  # auto, or a dry run
+        _render_auto_or_plan(name, data)
+        return
+    observe = data["observe_s"]
+    decision_id = data["decision_id"]
     out.print(
-        f"Swarm {escape(repr(swarm_id))}: {data['before']} -> [bold]{data['after']}[/bold] "
+        f"Swarm {name}: {data['before']} -> [bold]{data['after']}[/bold] "
         f"agents; decision {decision_id}.",
         highlight=False,
     )
     out.print(f"  added   {escape(_names(data['added']))}", highlight=False)
     out.print(f"  removed {escape(_names(data['removed']))}", highlight=False)
+    if data.get("autoscale_turned_off"):
+        out.print(
+            "  Autoscaling is off now: a size set by hand ends it (--target-size auto turns "
+            "it on again).",
+            highlight=False,
+        )
     _decision_figures(data, observe, decision_id)
+
+
+def _render_auto_or_plan(name: str, data: Mapping[str, Any]) -> None:
+    """A dry run, or the autoscaler turned on."""
+    if data["target_size"] != "auto":
+        out.print(
+            f"Swarm {name}: dry run, nothing changed. {data['before']} -> {data['after']} "
+            f"agents would add {data['adds']} and remove {escape(_names(data['removed']))}.",
+            highlight=False,
+        )
+        return
+    status = data["autoscale"]
+    if data.get("dry_run"):
+        rec = data["recommendation"]
+        limited = f", limited by {rec['limited_by']}" if rec.get("limited_by") else ""
+        out.print(
+            f"Swarm {name}: dry run, nothing changed. {escape(str(rec['policy']))} would run "
+            f"[bold]{rec['desired']}[/bold] agents (now {rec['current']}; raw "
+            f"{rec['raw']}{escape(limited)}).",
+            highlight=False,
+        )
+        for key, value in rec["inputs"].items():
+            shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+            out.print(f"  {key:<16} {escape(shown)}", highlight=False)
+        return
+    measured = status.get("startup_measured_s")
+    startup = format_duration(status["startup_s"]) if status["startup_s"] else "0s"
+    how = "measured" if measured is not None and status["startup_s"] == measured else "set"
+    out.print(
+        f"Swarm {name}: autoscaling on with [bold]{escape(str(status['policy']))}[/bold] "
+        f"({status['min_agents']} to {status['max_agents']} agents, every "
+        f"{format_duration(status['period_s'])}, start-up {startup} {how}); decision "
+        f"{data['decision_id']}.",
+        highlight=False,
+    )
+    out.print(
+        "  A number (--target-size N) turns it off; its decisions are recorded under the "
+        "swarm's decisions.",
+        highlight=False,
+    )
 
 
 # -- stop -----------------------------------------------------------------------------------

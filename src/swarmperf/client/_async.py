@@ -228,10 +228,19 @@ class SwarmClient(ClientBase):
     async def remove_agent(self, agent_id: str) -> dict[str, Any]:
         return await self._send(Calls.remove_agent(agent_id))
 
-    async def scale(self, target_size: int, observe_s: float = 30) -> dict[str, Any]:
+    async def scale(
+        self,
+        target_size: int | str,
+        observe_s: float = 30,
+        *,
+        policy: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         """Add or remove agents to `target_size`; recorded as a decision whose figures
-        after are measured over `observe_s`."""
-        return await self._send(Calls.scale(target_size, observe_s))
+        after are measured over `observe_s`. `target_size="auto"` turns the autoscaler on
+        with `policy` (the spec's by default); a size turns it off. `dry_run`: what would
+        be done (for auto, the policy's recommendation now), changing nothing."""
+        return await self._send(Calls.scale(target_size, observe_s, policy, dry_run))
 
     async def scale_pools(
         self,

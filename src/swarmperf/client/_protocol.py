@@ -455,10 +455,27 @@ class Calls:
         return Calls.get(f"/v1/decisions/{_path_part(decision_id)}")
 
     @staticmethod
-    def scale(target_size: int, observe_s: float) -> Call[dict[str, Any]]:
-        if isinstance(target_size, bool) or not isinstance(target_size, int) or target_size < 1:
-            raise ConfigError("target_size", target_size, "Give a number of agents, >= 1.")
-        body = {"target_size": target_size, "observe_s": non_negative(observe_s, "observe_s")}
+    def scale(
+        target_size: int | str,
+        observe_s: float,
+        policy: str | None = None,
+        dry_run: bool = False,
+    ) -> Call[dict[str, Any]]:
+        if target_size != "auto" and (
+            isinstance(target_size, bool) or not isinstance(target_size, int) or target_size < 1
+        ):
+            raise ConfigError(
+                "target_size", target_size, "Give a number of agents, >= 1, or 'auto'."
+            )
+        body: dict[str, Any] = {
+            "target_size": target_size,
+            "observe_s": non_negative(observe_s, "observe_s"),
+        }
+        # Sent only when set, so a plain size reads the same to a service without them.
+        if policy is not None:
+            body["policy"] = policy
+        if dry_run:
+            body["dry_run"] = True
         return Calls.post("/v1/scale", body)
 
     @staticmethod

@@ -402,6 +402,14 @@ class ScaleOut(Payload):
     after_reason: Any = Field(
         default=None, description="Why the figures after may be missing or not comparable."
     )
+    dry_run: Any = Field(default=None, description="True: nothing was changed.")
+    autoscale: Any = Field(
+        default=None, description="With auto: the autoscaler's state (on, policy, bounds)."
+    )
+    recommendation: Any = Field(
+        default=None,
+        description="With auto and dry_run: the policy's decision now, with its inputs.",
+    )
     model_config = ConfigDict(title="SwarmScale", extra="allow")
 
 
@@ -1386,22 +1394,36 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
 
     @tool(
         "Add or remove agents of a live swarm to reach a target size; recorded as a "
-        "decision, with the figures before and after. Use it when a swarm is saturated or "
-        "idle. CLI: swarmperf swarm-scale -o json.",
+        "decision, with the figures before and after. 'auto' lets the swarm's autoscaler "
+        "decide with a policy (a size turns it off); dry_run says what would be done. Use "
+        "it when a swarm is saturated or idle. CLI: swarmperf swarm-scale -o json.",
         CHANGES,
     )
     def swarm_scale(
         swarm_id: SwarmId,
         target_size: Annotated[
-            str, Field(description="How many agents the swarm should run, e.g. 12.")
+            str, Field(description="How many agents the swarm should run, e.g. 12, or auto.")
         ],
         observe: Observe = None,
+        policy: Annotated[
+            str | None,
+            Field(description="With auto: hpa, keda, predictive or static-peak."),
+        ] = None,
+        dry_run: Annotated[
+            bool, Field(description="Say what would be done and change nothing.")
+        ] = False,
     ) -> Annotated[CallToolResult, ScaleOut]:
         with tool_errors():
             return _as(
                 ScaleOut,
                 live.swarm_scale(
-                    swarm_id, target_size, observe, data_dir, client=clients.get(swarm_id)
+                    swarm_id,
+                    target_size,
+                    observe,
+                    data_dir,
+                    client=clients.get(swarm_id),
+                    policy=policy,
+                    dry_run=dry_run,
                 ),
             )
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from swarmperf.core.durations import format_duration, parse_duration
-from swarmperf.core.errors import ConfigError
+from swarmperf.core.errors import ConfigError, UnknownName
+from swarmperf.spec.autoscale import LIVE_POLICIES, MAX_SCALE_AGENTS
 
 if TYPE_CHECKING:
     from swarmperf.client import SyncSwarmClient
@@ -207,18 +208,44 @@ def _decided(
     return change, decision_id, after, reason
 
 
-def target_size(text: str) -> int:
+def target_size(text: str) -> int | str:
+    """A number of agents, or "auto"."""
     if text.strip().lower() == "auto":
-        raise ConfigError(
-            "--target-size", text, "auto is not available yet: give a number of agents."
-        )
+        return "auto"
     try:
         size = int(text.strip())
     except ValueError:
-        raise ConfigError("--target-size", text, "Give a number of agents, e.g. 12.") from None
+        raise ConfigError(
+            "--target-size", text, "Give a number of agents, e.g. 12, or auto."
+        ) from None
     if size < 1:
         raise ConfigError("--target-size", text, "Give a number of agents, at least 1.")
+    if size > MAX_SCALE_AGENTS:
+        raise ConfigError(
+            "--target-size", text, f"Give at most {MAX_SCALE_AGENTS:,} agents at once."
+        )
     return size
+
+
+def check_scale_policy(policy: str | None, size: int | str) -> str | None:
+    """A live policy's name, for --target-size auto only."""
+    if policy is None:
+        return None
+    if size != "auto":
+        raise ConfigError(
+            "--policy", policy, "A policy goes with --target-size auto; drop it for a size."
+        )
+    if policy not in LIVE_POLICIES:
+        if policy == "oracle":
+            raise ConfigError(
+                "--policy",
+                policy,
+                "The oracle needs the future: autoscale-eval replays it. Choose one of: "
+                + ", ".join(LIVE_POLICIES)
+                + ".",
+            )
+        raise UnknownName("--policy", policy, LIVE_POLICIES)
+    return policy
 
 
 def swarm_scale(
@@ -229,11 +256,20 @@ def swarm_scale(
     *,
     on_watch: Callable[[float], None] | None = None,
     client: SyncSwarmClient | None = None,
+    policy: str | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """`swarm-scale -o json`: add or remove agents of a live swarm, with the figures before
-    and after."""
+    and after; `auto` turns its autoscaler on with `policy` (a size turns it off again);
+    `dry_run` says what would be done and changes nothing."""
     size = target_size(size_text)
+    chosen = check_scale_policy(policy, size)
     observe = observe_seconds(observe_text)
+    if size == "auto" or dry_run:
+        with _using(swarm_id, data_dir, client) as using:
+            answer = using.scale(size, 0, policy=chosen, dry_run=dry_run)
+        return {"swarm_id": swarm_id, "target_size": size, **answer}
+    assert isinstance(size, int)
     with _using(swarm_id, data_dir, client) as using:
         change, decision_id, after, reason = _decided(
             using, lambda asked: using.scale(size, observe_s=asked), observe, on_watch
@@ -249,6 +285,7 @@ def swarm_scale(
         "figures_before": change.get("figures_before"),
         "figures_after": after,
         "after_reason": reason,
+        "autoscale_turned_off": bool(change.get("autoscale_turned_off")),
     }
 
 

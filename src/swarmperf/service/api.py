@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDiscon
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from swarmperf.balancing.strategies import STRATEGIES
@@ -76,11 +76,23 @@ class AgentModel(BaseModel):
     prefetch: Annotated[int, Field(ge=0, le=10_000)] | None = None
 
 
+def _size_or_auto(value: object) -> object:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise ValueError("give a number of agents from 1 to 10000, or 'auto'")
+    return value
+
+
 class ScaleModel(BaseModel):
+    """A size, or `auto` (the autoscaler, with `policy`); `dry_run` changes nothing."""
+
     model_config = ConfigDict(extra="forbid")
 
-    target_size: Annotated[int, Field(ge=1, le=10_000)]
+    target_size: Annotated[int | Literal["auto"], BeforeValidator(_size_or_auto)]
     observe_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
+    policy: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    dry_run: bool = False
 
 
 class StrategyModel(BaseModel):
@@ -396,6 +408,14 @@ def make_app(live: LiveSwarm, token: str | None, *, max_body: int = MAX_BODY_BYT
 
     @app.post("/v1/scale", dependencies=auth)
     async def scale(body: ScaleModel) -> JSONResponse:
+        if body.target_size == "auto":
+            return JSONResponse(await live.autoscale(body.policy, body.dry_run))
+        if body.policy is not None:
+            raise ConfigError(
+                "policy", body.policy, "A policy goes with target_size auto; drop it for a size."
+            )
+        if body.dry_run:
+            return JSONResponse(live.scale_plan(body.target_size))
         return JSONResponse(await live.scale(body.target_size, body.observe_s))
 
     @app.post("/v1/pools", dependencies=auth)

@@ -33,6 +33,7 @@ from swarmperf.monitor.names import SWARM_LABEL
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
 from swarmperf.runtime.swarm import Swarm
+from swarmperf.service.autoscaler import DECISION_KIND, Autoscaler
 from swarmperf.service.feed import Feed
 from swarmperf.service.journal import Journal
 from swarmperf.service.pools import resize as resize_pools
@@ -171,6 +172,7 @@ class LiveSwarm:
         self._feeding: asyncio.Queue[list[Task]] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()
         self._pending = 0  # accepted here (or recovered), not yet recorded
+        self._unfed = 0  # accepted, not yet handed to the swarm (waiting all the same)
         self._tenant_pending: Counter[str] = Counter()
         self._tenant_of: dict[str, str] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -197,6 +199,13 @@ class LiveSwarm:
         self._events_dropped = 0
         self._profiling = False  # a profile's window is running
         self._on_trial: int | None = None  # the decision whose change is on trial
+        self.autoscaler = Autoscaler(
+            self.swarm,
+            spec.autoscale,
+            add_agent=self.add_agent,
+            record=self._record_autoscale,
+            unfed=lambda: self._unfed,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -236,8 +245,11 @@ class LiveSwarm:
         self._journal.start()
         self.swarm.on_result(self._on_result)
         self.swarm.on_event(self._on_event)
+        began = self.swarm.clock()
         await self.swarm.start()
         self.started_at = self.clock()
+        # The first agents' start is the start-up measured until the autoscaler times one.
+        self.autoscaler.attach(self.swarm.clock() - began, len(self.swarm.coordinator.agents))
         if self.spec.monitor.enabled:
             # Its snapshots are stored through the journal, the store's one writer here.
             self._monitor = Monitor(self.metrics, interval=self.spec.monitor.interval)
@@ -265,6 +277,8 @@ class LiveSwarm:
             self._monitor.add_observer(self._publish_figures)
             await self._monitor.start()
         self.state = RUNNING
+        if self.spec.autoscale is not None and self.spec.autoscale.enabled:
+            self.autoscaler.enable()
         self._spawn(self._feed())
         self._spawn(self._heartbeats())
         self._spawn(self._pruning())
@@ -305,6 +319,7 @@ class LiveSwarm:
         limit = self.spec.timeouts.drain if deadline is None else deadline
         swarm = self.swarm
         try:
+            await self.autoscaler.stop()
             if swarm.paused:
                 swarm.resume("the service is stopping: what was accepted runs or is cancelled")
             idle = asyncio.create_task(self._idle())
@@ -467,6 +482,7 @@ class LiveSwarm:
 
     def _count_in(self, task: Task) -> None:
         self._pending += 1
+        self._unfed += 1
         if self.swarm.coordinator.settings.tenant_quotas:
             self._tenant_pending[task.tenant] += 1
             self._tenant_of[task.id] = task.tenant
@@ -477,6 +493,7 @@ class LiveSwarm:
         while True:
             tasks = await self._feeding.get()
             await self.swarm.submit_all(tasks)
+            self._unfed -= len(tasks)
 
     def _on_result(self, result: TaskResult) -> None:
         assert self._journal is not None
@@ -580,6 +597,7 @@ class LiveSwarm:
             "queue": {"depth": depth, "by_priority": dict(by_priority)},
             "agents": self.agents(),
             "figures": figures_dict(figures),
+            "autoscale": self.autoscaler.status(),
         }
 
     def agents(self) -> list[dict[str, Any]]:
@@ -651,6 +669,7 @@ class LiveSwarm:
         """Add or remove agents until there are `target`; newest removed first."""
         if target < 1:
             raise ConfigError("target_size", target, "Use an integer >= 1.")
+        autoscale_off = self.autoscaler.disable()  # a size set by hand ends autoscaling
         before_figures = figures_dict(self.metrics.figures())
         live = list(self.swarm.coordinator.agents)
         added: list[str] = []
@@ -671,6 +690,7 @@ class LiveSwarm:
             "added": added,
             "removed": removed,
             "observe_s": observe,
+            "autoscale_turned_off": autoscale_off,
         }
         decision_id = self._decide(
             "scale", decision, f"asked to run {target} agents (from {len(live)})", observe
@@ -682,7 +702,49 @@ class LiveSwarm:
             "removed": removed,
             "decision_id": decision_id,
             "figures_before": before_figures,
+            "autoscale_turned_off": autoscale_off,
         }
+
+    def scale_plan(self, target: int) -> dict[str, Any]:
+        """What `scale(target)` would do now, done to nothing: a dry run."""
+        if target < 1:
+            raise ConfigError("target_size", target, "Use an integer >= 1.")
+        live = list(self.swarm.coordinator.agents)
+        surplus = len(live) - target
+        removed = list(reversed(live[len(live) - surplus :])) if surplus > 0 else []
+        return {
+            "dry_run": True,
+            "before": len(live),
+            "after": target,
+            "adds": max(target - len(live), 0),
+            "removed": removed,
+            "autoscale_on": self.autoscaler.on,
+        }
+
+    async def autoscale(self, policy: str | None, dry_run: bool = False) -> dict[str, Any]:
+        """Turn the autoscaler on with `policy` (the spec's by default), recorded as a
+        decision; with `dry_run`, only the policy's recommendation now, with its inputs."""
+        if self.state in (STOPPING, STOPPED):
+            raise Refused("stopping", "the swarm is stopping and scales no more", 5.0)
+        if dry_run:
+            return {
+                "dry_run": True,
+                "recommendation": self.autoscaler.preview(policy),
+                "autoscale": self.autoscaler.status(),
+            }
+        status = self.autoscaler.enable(policy)
+        decision_id = await self._record_autoscale(
+            {"turned_on": status}, f"autoscaling on with {status['policy']}"
+        )
+        return {"dry_run": False, "autoscale": status, "decision_id": decision_id}
+
+    async def _record_autoscale(self, decision: dict[str, Any], reason: str) -> int:
+        created = time.time()
+        decision_id = await asyncio.to_thread(
+            self.store.record_decision, self.swarm_id, DECISION_KIND, decision, reason
+        )
+        self._publish_decision(decision_id, DECISION_KIND, reason, decision, created)
+        return decision_id
 
     def strategy(self) -> str:
         return self.swarm.strategy.name
@@ -768,6 +830,9 @@ class LiveSwarm:
                 )
             self._on_trial = 0  # claimed before the first await
         sizes = dict(concurrency or {})
+        # Pools sized by hand end autoscaling, as a size does: the autoscaler would otherwise
+        # undo the change, or confound a trial's verdict.
+        autoscale_off = self.autoscaler.disable()
         before_figures = figures_dict(self.metrics.figures())
         try:
             done = await resize_pools(
@@ -787,6 +852,7 @@ class LiveSwarm:
             "before": before_figures,
             "after": None,
             "observe_s": observe,
+            "autoscale_turned_off": autoscale_off,
         }
         settle = None
         if rule is not None:

@@ -1,6 +1,8 @@
 """The swarm spec: its sections (agents, queue, workload, resilience, monitor, ray,
-timeouts), built from the settings classes they configure, and how a spec file is read."""
+timeouts, autoscale), built from the settings classes they configure, and how a spec file
+is read."""
 
+from swarmperf.spec.autoscale import AutoscaleSpec, BehaviorSpec
 from swarmperf.spec.loading import (
     DEMO_SPEC_YAML,
     MAX_PROBLEMS_LISTED,
@@ -57,7 +59,9 @@ __all__ = [
     "NOT_SHOWN",
     "AgentGroupSpec",
     "ArrivalSpec",
+    "AutoscaleSpec",
     "BatchArrival",
+    "BehaviorSpec",
     "ConstantArrival",
     "ConstantSize",
     "ExponentialSize",

@@ -31,6 +31,7 @@ from swarmperf.balancing.strategies import STRATEGIES
 from swarmperf.core.model import AgentSpec
 from swarmperf.core.queueing import QueueSettings
 from swarmperf.resilience.guard import ResilienceGuard
+from swarmperf.spec.autoscale import AutoscaleSpec
 from swarmperf.spec.resilience import FaultSpec, ResilienceSpec
 from swarmperf.spec.types import (
     FROM_SETTINGS,
@@ -401,6 +402,7 @@ class SwarmSpec(Section):
     ray: RaySpec = RaySpec()
     monitor: MonitorSpec = MonitorSpec()
     timeouts: TimeoutsSpec = TimeoutsSpec()
+    autoscale: AutoscaleSpec | None = None
 
     @field_validator("strategy")
     @classmethod
