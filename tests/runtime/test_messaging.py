@@ -223,3 +223,46 @@ def test_messages_at_a_removed_relay_go_on_without_it() -> None:
         assert stats.delivered == 50
 
     run(test())
+
+
+def test_actors_message_each_other_on_ray(ray_local: Any) -> None:
+    from swarmperf.runtime.ray_backend import RayBackend
+
+    async def test() -> None:
+        ended: list[Delivery] = []
+        topology = TopologySettings("ring")
+        async with Swarm(
+            agents(4), backend=RayBackend(), handlers=HANDLERS, topology=topology
+        ) as swarm:
+            swarm.messages.on_delivery(ended.append)
+            await swarm.run([Task("call", ("a2", i)) for i in range(6)])
+            stats, matrix = swarm.messages.statistics(), swarm.messages.matrix()
+        replies = sorted(d.value[1] for d in ended if d.kind == "keep")
+        assert replies == [i * 10 for i in range(6)]
+        assert stats.sent == stats.delivered == 12
+        routes = Routes(topology, [f"a{i}" for i in range(4)])
+        hops = sum(
+            int(count) * routes.hops(matrix.agents[i], matrix.agents[j])
+            for (i, j), count in np.ndenumerate(matrix.messages)
+        )
+        assert stats.hops == hops
+
+    run(test())
+
+
+def test_a_large_swarms_summary_keeps_its_busiest_pairs() -> None:
+    from swarmperf.runtime.messaging import DENSE_AGENTS, MessageBus
+
+    bus = MessageBus(lambda starts: None, lambda: 0.0)
+    n = DENSE_AGENTS + 4
+    for i in range(n):
+        bus.join(f"a{i}")
+    for i in range(n):
+        for _ in range(i % 3):
+            bus.post(f"a{i}", "a0", "keep", b"x")
+    matrix = bus.summary()["matrix"]
+    assert "messages" not in matrix
+    counts = [count for _, _, count, _ in matrix["pairs"]]
+    assert counts == sorted(counts, reverse=True)
+    assert sum(counts) == bus.statistics().sent
+    assert matrix["pairs_total"] == len(matrix["pairs"])

@@ -14,9 +14,9 @@ from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import AgentContext
 from swarmperf.core.model import AgentSpec, Task
 from swarmperf.routing import TOPOLOGIES, Routes, TopologySettings
-from swarmperf.runtime.messaging import Delivery
+from swarmperf.runtime.messaging import Delivery, Send
 from swarmperf.sim import Simulation
-from swarmperf.sim.messaging import LinkModel, Send
+from swarmperf.sim.messaging import LinkModel
 
 
 def _kept(payload: object, agent: AgentContext) -> object:
@@ -48,7 +48,7 @@ def test_a_message_takes_a_hop_latency_per_hop_and_a_relay_cost_per_relay(
     topology = TopologySettings(kind, fanout=2, cluster_size=3)
     receiver = f"a{to % n}"
 
-    def traffic(agent_id: str, task: Task) -> Iterable[Send]:
+    def traffic(agent_id: str, task: Task, delivered: bool) -> Iterable[Send]:
         return [Send(receiver, "keep", None, size)] if task.kind == "go" else []
 
     links = LinkModel(latency, bandwidth, relay_cost)
@@ -77,7 +77,7 @@ def test_a_message_takes_a_hop_latency_per_hop_and_a_relay_cost_per_relay(
 def test_a_pipeline_passes_each_item_through_every_stage() -> None:
     stages = [f"a{i}" for i in range(5)]
 
-    def traffic(agent_id: str, task: Task) -> Iterable[Send]:
+    def traffic(agent_id: str, task: Task, delivered: bool) -> Iterable[Send]:
         if task.kind == "go":
             return [Send(stages[0], "stage", (task.payload, 0), 100, 0.01)]
         item, step = task.payload
@@ -104,7 +104,7 @@ def test_a_pipeline_passes_each_item_through_every_stage() -> None:
 def test_messages_at_a_crashed_relay_go_round_it() -> None:
     names = [f"a{i}" for i in range(6)]
 
-    def traffic(agent_id: str, task: Task) -> Iterable[Send]:
+    def traffic(agent_id: str, task: Task, delivered: bool) -> Iterable[Send]:
         return [Send("a3", "keep", i, 10) for i in range(30)] if task.kind == "go" else []
 
     sim = Simulation(

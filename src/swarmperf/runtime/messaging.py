@@ -20,9 +20,9 @@ from __future__ import annotations
 import pickle
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,8 @@ from swarmperf.routing import Routes, TopologySettings
 from swarmperf.runtime.backend import Done
 
 RELAY: Final = "relay"  # the built-in handler that forwards a message (`core.handlers.relay`)
+DENSE_AGENTS: Final = 256  # a summary's matrix is dense up to this many agents...
+PAIRS_KEPT: Final = 10_000  # ...and beyond, its busiest pairs
 
 
 class Outbox(Protocol):
@@ -42,6 +44,22 @@ class Outbox(Protocol):
     ) -> None: ...
 
 
+class Send(NamedTuple):
+    """One message a finished task sends: to `receiver`, handled there as `kind`.
+    `size` is its bytes (None: the payload pickled); `cost` the receiver's work in
+    seconds, as a task's `cost` (what a simulated receiver takes)."""
+
+    receiver: str
+    kind: str
+    payload: Any = None
+    size: int | None = None
+    cost: float | None = 0.0
+
+
+# What a task that finished well on an agent sends besides what its handler sent:
+# `traffic(agent_id, task, delivered)`, `delivered` telling a message that arrived from a
+# task of the swarm's. How a spec's message pattern, or a simulation, makes traffic.
+Traffic = Callable[[str, Task, bool], Iterable[Send]]
 # Seconds a hop from one agent to another takes for a message of `size` bytes (the sim's
 # model of a link); real backends take the time it takes.
 LinkDelay = Callable[[str, str, int], float]
@@ -113,6 +131,9 @@ class MessageStatistics:
     topology: str
     connections: int
     drop_reasons: dict[str, int] = field(default_factory=dict)
+    # Seconds from send to delivery, over delivered messages (None: none delivered).
+    latency_mean: float | None = None
+    latency_max: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +170,9 @@ class MessageBus:
     `run` starts tasks on agents (the backend's `run`); `clock` reads the swarm's clock.
     With `delay` and `later` (virtual time), each hop reaches its agent `delay(a, b, size)`
     seconds after it leaves the last one, and each relay costs its agent `relay_cost`
-    seconds of work; without them, a hop takes what the backend takes.
+    seconds of work; without them, a hop takes what the backend takes. With `traffic`,
+    each message delivered sends what it says, and so does each task the shell reports
+    with `handled`.
     """
 
     def __init__(
@@ -161,6 +184,7 @@ class MessageBus:
         delay: LinkDelay | None = None,
         later: Later | None = None,
         relay_cost: float | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
         if (delay is None) != (later is None):
             raise ValueError("Give both `delay` and `later`, or neither.")
@@ -169,6 +193,7 @@ class MessageBus:
         self._delay = delay
         self._later = later
         self.relay_cost = relay_cost
+        self.traffic = traffic
         self.topology = topology if topology is not None else TopologySettings()
         self.routes = Routes(self.topology, ())
         self.generation = 0
@@ -188,6 +213,8 @@ class MessageBus:
         self._next_id = 0
         self.sent = self.delivered = self.failed = self.hops = self.rerouted = 0
         self.bytes_sent = 0
+        self._latency_sum = 0.0
+        self._latency_max = 0.0
 
     # -- membership and topology --------------------------------------------------------
 
@@ -367,7 +394,24 @@ class MessageBus:
             self._forward(message)
         else:
             self.delivered += 1
+            latency = finished - message.sent_at
+            self._latency_sum += latency
+            if latency > self._latency_max:
+                self._latency_max = latency
             self._end(message, finished, None, value)
+            if self.traffic is not None:
+                self._react(agent_id, task, True)
+
+    def handled(self, agent_id: str, task: Task) -> None:
+        """`task`, one of the swarm's, finished well on `agent_id`: send what the
+        traffic says it sends (nothing without traffic)."""
+        if self.traffic is not None:
+            self._react(agent_id, task, False)
+
+    def _react(self, agent_id: str, task: Task, delivered: bool) -> None:
+        assert self.traffic is not None
+        for send in self.traffic(agent_id, task, delivered):
+            self.post(agent_id, send.receiver, send.kind, send.payload, send.size, send.cost)
 
     def _drop(self, message: _Message, reason: str) -> None:
         self._drops[reason] += 1
@@ -408,7 +452,32 @@ class MessageBus:
             topology=self.topology.describe(),
             connections=self.routes.connections(),
             drop_reasons=dict(self._drops),
+            latency_mean=self._latency_sum / self.delivered if self.delivered else None,
+            latency_max=self._latency_max if self.delivered else None,
         )
+
+    def summary(self) -> dict[str, Any]:
+        """The statistics and the communication matrix as plain JSON-able data: dense up
+        to `DENSE_AGENTS` agents, beyond that the `PAIRS_KEPT` busiest sender -> receiver
+        pairs as [sender index, receiver index, messages, bytes], so a report stays small."""
+        matrix = self.matrix()
+        if len(matrix.agents) <= DENSE_AGENTS:
+            shown = matrix.to_dict()
+        else:
+            counts = matrix.messages
+            nonzero = np.flatnonzero(counts)
+            kept = nonzero[np.argsort(counts.flat[nonzero], kind="stable")[::-1][:PAIRS_KEPT]]
+            rows, cols = np.unravel_index(kept, counts.shape)
+            shown = {
+                "agents": list(matrix.agents),
+                "pairs": [
+                    [int(i), int(j), int(counts[i, j]), int(matrix.bytes[i, j])]
+                    for i, j in zip(rows, cols, strict=True)
+                ],
+                "pairs_total": len(nonzero),
+                "relayed": matrix.relayed.tolist(),
+            }
+        return {**asdict(self.statistics()), "matrix": shown}
 
     def matrix(self) -> CommunicationMatrix:
         """The communication matrix over every agent that ever joined (or was sent to)."""

@@ -27,7 +27,7 @@ from swarmperf.resilience.restart import RestartPolicy, Restarts
 from swarmperf.routing import TopologySettings
 from swarmperf.runtime.backend import Backend, Done
 from swarmperf.runtime.coordinator import Coordinator, unrun_result
-from swarmperf.runtime.messaging import MessageBus
+from swarmperf.runtime.messaging import MessageBus, Traffic
 
 EVENTS_KEPT = 10_000
 ResultListener = Callable[[TaskResult], None]
@@ -56,6 +56,7 @@ class Swarm:
         restart: RestartPolicy | None = None,
         keep_results: bool = True,
         topology: TopologySettings | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
         if backend is None:
             from swarmperf.runtime.local import LocalBackend
@@ -74,8 +75,9 @@ class Swarm:
             strategy, queue, clock=clock, guard=guard, bulkheads=bulkheads
         )
         self.clock = clock
-        # Agents' messages to each other, routed by `topology` (mesh: direct).
-        self.messages = MessageBus(backend.run, clock, topology)
+        # Agents' messages to each other, routed by `topology` (mesh: direct); `traffic`
+        # adds what each finished task sends beside what its handler sent.
+        self.messages = MessageBus(backend.run, clock, topology, traffic=traffic)
         self.results: list[TaskResult] = []
         self.lost_agents: list[tuple[str, str]] = []
         self._initial_agents = list(agents)
@@ -462,8 +464,13 @@ class Swarm:
     # -- CompletionSink -----------------------------------------------------------------
 
     def tasks_done(self, agent_id: str, done: Sequence[Done]) -> None:
-        if self.messages.pending:  # some of these may be messages' hops
-            done = self.messages.take_done(agent_id, done)
+        messages = self.messages
+        if messages.pending:  # some of these may be messages' hops
+            done = messages.take_done(agent_id, done)
+        if messages.traffic is not None:
+            for entry in done:
+                if entry[3] is None:
+                    messages.handled(agent_id, entry[0])
         coordinator = self.coordinator
         self._record(coordinator.finish_many(agent_id, done))
         starts = coordinator.take_starts()

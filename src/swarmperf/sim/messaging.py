@@ -1,38 +1,19 @@
-"""Messages in virtual time: what a simulated swarm's agents send, and what a hop costs.
+"""What a hop costs in virtual time: link latency, bandwidth, and the relay's work.
 
-No handler runs in a simulation, so a `Traffic` function says what each finished task
-sends (as a handler would with `agent.send`): it sees the agent and the task, the
-coordinator's tasks and delivered messages alike, so pipelines and request/reply chains
-unfold as they would for real. A `LinkModel` says what each hop costs: `latency` seconds on
-the link plus the bytes over `bandwidth`, and `relay_cost` seconds of work on each agent
-that forwards (a `relay` task it serves in turn with its other work).
+No handler runs in a simulation, so a `Traffic` function (`runtime.messaging`) says what
+each finished task sends, as a handler would with `agent.send`: it sees the coordinator's
+tasks and delivered messages alike, so pipelines and request/reply chains unfold as they
+would for real. A `LinkModel` says what each hop costs: `latency` seconds on the link plus
+the bytes over `bandwidth`, and `relay_cost` seconds of work on each agent that forwards
+(a `relay` task it serves in turn with its other work).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 from swarmperf.core.errors import ConfigError
-from swarmperf.core.model import Task
-
-
-class Send(NamedTuple):
-    """One message a finished task sends: to `receiver`, handled there as `kind`.
-    `size` is its bytes (None: the payload pickled); `cost` the receiver's work in
-    seconds, as a task's `cost`."""
-
-    receiver: str
-    kind: str
-    payload: Any = None
-    size: int | None = None
-    cost: float | None = 0.0
-
-
-# What a task that finished on an agent sends: `traffic(agent_id, task)`.
-Traffic = Callable[[str, Task], Iterable[Send]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,12 +33,12 @@ from swarmperf.resilience.policy import Guard
 from swarmperf.routing import TopologySettings
 from swarmperf.runtime.backend import Done
 from swarmperf.runtime.coordinator import Coordinator, CoordinatorStatistics
-from swarmperf.runtime.messaging import RELAY, MessageBus
+from swarmperf.runtime.messaging import MessageBus, Traffic
 from swarmperf.runtime.report import RunReport, build_report
 from swarmperf.runtime.swarm import EVENTS_KEPT
 from swarmperf.sim.backend import CompletionEntry, SimBackend
 from swarmperf.sim.engine import Engine, VirtualClock
-from swarmperf.sim.messaging import LinkModel, Traffic
+from swarmperf.sim.messaging import LinkModel
 from swarmperf.sim.models import AgentModel, check_offsets
 
 _BUILTIN_KINDS = frozenset({"noop", "echo", "sleep", "spin", "fail"})
@@ -73,6 +73,8 @@ class SimOutcome:
     engine_events: int  # actions the engine ran
     wall_seconds: float
     statistics: CoordinatorStatistics
+    # Agents' messages (`MessageBus.summary`), for a run with traffic; else None.
+    messages: dict[str, Any] | None = None
 
     @property
     def model_events(self) -> int:
@@ -92,6 +94,7 @@ class SimOutcome:
             lower_bound=lower_bound,
             events=self.event_counts,
             stolen=self.statistics.stolen,
+            messages=self.messages,
         )
 
 
@@ -191,6 +194,7 @@ class Simulation:
                 delay=links.delay,
                 later=self._later,
                 relay_cost=links.relay_cost,
+                traffic=traffic,
             )
 
     # -- setting up -----------------------------------------------------------------------
@@ -297,6 +301,7 @@ class Simulation:
             engine_events=self.engine.processed,
             wall_seconds=time.perf_counter() - self._wall_start,
             statistics=self.coordinator.statistics(),
+            messages=self.messages.summary() if self.messages is not None else None,
         )
 
     def run_timed(
@@ -388,27 +393,20 @@ class Simulation:
         error: str | None,
         value: Any,
     ) -> None:
-        """A completion in a run with messages: a hop of one, or a task of the
-        coordinator's; either sends what the traffic says once handled."""
+        """A completion in a run with messages: a hop of one (the bus forwards it, or
+        delivers it and sends what the traffic says), or a task of the coordinator's."""
         messages = self.messages
         assert messages is not None
-        assert self.traffic is not None
-        if messages.task_done(agent_id, task, finished, error, value):
-            handled = error is None and task.kind != RELAY
-        else:
+        if not messages.task_done(agent_id, task, finished, error, value):
             result = self.coordinator.finish(agent_id, task, started, finished, error, value)
-            handled = result is not None and result.ok
             if result is not None:
                 self._finished += 1
                 if self.keep_results:
                     self.results.append(result)
                 if self._listeners or self._progress is not None:
                     self._notify([result])
-        if handled:
-            for send in self.traffic(agent_id, task):
-                messages.post(
-                    agent_id, send.receiver, send.kind, send.payload, send.size, send.cost
-                )
+                if result.ok:
+                    messages.handled(agent_id, task)
         self._step()
 
     def _later(self, seconds: float, action: Callable[[], None]) -> None:
