@@ -175,7 +175,8 @@ def topology_optimize(
     ] = "p99",
     output: OutputOption = Output.table,
 ) -> None:
-    """Simulate a spec under each topology and print the plan: the best, and its gain."""
+    """Simulate each topology on a spec; name the best one."""
+    from rich import box
     from rich.table import Table
 
     from swarmperf.app.topologies import plan_topologies
@@ -186,12 +187,17 @@ def topology_optimize(
     if output is Output.json:
         print(json.dumps(plan.to_dict()))
         return
-    table = Table(title=f"Topologies for {spec_path.name}, simulated (virtual seconds)")
-    for column in ("topology", "p99", "makespan", "traffic", "hops", "most relayed", "links"):
-        table.add_column(column, justify="left" if column == "topology" else "right")
+    table = Table(
+        title=f"Topologies for {spec_path.name}, simulated (virtual seconds)",
+        box=box.SIMPLE_HEAD,  # one line per topology in 80 columns
+        pad_edge=False,
+    )
+    table.add_column("topology", no_wrap=True)
+    for column in ("p99", "makespan", "traffic", "hops", "relays", "links"):
+        table.add_column(column, justify="right", min_width=len(column))
     for figures in plan.figures:
         table.add_row(
-            figures.topology + (" (now)" if figures.topology == plan.current else ""),
+            ("* " if figures.topology == plan.current else "") + figures.topology,
             _seconds(figures.p99),
             _seconds(figures.makespan),
             _seconds(figures.traffic),
@@ -200,12 +206,13 @@ def topology_optimize(
             f"{figures.connections:,}",
         )
     out.print(table)
+    out.print("[dim]* the spec's own topology; relays: the most one agent forwarded[/dim]")
     gain = "-" if plan.gain is None else f"{plan.gain:.1%}"
     out.print(f"best by {plan.objective}: {plan.best}; predicted gain over {plan.current}: {gain}")
 
 
 def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g} s"
+    return "-" if value is None else f"{value:.4g}"
 
 
 def register(app: typer.Typer) -> None:
