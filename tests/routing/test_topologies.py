@@ -57,6 +57,7 @@ def test_a_route_starts_at_the_sender_and_ends_at_the_receiver(
 def test_every_hop_runs_along_a_connection_kept_open(case: tuple[Routes, str, str]) -> None:
     routes, sender, receiver = case
     links = routes.links()
+    assert routes.connections() == len(links)
     route = routes.route(sender, receiver)
     for a, b in itertools.pairwise(route):
         assert (a, b) in links or (b, a) in links

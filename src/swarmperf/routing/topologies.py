@@ -196,8 +196,21 @@ class Routes:
         return frozenset((agents[a], agents[b]) for a, b in pairs)
 
     def connections(self) -> int:
-        """How many connections the topology keeps open (heartbeats, buffers)."""
-        return len(self.links())
+        """How many connections the topology keeps open (heartbeats, buffers): `links()`
+        counted without listing them, for a mesh of many agents."""
+        n, kind = self._n, self.settings.kind
+        if n < 2:
+            return 0
+        if kind == "mesh":
+            return n * (n - 1) // 2
+        if kind == "ring":
+            return n if n > 2 else 1
+        if kind in ("star", "hierarchical"):
+            return n - 1
+        size = self.settings.cluster_size
+        sizes = [min(size, n - start) for start in range(0, n, size)]
+        hubs = len(sizes)
+        return sum(s * (s - 1) // 2 for s in sizes) + hubs * (hubs - 1) // 2
 
     def load(self, traffic: npt.ArrayLike) -> TopologyLoad:
         """What carrying `traffic` (messages from agent i to agent j, in `agents` order)

@@ -195,13 +195,16 @@ class MessageBus:
         self.relay_cost = relay_cost
         self.traffic = traffic
         self.topology = topology if topology is not None else TopologySettings()
-        self.routes = Routes(self.topology, ())
+        # Made again when first needed after the agents or the topology change: a swarm
+        # of many agents joins one at a time, and one that sends nothing never routes.
+        self._routes: Routes | None = None
         self.generation = 0
         # Message tasks given to an agent and not yet reported, by task id. Messages on a
         # modelled link are in `_on_links` until they reach their agent.
         self.pending: dict[str, tuple[Task, _Message]] = {}
         self._on_links = 0
-        self._members: list[str] = []
+        self._members: list[str] = []  # in the order they joined: the topology's order
+        self._member_set: set[str] = set()
         self._seen: dict[str, int] = {}  # every agent that ever joined -> its matrix index
         self._messages: Counter[tuple[int, int]] = Counter()
         self._bytes: Counter[tuple[int, int]] = Counter()
@@ -218,24 +221,33 @@ class MessageBus:
 
     # -- membership and topology --------------------------------------------------------
 
+    @property
+    def routes(self) -> Routes:
+        """The topology laid over the agents now."""
+        if self._routes is None:
+            self._routes = Routes(self.topology, self._members)
+        return self._routes
+
     def join(self, agent_id: str) -> None:
         if agent_id not in self._seen:
             self._seen[agent_id] = len(self._seen)
-        if agent_id not in self.routes:
+        if agent_id not in self._member_set:
             self._members.append(agent_id)
-            self.routes = Routes(self.topology, self._members)
+            self._member_set.add(agent_id)
+            self._routes = None
 
     def leave(self, agent_id: str) -> None:
-        if agent_id in self.routes:
+        if agent_id in self._member_set:
             self._members.remove(agent_id)
-            self.routes = Routes(self.topology, self._members)
+            self._member_set.discard(agent_id)
+            self._routes = None
 
     def set_topology(self, topology: TopologySettings) -> TopologySettings:
         """Route by `topology` from now on, messages on their way included (from the
         agent each is at); return the topology replaced."""
         previous = self.topology
         self.topology = topology
-        self.routes = Routes(topology, self._members)
+        self._routes = None
         self.generation += 1
         return previous
 
