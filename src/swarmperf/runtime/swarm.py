@@ -39,6 +39,8 @@ class Swarm:
 
     Use as `async with Swarm(agents) as swarm: results = await swarm.run(tasks)`.
     Nothing starts before `__aenter__`; `__aexit__` drains what was submitted, then stops.
+    Agents' handlers message each other with `agent.send`, routed by `topology`;
+    `messages` counts them (`swarmperf.runtime.messaging`).
     """
 
     def __init__(
