@@ -10,7 +10,8 @@ that forwards, and a topology changed while messages travel re-routes them from 
 they are: none is lost or delivered twice.
 
 Message tasks go to their agent straight through the backend, beside the coordinator's
-tasks: they are an agent's mail, not work the balancer places. The swarm counts every
+tasks: they are an agent's mail, not work the balancer places (nor holds: a paused swarm
+still delivers what is on its way). The swarm counts every
 message by sender, receiver and bytes (its communication matrix) and every hop by link.
 A swarm that sends no messages pays one empty-dict test per finished batch.
 """
