@@ -117,7 +117,14 @@ class Routes:
         return tuple(agents[k] for k in path)
 
     def next_hop(self, at: str, receiver: str) -> str:
-        """Where a message for `receiver` goes from `at` (`receiver` itself when direct)."""
+        """Where a message for `receiver` goes from `at` (`receiver` itself when direct).
+        Asked at every hop of every message: a mesh and a star answer without a route."""
+        kind = self.settings.kind
+        if kind == "mesh" or kind == "star":
+            i, j = self._index[at], self._index[receiver]
+            if kind == "mesh" or i == j or self._hub in (i, j):
+                return receiver
+            return self.agents[self._hub]
         route = self.route(at, receiver)
         return route[1] if len(route) > 1 else receiver
 
