@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "swarmperf"
 # configuration (spec), the application layer (app) or a front-end (cli).
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"core"}),
-    frozenset({"balancing"}),
+    frozenset({"balancing", "routing"}),
     frozenset({"resilience"}),
     frozenset({"runtime"}),
     frozenset({"sim"}),

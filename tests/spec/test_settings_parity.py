@@ -19,7 +19,9 @@ from swarmperf.resilience.guard import ResilienceSettings, RetryBudgetSettings
 from swarmperf.resilience.ratelimit import RateLimit
 from swarmperf.resilience.restart import RestartPolicy
 from swarmperf.resilience.retry import RetryPolicies, RetryPolicy
+from swarmperf.routing import TopologySettings
 from swarmperf.spec import SpecError, SwarmSpec, parse_spec, parse_spec_yaml
+from swarmperf.spec.messages import TopologySpec
 from swarmperf.spec.resilience import (
     BreakerSpec,
     BulkheadSpec,
@@ -46,6 +48,7 @@ PAIRS: list[tuple[type[BaseModel], type[Any], frozenset[str]]] = [
     (RateLimitSpec, RateLimit, frozenset({"name"})),  # the key it is written under
     (BulkheadSpec, BulkheadSettings, frozenset()),
     (QueueSpec, QueueSettings, frozenset()),
+    (TopologySpec, TopologySettings, frozenset()),
 ]
 IDS = [section.__name__ for section, _, _ in PAIRS]
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from swarmperf.app.backends import backend_entry
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
+from swarmperf.runtime.messaging import Traffic
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.spec import SwarmSpec
 
@@ -56,7 +57,17 @@ def build_swarm(
         bulkheads=spec.resilience.bulkhead_settings(),
         restart=spec.resilience.restart_policy(),
         keep_results=keep_results,
+        topology=spec.topology.to_settings(),
+        traffic=spec_traffic(spec),
     )
+
+
+def spec_traffic(spec: SwarmSpec) -> Traffic | None:
+    """The messages the spec's tasks send (its `messages` section), if any."""
+    if spec.messages is None:
+        return None
+    agents = [agent.id for agent in spec.agent_specs()]
+    return spec.messages.message_pattern(spec.seed).traffic(agents)
 
 
 def load_alerting(spec: SwarmSpec) -> AlertingFile | None:

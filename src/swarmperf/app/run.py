@@ -173,6 +173,7 @@ async def _run_spec(
             events=swarm.event_counts,
             stolen=swarm.coordinator.statistics().stolen,
             nodes=swarm.nodes,
+            messages=swarm.messages.summary(),
         )
         if not isinstance(spec.workload.arrival, BatchArrival):
             report.missing["makespan_ratio"] = (

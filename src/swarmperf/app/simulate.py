@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from swarmperf.app.build import check_runnable
+from swarmperf.app.build import check_runnable, spec_traffic
 from swarmperf.app.workload import generate_tasks
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
@@ -42,6 +42,9 @@ def simulate_spec(
         handlers=handlers,
         seed=spec.seed,
         clock=clock,
+        traffic=spec_traffic(spec),
+        topology=spec.topology.to_settings(),
+        links=spec.messages.link_model() if spec.messages is not None else None,
     )
     outcome = sim.run_timed(
         generate_tasks(spec.workload, spec.seed),

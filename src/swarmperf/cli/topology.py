@@ -1,4 +1,5 @@
-"""`swarmperf placement-eval`: the placement solvers on a folder of QAPLIB instances."""
+"""`swarmperf placement-eval` (the placement solvers on QAPLIB instances) and
+`swarmperf topology-optimize SPEC` (each topology simulated on a spec's traffic)."""
 
 from __future__ import annotations
 
@@ -89,5 +90,57 @@ def placement_eval(
         out.print(f"not scored: {figures['gap_reason']}")
 
 
+def topology_optimize(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="p99 (tasks' latency), makespan, or traffic (messages x latency).",
+        ),
+    ] = "p99",
+    output: OutputOption = Output.table,
+) -> None:
+    """Simulate each topology on a spec; name the best one."""
+    from rich import box
+    from rich.table import Table
+
+    from swarmperf.app.topologies import plan_topologies
+    from swarmperf.spec import load_spec
+
+    with user_errors():
+        plan = plan_topologies(load_spec(spec_path), objective)
+    if output is Output.json:
+        print(json.dumps(plan.to_dict()))
+        return
+    table = Table(
+        title=f"Topologies for {spec_path.name}, simulated (virtual seconds)",
+        box=box.SIMPLE_HEAD,  # one line per topology in 80 columns
+        pad_edge=False,
+    )
+    table.add_column("topology", no_wrap=True)
+    for column in ("p99", "makespan", "traffic", "hops", "relays", "links"):
+        table.add_column(column, justify="right", min_width=len(column))
+    for figures in plan.figures:
+        table.add_row(
+            ("* " if figures.topology == plan.current else "") + figures.topology,
+            _seconds(figures.p99),
+            _seconds(figures.makespan),
+            _seconds(figures.traffic),
+            f"{figures.hops:,}",
+            f"{figures.relayed_max:,}",
+            f"{figures.connections:,}",
+        )
+    out.print(table)
+    out.print("[dim]* the spec's own topology; relays: the most one agent forwarded[/dim]")
+    gain = "-" if plan.gain is None else f"{plan.gain:.1%}"
+    out.print(f"best by {plan.objective}: {plan.best}; predicted gain over {plan.current}: {gain}")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def register(app: typer.Typer) -> None:
     app.command("placement-eval")(placement_eval)
+    app.command("topology-optimize")(topology_optimize)

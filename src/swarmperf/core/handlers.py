@@ -16,8 +16,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmperf.core.errors import InjectedFault, TaskFailure, UnknownName
+from swarmperf.core.errors import BackendError, InjectedFault, TaskFailure, UnknownName
 from swarmperf.core.model import AgentSpec, Fault
+
+# Where an agent's messages go: (sender, receiver, kind, payload), given by its backend.
+Outbox = Callable[[str, str, str, Any], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +29,7 @@ class AgentContext:
 
     `slowdown` and `faults` shape the built-in work handlers of synthetic agents; `epoch`
     is when the swarm's run began, every agent started (time.perf_counter), which fault
-    windows count from on every backend.
+    windows count from on every backend. `outbox` carries its messages (`send`).
     """
 
     id: str
@@ -34,12 +37,25 @@ class AgentContext:
     faults: tuple[Fault, ...] = ()
     epoch: float = 0.0
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    outbox: Outbox | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def for_agent(cls, spec: AgentSpec, epoch: float) -> AgentContext:
+    def for_agent(cls, spec: AgentSpec, epoch: float, outbox: Outbox | None = None) -> AgentContext:
         # Seeded by the agent's id: the same agent fails on the same draws every run.
         seed = zlib.crc32(spec.id.encode())
-        return cls(spec.id, spec.slowdown, spec.faults, epoch, random.Random(seed))
+        return cls(spec.id, spec.slowdown, spec.faults, epoch, random.Random(seed), outbox)
+
+    def send(self, to: str, kind: str, payload: Any = None) -> None:
+        """Send `payload` to agent `to`, where the handler `kind` runs with it as a
+        follow-up task. The swarm's topology routes it (relays forward it on the way); the
+        swarm counts it by sender, receiver and bytes. A message to an agent the swarm does
+        not have is dropped, and counted. Payloads travel pickled between processes."""
+        if self.outbox is None:
+            raise BackendError(
+                f"agent {self.id!r} cannot send messages: its backend carries none "
+                "(local and process do)"
+            )
+        self.outbox(self.id, to, kind, payload)
 
     def work_factor(self) -> float:
         """How many times longer work takes now; raises `InjectedFault` when a fault
@@ -85,6 +101,14 @@ def spin(payload: Any, agent: AgentContext) -> int:
     return n
 
 
+def relay(payload: Any, agent: AgentContext) -> Any:
+    """Forward a message: what a relay agent runs for each message it passes on (as `echo`,
+    faults included, so a faulty relay delays or loses what goes through it)."""
+    if agent.faults:
+        agent.work_factor()
+    return payload
+
+
 def fail(payload: Any, agent: AgentContext) -> None:
     raise TaskFailure(str(payload) if payload is not None else "task failed on purpose")
 
@@ -95,6 +119,7 @@ BUILTIN_HANDLERS: dict[str, Handler] = {
     "sleep": sleep,
     "spin": spin,
     "fail": fail,
+    "relay": relay,
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from swarmperf.core.errors import ConfigError
-from swarmperf.core.handlers import AgentContext, HandlerRegistry
+from swarmperf.core.handlers import AgentContext, HandlerRegistry, Outbox
 from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.backend import CompletionSink, Done, timeout_for
 
@@ -28,9 +28,9 @@ _REPORT_EVERY = 64
 class _LocalAgent:
     __slots__ = ("awaiting", "closing", "context", "queue", "spec", "waiters", "workers")
 
-    def __init__(self, spec: AgentSpec, epoch: float) -> None:
+    def __init__(self, spec: AgentSpec, epoch: float, outbox: Outbox | None) -> None:
         self.spec = spec
-        self.context = AgentContext.for_agent(spec, epoch)
+        self.context = AgentContext.for_agent(spec, epoch, outbox)
         self.queue: deque[Task] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.workers: list[asyncio.Task[None]] = []
@@ -63,6 +63,11 @@ class LocalBackend:
         self._sink: CompletionSink | None = None
         self._handlers = HandlerRegistry()
         self._epoch = 0.0
+        self._outbox: Outbox | None = None
+
+    def attach_outbox(self, outbox: Outbox) -> None:
+        """Hand the messages agents' handlers send to `outbox` (the swarm's message bus)."""
+        self._outbox = outbox
 
     async def start(self, sink: CompletionSink, handlers: HandlerRegistry) -> None:
         self._sink = sink
@@ -86,7 +91,7 @@ class LocalBackend:
     async def add_agent(self, spec: AgentSpec) -> None:
         if spec.id in self._agents:
             raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
-        agent = _LocalAgent(spec, self._epoch)
+        agent = _LocalAgent(spec, self._epoch, self._outbox)
         self._agents[spec.id] = agent
         for i in range(spec.concurrency):
             agent.workers.append(

@@ -37,6 +37,7 @@ import functools
 import importlib
 import itertools
 import os
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,6 +58,7 @@ from swarmperf.runtime.backend import (
     timeout_error,
     timeout_for,
 )
+from swarmperf.runtime.messaging import Outbox
 
 _now = time.perf_counter
 INSTALL_FIX = "The ray backend needs Ray. Install it with: pip install 'swarmperf[ray]'"
@@ -447,8 +449,13 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-# (starts, finishes, errors or None when all succeeded, values), on the actor's clock.
-_Results = tuple[list[float], list[float], list[str | None] | None, list[Any]]
+# (starts, finishes, errors or None when all succeeded, values, messages or None), on the
+# actor's clock. The messages are those its handlers sent since its last call returned:
+# (receiver, kind, payload, pickled size), to the driver with the results, never after them.
+_Message = tuple[str, str, Any, int]
+_Results = tuple[
+    list[float], list[float], list[str | None] | None, list[Any], list[_Message] | None
+]
 
 
 class AgentActor:
@@ -462,7 +469,8 @@ class AgentActor:
         self._spec = spec
         self._registry = HandlerRegistry(handlers)
         self._table = {name: self._registry.resolve(name) for name in self._registry}
-        self._context = AgentContext.for_agent(spec, epoch)
+        self._outgoing: list[_Message] = []
+        self._context = AgentContext.for_agent(spec, epoch, self._post)
         # Sync handlers of a concurrent agent run on threads, as in the process backend.
         self._pool = (
             ThreadPoolExecutor(spec.concurrency, thread_name_prefix=f"swarmperf-{spec.id}")
@@ -486,7 +494,12 @@ class AgentActor:
 
     async def begin(self, epoch: float) -> None:
         """Count fault windows from `epoch` on this actor's clock."""
-        self._context = AgentContext.for_agent(self._spec, epoch)
+        self._context = AgentContext.for_agent(self._spec, epoch, self._post)
+
+    def _post(self, sender: str, receiver: str, kind: str, payload: Any) -> None:
+        # Ray pickles the payload again on the way back; this measures its bytes.
+        size = len(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+        self._outgoing.append((receiver, kind, payload, size))
 
     async def run(self, kinds: Sequence[str], payloads: Sequence[Any]) -> _Results:
         starts: list[float] = []
@@ -518,7 +531,10 @@ class AgentActor:
             finishes.append(_now())
             errors.append(None)
             values.append(value)
-        return starts, finishes, errors if failed else None, values
+        sent = self._outgoing
+        if sent:
+            self._outgoing = []
+        return starts, finishes, errors if failed else None, values, sent or None
 
     async def call(self, kind: str, payload: Any) -> Any:
         """Run one handler and return its value: a plain Ray call, for comparisons."""
@@ -596,6 +612,7 @@ class RayBackend(MeasuredTransfer):
         self, settings: RaySettings | None = None, timeouts: Mapping[str, float] | None = None
     ) -> None:
         self._ray = import_ray()
+        self._outbox: Outbox | None = None
         self.settings = settings or RaySettings()
         self.timeouts = dict(timeouts) if timeouts else None
         self._watchdog = Watchdog(self.timeouts, self._watch) if self.timeouts else None
@@ -612,6 +629,10 @@ class RayBackend(MeasuredTransfer):
         self._client = False
 
     # -- lifecycle ----------------------------------------------------------------------
+
+    def attach_outbox(self, outbox: Outbox) -> None:
+        """Hand the messages agents' handlers send to `outbox` (the swarm's message bus)."""
+        self._outbox = outbox
 
     async def start(self, sink: CompletionSink, handlers: HandlerRegistry) -> None:
         ray = self._ray
@@ -922,7 +943,7 @@ class RayBackend(MeasuredTransfer):
         agent.running.pop(seq, None)
         exceptions = self._ray.exceptions
         try:
-            starts, finishes, errors, values = future.result()
+            starts, finishes, errors, values, sent = future.result()
         except exceptions.RayTaskError as exc:
             # The call itself failed in a live actor (e.g. an argument or a return value
             # it could not deserialize or serialize): its tasks fail, the agent carries on.
@@ -941,6 +962,9 @@ class RayBackend(MeasuredTransfer):
             else:
                 agent.failed.append((seq, tasks))
         else:
+            if sent and self._outbox is not None:
+                for receiver, kind, payload, size in sent:
+                    self._outbox(agent.id, receiver, kind, payload, size)
             offset = agent.offset
             if errors is None:
                 errors = [None] * len(tasks)

@@ -25,6 +25,7 @@ _FLAT_LATENCY = ("p50", "p90", "p95", "p99", "max")  # what the report's JSON ho
 # Above this many agents the report shows them by group, with the extremes, not one by one.
 AGENT_ROWS_SHOWN = 20
 EXTREME_AGENTS_SHOWN = 3
+MESSAGE_PAIRS_SHOWN = 5  # the busiest sender -> receiver pairs in the messages table
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,9 @@ class RunReport:
     stolen: int = 0
     # True for a simulated run: its times are virtual seconds, not time that passed.
     virtual_time: bool = False
+    # Agents' messages (`MessageBus.summary`): counts, the topology, and the communication
+    # matrix; None when no agent sent any.
+    messages: dict[str, Any] | None = None
 
     # The latency figures by the names stored runs, baselines and `missing` use.
     @property
@@ -134,6 +138,8 @@ class RunReport:
             )
         if self.events:
             console.print(self._event_table())
+        if self.messages is not None:
+            console.print(self._message_table())
 
     def _summary_table(self) -> Table:
         table = Table(title=f"Run of swarm {self.swarm_id!r}: {self.strategy} on {self.backend}")
@@ -158,6 +164,30 @@ class RunReport:
         table.add_row("makespan", self._shown("makespan"))
         table.add_row("lower bound", self._shown("lower_bound"))
         table.add_row("makespan / lower bound", self._shown("makespan_ratio", "{:.2f}x"))
+        return table
+
+    def _message_table(self) -> Table:
+        """The messages' counts, and the busiest sender -> receiver pairs."""
+        data = self.messages or {}
+        table = Table(title=f"Messages over a {data.get('topology', '?')} topology")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for name in ("sent", "delivered", "failed", "dropped", "hops", "relayed", "rerouted"):
+            table.add_row(name, f"{data.get(name, 0):,}")
+        table.add_row("bytes", f"{data.get('bytes', 0):,}")
+        table.add_row("connections kept open", f"{data.get('connections', 0):,}")
+        matrix = data.get("matrix", {})
+        agents, counts = matrix.get("agents", []), np.asarray(matrix.get("messages", []))
+        pairs = matrix.get("pairs")  # a large swarm's: the busiest first
+        if pairs is None and counts.size:
+            flat = np.argsort(counts, axis=None, kind="stable")[::-1]
+            pairs = [
+                [i, j, int(counts[i, j])]
+                for i, j in zip(*np.unravel_index(flat, counts.shape), strict=True)
+            ]
+        for i, j, count, *_ in (pairs or [])[:MESSAGE_PAIRS_SHOWN]:
+            if count:
+                table.add_row(f"{agents[i]} -> {agents[j]}", f"{count:,}")
         return table
 
     def _agent_table(self) -> Table:
@@ -264,6 +294,7 @@ def build_report(
     events: Mapping[str, int] | None = None,
     stolen: int = 0,
     nodes: Mapping[str, Sequence[str]] | None = None,
+    messages: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Compute a `RunReport` from a run's results.
 
@@ -271,7 +302,8 @@ def build_report(
     specs); `started` and `finished` bound the run on the swarm's clock. Utilisation is
     against the whole wall time, so an agent that joined late looks less used than it was.
     `stolen` is the coordinator's count of steals (`CoordinatorStatistics.stolen`).
-    `nodes` says which nodes each agent ran on, in order (`Swarm.nodes`).
+    `nodes` says which nodes each agent ran on, in order (`Swarm.nodes`). `messages` is
+    the agents' messages (`MessageBus.summary()`), left out when none was sent.
     """
     if finished < started:
         raise ValueError(f"The run finished ({finished}) before it started ({started}).")
@@ -295,6 +327,8 @@ def build_report(
         rows = tuple(replace(row, nodes=tuple(nodes.get(row.id, ()))) for row in rows)
     variance, jain = _balance(rows, missing)
     makespan, ratio = _makespan(results, started, lower_bound, missing)
+    if not (messages and messages.get("sent")):
+        missing["messages"] = "no agent sent a message"
     return RunReport(
         swarm_id=swarm_id,
         strategy=strategy,
@@ -318,6 +352,7 @@ def build_report(
         missing=missing,
         events=dict(events or {}),
         stolen=stolen,
+        messages=dict(messages) if messages and messages.get("sent") else None,
     )
 
 

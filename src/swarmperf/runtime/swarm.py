@@ -24,8 +24,10 @@ from swarmperf.core.queueing import QueueSettings
 from swarmperf.resilience.bulkheads import BulkheadSettings
 from swarmperf.resilience.policy import Guard
 from swarmperf.resilience.restart import RestartPolicy, Restarts
+from swarmperf.routing import TopologySettings
 from swarmperf.runtime.backend import Backend, Done
 from swarmperf.runtime.coordinator import Coordinator, unrun_result
+from swarmperf.runtime.messaging import MessageBus, Traffic
 
 EVENTS_KEPT = 10_000
 ResultListener = Callable[[TaskResult], None]
@@ -37,6 +39,8 @@ class Swarm:
 
     Use as `async with Swarm(agents) as swarm: results = await swarm.run(tasks)`.
     Nothing starts before `__aenter__`; `__aexit__` drains what was submitted, then stops.
+    Agents' handlers message each other with `agent.send`, routed by `topology`;
+    `messages` counts them (`swarmperf.runtime.messaging`).
     """
 
     def __init__(
@@ -53,6 +57,8 @@ class Swarm:
         bulkheads: Mapping[str, BulkheadSettings] | None = None,
         restart: RestartPolicy | None = None,
         keep_results: bool = True,
+        topology: TopologySettings | None = None,
+        traffic: Traffic | None = None,
     ) -> None:
         if backend is None:
             from swarmperf.runtime.local import LocalBackend
@@ -71,6 +77,9 @@ class Swarm:
             strategy, queue, clock=clock, guard=guard, bulkheads=bulkheads
         )
         self.clock = clock
+        # Agents' messages to each other, routed by `topology` (mesh: direct); `traffic`
+        # adds what each finished task sends beside what its handler sent.
+        self.messages = MessageBus(backend.run, clock, topology, traffic=traffic)
         self.results: list[TaskResult] = []
         self.lost_agents: list[tuple[str, str]] = []
         self._initial_agents = list(agents)
@@ -121,6 +130,9 @@ class Swarm:
             await self.stop()
 
     async def start(self) -> None:
+        attach_outbox = getattr(self.backend, "attach_outbox", None)
+        if attach_outbox is not None:  # a backend whose handlers can send messages
+            attach_outbox(self.messages.post)
         await self.backend.start(self, self.handlers)
         self._started = True
         self.started_at = self.clock()
@@ -184,6 +196,7 @@ class Swarm:
         except BaseException:
             await self.backend.remove_agent(spec.id)
             raise
+        self.messages.join(spec.id)
         node_of = getattr(self.backend, "node_of", None)
         where: tuple[str, str] | None = node_of(spec.id) if node_of is not None else None
         if where is not None:
@@ -206,6 +219,7 @@ class Swarm:
     async def remove_agent(self, agent_id: str) -> None:
         """Stop giving `agent_id` work; its queued tasks go to others; its running ones finish."""
         self._specs.pop(agent_id, None)
+        self.messages.leave(agent_id)
         self.coordinator.remove_agent(agent_id)
         self._pump()
         await self.backend.remove_agent(agent_id)
@@ -228,6 +242,14 @@ class Swarm:
         previous = self.coordinator.replace_strategy(strategy)
         self.strategy = strategy
         self._refresh()
+        return previous
+
+    def set_topology(self, topology: TopologySettings) -> TopologySettings:
+        """Route agents' messages by `topology` from now on, while they travel: each
+        message on its way goes on from the agent it is at by the new rule, so none is
+        lost or delivered twice. Return the topology replaced."""
+        previous = self.messages.set_topology(topology)
+        self._settle()
         return previous
 
     def pause(self, reason: str = "swarm paused") -> None:
@@ -373,8 +395,9 @@ class Swarm:
         return cancelled
 
     async def drain(self) -> None:
-        """Wait until nothing is queued, waiting to be retried, or running."""
-        while not self.coordinator.idle:
+        """Wait until nothing is queued, waiting to be retried, or running, and no
+        message is on its way."""
+        while not self.coordinator.idle or not self.messages.idle:
             c = self.coordinator
             if not c.agents and not c.running and not self._restarting and not self._starting:
                 raise NoAgents()
@@ -424,7 +447,9 @@ class Swarm:
             self._arm_wakeup()
         if self._progress_waiters:
             self._wake(self._progress_waiters)
-        if self._idle_waiters and (coordinator.idle or not coordinator.agents):
+        if self._idle_waiters and (
+            (coordinator.idle and self.messages.idle) or not coordinator.agents
+        ):
             self._wake(self._idle_waiters)
 
     def _arm_wakeup(self) -> None:
@@ -446,6 +471,13 @@ class Swarm:
     # -- CompletionSink -----------------------------------------------------------------
 
     def tasks_done(self, agent_id: str, done: Sequence[Done]) -> None:
+        messages = self.messages
+        if messages.pending:  # some of these may be messages' hops
+            done = messages.take_done(agent_id, done)
+        if messages.traffic is not None:
+            for entry in done:
+                if entry[3] is None:
+                    messages.handled(agent_id, entry[0])
         coordinator = self.coordinator
         self._record(coordinator.finish_many(agent_id, done))
         starts = coordinator.take_starts()
@@ -460,6 +492,9 @@ class Swarm:
             self._starting[agent_id] = reason
             return
         self.lost_agents.append((agent_id, reason))
+        self.messages.leave(agent_id)
+        if self.messages.pending:
+            in_flight = self.messages.take_lost(agent_id, in_flight)
         self.coordinator.agent_lost(agent_id, in_flight, reason)
         spec = self._specs.get(agent_id)
         if self._restarts is not None and spec is not None and self._started:

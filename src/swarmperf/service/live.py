@@ -949,6 +949,7 @@ class LiveSwarm:
             "latency_mean_s": total.sum / total.count if total.count else None,
             "strategy": self.swarm.strategy.name,
             "agents": len(c.agents),
+            "messages": self.swarm.messages.summary(),  # who talked to whom
         }
 
     # -- the live feed -------------------------------------------------------------------

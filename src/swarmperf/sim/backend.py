@@ -275,7 +275,8 @@ class SimBackend:
             duration, error = self._faulty(agent, duration, now)
         if error is None:
             duration *= agent.scale
-            value = task.payload if kind == "echo" else None
+            # `relay` forwards a message: it passes its payload on, in its cost's time.
+            value = task.payload if kind == "echo" or kind == "relay" else None
         else:
             duration = 0.0
             value = None

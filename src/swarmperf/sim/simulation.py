@@ -30,12 +30,15 @@ from swarmperf.core.model import AgentSpec, Task, TaskResult
 from swarmperf.core.queueing import QueueSettings
 from swarmperf.resilience.bulkheads import BulkheadSettings
 from swarmperf.resilience.policy import Guard
+from swarmperf.routing import TopologySettings
 from swarmperf.runtime.backend import Done
 from swarmperf.runtime.coordinator import Coordinator, CoordinatorStatistics
+from swarmperf.runtime.messaging import MessageBus, Traffic
 from swarmperf.runtime.report import RunReport, build_report
 from swarmperf.runtime.swarm import EVENTS_KEPT
 from swarmperf.sim.backend import CompletionEntry, SimBackend
 from swarmperf.sim.engine import Engine, VirtualClock
+from swarmperf.sim.messaging import LinkModel
 from swarmperf.sim.models import AgentModel, check_offsets
 
 _BUILTIN_KINDS = frozenset({"noop", "echo", "sleep", "spin", "fail"})
@@ -70,6 +73,8 @@ class SimOutcome:
     engine_events: int  # actions the engine ran
     wall_seconds: float
     statistics: CoordinatorStatistics
+    # Agents' messages (`MessageBus.summary`), for a run with traffic; else None.
+    messages: dict[str, Any] | None = None
 
     @property
     def model_events(self) -> int:
@@ -89,6 +94,7 @@ class SimOutcome:
             lower_bound=lower_bound,
             events=self.event_counts,
             stolen=self.statistics.stolen,
+            messages=self.messages,
         )
 
 
@@ -105,6 +111,8 @@ class Simulation:
     `AgentModel`); `seed` seeds the strategy, the agents' draws and their outages.
     Tasks carry state (attempts, queue times): give each run its own. With `pause_gc`,
     Python's cyclic garbage collector is off while the run goes and back on after it.
+    With `traffic`, each finished task sends the messages it says, routed by `topology`
+    (mesh: direct), each hop costing what `links` says; `messages` then counts them.
     """
 
     def __init__(
@@ -122,6 +130,9 @@ class Simulation:
         clock: VirtualClock | None = None,
         keep_results: bool = True,
         pause_gc: bool = True,
+        traffic: Traffic | None = None,
+        topology: TopologySettings | None = None,
+        links: LinkModel | None = None,
     ) -> None:
         self.clock = clock if clock is not None else VirtualClock()
         self.engine = Engine(self.clock)
@@ -172,6 +183,19 @@ class Simulation:
         self._progress_every = 0
         self._next_progress = 0
         self._wall_start = 0.0
+        self.traffic = traffic
+        self.messages: MessageBus | None = None
+        if traffic is not None:
+            links = links if links is not None else LinkModel()
+            self.messages = MessageBus(
+                self.backend.run,
+                self.clock.__call__,
+                topology,
+                delay=links.delay,
+                later=self._later,
+                relay_cost=links.relay_cost,
+                traffic=traffic,
+            )
 
     # -- setting up -----------------------------------------------------------------------
 
@@ -277,6 +301,7 @@ class Simulation:
             engine_events=self.engine.processed,
             wall_seconds=time.perf_counter() - self._wall_start,
             statistics=self.coordinator.statistics(),
+            messages=self.messages.summary() if self.messages is not None else None,
         )
 
     def run_timed(
@@ -315,6 +340,9 @@ class Simulation:
         value: Any,
     ) -> None:
         """`tasks_done` for one task: what the backend calls on every completion."""
+        if self.messages is not None:
+            self._message_done(agent_id, task, started, finished, error, value)
+            return
         result = self.coordinator.finish(agent_id, task, started, finished, error, value)
         if result is not None:
             self._finished += 1
@@ -326,6 +354,9 @@ class Simulation:
 
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
         self.lost_agents.append((agent_id, reason))
+        if self.messages is not None:
+            self.messages.leave(agent_id)
+            in_flight = self.messages.take_lost(agent_id, in_flight)
         self.coordinator.agent_lost(agent_id, in_flight, reason)
         self._step()
 
@@ -344,9 +375,42 @@ class Simulation:
             self._collect(coordinator.take_events())
         if self._guarded:
             self._arm()
-        if self._fed_all and coordinator.running == 0 and coordinator.idle:
+        if (
+            self._fed_all
+            and coordinator.running == 0
+            and coordinator.idle
+            and (self.messages is None or self.messages.idle)
+        ):
             self._done = True
             self.engine.stop()
+
+    def _message_done(
+        self,
+        agent_id: str,
+        task: Task,
+        started: float,
+        finished: float,
+        error: str | None,
+        value: Any,
+    ) -> None:
+        """A completion in a run with messages: a hop of one (the bus forwards it, or
+        delivers it and sends what the traffic says), or a task of the coordinator's."""
+        messages = self.messages
+        assert messages is not None
+        if not messages.task_done(agent_id, task, finished, error, value):
+            result = self.coordinator.finish(agent_id, task, started, finished, error, value)
+            if result is not None:
+                self._finished += 1
+                if self.keep_results:
+                    self.results.append(result)
+                if self._listeners or self._progress is not None:
+                    self._notify([result])
+                if result.ok:
+                    messages.handled(agent_id, task)
+        self._step()
+
+    def _later(self, seconds: float, action: Callable[[], None]) -> None:
+        self.engine.after(seconds, _call, action)
 
     def _collect(self, events: list[Event]) -> None:
         self.events.extend(events)
@@ -541,6 +605,8 @@ class Simulation:
         self._specs[spec.id] = spec
         self.coordinator.add_agent(spec)
         self.backend.add_agent_now(spec)
+        if self.messages is not None:
+            self.messages.join(spec.id)
         outages = self.backend.model_for(spec.id).outages
         if outages is not None:
             rng = self._outage_rng(spec.id)
@@ -551,6 +617,8 @@ class Simulation:
     def _leave(self, agent_id: str) -> None:
         if agent_id not in self.coordinator.agents:
             return
+        if self.messages is not None:
+            self.messages.leave(agent_id)
         self.coordinator.remove_agent(agent_id)
         self.backend.remove_agent_now(agent_id)
         self._step()
@@ -610,3 +678,8 @@ class Simulation:
             f"waiting, {coordinator.running} running, {len(self._tasks) - self._next} not "
             "yet fed, and nothing left to happen. Check that some agent can take them."
         )
+
+
+def _call(action: Callable[[], None]) -> None:
+    """An engine action that runs a callable (a message's hop reaching its agent)."""
+    action()

@@ -32,6 +32,7 @@ from swarmperf.core.model import AgentSpec
 from swarmperf.core.queueing import QueueSettings
 from swarmperf.resilience.guard import ResilienceGuard
 from swarmperf.spec.autoscale import AutoscaleSpec
+from swarmperf.spec.messages import MessagesSpec, TopologySpec
 from swarmperf.spec.resilience import FaultSpec, ResilienceSpec
 from swarmperf.spec.types import (
     FROM_SETTINGS,
@@ -403,6 +404,8 @@ class SwarmSpec(Section):
     monitor: MonitorSpec = MonitorSpec()
     timeouts: TimeoutsSpec = TimeoutsSpec()
     autoscale: AutoscaleSpec | None = None
+    topology: TopologySpec = TopologySpec()
+    messages: MessagesSpec | None = None
 
     @field_validator("strategy")
     @classmethod
@@ -483,6 +486,23 @@ class SwarmSpec(Section):
                         if defined
                         else "Define it under resilience.rate_limits.",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _messages_name_agents(self) -> SwarmSpec:
+        ids = [spec.id for spec in self.agent_specs()]
+        known = set(ids)
+        named = [("topology.hub", self.topology.hub)]
+        if self.messages is not None:
+            named += [("messages.to", agent_id) for agent_id in self.messages.to]
+        for where, agent_id in named:
+            if agent_id is not None and agent_id not in known:
+                raise problem(
+                    "agent_id",
+                    f"{where} names {agent_id!r}, which is not an agent",
+                    choose_name(agent_id, ids) if len(ids) <= 20 else "Name an agent id.",
+                    value=agent_id,
+                )
         return self
 
     @field_validator("ray")

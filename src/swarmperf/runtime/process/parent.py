@@ -35,10 +35,12 @@ from swarmperf.runtime.backend import (
     timeout_error,
     timeout_for,
 )
+from swarmperf.runtime.messaging import Outbox
 from swarmperf.runtime.process.protocol import (
     BATCH,
     BEGIN,
     HEADER,
+    MESSAGE,
     PICKLE,
     PING,
     PONG,
@@ -275,6 +277,11 @@ class ProcessBackend(MeasuredTransfer):
         self._loop: asyncio.AbstractEventLoop | None = None
         self.timeouts = dict(timeouts) if timeouts else None
         self._watchdog = Watchdog(self.timeouts, self._watch) if self.timeouts else None
+        self._outbox: Outbox | None = None
+
+    def attach_outbox(self, outbox: Outbox) -> None:
+        """Hand the messages agents' handlers send to `outbox` (the swarm's message bus)."""
+        self._outbox = outbox
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -572,6 +579,8 @@ class ProcessBackend(MeasuredTransfer):
                     done = chunk
                 else:
                     done += chunk
+            elif op == MESSAGE:
+                self._message(agent, body)
             elif op == PONG:
                 if agent.waiter is not None and not agent.waiter.done():
                     agent.waiter.set_result(clock())
@@ -584,6 +593,11 @@ class ProcessBackend(MeasuredTransfer):
                     agent.ready.set_result(None)
         if done and self._sink is not None:
             self._sink.tasks_done(agent.id, done)
+
+    def _message(self, agent: _Agent, body: memoryview) -> None:
+        receiver, kind, data = pickle.loads(body)
+        if self._outbox is not None:
+            self._outbox(agent.id, receiver, kind, pickle.loads(data), len(data))
 
     def _results(self, agent: _Agent, count: int, body: memoryview) -> list[Done]:
         sent_at, seqs, starts, finishes, errors, values = pickle.loads(body)

@@ -14,7 +14,9 @@ BEGIN (body: when the run began, which fault windows count from), STOP (the work
 what it was sent, reports, and exits). Worker to parent: READY (body:
 its pid and why it could not import its handlers, or None), RESULTS (body: when it was
 sent; the first task's number when the tasks are consecutive, else each one's; their start
-and finish times, errors or None for all, and values), PONG.
+and finish times, errors or None for all, and values), PONG, MESSAGE (body: the receiver,
+the kind and the pickled payload of one message a handler sent, written before the results
+of the task that sent it).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ READ_SIZE = 1 << 18
 # Parent to worker.
 BATCH, PING, STOP, BEGIN = 1, 2, 3, 4
 # Worker to parent.
-READY, RESULTS, PONG = 11, 12, 13
+READY, RESULTS, PONG, MESSAGE = 11, 12, 13, 14
 
 
 class FrameReader:

@@ -31,6 +31,7 @@ from swarmperf.runtime.process.protocol import (
     BATCH,
     BEGIN,
     HEADER,
+    MESSAGE,
     PICKLE,
     PING,
     PONG,
@@ -81,6 +82,7 @@ def worker_main(
         if concurrency == 1
         else _ConcurrentWorker(fd, registry, context, flush, concurrency)
     )
+    worker.carry_messages()
     worker.send(READY, 0, pickle.dumps((os.getpid(), None), PICKLE))
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         worker.serve()  # those two mean the parent is gone: nobody is left to report to
@@ -115,6 +117,16 @@ class _Worker:
     def send(self, op: int, count: int, body: bytes) -> None:
         with self._lock:
             _write_all(self._fd, HEADER.pack(op, count, len(body)), body)
+
+    def carry_messages(self) -> None:
+        """Let handlers send messages (`AgentContext.send`) through this worker's socket."""
+        self._context = replace(self._context, outbox=self._post)
+
+    def _post(self, sender: str, receiver: str, kind: str, payload: Any) -> None:
+        # At once, from any thread: the message is on the socket before the results of the
+        # task that sent it, so the parent knows of it before that task is done.
+        data = pickle.dumps(payload, PICKLE)
+        self.send(MESSAGE, 1, pickle.dumps((receiver, kind, data), PICKLE))
 
     def _write_results(
         self,
