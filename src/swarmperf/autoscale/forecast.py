@@ -21,8 +21,9 @@ again (cheap, so a policy can forecast every interval and refit now and then).
   errors on a held-back part of that history. No PyTorch: its Linux wheel is gigabytes, and
   a model this small trains in a second or two on a CPU with numpy.
 
-`benchmarks/forecast_accuracy.py` measures all four. The season is the strongest period the periodogram and
-the ACF agree on in the history given to `fit` (`patterns.season_of`), unless set.
+`benchmarks/forecast_accuracy.py` measures all four. The season is the strongest period the
+periodogram and the ACF agree on in the history given to `fit` (`patterns.season_of`), unless
+set.
 """
 
 from __future__ import annotations
@@ -483,7 +484,9 @@ class Lstm:
         starts = np.arange(0, len(target_all) - length + 1)
         moments = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in self.weights.items()}
         beta1, beta2 = 0.9, 0.999
-        for step in range(1, self.steps + 1):
+        # A short history trains for fewer steps: two per transition, up to `steps`, so a model
+        # with little to learn from stays near its smoothed level instead of fitting noise.
+        for step in range(1, min(self.steps, 2 * len(target_all)) + 1):
             chosen = rng.choice(starts, size=min(self.batch, len(starts)), replace=False)
             index = chosen[:, None] + np.arange(length)[None, :]
             grads = self._gradients(x_all[index], target_all[index])
