@@ -588,4 +588,4 @@ class StaticPeak:
         return Decision(now, self.name, observation.replicas, {}, self.agents, self.agents, None)
 
 
-POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "static-peak", "oracle")
+POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "rl", "static-peak", "oracle")
