@@ -12,7 +12,8 @@ predictive policy's forecast quantile, is also chosen leave-one-trace-out (on th
 traces) and the held-out figures are reported (`held_out`). The `rl` policy scored on a trace
 is the model trained on the other traces only (`rl_models` says which), so its figures are
 held out as they stand (`rl_held_out`). The replay is checked against the real simulator
-(`swarmperf.sim.Simulation`) on a slice of each trace (`validation`).
+(`swarmperf.sim.Simulation`) on a slice of each trace (`validation`). On the request traces,
+fixed sizes from 30 to 80 agents (`static_frontier`) show what hindsight alone buys.
 
 `--quick`: the two Azure traces whole and the first two days of NASA; the validation on one
 day of NASA. The full run replays all 58.6 days of NASA.

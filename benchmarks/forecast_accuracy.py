@@ -10,7 +10,9 @@ the same ones (so seasonal naive scores 1.0; its season is the one found in the 
 Headline: `worst_mase`, the default forecaster on its worst trace (goal <= 0.8). The default
 is also checked leave-one-trace-out: for each trace, the forecaster with the best worst MASE on
 the other two, scored on it (`held_out`). `coverage` is the share of actuals at or below the
-0.9 quantile (0.9 if the quantiles are calibrated).
+0.9 quantile (0.9 if the quantiles are calibrated). `lstm` gathers the LSTM's figures, and
+`fine_interval` scores every forecaster again on the one-hour request traces at 10 s, seven
+steps ahead (the same start-up horizon), refitting every 6 origins and updating between.
 
 `--quick`: 6 origins on NASA and every other minute of the Azure traces; the full run, 60 on
 NASA and every minute of the Azure traces from the tenth.
