@@ -1,6 +1,6 @@
 """Autoscaling policies replayed on the dev traces: violation minutes and agent-hours vs the HPA.
 
-Every policy (`hpa`, `keda`, `predictive` = the default, `static-peak`, `oracle`) replays each
+Every policy (`hpa`, `keda`, `predictive`, `rl`, `static-peak`, `oracle`) replays each
 trace in `../shared/datasets/traces` (NASA-HTTP per minute; Azure LLM code and conv per
 request) with the defaults of `swarmperf autoscale-eval` (60 s intervals, 50 peak agents, SLO
 2x the service time, 60 s start-up). Headlines: `worst_violation_ratio` (the default policy's
@@ -9,8 +9,11 @@ agent-hours), with the oracle's beside them. Goal: <= 0.5 at <= 1.0.
 
 Nothing in the defaults was tuned on these traces. The one setting one might tune, the
 predictive policy's forecast quantile, is also chosen leave-one-trace-out (on the two other
-traces) and the held-out figures are reported (`held_out`). The replay is checked against the
-real simulator (`swarmperf.sim.Simulation`) on a slice of each trace (`validation`).
+traces) and the held-out figures are reported (`held_out`). The `rl` policy scored on a trace
+is the model trained on the other traces only (`rl_models` says which), so its figures are
+held out as they stand (`rl_held_out`). The replay is checked against the real simulator
+(`swarmperf.sim.Simulation`) on a slice of each trace (`validation`). On the request traces,
+fixed sizes from 30 to 80 agents (`static_frontier`) show what hindsight alone buys.
 
 `--quick`: the two Azure traces whole and the first two days of NASA; the validation on one
 day of NASA. The full run replays all 58.6 days of NASA.
@@ -29,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, package_versions
 from swarmperf.autoscale.forecast import DEFAULT_FORECASTER, make_forecaster
-from swarmperf.autoscale.policies import Predictive
+from swarmperf.autoscale.learned import load_models, model_without
+from swarmperf.autoscale.policies import Predictive, StaticPeak
 from swarmperf.autoscale.replay import (
     DEFAULT_POLICY,
     POLICIES,
@@ -50,6 +54,7 @@ FILES = {
 QUICK_NASA_INTERVALS = 2 * 1440
 VALIDATION_INTERVALS = 1440
 QUANTILES = (0.75, 0.9, 0.95)
+STATIC_SIZES = (30, 40, 50, 60, 70, 80)
 GOAL_VIOLATIONS = 0.5
 GOAL_AGENT_HOURS = 1.0
 
@@ -110,6 +115,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     settings = ReplaySettings()
+    rl_models = load_models()["models"]
     traces: dict[str, Trace] = {}
     whole_tasks: dict[str, int] = {}
     for key, name in FILES.items():
@@ -125,7 +131,9 @@ def main() -> None:
         log(f"{key}: {trace.tasks:,} tasks over {len(trace.counts):,} intervals")
         figures[key] = {}
         for name in POLICIES:
-            result = run_policy(trace, name, settings)
+            # The rl policy scored on a trace is the model trained without it.
+            model = model_without(trace.name) if name == "rl" else None
+            result = run_policy(trace, name, settings, model=model)
             figures[key][name] = result
             log(
                 f"  {name:12} violation minutes {result.violation_minutes:6}  agent-hours "
@@ -170,8 +178,30 @@ def main() -> None:
         q = pick_quantile(by_quantile, [k for k in traces if k != key])
         v, a = by_quantile[key][q]
         held_out[key] = {"quantile": q, "violation_ratio": v, "agent_hours_ratio": a}
+    rl_held_out = {
+        key: {
+            "violation_ratio": per_trace[key]["violation_ratio"]["rl"],
+            "agent_hours_ratio": per_trace[key]["agent_hours_ratio"]["rl"],
+        }
+        for key in traces
+    }
     held_out_worst_v = max(h["violation_ratio"] for h in held_out.values())
     held_out_worst_a = max(h["agent_hours_ratio"] for h in held_out.values())
+
+    # The best fixed size in hindsight, for the request traces: what a policy that could not
+    # see a burst coming would have to beat (a bound of another kind than the oracle's).
+    static_frontier: dict[str, Any] = {}
+    for key, trace in traces.items():
+        if trace.layout != "requests":
+            continue
+        static_frontier[key] = {}
+        for agents in STATIC_SIZES:
+            fixed = replay(trace, StaticPeak(agents), settings)
+            static_frontier[key][agents] = {
+                "violation_minutes": fixed.violation_minutes,
+                "agent_hours": round(fixed.agent_hours, 3),
+            }
+        log(f"  {key} static sizes: {static_frontier[key]}")
 
     log("validation: the same slice and agent schedule through swarmperf.sim.Simulation")
     validation: dict[str, Any] = {}
@@ -208,12 +238,25 @@ def main() -> None:
             "oracle_worst_agent_hours_ratio": worst("oracle", "agent_hours_ratio"),
             "default_policy": DEFAULT_POLICY,
             "forecaster": DEFAULT_FORECASTER,
+            "rl_models": {
+                key: {
+                    "model": model_without(trace.name),
+                    "trained_on": rl_models[model_without(trace.name)]["trained_on"],
+                }
+                for key, trace in traces.items()
+            },
             "held_out": {
                 "worst_violation_ratio": held_out_worst_v,
                 "worst_agent_hours_ratio": held_out_worst_a,
                 "per_trace": held_out,
             },
+            "rl_held_out": {
+                "worst_violation_ratio": worst("rl", "violation_ratio"),
+                "worst_agent_hours_ratio": worst("rl", "agent_hours_ratio"),
+                "per_trace": rl_held_out,
+            },
             "traces": per_trace,
+            "static_frontier": static_frontier,
             "validation": {
                 "slice_intervals": VALIDATION_INTERVALS,
                 "max_violating_task_gap": round(max_gap, 5),

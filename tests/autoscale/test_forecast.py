@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from swarmperf.autoscale.forecast import (
     FORECASTERS,
     HoltWinters,
+    Lstm,
     SeasonalNaive,
     make_forecaster,
     origins_for,
@@ -93,7 +94,7 @@ def test_quantiles_are_ordered_and_not_negative(name: str) -> None:
 
 def test_bad_requests_are_config_errors() -> None:
     with pytest.raises(UnknownName):
-        make_forecaster("lstm")
+        make_forecaster("prophet")
     with pytest.raises(ConfigError):
         SeasonalNaive().fit([1.0])
     with pytest.raises(ConfigError):
@@ -119,3 +120,29 @@ def test_sarima_updates_as_statsmodels_filters() -> None:
         fitted = SARIMAX(y[:280], order=(1, 0, 1), trend="c").fit(disp=False)
         theirs = fitted.append(y[280:]).get_forecast(2).predicted_mean
     assert model.forecast(2, [0.5])[0.5] == pytest.approx(list(theirs), rel=0.02)
+
+
+def test_the_lstm_is_deterministic_for_a_seed_and_learns_from_the_past() -> None:
+    # A level with noise around it: the naive forecast carries each draw's noise forward
+    # (errors of about 1.13 sigma), a model that learned the level does not (about 0.8).
+    rng = np.random.default_rng(4)
+    y = 100 + rng.normal(0, 10, 400)
+    first = Lstm(seed=1).fit(y[:300]).forecast(3, [0.1, 0.5, 0.9])
+    again = Lstm(seed=1).fit(y[:300]).forecast(3, [0.1, 0.5, 0.9])
+    other = Lstm(seed=2).fit(y[:300]).forecast(3, [0.1, 0.5, 0.9])
+    assert first == again
+    assert first != other
+    origins = list(range(300, 398, 7))
+    evaluation = rolling_origin(y, Lstm, horizon=2, origins=origins, refit_every=5)
+    assert evaluation.mase < 0.9
+    assert Lstm().fit(y[:300]).parameters == Lstm().parameters_for()
+
+
+def test_lstm_updates_carry_its_state_forward() -> None:
+    # Fed the next values, it forecasts from them: a jump in the level moves the forecast.
+    y = np.full(120, 50.0) + np.tile([0.0, 2.0, -2.0], 40)
+    model = Lstm(seed=0).fit(y)
+    before = model.forecast(1, [0.5])[0.5][0]
+    model.update([150.0] * 5)
+    after = model.forecast(1, [0.5])[0.5][0]
+    assert after > before + 20

@@ -88,7 +88,7 @@ def test_autoscale_eval_prints_one_json_object_last(tmp_path: Path) -> None:
     result = runner.invoke(app, ["autoscale-eval", str(path), "--peak-agents", "5", "-o", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(data["policies"]) == {"hpa", "keda", "predictive", "static-peak", "oracle"}
+    assert set(data["policies"]) == {"hpa", "keda", "predictive", "rl", "static-peak", "oracle"}
     assert data["default_policy"] in data["policies"]
     for figures in data["policies"].values():
         assert {"violation_minutes", "agent_hours", "scale_events", "tasks"} <= set(figures)

@@ -63,7 +63,7 @@ def test_no_section_means_no_autoscaler_and_defaults_are_the_replays() -> None:
         ("autoscale: {policy: hpa, target: 1.5}", "autoscale", "utilisation in (0, 1]"),
         ("autoscale: {startup: soon}", "autoscale.startup", "duration"),
         ("autoscale: {mode: dry}", "autoscale.mode", "forecast_only"),
-        ("autoscale: {forecaster: lstm}", "autoscale.forecaster", "holt-winters"),
+        ("autoscale: {forecaster: prophet}", "autoscale.forecaster", "holt-winters"),
         (
             "autoscale: {behavior: {scale_down: {stabilization_window_seconds: 9000}}}",
             "autoscale.behavior.scale_down.stabilization_window_seconds",

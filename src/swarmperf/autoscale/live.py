@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarmperf.autoscale.forecast import make_forecaster
+from swarmperf.autoscale.learned import DEFAULT_MODEL, Learned, predictive_feed, weights_for
 from swarmperf.autoscale.policies import (
     HPA,
     Decision,
@@ -92,6 +93,25 @@ def build_policy(settings: AutoscaleSpec, *, policy: str | None = None, startup:
             period=15.0 if settings.period is None else settings.period,
             mode=settings.mode,
             behavior=behavior,
+        )
+    if name == "rl":
+        # The shipped model trained on every dev trace, fed by the predictive policy's
+        # forecast as in the replay; its own hold stands in for the HPA's behavior.
+        feed, inner = predictive_feed(
+            make_forecaster(settings.forecaster),
+            interval=settings.interval,
+            startup=startup,
+            quantile=settings.quantile,
+        )
+        return Learned(
+            weights_for(DEFAULT_MODEL),
+            feed,
+            interval=settings.interval,
+            slo_factor=settings.slo_factor,
+            min_agents=low,
+            max_agents=top,
+            period=15.0 if settings.period is None else settings.period,
+            forecast_log=inner.record_log,
         )
     if name == "static-peak":
         return StaticPeak(top, period=60.0 if settings.period is None else settings.period)

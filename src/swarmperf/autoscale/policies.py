@@ -19,6 +19,8 @@ recommendation, the result after stabilisation and rate limits, and what limited
   than for a utilisation; changes go through the HPA's rate policies and windows. It never
   scales in on the forecast alone. With `mode="forecast_only"` it records forecasts against
   what arrived and never acts.
+- `rl`: a staffing rule whose weights were learned offline in the replay
+  (`swarmperf.autoscale.learned`, trained by `swarmperf.autoscale.training`).
 - `static-peak`: a fixed size (the bound on cost from above).
 - `oracle`: perfect foresight; it needs the future, so the replay computes it (see
   `swarmperf.autoscale.replay`) and it has no `decide`.
@@ -588,4 +590,4 @@ class StaticPeak:
         return Decision(now, self.name, observation.replicas, {}, self.agents, self.agents, None)
 
 
-POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "static-peak", "oracle")
+POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "rl", "static-peak", "oracle")

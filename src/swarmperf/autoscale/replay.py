@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from swarmperf.autoscale.forecast import make_forecaster
+from swarmperf.autoscale.learned import DEFAULT_MODEL, Learned, predictive_feed, weights_for
 from swarmperf.autoscale.policies import (
     HPA,
     Decision,
@@ -53,7 +54,7 @@ from swarmperf.core.errors import ConfigError, UnknownName
 
 VIOLATION_SHARE = 0.05  # a minute violates when more than this share of its tasks did
 TARGET = 0.7  # the HPA's target utilisation, which also sizes the service time
-POLICIES = ("hpa", "keda", "predictive", "static-peak", "oracle")
+POLICIES = ("hpa", "keda", "predictive", "rl", "static-peak", "oracle")
 DEFAULT_POLICY = "predictive"
 
 Task = tuple[float, float]  # (arrival, service seconds)
@@ -276,7 +277,11 @@ def _minute_stats(tasks: dict[int, list[int]]) -> tuple[int, int, int]:
     return violation_minutes, total, violating
 
 
-def make_policy(name: str, settings: ReplaySettings, forecaster: str = "default") -> Policy:
+def make_policy(
+    name: str, settings: ReplaySettings, forecaster: str = "default", *, model: str | None = None
+) -> Policy:
+    """Policy `name` at the replay's settings; for `rl`, the shipped `model` (the default: the
+    one trained on every dev trace)."""
     top = settings.top
     low = settings.min_agents
     if name == "hpa":
@@ -292,6 +297,21 @@ def make_policy(name: str, settings: ReplaySettings, forecaster: str = "default"
             slo_factor=settings.slo_factor,
             min_agents=low,
             max_agents=top,
+        )
+    if name == "rl":
+        feed, inner = predictive_feed(
+            make_forecaster(forecaster), interval=settings.interval, startup=settings.startup
+        )
+        chosen = model or DEFAULT_MODEL
+        return Learned(
+            weights_for(chosen),
+            feed,
+            interval=settings.interval,
+            slo_factor=settings.slo_factor,
+            min_agents=low,
+            max_agents=top,
+            model=chosen,
+            forecast_log=inner.record_log,
         )
     if name == "static-peak":
         return StaticPeak(settings.peak_agents)
@@ -469,11 +489,16 @@ def oracle(trace: Trace, settings: ReplaySettings) -> PolicyFigures:
 
 
 def run_policy(
-    trace: Trace, name: str, settings: ReplaySettings, *, forecaster: str = "default"
+    trace: Trace,
+    name: str,
+    settings: ReplaySettings,
+    *,
+    forecaster: str = "default",
+    model: str | None = None,
 ) -> PolicyFigures:
     if name == "oracle":
         return oracle(trace, settings)
-    return replay(trace, make_policy(name, settings, forecaster), settings)
+    return replay(trace, make_policy(name, settings, forecaster, model=model), settings)
 
 
 def evaluate(

@@ -61,7 +61,7 @@ def autoscale_eval(
     trace: TraceArgument,
     policy: Annotated[
         str,
-        typer.Option("--policy", help="hpa, keda, predictive, static-peak, oracle, or all."),
+        typer.Option("--policy", help="hpa, keda, predictive, rl, static-peak, oracle, or all."),
     ] = "all",
     interval: IntervalOption = "60s",
     peak_agents: Annotated[
@@ -82,7 +82,7 @@ def autoscale_eval(
     ] = "60s",
     forecaster: Annotated[
         str,
-        typer.Option("--forecaster", help="default, seasonal-naive, holt-winters or sarima."),
+        typer.Option("--forecaster", help="default, seasonal-naive, holt-winters, sarima or lstm."),
     ] = "default",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the arrivals within intervals.")] = 0,
     output: OutputOption = Output.table,

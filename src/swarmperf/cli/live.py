@@ -438,7 +438,7 @@ def swarm_scale(
         str | None,
         typer.Option(
             "--policy",
-            help="With auto: hpa, keda, predictive or static-peak (default: the spec's "
+            help="With auto: hpa, keda, predictive, rl or static-peak (default: the spec's "
             "autoscale.policy, else predictive).",
         ),
     ] = None,

@@ -1262,7 +1262,7 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
         ctx: Context,
         trace: TraceFile,
         policy: Annotated[
-            str, Field(description="hpa, keda, predictive, static-peak, oracle, or all.")
+            str, Field(description="hpa, keda, predictive, rl, static-peak, oracle, or all.")
         ] = "all",
         interval: TraceInterval = "60s",
         peak_agents: Annotated[
@@ -1407,7 +1407,7 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
         observe: Observe = None,
         policy: Annotated[
             str | None,
-            Field(description="With auto: hpa, keda, predictive or static-peak."),
+            Field(description="With auto: hpa, keda, predictive, rl or static-peak."),
         ] = None,
         dry_run: Annotated[
             bool, Field(description="Say what would be done and change nothing.")

@@ -16,10 +16,10 @@ from swarmperf.spec.types import Duration, PositiveDuration, Section, problem
 
 # The policies a live swarm can run (the oracle needs the future) and the forecasters the
 # predictive one can use; "default" is the one `swarmperf.autoscale.forecast` measured best.
-LivePolicyName = Literal["hpa", "keda", "predictive", "static-peak"]
-LIVE_POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "static-peak")
+LivePolicyName = Literal["hpa", "keda", "predictive", "rl", "static-peak"]
+LIVE_POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "rl", "static-peak")
 DEFAULT_LIVE_POLICY: LivePolicyName = "predictive"
-ForecasterName = Literal["default", "seasonal-naive", "holt-winters", "sarima"]
+ForecasterName = Literal["default", "seasonal-naive", "holt-winters", "sarima", "lstm"]
 MAX_SCALE_AGENTS = 10_000  # what one `swarm-scale` may ask for, and the API takes
 
 
