@@ -80,7 +80,8 @@ class _TenantRotation:
         self._fifos: dict[str, deque[tuple[int, Task]]] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._pass: dict[str, float] = {}
-        self._weights = weights
+        # A dict of its own: compiled, its `get` is a direct call (a Mapping's is looked up).
+        self._weights: dict[str, float] = dict(weights)
         self._by_service = by_service
         self._vt = 0.0
         self._seq = itertools.count()
@@ -232,6 +233,43 @@ class TaskQueue:
         else:
             self._low.push(task, front, entry)
 
+    def push_many(self, tasks: list[Task], now: float) -> None:
+        """`push(task, now)` for each of `tasks` in order, in one call: the same entries,
+        turns and aging, with the normal level's push written out (most work is normal)."""
+        max_wait = self.settings.max_wait
+        counts = self._counts
+        passes = self._level_pass
+        rotation = self._normal
+        fifos = rotation._fifos
+        tenant = ""
+        fifo: deque[tuple[int, Task]] | None = None
+        for task in tasks:
+            if task.priority is not _NORMAL:
+                self.push(task, now)
+                continue
+            task.enqueued_at = now
+            task.seq = seq = next(self._seq)
+            entry = (seq, task)
+            arrivals = self._arrivals
+            if not arrivals:
+                self._age_due = now + max_wait
+            elif len(arrivals) > 2 * self._len + 1024:
+                self._compact_arrivals()
+                arrivals = self._arrivals
+            arrivals.append(entry)
+            if counts[2] == 0 and passes[2] < self._level_vt:
+                passes[2] = self._level_vt
+            counts[2] += 1
+            self._len += 1
+            if fifo is None or task.tenant != tenant:
+                tenant = task.tenant
+                fifo = fifos.get(tenant)
+            if fifo:
+                fifo.append(entry)
+            else:  # the tenant enters the rotation: as `push` does it
+                rotation.push(task, False, entry)
+                fifo = fifos[tenant]
+
     def pass_through(self, task: Task, now: float) -> bool:
         """Account for `task` as `push(task, now)` then `pop(now)` would, without storing
         it: the task that comes in is the one that goes out when the queue is empty. Only
@@ -341,6 +379,29 @@ class TaskQueue:
         if arrivals and arrivals[0][1] is task:
             arrivals.popleft()
         return task
+
+    def take_first(self, looked: list[Task], count: int, now: float) -> None:
+        """Take `looked[0..count)` out of a `line`, as popping each of them in turn would."""
+        if count <= 0:
+            return
+        self._charge(looked, count, now)
+        rotation = self._normal
+        fifo = rotation._fifos[looked[0].tenant]
+        arrivals = self._arrivals
+        taken = 0
+        while taken < count:
+            seq, task = fifo.popleft()
+            if seq != task.seq:
+                continue  # stale: taken out of order by aging, as `pop` skips it
+            task.seq = -1
+            if arrivals and arrivals[0][1] is task:
+                arrivals.popleft()
+            taken += 1
+        if not fifo:
+            # As the pop that emptied the tenant's line would: it leaves the rotation.
+            rotation._heap.clear()
+        self._counts[2] -= count
+        self._len -= count
 
     def looked(self, looked: list[Task], count: int, now: float) -> None:
         """Account for popping `looked[0..count)` of a `line` and pushing them back."""

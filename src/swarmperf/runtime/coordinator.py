@@ -51,6 +51,8 @@ FAILED: Final = TaskStatus.FAILED
 _RESUME: Final = 0
 _RETRY: Final = 1
 _GUARD: Final = 2
+# Most tasks `take_starts` binds in one run from the queue's line (early binding).
+_RUN: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,15 +528,14 @@ class Coordinator:
             return 0
         batch = tasks if len(tasks) <= room else tasks[:room]
         unknown_cost = self.unknown_cost
-        push = self.queue.push
-        clock = self.clock
         # Summed in the same order as one by one, so the float comes out the same.
         pending_work = self._pending_work
         for task in batch:  # (no quotas: see above)
             cost = task.cost
             task.est_cost = est = unknown_cost if cost is None else cost
             pending_work += est
-            push(task, clock())
+        # One batch, one instant: the queue takes it in one call.
+        self.queue.push_many(batch, self.clock())
         n = len(batch)
         self._pending_work = pending_work
         self._pending += n
@@ -605,12 +606,20 @@ class Coordinator:
             assigned = strategy.assigned
             changed = strategy.changed
             bulkheads = self.bulkheads if self._bulkheads_on else None
-            pop = queue.pop
-            start = self._start
+            runs = self.in_place and self.guard is None and bulkheads is None
             while queue._len:
                 if late and self._free_slots <= 0:
                     break
-                task = pop(now)
+                if runs:
+                    line = queue.line(self._free_slots if late else _RUN)
+                    if line:
+                        held = self._bind_line(line, now)
+                        if held is None:
+                            continue
+                        if not self._backfill(held, now):
+                            break
+                        continue
+                task = queue.pop(now)
                 if task is None:
                     break
                 if task.avoid is None:
@@ -627,7 +636,7 @@ class Coordinator:
                 # `_bind`, written out: it runs for every task.
                 assigned(agent, task)
                 if agent.in_flight < agent.slots:
-                    start(agent, task, now)
+                    self._start(agent, task, now)
                 else:
                     agent.backlog.append(task)
                     agent.backlog_work += task.est_cost
@@ -638,6 +647,42 @@ class Coordinator:
         starts = self._starts
         self._starts = []
         return starts
+
+    def _bind_line(self, line: list[Task], now: float) -> Task | None:
+        """`take_starts` over a run of tasks that stand in one line (`TaskQueue.line`):
+        bind them in order where they stand and take the bound ones out in one call, as
+        popping and binding each would. Returns the task the strategy kept waiting, taken
+        out as `pop` takes it, or None when every task of the run was bound."""
+        strategy = self.strategy
+        choose = strategy.choose
+        assigned = strategy.assigned
+        changed = strategy.changed
+        late = self._late
+        queue = self.queue
+        held: Task | None = None
+        bound = 0
+        try:
+            for task in line:
+                if late and self._free_slots <= 0:
+                    break
+                agent = choose(task, now)
+                if agent is None:
+                    held = task
+                    break
+                assigned(agent, task)
+                if agent.in_flight < agent.slots:
+                    self._start(agent, task, now)
+                else:
+                    agent.backlog.append(task)
+                    agent.backlog_work += task.est_cost
+                agent.version += 1
+                changed(agent, now)
+                bound += 1
+        finally:
+            queue.take_first(line, bound, now)
+        if held is not None and queue.pop(now) is not held:
+            raise RuntimeError("the queue's line and its pop disagree")
+        return held
 
     def cancel_pending(self, reason: str) -> list[TaskResult]:
         """Withdraw every task not yet started (queued, bound to an agent's queue, parked
