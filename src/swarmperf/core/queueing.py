@@ -441,17 +441,27 @@ class TaskQueue:
         rotation = self._normal
         fifo = rotation._fifos[looked[0].tenant]
         arrivals = self._arrivals
-        for _ in range(count):
+        max_wait = self.settings.max_wait
+        for i in range(count):
+            task = looked[i]
+            if now - task.enqueued_at >= max_wait:
+                # `pop` takes it by aging, from the arrivals: its place in the tenant's
+                # line goes stale and stays, and the rotation is left as it was.
+                while arrivals and arrivals.first_is_stale():
+                    arrivals.drop_first()
+                if arrivals and arrivals.tasks[0] is task:
+                    arrivals.drop_first()
+                task.seq = -1
+                continue
             # Stale entries before it are dropped, as `pop` skips them.
-            task = fifo.pop_live()
-            if task is None:
-                raise RuntimeError("a line's task is not in the queue")
+            if fifo.pop_live() is not task:
+                raise RuntimeError("a line's task is not first in its line")
             task.seq = -1
             if arrivals and arrivals.tasks[0] is task:
                 arrivals.drop_first()
-        if not fifo:
-            # As the pop that emptied the tenant's line would: it leaves the rotation.
-            rotation._heap.clear()
+            if not fifo:
+                # As the pop that emptied the tenant's line would: it leaves the rotation.
+                rotation._heap.clear()
         self._counts[2] -= count
         self._len -= count
 
