@@ -250,6 +250,17 @@ class _LazyHeap:
             _heap_pop(heap)
         return None
 
+    def top_with_backlog(self) -> AgentState | None:
+        """The current minimum with tasks waiting at it (work stealing asks per task)."""
+        heap = self._heap
+        while heap:
+            top = heap[0]
+            agent = top.agent
+            if agent.alive and top.version == agent.version and agent.backlog:
+                return agent
+            _heap_pop(heap)
+        return None
+
     def compact(self, agents: dict[str, AgentState]) -> None:
         if len(self._heap) > 4 * len(agents) + 64:
             self._heap = [
@@ -266,10 +277,6 @@ def _has_room(agent: AgentState) -> bool:
 
 def _has_free_slot(agent: AgentState) -> bool:
     return agent.has_free_slot
-
-
-def _has_backlog(agent: AgentState) -> bool:
-    return bool(agent.backlog)
 
 
 def _is_full(agent: AgentState) -> bool:
@@ -559,6 +566,11 @@ class PowerOfTwo(_Strategy):
         return a if a.drain_time <= b.drain_time else b
 
 
+def _victim_key(agent: AgentState) -> float:
+    # The longest expected drain time of its queue first.
+    return -agent.backlog_work / agent.speed
+
+
 class WorkStealing(RoundRobin):
     """Round-robin placement into per-agent queues; idle agents steal from the most loaded.
 
@@ -574,15 +586,29 @@ class WorkStealing(RoundRobin):
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
-        self._victims = _LazyHeap(lambda a: -a.backlog_work / a.speed)
+        self._victims = _LazyHeap(_victim_key)
 
     def changed(self, agent: AgentState, now: float) -> None:
         super().changed(agent, now)
         if agent.alive and agent.backlog:
-            self._victims.push_and_compact(agent, self._agents)
+            # `_victims.push_and_compact`, with `_victim_key` written out: this runs for
+            # every task bound.
+            victims = self._victims
+            heap = victims._heap
+            _heap_push(
+                heap,
+                _Slot(
+                    -agent.backlog_work / agent.speed,
+                    next(victims._seq),
+                    agent.version,
+                    agent,
+                ),
+            )
+            if len(heap) > 4 * len(self._agents) + 64:
+                victims.compact(self._agents)
 
     def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
-        victim = self._victims.top(_has_backlog)
+        victim = self._victims.top_with_backlog()
         if victim is None or victim is thief:
             return None
         task = victim.backlog[-1]
