@@ -625,15 +625,20 @@ class Coordinator:
             changed = strategy.changed
             bulkheads = self.bulkheads if self._bulkheads_on else None
             runs = self.in_place and self.guard is None and bulkheads is None
+            # The first task of a call, and the first after one held, goes the one-task
+            # way: a strategy that holds the head of the queue (capacity-aware in a big
+            # swarm) then pays for one task per call, not for a run it does not bind.
+            in_run = False
             while queue._len:
                 if late and self._free_slots <= 0:
                     break
-                if runs:
+                if in_run:
                     line = queue.line(self._free_slots if late else _RUN)
                     if line:
                         held = self._bind_line(line, now)
                         if held is None:
                             continue
+                        in_run = False
                         if not self._backfill(held, now):
                             break
                         continue
@@ -660,6 +665,7 @@ class Coordinator:
                     agent.backlog_work += task.est_cost
                 agent.version += 1
                 changed(agent, now)
+                in_run = runs
         if self._thieves:
             self._retry_steals()
         starts = self._starts
