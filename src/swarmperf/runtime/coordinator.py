@@ -51,7 +51,8 @@ FAILED: Final = TaskStatus.FAILED
 _RESUME: Final = 0
 _RETRY: Final = 1
 _GUARD: Final = 2
-# Most tasks `take_starts` binds in one run from the queue's line (early binding).
+# Fewest and most tasks `take_starts` binds in one run from the queue's line.
+_FIRST_RUN: Final = 8
 _RUN: Final = 1024
 
 
@@ -629,16 +630,21 @@ class Coordinator:
             # way: a strategy that holds the head of the queue (capacity-aware in a big
             # swarm) then pays for one task per call, not for a run it does not bind.
             in_run = False
+            # Runs start short and double while they are bound whole, so that a run the
+            # strategy stops short costs little to have looked at.
+            run = _FIRST_RUN
             while queue._len:
                 if late and self._free_slots <= 0:
                     break
                 if in_run:
-                    line = queue.line(self._free_slots if late else _RUN)
+                    line = queue.line(min(self._free_slots, run) if late else run)
                     if line:
                         held = self._bind_line(line, now)
                         if held is None:
+                            run = min(2 * run, _RUN)
                             continue
                         in_run = False
+                        run = _FIRST_RUN
                         if not self._backfill(held, now):
                             break
                         continue
