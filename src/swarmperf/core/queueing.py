@@ -120,8 +120,10 @@ class _Line:
         out: list[Task] = []
         if limit <= 0:
             return out
-        for seq, task in zip(self.seqs, self.tasks, strict=True):
-            if seq == task.seq:
+        # Two iterators in step rather than `zip`, which makes a pair per entry.
+        seqs = iter(self.seqs)
+        for task in self.tasks:
+            if next(seqs) == task.seq:
                 out.append(task)
                 if len(out) >= limit:
                     break
