@@ -1,5 +1,7 @@
 """Looking past held tasks in place, and skipping those the strategy would hold anyway,
-decides exactly as popping each task, asking about it and pushing it back does."""
+decides exactly as popping each task, asking about it and pushing it back does; binding a
+run of tasks where they stand decides as popping and binding each; admitting a batch in
+one call decides as admitting its tasks one by one."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from swarmperf import STRATEGIES, AgentSpec, Task
 from swarmperf.balancing.agents import AgentState
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
+from swarmperf.core.errors import Backpressure
 from swarmperf.core.model import Priority
 from swarmperf.core.queueing import QueueSettings
 from swarmperf.runtime.coordinator import Coordinator
@@ -91,9 +94,17 @@ def _run(
     ops: list[tuple[Any, ...]],
     lookahead: int,
     reference: bool,
+    max_queued: int = 100_000,
+    quotas: dict[str, int] | None = None,
 ) -> list[Any]:
     clock = _Clock()
-    queue = QueueSettings(max_wait=4.0, urgent_within=0.5, tenant_weights={"b": 2.0})
+    queue = QueueSettings(
+        max_queued=max_queued,
+        max_wait=4.0,
+        urgent_within=0.5,
+        tenant_weights={"b": 2.0},
+        tenant_quotas=quotas or {},
+    )
     chosen: LoadBalancer = get_strategy(strategy, seed=3)
     if reference:
         inner = chosen
@@ -118,19 +129,32 @@ def _run(
         if op[0] == "submit":
             _, priority, tenant, cost, rank, count = op
             deadline = clock.now + cost if priority is Priority.CRITICAL else None
-            for _ in range(count):
-                c.submit(
-                    Task(
-                        "k",
-                        id=f"t{n}",
-                        priority=priority,
-                        tenant=tenant,
-                        cost=cost * (1 + n % 3),
-                        rank=rank,
-                        deadline=deadline,
-                    )
+            batch = [
+                Task(
+                    "k",
+                    id=f"t{n + i}",
+                    priority=priority,
+                    tenant=tenant,
+                    cost=cost * (1 + (n + i) % 3),
+                    rank=rank,
+                    deadline=deadline,
                 )
-                n += 1
+                for i in range(count)
+            ]
+            n += count
+            # The reference admits one by one until a task is refused; the other admits
+            # the batch in one call.
+            admitted = 0
+            if reference:
+                for task in batch:
+                    try:
+                        c.submit(task)
+                    except Backpressure:
+                        break
+                    admitted += 1
+            else:
+                admitted = c.submit_many(batch)
+            log.append(("admitted", admitted))
         elif op[0] == "tick":
             clock.now += op[1]
         elif running:
@@ -157,13 +181,19 @@ def _run(
     ),
     ops=_ops,
     lookahead=st.integers(0, 8),
+    max_queued=st.sampled_from([100_000, 100_000, 12]),
+    quotas=st.sampled_from([None, None, {"b": 3}]),
 )
 def test_in_place_decides_as_asking_about_every_task(
-    strategy: str, agents: list[tuple[int, float]], ops: list[tuple[Any, ...]], lookahead: int
+    strategy: str,
+    agents: list[tuple[int, float]],
+    ops: list[tuple[Any, ...]],
+    lookahead: int,
+    max_queued: int,
+    quotas: dict[str, int] | None,
 ) -> None:
-    assert _run(strategy, agents, ops, lookahead, False) == _run(
-        strategy, agents, ops, lookahead, True
-    )
+    args = (strategy, agents, ops, lookahead)
+    assert _run(*args, False, max_queued, quotas) == _run(*args, True, max_queued, quotas)
 
 
 def test_a_held_task_is_looked_past_without_being_taken_out() -> None:

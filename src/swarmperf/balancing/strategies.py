@@ -139,6 +139,64 @@ class _Slot:
         return self.key < other.key or (self.key == other.key and self.seq < other.seq)
 
 
+def _sift_up(heap: list[_Slot], pos: int) -> None:
+    """Move `heap[pos]` up to its place: `heapq`'s sift, with the comparison written out.
+
+    Compiled, `key` and `seq` are fields of `_Slot` read in C, where `heapq` would call
+    `__lt__` through Python twice per level; at ten thousand agents that is most of the
+    cost of a decision.
+    """
+    item = heap[pos]
+    key = item.key
+    seq = item.seq
+    while pos > 0:
+        parent_pos = (pos - 1) >> 1
+        parent = heap[parent_pos]
+        if key < parent.key or (key == parent.key and seq < parent.seq):
+            heap[pos] = parent
+            pos = parent_pos
+        else:
+            break
+    heap[pos] = item
+
+
+def _sift_down(heap: list[_Slot], pos: int) -> None:
+    """Move `heap[pos]` down to its place (as `_sift_up`, the other way)."""
+    n = len(heap)
+    item = heap[pos]
+    key = item.key
+    seq = item.seq
+    child_pos = 2 * pos + 1
+    while child_pos < n:
+        child = heap[child_pos]
+        right_pos = child_pos + 1
+        if right_pos < n:
+            right = heap[right_pos]
+            if right.key < child.key or (right.key == child.key and right.seq < child.seq):
+                child = right
+                child_pos = right_pos
+        if child.key < key or (child.key == key and child.seq < seq):
+            heap[pos] = child
+            pos = child_pos
+            child_pos = 2 * pos + 1
+        else:
+            break
+    heap[pos] = item
+
+
+def _heap_push(heap: list[_Slot], item: _Slot) -> None:
+    heap.append(item)
+    _sift_up(heap, len(heap) - 1)
+
+
+def _heap_pop(heap: list[_Slot]) -> None:
+    """Drop the least item of a non-empty heap."""
+    last = heap.pop()
+    if heap:
+        heap[0] = last
+        _sift_down(heap, 0)
+
+
 class _LazyHeap:
     """A min-heap of agents by a key that changes; stale entries are skipped, not removed.
 
@@ -153,12 +211,12 @@ class _LazyHeap:
         self._key = key
 
     def push(self, agent: AgentState) -> None:
-        heapq.heappush(self._heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
+        _heap_push(self._heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
 
     def push_and_compact(self, agent: AgentState, agents: dict[str, AgentState]) -> None:
         """`push`, then `compact` if the heap has grown too big: the per-change path."""
         heap = self._heap
-        heapq.heappush(heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
+        _heap_push(heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
         if len(heap) > 4 * len(agents) + 64:
             self.compact(agents)
 
@@ -173,7 +231,7 @@ class _LazyHeap:
             agent = top.agent
             if agent.alive and top.version == agent.version and accept(agent):
                 return agent
-            heapq.heappop(heap)
+            _heap_pop(heap)
         return None
 
     def top_with_free_slot(self) -> AgentState | None:
@@ -189,7 +247,18 @@ class _LazyHeap:
                 and not agent.paused
             ):
                 return agent
-            heapq.heappop(heap)
+            _heap_pop(heap)
+        return None
+
+    def top_with_backlog(self) -> AgentState | None:
+        """The current minimum with tasks waiting at it (work stealing asks per task)."""
+        heap = self._heap
+        while heap:
+            top = heap[0]
+            agent = top.agent
+            if agent.alive and top.version == agent.version and agent.backlog:
+                return agent
+            _heap_pop(heap)
         return None
 
     def compact(self, agents: dict[str, AgentState]) -> None:
@@ -208,10 +277,6 @@ def _has_room(agent: AgentState) -> bool:
 
 def _has_free_slot(agent: AgentState) -> bool:
     return agent.has_free_slot
-
-
-def _has_backlog(agent: AgentState) -> bool:
-    return bool(agent.backlog)
 
 
 def _is_full(agent: AgentState) -> bool:
@@ -268,12 +333,14 @@ class _VirtualTime(_Strategy):
 
     Each assignment charges the agent `charge(agent, task)`; agents that join (or regain
     room) start at the current virtual time, so they cannot claim a burst of catch-up work.
+    The agents are in a heap of `_Slot`s by (virtual time, order pushed): one decision
+    costs O(log n) comparisons of two floats.
     """
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
         self._vtime: dict[str, float] = {}
-        self._heap: list[tuple[float, int, AgentState]] = []
+        self._heap: list[_Slot] = []
         self._seq = itertools.count()
         self._full: set[str] = set()
         self._now_v = 0.0  # virtual time of the last choice
@@ -284,7 +351,7 @@ class _VirtualTime(_Strategy):
     def add(self, agent: AgentState, now: float) -> None:
         super().add(agent, now)
         self._vtime[agent.id] = self._now_v
-        heapq.heappush(self._heap, (self._now_v, next(self._seq), agent))
+        _heap_push(self._heap, _Slot(self._now_v, next(self._seq), 0, agent))
 
     def remove(self, agent: AgentState) -> None:
         super().remove(agent)
@@ -294,11 +361,12 @@ class _VirtualTime(_Strategy):
     def choose(self, task: Task, now: float) -> AgentState | None:
         heap = self._heap
         while heap:
-            v, _, agent = heap[0]
-            if not agent.alive or self._vtime.get(agent.id) != v:
-                heapq.heappop(heap)
+            top = heap[0]
+            agent = top.agent
+            if not agent.alive or self._vtime.get(agent.id) != top.key:
+                _heap_pop(heap)
             elif not agent.has_room:
-                heapq.heappop(heap)
+                _heap_pop(heap)
                 self._full.add(agent.id)
             else:
                 return agent
@@ -309,17 +377,23 @@ class _VirtualTime(_Strategy):
         self._now_v = v
         nv = v + self.charge(agent, task)
         self._vtime[agent.id] = nv
-        if self._heap and self._heap[0][2] is agent:
-            heapq.heapreplace(self._heap, (nv, next(self._seq), agent))
+        heap = self._heap
+        if heap and heap[0].agent is agent:
+            # The usual case: the agent just chosen moves down from the top. Its slot is
+            # the heap's alone, so it is updated in place rather than made anew.
+            top = heap[0]
+            top.key = nv
+            top.seq = next(self._seq)
+            _sift_down(heap, 0)
         else:
-            heapq.heappush(self._heap, (nv, next(self._seq), agent))
+            _heap_push(heap, _Slot(nv, next(self._seq), 0, agent))
 
     def changed(self, agent: AgentState, now: float) -> None:
         if agent.id in self._full and agent.alive and agent.has_room:
             self._full.discard(agent.id)
             v = max(self._vtime[agent.id], self._now_v)
             self._vtime[agent.id] = v
-            heapq.heappush(self._heap, (v, next(self._seq), agent))
+            _heap_push(self._heap, _Slot(v, next(self._seq), 0, agent))
 
     def virtual_time(self, agent_id: str) -> float:
         return self._vtime[agent_id]
@@ -433,7 +507,7 @@ class LeastLoaded(_Strategy):
             # for every task.
             index = self._index
             heap = index._heap
-            heapq.heappush(
+            _heap_push(
                 heap,
                 _Slot(
                     (agent.backlog_work + agent.running_work + 1e-9) / agent.speed,
@@ -492,6 +566,11 @@ class PowerOfTwo(_Strategy):
         return a if a.drain_time <= b.drain_time else b
 
 
+def _victim_key(agent: AgentState) -> float:
+    # The longest expected drain time of its queue first.
+    return -agent.backlog_work / agent.speed
+
+
 class WorkStealing(RoundRobin):
     """Round-robin placement into per-agent queues; idle agents steal from the most loaded.
 
@@ -507,15 +586,29 @@ class WorkStealing(RoundRobin):
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
-        self._victims = _LazyHeap(lambda a: -a.backlog_work / a.speed)
+        self._victims = _LazyHeap(_victim_key)
 
     def changed(self, agent: AgentState, now: float) -> None:
         super().changed(agent, now)
         if agent.alive and agent.backlog:
-            self._victims.push_and_compact(agent, self._agents)
+            # `_victims.push_and_compact`, with `_victim_key` written out: this runs for
+            # every task bound.
+            victims = self._victims
+            heap = victims._heap
+            _heap_push(
+                heap,
+                _Slot(
+                    -agent.backlog_work / agent.speed,
+                    next(victims._seq),
+                    agent.version,
+                    agent,
+                ),
+            )
+            if len(heap) > 4 * len(self._agents) + 64:
+                victims.compact(self._agents)
 
     def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
-        victim = self._victims.top(_has_backlog)
+        victim = self._victims.top_with_backlog()
         if victim is None or victim is thief:
             return None
         task = victim.backlog[-1]

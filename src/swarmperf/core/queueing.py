@@ -67,6 +67,79 @@ class QueueSettings:
                 raise ConfigError(f"queue.tenant_quotas[{tenant}]", q, "Use an integer >= 1.")
 
 
+class _Line:
+    """A first-in first-out line of queued tasks, each with the `seq` it had when it came
+    in (an entry is stale once the task's `seq` differs: it was taken out of order).
+
+    Two deques kept in step rather than one of `(seq, task)` pairs: a pair is an object
+    the garbage collector tracks, one per queued task, and a long queue made every
+    collection walk them all.
+    """
+
+    __slots__ = ("seqs", "tasks")
+
+    def __init__(self) -> None:
+        self.seqs: deque[int] = deque()
+        self.tasks: deque[Task] = deque()
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __bool__(self) -> bool:
+        # Written out: compiled, a class is true unless it says otherwise.
+        return len(self.tasks) > 0
+
+    def append(self, seq: int, task: Task) -> None:
+        self.seqs.append(seq)
+        self.tasks.append(task)
+
+    def appendleft(self, seq: int, task: Task) -> None:
+        self.seqs.appendleft(seq)
+        self.tasks.appendleft(task)
+
+    def drop_first(self) -> None:
+        self.seqs.popleft()
+        self.tasks.popleft()
+
+    def first_is_stale(self) -> bool:
+        return self.seqs[0] != self.tasks[0].seq
+
+    def pop_live(self) -> Task | None:
+        """Take the first live task, dropping the stale entries before it."""
+        seqs = self.seqs
+        tasks = self.tasks
+        while tasks:
+            seq = seqs.popleft()
+            task = tasks.popleft()
+            if seq == task.seq:
+                return task
+        return None
+
+    def live(self, limit: int) -> list[Task]:
+        """The first `limit` live tasks, in order, left in place."""
+        out: list[Task] = []
+        if limit <= 0:
+            return out
+        # Two iterators in step rather than `zip`, which makes a pair per entry.
+        seqs = iter(self.seqs)
+        for task in self.tasks:
+            if next(seqs) == task.seq:
+                out.append(task)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def remove(self, task: Task) -> None:
+        """Remove the first entry of `task`."""
+        i = self.tasks.index(task)
+        del self.tasks[i]
+        del self.seqs[i]
+
+    def clear(self) -> None:
+        self.seqs.clear()
+        self.tasks.clear()
+
+
 class _TenantRotation:
     """Tenants with queued work, each a FIFO, interleaved by stride scheduling.
 
@@ -77,34 +150,33 @@ class _TenantRotation:
     __slots__ = ("_by_service", "_fifos", "_heap", "_pass", "_seq", "_vt", "_weights")
 
     def __init__(self, weights: Mapping[str, float], by_service: bool) -> None:
-        self._fifos: dict[str, deque[tuple[int, Task]]] = {}
+        self._fifos: dict[str, _Line] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._pass: dict[str, float] = {}
-        self._weights = weights
+        # A dict of its own: compiled, its `get` is a direct call (a Mapping's is looked up).
+        self._weights: dict[str, float] = dict(weights)
         self._by_service = by_service
         self._vt = 0.0
         self._seq = itertools.count()
 
-    def push(self, task: Task, front: bool = False, entry: tuple[int, Task] | None = None) -> None:
-        """Queue `task`; `entry` is its `(seq, task)` if the caller has made one already."""
-        if entry is None:
-            entry = (task.seq, task)
+    def push(self, task: Task, front: bool = False) -> None:
+        """Queue `task` under its current `seq`."""
         tenant = task.tenant
         fifo = self._fifos.get(tenant)
-        if not fifo:
+        if fifo is None or not fifo:
             # A tenant's line is kept when it empties (a queue that is mostly empty would
             # make and drop one per task), but it enters the rotation afresh.
             if fifo is None:
-                fifo = self._fifos[tenant] = deque()
+                fifo = self._fifos[tenant] = _Line()
             p = self._pass.get(tenant, 0.0)
             if p < self._vt:
                 p = self._vt
             self._pass[tenant] = p
             heapq.heappush(self._heap, (p, next(self._seq), tenant))
         if front:
-            fifo.appendleft(entry)
+            fifo.appendleft(task.seq, task)
         else:
-            fifo.append(entry)
+            fifo.append(task.seq, task)
 
     def pass_through(self, task: Task) -> bool:
         """What `push(task)` then `pop()` do to the rotation when it is empty, without
@@ -113,7 +185,7 @@ class _TenantRotation:
             return False
         tenant = task.tenant
         if tenant not in self._fifos:
-            self._fifos[tenant] = deque()
+            self._fifos[tenant] = _Line()
         p = self._pass.get(tenant, 0.0)
         if p < self._vt:
             p = self._vt
@@ -129,10 +201,8 @@ class _TenantRotation:
             # One tenant: no interleaving to do, only its pass to keep for later arrivals.
             p, seq, tenant = heap[0]
             fifo = self._fifos[tenant]
-            while fifo:
-                entry_seq, task = fifo.popleft()
-                if entry_seq != task.seq:
-                    continue
+            task = fifo.pop_live()
+            if task is not None:
                 self._vt = p
                 charge = task.est_cost if self._by_service else 1.0
                 np = p + charge / self._weights.get(tenant, 1.0)
@@ -147,12 +217,13 @@ class _TenantRotation:
         while heap:
             p, _, tenant = heap[0]
             fifo = self._fifos[tenant]
-            while fifo and fifo[0][0] != fifo[0][1].seq:
-                fifo.popleft()  # stale: taken out of order by aging
+            while fifo and fifo.first_is_stale():
+                fifo.drop_first()  # stale: taken out of order by aging
             if not fifo:
                 heapq.heappop(heap)
                 continue
-            _, task = fifo.popleft()
+            task = fifo.tasks.popleft()
+            fifo.seqs.popleft()
             self._vt = p
             charge = task.est_cost if self._by_service else 1.0
             np = p + charge / self._weights.get(tenant, 1.0)
@@ -178,7 +249,7 @@ class TaskQueue:
         self._high: list[tuple[int, int, Task]] = []
         self._normal = _TenantRotation(s.tenant_weights, by_service=False)
         self._low = _TenantRotation(s.tenant_weights, by_service=True)
-        self._arrivals: deque[tuple[int, Task]] = deque()
+        self._arrivals = _Line()
         self._counts = [0, 0, 0, 0]
         self._len = 0
         self._level_pass = [0.0, 0.0, 0.0, 0.0]
@@ -199,19 +270,16 @@ class TaskQueue:
         if not front:
             task.enqueued_at = now
             task.seq = seq = next(self._seq)
-            # One entry, shared by the arrival line and the level's own structure.
-            entry = (seq, task)
             if not arrivals:
                 self._age_due = now + self.settings.max_wait
             elif len(arrivals) > 2 * self._len + 1024:
                 self._compact_arrivals()
                 arrivals = self._arrivals  # the compacted line: the entry must go there
-            arrivals.append(entry)
+            arrivals.append(seq, task)
         else:
             if task.seq < 0:
                 task.seq = next(self._seq)
-            entry = (task.seq, task)
-            arrivals.appendleft(entry)
+            arrivals.appendleft(task.seq, task)
             self._age_due = min(self._age_due, task.enqueued_at + self.settings.max_wait)
         level = task.priority
         counts = self._counts
@@ -223,14 +291,50 @@ class TaskQueue:
         counts[level] += 1
         self._len += 1
         if level is _NORMAL:
-            self._normal.push(task, front, entry)
+            self._normal.push(task, front)
         elif level is Priority.CRITICAL:
             deadline = _INF if task.deadline is None else task.deadline
             heapq.heappush(self._critical, (deadline, task.seq, task))
         elif level is Priority.HIGH:
             heapq.heappush(self._high, (-task.rank, task.seq, task))
         else:
-            self._low.push(task, front, entry)
+            self._low.push(task, front)
+
+    def push_many(self, tasks: list[Task], now: float) -> None:
+        """`push(task, now)` for each of `tasks` in order, in one call: the same entries,
+        turns and aging, with the normal level's push written out (most work is normal)."""
+        max_wait = self.settings.max_wait
+        counts = self._counts
+        passes = self._level_pass
+        rotation = self._normal
+        fifos = rotation._fifos
+        tenant = ""
+        fifo: _Line | None = None
+        for task in tasks:
+            if task.priority is not _NORMAL:
+                self.push(task, now)
+                continue
+            task.enqueued_at = now
+            task.seq = seq = next(self._seq)
+            arrivals = self._arrivals
+            if not arrivals:
+                self._age_due = now + max_wait
+            elif len(arrivals) > 2 * self._len + 1024:
+                self._compact_arrivals()
+                arrivals = self._arrivals
+            arrivals.append(seq, task)
+            if counts[2] == 0 and passes[2] < self._level_vt:
+                passes[2] = self._level_vt
+            counts[2] += 1
+            self._len += 1
+            if fifo is None or task.tenant != tenant:
+                tenant = task.tenant
+                fifo = fifos.get(tenant)
+            if fifo is not None and fifo:
+                fifo.append(seq, task)
+            else:  # the tenant enters the rotation: as `push` does it
+                rotation.push(task, False)
+                fifo = fifos[tenant]
 
     def pass_through(self, task: Task, now: float) -> bool:
         """Account for `task` as `push(task, now)` then `pop(now)` would, without storing
@@ -291,8 +395,8 @@ class TaskQueue:
         # arrival entry now rather than leave it stale. The oldest live task is unchanged,
         # so aging decides exactly as before; `_age_due` stays a lower bound of its due time.
         arrivals = self._arrivals
-        if arrivals and arrivals[0][1] is task:
-            arrivals.popleft()
+        if arrivals and arrivals.tasks[0] is task:
+            arrivals.drop_first()
         return task
 
     def line(self, limit: int) -> list[Task] | None:
@@ -310,15 +414,7 @@ class TaskQueue:
         heap = self._normal._heap
         if len(heap) != 1:
             return None
-        out: list[Task] = []
-        if limit <= 0:
-            return out
-        for seq, task in self._normal._fifos[heap[0][2]]:
-            if seq == task.seq:
-                out.append(task)
-                if len(out) >= limit:
-                    break
-        return out
+        return self._normal._fifos[heap[0][2]].live(limit)
 
     def take(self, looked: list[Task], index: int, now: float) -> Task:
         """Take `looked[index]` out of a `line`, as popping `looked[0..index]` and pushing
@@ -328,19 +424,48 @@ class TaskQueue:
         fifo = self._normal._fifos[task.tenant]
         # Removed rather than left stale, so that a task held at the head for long does
         # not make every later look walk past the ones taken behind it.
-        for i in range(len(fifo)):
-            if fifo[i][1] is task:
-                del fifo[i]
-                break
+        fifo.remove(task)
         if not fifo:
             # As the pop that emptied the tenant's line would: it leaves the rotation, and
             # enters it afresh with its next task.
             self._normal._heap.clear()
         self._taken(task)
         arrivals = self._arrivals
-        if arrivals and arrivals[0][1] is task:
-            arrivals.popleft()
+        if arrivals and arrivals.tasks[0] is task:
+            arrivals.drop_first()
         return task
+
+    def take_first(self, looked: list[Task], count: int, now: float) -> None:
+        """Take `looked[0..count)` out of a `line`, as popping each of them in turn would."""
+        if count <= 0:
+            return
+        self._charge(looked, count, now)
+        rotation = self._normal
+        fifo = rotation._fifos[looked[0].tenant]
+        arrivals = self._arrivals
+        max_wait = self.settings.max_wait
+        for i in range(count):
+            task = looked[i]
+            if now - task.enqueued_at >= max_wait:
+                # `pop` takes it by aging, from the arrivals: its place in the tenant's
+                # line goes stale and stays, and the rotation is left as it was.
+                while arrivals and arrivals.first_is_stale():
+                    arrivals.drop_first()
+                if arrivals and arrivals.tasks[0] is task:
+                    arrivals.drop_first()
+                task.seq = -1
+                continue
+            # Stale entries before it are dropped, as `pop` skips them.
+            if fifo.pop_live() is not task:
+                raise RuntimeError("a line's task is not first in its line")
+            task.seq = -1
+            if arrivals and arrivals.tasks[0] is task:
+                arrivals.drop_first()
+            if not fifo:
+                # As the pop that emptied the tenant's line would: it leaves the rotation.
+                rotation._heap.clear()
+        self._counts[2] -= count
+        self._len -= count
 
     def looked(self, looked: list[Task], count: int, now: float) -> None:
         """Account for popping `looked[0..count)` of a `line` and pushing them back."""
@@ -372,7 +497,12 @@ class TaskQueue:
             heap[0] = (p, seq, tenant)
 
     def _compact_arrivals(self) -> None:
-        self._arrivals = deque(e for e in self._arrivals if e[1].seq == e[0])
+        old = self._arrivals
+        line = _Line()
+        for seq, task in zip(old.seqs, old.tasks, strict=True):
+            if task.seq == seq:
+                line.append(seq, task)
+        self._arrivals = line
 
     def _taken(self, task: Task) -> None:
         task.seq = -1
@@ -383,14 +513,14 @@ class TaskQueue:
         arrivals = self._arrivals
         max_wait = self.settings.max_wait
         while arrivals:
-            seq, task = arrivals[0]
-            if task.seq != seq:
-                arrivals.popleft()
+            task = arrivals.tasks[0]
+            if task.seq != arrivals.seqs[0]:
+                arrivals.drop_first()
                 continue
             if now - task.enqueued_at < max_wait:
                 self._age_due = task.enqueued_at + max_wait
                 return None
-            arrivals.popleft()
+            arrivals.drop_first()
             # Its entry in the level structure goes stale once seq is reset by _taken.
             return task
         self._age_due = _INF

@@ -139,8 +139,14 @@ class LocalBackend:
         timeouts = self.timeouts
         loop = asyncio.get_running_loop()
         done: list[Done] = []
+        # The handler of the last kind run: a stream of one kind resolves it once. Forgotten
+        # at every await, so that a handler registered meanwhile is the one used.
+        kind: str | None = None
+        handler: Any = None
+        is_async = False
         while True:
             if not queue:
+                kind = None
                 if done:
                     # Report before waiting: the report is what refills the queue.
                     sink.tasks_done(agent_id, done)
@@ -158,9 +164,12 @@ class LocalBackend:
             value: Any = None
             started = _now()
             try:
-                handler, is_async = resolve(task.kind)
+                if task.kind != kind:
+                    handler, is_async = resolve(task.kind)
+                    kind = task.kind
                 value = handler(task.payload, context)
                 if is_async:
+                    kind = None
                     if done:  # do not hold finished results while this one waits
                         sink.tasks_done(agent_id, done)
                         done = []
