@@ -219,3 +219,27 @@ def test_a_dry_run_and_a_change_predicted_too_small_change_nothing(slow_hub: Ser
     (decision,) = stored(slow_hub)
     assert decision["trial"]["verdict"] == "not-applied"
     assert decision["inputs"]["prediction"]["topology"] == "ring"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["SPEC", "--swarm-id", SWARM], "not both"),
+        ([], "Give a SPEC"),
+        (["--swarm-id", SWARM, "--strategy", "fixed:blob"], "fixed:mesh"),
+        (["--swarm-id", SWARM, "--strategy", "best"], "adaptive, or fixed:<topology>"),
+        (["--swarm-id", SWARM, "--objective", "speed"], "--objective"),
+        (["--swarm-id", SWARM, "--min-gain", "1.5"], "--min-gain"),
+        (["--swarm-id", SWARM, "--observe", "0s"], "--observe"),
+        (["SPEC", "--strategy", "adaptive"], "goes with --swarm-id"),
+        (["--swarm-id", "nobody-serves-this"], "nobody-serves-this"),
+    ],
+)
+def test_bad_input_exits_2_and_says_why(tmp_path: Path, args: list[str], words: str) -> None:
+    spec = tmp_path / "swarm.yaml"
+    spec.write_text(SLOW_HUB.format(swarm_id=SWARM))
+    asked = [str(spec) if a == "SPEC" else a for a in args]
+    result = runner.invoke(app, ["topology-optimize", *asked, "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert "Traceback" not in result.output

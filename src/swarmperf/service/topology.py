@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from swarmperf.app.topologies import OBJECTIVES as PLAN_OBJECTIVES
 from swarmperf.app.topologies import TopologyPlan, candidates, plan_topologies
-from swarmperf.core.errors import ConfigError, UnknownName, UserError
+from swarmperf.core.errors import ConfigError, UnknownName
 from swarmperf.core.trial import TrialRule
 from swarmperf.monitor.snapshot import SwarmFigures
 from swarmperf.routing import TOPOLOGIES, TopologySettings
@@ -130,9 +130,10 @@ def measured_workload(figures: SwarmFigures) -> dict[str, Any]:
     rate = figures.throughput_per_s
     service = figures.service.p50
     if not figures.completed or rate is None or not rate > 0 or service is None:
-        raise UserError(
-            "The swarm finished no task in its last window, so there is no measured workload "
-            "to plan from: submit work first, or name the topology with --strategy fixed:<kind>."
+        raise ConfigError(
+            "workload",
+            f"{figures.completed} tasks finished in the last {figures.window_s:.3g} s",
+            "There is no measured workload to plan from: submit work to the swarm first.",
         )
     low, high = PLAN_TASKS
     tasks = int(min(max(round(rate * PLAN_SPAN_S), low), high))
@@ -150,9 +151,11 @@ def live_plan(
     """Each topology simulated on the swarm's agents and declared messages with `workload`
     (as `measured_workload` makes it), the one in force now first."""
     if spec.messages is None:
-        raise UserError(
-            "The swarm's spec has no `messages:` section, so the planner has no traffic to "
-            "simulate: add one (e.g. messages: {pattern: broadcast}) and serve it again."
+        raise ConfigError(
+            "messages",
+            None,
+            "The swarm's spec sends no messages, so the planner has no traffic to simulate: "
+            "add a `messages:` section (e.g. messages: {pattern: broadcast}) and serve it again.",
         )
     planned = spec.model_copy(
         update={
