@@ -6,6 +6,7 @@ decision in the store."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -195,10 +196,29 @@ def test_a_change_that_does_not_help_is_rolled_back(overrated: Service) -> None:
     assert decision["after"]["message_latency_mean_s"] is not None
 
 
+async def through_the_clients(served: Service) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A dry run asked through the MCP SDK's client of `swarmperf mcp --read-only`, and the
+    topology told to the async client."""
+    from swarmperf.client import SwarmClient
+    from tests.mcp_server.data import stdio
+
+    async with stdio(served.data_dir, "--read-only") as mcp:
+        asked = await mcp.call_tool(
+            "topology_optimize",
+            {"swarm_id": SWARM, "objective": "traffic", "dry_run": True},
+        )
+    assert not asked.is_error, asked.content
+    assert asked.structured_content is not None
+    async with SwarmClient(SWARM, data_dir=served.data_dir) as client:
+        told = await client.topology()
+    return dict(asked.structured_content), told
+
+
 def test_a_dry_run_and_a_change_predicted_too_small_change_nothing(slow_hub: Service) -> None:
     with Load(slow_hub):
         dry = optimise(slow_hub, "--objective", "traffic", "--dry-run")
-        assert topology(slow_hub)["topology"] == "star(hub=hub)"
+        tool, told = asyncio.run(through_the_clients(slow_hub))
+        assert told["topology"] == topology(slow_hub)["topology"] == "star(hub=hub)"
         assert stored(slow_hub) == []
         # No topology is predicted to gain 99% here: recorded as an attempt, not applied.
         small = optimise(slow_hub, "--strategy", "fixed:ring", "--min-gain", "0.99")
@@ -214,6 +234,13 @@ def test_a_dry_run_and_a_change_predicted_too_small_change_nothing(slow_hub: Ser
         "star",
     }
     assert dry["target"] == dry["plan"]["best"]
+    # The tool asks what the command asks (the measured workload moves between the two).
+    assert tool["live"] is True
+    assert tool["dry_run"] is True
+    assert tool["applied"] is False
+    assert tool["decision_id"] is None
+    assert tool["current"] == dry["current"] == "star(hub=hub)"
+    assert tool["target"] == dry["target"]
     assert small["applied"] is False
     assert "less than the 99%" in small["why"]
     (decision,) = stored(slow_hub)
