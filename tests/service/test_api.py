@@ -287,7 +287,7 @@ def _decision_after(client: httpx.Client, decision_id: int) -> dict[str, Any]:
     raise AssertionError("the figures after the decision were never recorded")
 
 
-def test_the_topology_is_told_and_an_idle_swarm_has_nothing_to_plan_from(
+def test_the_topology_is_told_and_a_swarm_without_messages_has_nothing_to_plan(
     served: tuple[Service, httpx.Client],
 ) -> None:
     _, client = served
@@ -297,8 +297,8 @@ def test_the_topology_is_told_and_an_idle_swarm_has_nothing_to_plan_from(
     assert told["messages"]["sent"] == told["messages"]["delivered"] == 0
     asked = client.post("/v1/topology", json={"dry_run": True})
     problem = problem_of(asked, 422)
-    assert problem["field"] == "workload"
-    assert "no measured workload" in problem["fix"]
+    assert problem["field"] == "messages"
+    assert "add a `messages:` section" in problem["fix"]
 
 
 def test_pause_holds_work_and_drain_refuses_it(

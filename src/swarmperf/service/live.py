@@ -46,6 +46,7 @@ from swarmperf.service.topology import (
     Strategy,
     check_min_gain,
     check_objective,
+    check_traffic,
     chosen,
     live_plan,
     measured_workload,
@@ -1010,6 +1011,9 @@ class LiveSwarm:
             check_rule(rule, observe, objectives=TOPOLOGY_OBJECTIVES)
         if self.state in (STOPPING, STOPPED):
             raise Refused("stopping", "the swarm is stopping and changes no more", 5.0)
+        if not dry_run and self._on_trial is not None:
+            self._claim_trial()  # refused now, not after seconds of planning
+        check_traffic(self.spec)
         current = self.swarm.messages.topology
         figures = self.metrics.figures()
         workload = measured_workload(figures)

@@ -145,11 +145,8 @@ def measured_workload(figures: SwarmFigures) -> dict[str, Any]:
     }
 
 
-def live_plan(
-    spec: SwarmSpec, current: TopologySettings, workload: dict[str, Any], objective: str
-) -> TopologyPlan:
-    """Each topology simulated on the swarm's agents and declared messages with `workload`
-    (as `measured_workload` makes it), the one in force now first."""
+def check_traffic(spec: SwarmSpec) -> None:
+    """The planner simulates the traffic the spec's `messages:` section declares."""
     if spec.messages is None:
         raise ConfigError(
             "messages",
@@ -157,6 +154,14 @@ def live_plan(
             "The swarm's spec sends no messages, so the planner has no traffic to simulate: "
             "add a `messages:` section (e.g. messages: {pattern: broadcast}) and serve it again.",
         )
+
+
+def live_plan(
+    spec: SwarmSpec, current: TopologySettings, workload: dict[str, Any], objective: str
+) -> TopologyPlan:
+    """Each topology simulated on the swarm's agents and declared messages with `workload`
+    (as `measured_workload` makes it), the one in force now first."""
+    check_traffic(spec)
     planned = spec.model_copy(
         update={
             "topology": topology_spec(current),
