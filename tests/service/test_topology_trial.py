@@ -217,6 +217,10 @@ async def through_the_clients(served: Service) -> tuple[dict[str, Any], dict[str
 def test_a_dry_run_and_a_change_predicted_too_small_change_nothing(slow_hub: Service) -> None:
     with Load(slow_hub):
         dry = optimise(slow_hub, "--objective", "traffic", "--dry-run")
+        where = ("--swarm-id", SWARM, "--data-dir", str(slow_hub.data_dir))
+        shown = runner.invoke(
+            app, ["topology-optimize", *where, "--objective", "traffic", "--dry-run"]
+        )
         tool, told = asyncio.run(through_the_clients(slow_hub))
         assert told["topology"] == topology(slow_hub)["topology"] == "star(hub=hub)"
         assert stored(slow_hub) == []
@@ -234,6 +238,9 @@ def test_a_dry_run_and_a_change_predicted_too_small_change_nothing(slow_hub: Ser
         "star",
     }
     assert dry["target"] == dry["plan"]["best"]
+    assert shown.exit_code == 0, shown.output
+    assert "* star(hub=hub)" in shown.output
+    assert f"dry run: {dry['target']} would be tried" in shown.output
     # The tool asks what the command asks (the measured workload moves between the two).
     assert tool["live"] is True
     assert tool["dry_run"] is True

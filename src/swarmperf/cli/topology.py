@@ -94,7 +94,7 @@ def placement_eval(
 def topology_optimize(
     spec_path: Annotated[
         Path | None,
-        typer.Argument(metavar="[SPEC]", help="A YAML swarm spec to plan offline."),
+        typer.Argument(metavar="SPEC", help="A YAML swarm spec to plan offline."),
     ] = None,
     objective: Annotated[
         str,
@@ -176,10 +176,11 @@ def topology_optimize(
     )
     if data["live"]:
         verdict = data.get("verdict")
-        head = f"{data['target']}: {verdict}" if verdict else "no change"
         decision = data.get("decision_id")
         tail = "" if decision is None else f" (decision {decision})"
-        out.print(f"{head}{tail}: {data['why']}", highlight=False, markup=False)
+        head = f"{data['target']}: {verdict or 'no verdict yet'}" if data["applied"] else ""
+        line = f"{head}{tail}: {data['why']}" if head else f"{data['why']}{tail}"
+        out.print(line, highlight=False, markup=False)
 
 
 def _plan_table(plan: dict[str, Any], title: str) -> None:
