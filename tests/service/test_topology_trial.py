@@ -1,8 +1,8 @@
 """`topology-optimize --swarm-id` against a real `swarmperf serve` under load: a star whose
 hub is slow, on all-to-all traffic, is found, switched and kept on the messages' measured
-latency; a switch the simulator overrates (it is told relays cost what they do not) is rolled
-back; no message is lost across either; a dry run changes nothing; every attempt is a
-decision in the store."""
+latency (on `local` and `process`); a switch the simulator overrates (it is told relays
+cost what they do not) is rolled back; no message is lost across either; a dry run
+changes nothing; every attempt is a decision in the store."""
 
 from __future__ import annotations
 
@@ -100,6 +100,11 @@ def slow_hub(tmp_path: Path) -> Iterator[Service]:
     yield from serve(tmp_path, SLOW_HUB)
 
 
+@pytest.fixture(params=["local", "process"])
+def slow_hub_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+    yield from serve(tmp_path, SLOW_HUB.replace("backend: local", f"backend: {request.param}"))
+
+
 @pytest.fixture
 def overrated(tmp_path: Path) -> Iterator[Service]:
     yield from serve(tmp_path, OVERRATED)
@@ -146,10 +151,10 @@ def stored(served: Service) -> list[dict[str, Any]]:
         return [d.decision for d in store.decisions(SWARM, "topology")]
 
 
-def test_a_slow_hub_is_found_switched_and_kept(slow_hub: Service) -> None:
-    with Load(slow_hub):
-        data = optimise(slow_hub, "--objective", "traffic")
-        assert topology(slow_hub)["topology"] == data["target"]
+def test_a_slow_hub_is_found_switched_and_kept(slow_hub_on: Service) -> None:
+    with Load(slow_hub_on):
+        data = optimise(slow_hub_on, "--objective", "traffic")
+        assert topology(slow_hub_on)["topology"] == data["target"]
     assert data["current"] == "star(hub=hub)"
     assert data["target"] != data["current"]
     assert data["predicted_gain"] >= 0.1
@@ -159,10 +164,10 @@ def test_a_slow_hub_is_found_switched_and_kept(slow_hub: Service) -> None:
     assert after <= 0.9 * before
     # Routed by the new rule: fewer hops per message than through the hub.
     assert data["figures_after"]["message_hops_mean"] < data["figures_before"]["message_hops_mean"]
-    messages = settled(slow_hub)
+    messages = settled(slow_hub_on)
     assert messages["failed"] == messages["dropped"] == messages["in_flight"] == 0
     assert messages["delivered"] == messages["sent"] > 0
-    (decision,) = stored(slow_hub)
+    (decision,) = stored(slow_hub_on)
     assert decision["trial"]["verdict"] == "kept"
     assert decision["inputs"]["prediction"]["topology"] == data["target"]
     assert decision["inputs"]["prediction"]["gain"] == data["predicted_gain"]
