@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -901,8 +901,6 @@ class LiveSwarm:
     def topology(self) -> dict[str, Any]:
         """The topology messages are routed by now, and what they did (counts, no matrix)."""
         settings = self.swarm.messages.topology
-        summary = self.swarm.messages.summary()
-        summary.pop("matrix", None)
         return {
             "topology": settings.describe(),
             "settings": {
@@ -912,7 +910,7 @@ class LiveSwarm:
                 "bidirectional": settings.bidirectional,
                 "cluster_size": settings.cluster_size,
             },
-            "messages": summary,
+            "messages": asdict(self.swarm.messages.statistics()),
             "on_trial": self._on_trial or None,
         }
 
