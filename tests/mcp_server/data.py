@@ -40,6 +40,14 @@ pools:
 workload: {rate: 50/s, mix: {sleep: 1}}
 constraints: {slo: {sleep: {p99: 1s}}}
 """
+# Each topology simulated on all-to-all traffic through a slow hub (offline: no swarm runs).
+TOPOLOGY_SPEC = """\
+swarm_id: mcptopo
+agents: [{id: hub, slowdown: 20}, {id: w, count: 5}]
+topology: {kind: star, hub: hub}
+messages: {pattern: broadcast, bytes: 256, latency: 1ms, relay_cost: 2ms}
+workload: {tasks: 20, kind: sleep, size: {distribution: constant, value: 10ms}}
+"""
 # The tools that change a swarm or write files: never served with --read-only.
 CHANGING = {"switch_strategy", "swarm_scale", "task_submit", "profile_performance"}
 # The tools that plan from files (a trace, a QAPLIB folder) and change nothing.
@@ -90,6 +98,8 @@ class World:
         self.trace = write_trace(folder)
         self.short_trace = write_trace(folder, "short.csv", rows=24 * 5)
         self.corpus = write_corpus(folder / "qaplib")
+        self.topology_spec = folder / "topology.yaml"
+        self.topology_spec.write_text(TOPOLOGY_SPEC)
         self.service: Service = service(folder / "live", LIVE_SWARM, spec=TWO_AGENTS)
         self.service.data_dir = self.data
         self.service.start()
@@ -134,6 +144,7 @@ def valid_calls(world: World) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "workload_analyze", {"trace": str(world.trace)}
     yield "autoscale_eval", {"trace": str(world.short_trace), "peak_agents": 5}
     yield "placement_eval", {"corpus": str(world.corpus), "iterations": 300, "seed": 4}
+    yield "topology_optimize", {"spec": str(world.topology_spec), "objective": "traffic"}
     yield (
         "profile_performance",
         {
@@ -172,6 +183,10 @@ BAD_CALLS: dict[str, tuple[dict[str, Any], str]] = {
     "workload_analyze": ({"trace": "/nope/trace.csv"}, "Cannot read the file"),
     "autoscale_eval": ({"trace": "/nope.csv", "policy": "magic"}, "Choose one of: all, hpa"),
     "placement_eval": ({"corpus": "/nope", "time_limit": "0s"}, "Give a time above 0"),
+    "topology_optimize": (
+        {"spec": "/nope.yaml", "swarm_id": LIVE_SWARM},
+        "Give a SPEC (plan offline) or --swarm-id",
+    ),
     "profile_performance": ({"swarm_id": LIVE_SWARM, "duration": "2h"}, "at most 300 s here"),
     "task_submit": ({"swarm_id": LIVE_SWARM, "tasks": []}, "at least one task"),
     "switch_strategy": ({"swarm_id": LIVE_SWARM, "strategy": "auto"}, "name it"),
@@ -218,6 +233,8 @@ def cli_for(world: World, name: str, args: dict[str, Any]) -> Any:
         return cli_json(
             "placement-eval", "--corpus", args["corpus"], "--iterations", "300", "--seed", "4"
         )
+    if name == "topology_optimize":
+        return cli_json("topology-optimize", args["spec"], "--objective", "traffic")
     if name == "profile_performance":
         out = str(world.folder / "cli.folded")
         formats = ("--format", "collapsed", "--format", "svg")

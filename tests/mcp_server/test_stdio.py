@@ -98,6 +98,9 @@ def session(world: World) -> dict[str, Any]:
                 "resource_alloc",
                 {"resources": str(world.resources), "swarm_id": LIVE_SWARM, "apply": True},
             )
+            found["read_only_topology"] = await client.call_tool(
+                "topology_optimize", {"swarm_id": LIVE_SWARM, "strategy": "fixed:ring"}
+            )
         return found
 
     return asyncio.run(ask())
@@ -148,6 +151,11 @@ def test_changing_tools_are_annotated_and_read_only_hides_them(session: dict[str
     assert read_only.annotations is not None
     assert read_only.annotations.read_only_hint is True
     refused = session["read_only_apply"]
+    assert refused.is_error
+    assert "read-only" in refused.content[0].text
+    # topology_optimize plans in either mode; it switches a live swarm only where it may.
+    assert tools["topology_optimize"].annotations.destructive_hint is True
+    refused = session["read_only_topology"]
     assert refused.is_error
     assert "read-only" in refused.content[0].text
 
@@ -304,6 +312,12 @@ def test_planning_tools_equal_the_cli_json(session: dict[str, Any], world: World
                 solution.pop(key)
     assert valid["placement_eval"] == placed
     assert placed["at_optimum"] == 2
+    # The simulator is seeded: the tool's plan is the command's.
+    planned = cli_for(world, "topology_optimize", args["topology_optimize"])
+    assert _data(session["valid"]["topology_optimize"]) == planned
+    assert planned["live"] is False
+    assert planned["current"] == "star(hub=hub)"
+    assert planned["best"] != planned["current"]
 
 
 def test_long_planning_tools_report_progress(session: dict[str, Any]) -> None:

@@ -135,6 +135,10 @@ def test_the_token_is_required_everywhere_but_health(
         ("POST", "/v1/profile", {"components": "ghost", "duration_s": 0.1}, "components"),
         ("POST", "/v1/profile", {"duration_s": 0}, "duration_s"),
         ("POST", "/v1/profile", {"rate_hz": 5000}, "rate_hz"),
+        ("POST", "/v1/topology", {"strategy": "fixed:blob"}, "--strategy"),
+        ("POST", "/v1/topology", {"objective": "speed"}, "--objective"),
+        ("POST", "/v1/topology", {"min_gain": 2}, "--min-gain"),
+        ("POST", "/v1/topology", {"observe_s": 0}, "observe_s"),
     ],
 )
 def test_bad_input_is_a_problem_naming_the_field(
@@ -281,6 +285,20 @@ def _decision_after(client: httpx.Client, decision_id: int) -> dict[str, Any]:
             return body
         time.sleep(0.1)
     raise AssertionError("the figures after the decision were never recorded")
+
+
+def test_the_topology_is_told_and_a_swarm_without_messages_has_nothing_to_plan(
+    served: tuple[Service, httpx.Client],
+) -> None:
+    _, client = served
+    told = client.get("/v1/topology").json()
+    assert told["topology"] == "mesh"  # the spec names none
+    assert told["on_trial"] is None
+    assert told["messages"]["sent"] == told["messages"]["delivered"] == 0
+    asked = client.post("/v1/topology", json={"dry_run": True})
+    problem = problem_of(asked, 422)
+    assert problem["field"] == "messages"
+    assert "add a `messages:` section" in problem["fix"]
 
 
 def test_pause_holds_work_and_drain_refuses_it(

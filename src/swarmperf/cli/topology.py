@@ -1,5 +1,6 @@
 """`swarmperf placement-eval` (the placement solvers on QAPLIB instances) and
-`swarmperf topology-optimize SPEC` (each topology simulated on a spec's traffic)."""
+`swarmperf topology-optimize SPEC | --swarm-id ID` (each topology simulated on a spec's
+traffic or a live swarm's measured workload; live, the pick switched on trial)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from swarmperf.cli._support import Output, OutputOption, err, out, user_errors
+from swarmperf.cli._support import DataDirOption, Output, OutputOption, err, out, user_errors
 
 
 def placement_eval(
@@ -91,7 +92,10 @@ def placement_eval(
 
 
 def topology_optimize(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A YAML swarm spec.")],
+    spec_path: Annotated[
+        Path | None,
+        typer.Argument(metavar="SPEC", help="A YAML swarm spec to plan offline."),
+    ] = None,
     objective: Annotated[
         str,
         typer.Option(
@@ -99,42 +103,110 @@ def topology_optimize(
             help="p99 (tasks' latency), makespan, or traffic (messages x latency).",
         ),
     ] = "p99",
+    swarm_id: Annotated[
+        str | None,
+        typer.Option(
+            "--swarm-id",
+            help="A live swarm: plan from its measured workload and switch on trial.",
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="With --swarm-id: adaptive (the planner's best; default) or "
+            "fixed:<topology> (star, hierarchical, ring, mesh or hybrid).",
+        ),
+    ] = None,
+    min_gain: Annotated[
+        float,
+        typer.Option(
+            "--min-gain",
+            help="With --swarm-id: the least predicted and measured improvement to keep a "
+            "change (0.1: 10%).",
+        ),
+    ] = 0.1,
+    observe: Annotated[
+        str | None,
+        typer.Option("--observe", help="With --swarm-id: the window the trial is judged on."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With --swarm-id: print the plan; change nothing."),
+    ] = False,
     output: OutputOption = Output.table,
+    data_dir: DataDirOption = None,
 ) -> None:
-    """Simulate each topology on a spec; name the best one."""
+    """Simulate each topology on a spec, or on a live swarm's measured workload; name the
+    best one.
+
+    With --swarm-id the pick is applied on trial: only if the plan predicts at least
+    --min-gain on the objective, and kept only if the figure measured over --observe after
+    the switch improves as much (else switched back); each attempt is a decision."""
+    from swarmperf.queries.topology import topology_optimize as optimise
+
+    def watching(seconds: float) -> None:
+        if output is not Output.json:
+            err.print(f"Switched on trial; judging it over the next {seconds:g} s...")
+
+    with user_errors():
+        data = optimise(
+            spec_path,
+            swarm_id,
+            data_dir,
+            strategy=strategy,
+            objective=objective,
+            min_gain=min_gain,
+            observe_text=observe,
+            dry_run=dry_run,
+            on_watch=watching,
+        )
+    if output is Output.json:
+        print(json.dumps(data))
+        return
+    plan = data["plan"] if data["live"] else data
+    title = f"{swarm_id}'s measured workload" if data["live"] else Path(str(spec_path)).name
+    _plan_table(plan, title)
+    gain = plan["predicted_gain"]
+    shown = "-" if gain is None else f"{gain:.1%}"
+    out.print(
+        f"best by {plan['objective']}: {plan['best']}; predicted gain over "
+        f"{plan['current']}: {shown}",
+        highlight=False,
+    )
+    if data["live"]:
+        verdict = data.get("verdict")
+        decision = data.get("decision_id")
+        tail = "" if decision is None else f" (decision {decision})"
+        head = f"{data['target']}: {verdict or 'no verdict yet'}" if data["applied"] else ""
+        line = f"{head}{tail}: {data['why']}" if head else f"{data['why']}{tail}"
+        out.print(line, highlight=False, markup=False)
+
+
+def _plan_table(plan: dict[str, Any], title: str) -> None:
     from rich import box
     from rich.table import Table
 
-    from swarmperf.app.topologies import plan_topologies
-    from swarmperf.spec import load_spec
-
-    with user_errors():
-        plan = plan_topologies(load_spec(spec_path), objective)
-    if output is Output.json:
-        print(json.dumps(plan.to_dict()))
-        return
     table = Table(
-        title=f"Topologies for {spec_path.name}, simulated (virtual seconds)",
+        title=f"Topologies for {title}, simulated (virtual seconds)",
         box=box.SIMPLE_HEAD,  # one line per topology in 80 columns
         pad_edge=False,
     )
     table.add_column("topology", no_wrap=True)
     for column in ("p99", "makespan", "traffic", "hops", "relays", "links"):
         table.add_column(column, justify="right", min_width=len(column))
-    for figures in plan.figures:
+    for figures in plan["topologies"]:
         table.add_row(
-            ("* " if figures.topology == plan.current else "") + figures.topology,
-            _seconds(figures.p99),
-            _seconds(figures.makespan),
-            _seconds(figures.traffic),
-            f"{figures.hops:,}",
-            f"{figures.relayed_max:,}",
-            f"{figures.connections:,}",
+            ("* " if figures["topology"] == plan["current"] else "") + figures["topology"],
+            _seconds(figures["p99"]),
+            _seconds(figures["makespan"]),
+            _seconds(figures["traffic"]),
+            f"{figures['hops']:,}",
+            f"{figures['relayed_max']:,}",
+            f"{figures['connections']:,}",
         )
     out.print(table)
-    out.print("[dim]* the spec's own topology; relays: the most one agent forwarded[/dim]")
-    gain = "-" if plan.gain is None else f"{plan.gain:.1%}"
-    out.print(f"best by {plan.objective}: {plan.best}; predicted gain over {plan.current}: {gain}")
+    out.print("[dim]* the topology in force; relays: the most one agent forwarded[/dim]")
 
 
 def _seconds(value: float | None) -> str:

@@ -265,6 +265,29 @@ class SwarmClient(ClientBase):
         """Switch the load-balancing strategy now; recorded as a decision."""
         return await self._send(Calls.set_strategy(name, observe_s))
 
+    async def topology(self) -> dict[str, Any]:
+        """The topology messages are routed by now, and the messages' counts."""
+        return await self._send(Calls.get("/v1/topology"))
+
+    async def optimize_topology(
+        self,
+        strategy: str = "adaptive",
+        objective: str = "p99",
+        *,
+        min_gain: float = 0.1,
+        observe_s: float = 30,
+        dry_run: bool = False,
+        min_samples: int = 20,
+    ) -> dict[str, Any]:
+        """Plan the topology from the swarm's measured workload (`adaptive`) or take
+        `fixed:<kind>`; unless `dry_run`, switch to it on trial if the plan predicts a gain
+        of `min_gain` on `objective` (p99, makespan or traffic). The service rolls it back
+        after `observe_s` unless the measured figure gains as much (the verdict is in
+        `decision(decision_id)["decision"]["trial"]`)."""
+        return await self._send(
+            Calls.optimize_topology(strategy, objective, min_gain, observe_s, dry_run, min_samples)
+        )
+
     async def decision(self, decision_id: int) -> dict[str, Any]:
         return await self._send(Calls.decision(decision_id))
 

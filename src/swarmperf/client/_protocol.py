@@ -484,6 +484,25 @@ class Calls:
         return Calls.put("/v1/strategy", body)
 
     @staticmethod
+    def optimize_topology(
+        strategy: str,
+        objective: str,
+        min_gain: float,
+        observe_s: float,
+        dry_run: bool,
+        min_samples: int,
+    ) -> Call[dict[str, Any]]:
+        body = {
+            "strategy": strategy,
+            "objective": objective,
+            "min_gain": min_gain,
+            "observe_s": non_negative(observe_s, "observe_s"),
+            "dry_run": dry_run,
+            "min_samples": min_samples,
+        }
+        return Calls.post("/v1/topology", body)
+
+    @staticmethod
     def stop(deadline_s: float | None) -> Call[dict[str, Any]]:
         body = {} if deadline_s is None else {"deadline_s": non_negative(deadline_s, "deadline_s")}
         return Calls.post("/v1/stop", body)

@@ -26,7 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swarmperf.client import SyncSwarmClient
 from swarmperf.core.errors import ConfigError, ServiceError, SwarmError
-from swarmperf.queries import allocation, autoscale, live, placement, profile, runs, stored, suites
+from swarmperf.queries import (
+    allocation,
+    autoscale,
+    live,
+    placement,
+    profile,
+    runs,
+    stored,
+    suites,
+    topology,
+)
 
 # At most this many samples per `metrics_collect` call: a tool call should answer in seconds.
 MAX_SAMPLES = 10
@@ -617,6 +627,54 @@ class PlacementOut(Payload):
     at_optimum: Any = Field(default=None, description="How many reached the optimum.")
     gap_reason: Any = Field(default=None, description="Why some or all gaps are missing.")
     model_config = ConfigDict(title="PlacementEvaluation", extra="allow")
+
+
+class TopologyOut(Payload):
+    """What `swarmperf topology-optimize -o json` prints."""
+
+    live: Any = Field(default=None, description="True: a live swarm's; false: a spec's plan.")
+    objective: Any = Field(default=None, description="p99, makespan or traffic.")
+    current: Any = Field(default=None, description="The topology in force (or the spec's).")
+    best: Any = Field(default=None, description="Offline: the best topology simulated.")
+    predicted_gain: Any = Field(
+        default=None,
+        description="The simulated gain of the best (live: of the target) over the current "
+        "one on the objective, as a share (null: no figure).",
+    )
+    topologies: Any = Field(
+        default=None,
+        description="Offline: each topology's simulated p99, makespan, traffic (messages x "
+        "latency), messages, hops, most relays by one agent and connections.",
+    )
+    plan: Any = Field(
+        default=None, description="Live: the plan from the measured workload (as offline)."
+    )
+    target: Any = Field(default=None, description="Live: the topology the strategy picked.")
+    strategy: Any = Field(default=None, description="Live: adaptive or fixed:<topology>.")
+    live_figure: Any = Field(
+        default=None,
+        description="Live: the measured figure that must confirm the gain (latency_p99_s; "
+        "latency_mean_s for makespan; message_latency_mean_s for traffic).",
+    )
+    workload: Any = Field(
+        default=None, description="Live: the measured workload simulated (tasks, size, rate)."
+    )
+    applied: Any = Field(default=None, description="Live: whether the switch was tried.")
+    decision_id: Any = Field(default=None, description="Live: the decision in the store.")
+    verdict: Any = Field(
+        default=None, description="Live: kept, rolled-back or roll-back-failed (null: none)."
+    )
+    why: Any = Field(default=None, description="Live: why it was kept, undone or not tried.")
+    figures_before: Any = Field(
+        default=None, description="Live: the figures of the window before the switch."
+    )
+    figures_after: Any = Field(
+        default=None, description="Live: the figures of the window after the switch."
+    )
+    reverted: Any = Field(
+        default=None, description="Live: the topology switched back to, if rolled back."
+    )
+    model_config = ConfigDict(title="TopologyPlan", extra="allow")
 
 
 class ProfileOut(Payload):
@@ -1369,6 +1427,67 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
 
             found = await anyio.to_thread.run_sync(placement.placement_eval, asked, solved)
             return _as(PlacementOut, found)
+
+    @tool(
+        "The communication topology (star, hierarchical, ring, mesh, hybrid) that suits a "
+        "swarm's traffic, each simulated on it: offline for a spec, or for a live swarm from "
+        "its measured workload, switching to the pick on trial (only if the plan predicts at "
+        "least min_gain on the objective; switched back unless the figure measured over "
+        "`observe` gains as much; messages on their way are re-routed, none lost). Use it "
+        "when messages are slow or a hub is busy. CLI: swarmperf topology-optimize -o json.",
+        READ if settings.read_only else CHANGES,
+    )
+    async def topology_optimize(
+        spec: Annotated[
+            str | None, Field(description="A YAML swarm spec to plan offline (not with swarm_id).")
+        ] = None,
+        swarm_id: Annotated[
+            str | None,
+            Field(description="A live swarm: plan from its measured workload, switch on trial."),
+        ] = None,
+        strategy: Annotated[
+            str | None,
+            Field(description="Live: adaptive (the planner's best; default) or fixed:<topology>."),
+        ] = None,
+        objective: Annotated[
+            str,
+            Field(description="p99 (tasks' latency), makespan, or traffic (messages x latency)."),
+        ] = "p99",
+        min_gain: Annotated[
+            float,
+            Field(description="Live: the least predicted and measured gain to keep (0.1: 10%)."),
+        ] = 0.1,
+        observe: Annotated[
+            str | None,
+            Field(description="Live: the window the trial is judged on (default 30s)."),
+        ] = None,
+        dry_run: Annotated[
+            bool, Field(description="Live: the plan and the pick only; change nothing.")
+        ] = False,
+    ) -> Annotated[CallToolResult, TopologyOut]:
+        with tool_errors():
+            if settings.read_only and swarm_id is not None and spec is None and not dry_run:
+                raise ConfigError(
+                    "dry_run",
+                    dry_run,
+                    "This server is read-only (--read-only): give true for the plan alone, "
+                    "or serve without --read-only.",
+                )
+            client = clients.get(swarm_id) if swarm_id is not None and spec is None else None
+            found = await anyio.to_thread.run_sync(
+                lambda: topology.topology_optimize(
+                    _path(spec),
+                    swarm_id,
+                    data_dir,
+                    strategy=strategy,
+                    objective=objective,
+                    min_gain=min_gain,
+                    observe_text=observe,
+                    dry_run=dry_run,
+                    client=client,
+                )
+            )
+            return _as(TopologyOut, found)
 
     if settings.read_only:
         return added

@@ -141,6 +141,20 @@ class PoolsModel(BaseModel):
     inputs: dict[str, Any] | None = None
 
 
+class TopologyModel(BaseModel):
+    """A topology change: planned from the measured workload (`adaptive`) or named
+    (`fixed:<kind>`), tried unless `dry_run` (see `LiveSwarm.optimize_topology`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Annotated[str, Field(min_length=1, max_length=100)] = "adaptive"
+    objective: Annotated[str, Field(min_length=1, max_length=100)] = "p99"
+    min_gain: Annotated[float, Field(allow_inf_nan=False)] = 0.1
+    observe_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 30.0
+    dry_run: bool = False
+    min_samples: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+
+
 class ProfileModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -434,6 +448,25 @@ def make_app(live: LiveSwarm, token: str | None, *, max_body: int = MAX_BODY_BYT
                 rule=None if body.trial is None else body.trial.rule(),
                 reason=body.reason,
                 inputs=body.inputs,
+            )
+        )
+
+    @app.get("/v1/topology", dependencies=auth)
+    async def topology() -> JSONResponse:
+        return JSONResponse(live.topology())
+
+    @app.post("/v1/topology", dependencies=auth)
+    async def optimize_topology(body: TopologyModel) -> JSONResponse:
+        """Plan the topology from the measured workload; unless `dry_run`, switch to the
+        pick on trial (the verdict is on the decision)."""
+        return JSONResponse(
+            await live.optimize_topology(
+                body.strategy,
+                body.objective,
+                min_gain=body.min_gain,
+                observe=body.observe_s,
+                dry_run=body.dry_run,
+                min_samples=body.min_samples,
             )
         )
 

@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,28 @@ from swarmperf.monitor.monitor import Monitor
 from swarmperf.monitor.names import SWARM_LABEL
 from swarmperf.monitor.snapshot import SwarmFigures, SystemFigures, flatten
 from swarmperf.monitor.swarm_metrics import SwarmMetrics
+from swarmperf.routing import TopologySettings
 from swarmperf.runtime.swarm import Swarm
 from swarmperf.service.autoscaler import DECISION_KIND, Autoscaler
 from swarmperf.service.feed import Feed
 from swarmperf.service.journal import Journal
 from swarmperf.service.pools import resize as resize_pools
 from swarmperf.service.pools import undo as undo_resize
-from swarmperf.service.trial import Trial, check_rule
+from swarmperf.service.topology import (
+    DEFAULT_MIN_GAIN,
+    LIVE_FIGURES,
+    MessageWindow,
+    Strategy,
+    check_min_gain,
+    check_objective,
+    check_traffic,
+    chosen,
+    live_plan,
+    measured_workload,
+    settings_of,
+    trial_rule,
+)
+from swarmperf.service.trial import TOPOLOGY_OBJECTIVES, Trial, check_rule
 from swarmperf.spec import AUTO, SwarmSpec
 from swarmperf.store import RUN_INTERRUPTED, Store
 from swarmperf.store.intake import Accepted, Intake, IntakeRecord
@@ -54,6 +69,7 @@ RUNNING, PAUSED, DRAINING, STOPPING, STOPPED = (
     "stopped",
 )
 PENDING = "pending"
+NOT_APPLIED = "not-applied"  # a topology change the plan did not predict enough from
 MAX_VALUE_BYTES = 1_000_000  # a result's value larger than this, as JSON, is not kept
 DEFAULT_OBSERVE = 30.0
 FEED_NUMBERS_PER_RUN = 10**9  # a run's feed numbers start at run id x this (a JS-safe integer)
@@ -117,6 +133,7 @@ def figures_dict(figures: SwarmFigures) -> dict[str, Any]:
         "latency_p50_s": latency.p50,
         "latency_p95_s": latency.p95,
         "latency_p99_s": latency.p99,
+        "latency_mean_s": latency.mean,
         "queue_depth": figures.queue_depth,
         "balance_cv": figures.balance_cv,
         "agents": len(figures.agents),
@@ -199,6 +216,9 @@ class LiveSwarm:
         self._events_dropped = 0
         self._profiling = False  # a profile's window is running
         self._on_trial: int | None = None  # the decision whose change is on trial
+        # The messages delivered lately: a topology's trial compares windows of them.
+        self.deliveries = MessageWindow()
+        self.swarm.messages.on_delivery(self.deliveries)
         self.autoscaler = Autoscaler(
             self.swarm,
             spec.autoscale,
@@ -776,10 +796,12 @@ class LiveSwarm:
         reason: str,
         observe: float,
         settle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+        more_after: Callable[[], Mapping[str, Any]] | None = None,
     ) -> int:
         """Record the decision now, with the figures of the monitor's window before it; then
         measure `observe` seconds after it, from results finished in that time only, and add
-        those figures to the record (with what `settle`, a trial's verdict, adds to it)."""
+        those figures (and `more_after`'s) to the record (with what `settle`, a trial's
+        verdict, adds to it)."""
         created = time.time()
         decision_id = self.store.record_decision(self.swarm_id, kind, decision, reason)
         self._publish_decision(decision_id, kind, reason, decision, created)
@@ -797,6 +819,8 @@ class LiveSwarm:
             now = self.metrics.figures()
             figures["queue_depth"] = now.queue_depth
             figures["agents"] = len(now.agents)
+            if more_after is not None:
+                figures.update(more_after())
             observed = {**decision, "after": figures}
             if settle is not None:
                 observed.update(await settle(observed))
@@ -821,14 +845,7 @@ class LiveSwarm:
         seconds unless the figures of that window meet the rule."""
         if rule is not None:
             check_rule(rule, observe)
-            if self._on_trial is not None:
-                # Two changes in one window: neither verdict would say which one it judged.
-                raise ConfigError(
-                    "trial",
-                    f"decision {self._on_trial}" if self._on_trial else "a change being made",
-                    "One change is on trial at a time: wait for its verdict.",
-                )
-            self._on_trial = 0  # claimed before the first await
+            self._claim_trial()
         sizes = dict(concurrency or {})
         # Pools sized by hand end autoscaling, as a size does: the autoscaler would otherwise
         # undo the change, or confound a trial's verdict.
@@ -870,6 +887,213 @@ class LiveSwarm:
         if rule is not None:
             self._on_trial = decision_id
         return {**done.to_data(), "decision_id": decision_id, "figures_before": before_figures}
+
+    def _claim_trial(self) -> None:
+        if self._on_trial is not None:
+            # Two changes in one window: neither verdict would say which one it judged.
+            raise ConfigError(
+                "trial",
+                f"decision {self._on_trial}" if self._on_trial else "a change being made",
+                "One change is on trial at a time: wait for its verdict.",
+            )
+        self._on_trial = 0  # claimed before the first await
+
+    def topology(self) -> dict[str, Any]:
+        """The topology messages are routed by now, and what they did (counts, no matrix)."""
+        settings = self.swarm.messages.topology
+        return {
+            "topology": settings.describe(),
+            "settings": {
+                "kind": settings.kind,
+                "hub": settings.hub,
+                "fanout": settings.fanout,
+                "bidirectional": settings.bidirectional,
+                "cluster_size": settings.cluster_size,
+            },
+            "messages": asdict(self.swarm.messages.statistics()),
+            "on_trial": self._on_trial or None,
+        }
+
+    def _message_figures(self, start: float, end: float) -> dict[str, Any]:
+        return self.deliveries.figures(start, end)
+
+    async def set_topology(
+        self,
+        topology: TopologySettings,
+        *,
+        observe: float = DEFAULT_OBSERVE,
+        rule: TrialRule | None = None,
+        reason: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Route messages by `topology` from now on (those on their way re-routed, none
+        lost); a decision with the figures before (the messages' over the last `observe`
+        seconds) and after, and with `rule` a trial: switched back to the topology before
+        unless the window after meets the rule."""
+        if rule is not None:
+            check_rule(rule, observe, objectives=TOPOLOGY_OBJECTIVES)
+            self._claim_trial()
+        try:
+            now = self.swarm.clock()
+            before_figures = {
+                **figures_dict(self.metrics.figures()),
+                **self._message_figures(now - observe, now),
+            }
+            previous = self.swarm.set_topology(topology)
+        except BaseException:
+            if rule is not None:
+                self._on_trial = None
+            raise
+        switched = self.swarm.clock()
+        decision = {
+            "previous": previous.describe(),
+            "topology": topology.describe(),
+            "inputs": dict(inputs or {}),
+            "before": before_figures,
+            "after": None,
+            "observe_s": observe,
+        }
+        settle = None
+        if rule is not None:
+
+            async def revert() -> dict[str, Any]:
+                self.swarm.set_topology(previous)
+                return {"topology": previous.describe()}
+
+            trial = Trial(rule, revert)
+            decision["trial"] = trial.opening()
+
+            async def settle(observed: dict[str, Any]) -> dict[str, Any]:
+                try:
+                    return await trial.settle(observed)
+                finally:
+                    self._on_trial = None
+
+        why = reason or f"switched the topology from {previous.describe()} to {topology.describe()}"
+        decision_id = self._decide(
+            "topology",
+            decision,
+            why,
+            observe,
+            settle,
+            more_after=lambda: self._message_figures(switched, self.swarm.clock()),
+        )
+        if rule is not None:
+            self._on_trial = decision_id
+        return {
+            "previous": previous.describe(),
+            "topology": topology.describe(),
+            "decision_id": decision_id,
+            "figures_before": before_figures,
+        }
+
+    async def optimize_topology(
+        self,
+        strategy: str = "adaptive",
+        objective: str = "p99",
+        *,
+        min_gain: float = DEFAULT_MIN_GAIN,
+        observe: float = DEFAULT_OBSERVE,
+        dry_run: bool = False,
+        min_samples: int = 20,
+    ) -> dict[str, Any]:
+        """Plan the topology from the swarm's measured workload (each simulated) and, unless
+        `dry_run`, switch to the one `strategy` picks on trial: only if the plan predicts a
+        gain of at least `min_gain` on `objective`, kept only if the measured figure over
+        the `observe` seconds after gains as much too."""
+        picked = Strategy.parse(strategy)
+        check_objective(objective)
+        check_min_gain(min_gain)
+        rule = trial_rule(objective, min_gain, min_samples)
+        if not dry_run:
+            check_rule(rule, observe, objectives=TOPOLOGY_OBJECTIVES)
+        if self.state in (STOPPING, STOPPED):
+            raise Refused("stopping", "the swarm is stopping and changes no more", 5.0)
+        if not dry_run and self._on_trial is not None:
+            self._claim_trial()  # refused now, not after seconds of planning
+        check_traffic(self.spec)
+        current = self.swarm.messages.topology
+        figures = self.metrics.figures()
+        workload = measured_workload(figures)
+        plan = await asyncio.to_thread(live_plan, self.spec, current, workload, objective)
+        target, gain = chosen(plan, picked)
+        answer: dict[str, Any] = {
+            "strategy": str(picked),
+            "objective": objective,
+            "live_figure": LIVE_FIGURES[objective],
+            "min_gain": min_gain,
+            "current": plan.current,
+            "target": target,
+            "predicted_gain": gain,
+            "workload": workload,
+            "plan": plan.to_dict(),
+            "dry_run": dry_run,
+            "applied": False,
+            "decision_id": None,
+        }
+        if target == plan.current:
+            answer["why"] = f"{target} is in force already: nothing to change"
+        elif gain is None or gain < min_gain:
+            shown = "no figure" if gain is None else f"{gain:.1%}"
+            answer["why"] = (
+                f"the plan predicts {shown} on {objective} for {target} over {plan.current}, "
+                f"less than the {min_gain:.0%} asked for"
+            )
+        elif dry_run:
+            answer["why"] = f"dry run: {target} would be tried ({gain:.1%} predicted)"
+        if dry_run or "why" in answer:
+            if not dry_run:  # an attempt all the same: recorded, with why nothing changed
+                answer["decision_id"] = self._decide(
+                    "topology",
+                    {
+                        "previous": plan.current,
+                        "topology": plan.current,
+                        "inputs": {
+                            "strategy": str(picked),
+                            "objective": objective,
+                            "min_gain": min_gain,
+                            "workload": workload,
+                            "prediction": {"topology": target, "gain": gain},
+                        },
+                        "trial": {"verdict": NOT_APPLIED, "why": answer["why"]},
+                    },
+                    f"topology-optimize {picked}: {answer['why']}",
+                    0.0,
+                )
+        else:
+            matrix = self.swarm.messages.matrix()
+            inputs = {
+                "strategy": str(picked),
+                "objective": objective,
+                "min_gain": min_gain,
+                "workload": workload,
+                "communication": {
+                    "agents": list(matrix.agents),
+                    "messages": int(matrix.messages.sum()),
+                    "bytes": int(matrix.bytes.sum()),
+                    "hops": int(matrix.links.sum()),
+                },
+                "prediction": {"topology": target, "gain": gain, "plan": plan.to_dict()},
+            }
+            change = await self.set_topology(
+                settings_of(target, self.spec, current),
+                observe=observe,
+                rule=rule,
+                reason=(
+                    f"topology-optimize {picked}: {target} predicted {gain:.1%} better than "
+                    f"{plan.current} on {objective}"
+                ),
+                inputs=inputs,
+            )
+            answer.update(
+                applied=True,
+                decision_id=change["decision_id"],
+                figures_before=change["figures_before"],
+                rule=rule.to_data(),
+                observe_s=observe,
+                why=f"switched to {target} on trial for {observe:g} s",
+            )
+        return answer
 
     def pause(self) -> str:
         self.swarm.pause("paused through the service")

@@ -29,17 +29,28 @@ OBJECTIVES: dict[str, bool] = {  # name -> minimised
     "throughput_per_s": False,
 }
 
+# What a topology's trial may judge by besides: tasks' mean latency, and messages' (from
+# their sending to their delivery, over the messages sent in the window).
+TOPOLOGY_OBJECTIVES: dict[str, bool] = {
+    **OBJECTIVES,
+    "latency_mean_s": True,
+    "message_latency_mean_s": True,
+}
+
 Revert = Callable[[], Awaitable[dict[str, Any]]]
 
 
-def check_rule(rule: TrialRule, observe: float) -> TrialRule:
-    """`rule`, if a live swarm can judge by it over `observe` seconds."""
-    if rule.objective not in OBJECTIVES:
+def check_rule(
+    rule: TrialRule, observe: float, objectives: Mapping[str, bool] = OBJECTIVES
+) -> TrialRule:
+    """`rule`, if a live swarm can judge by it over `observe` seconds (by one of
+    `objectives`, the figures the change's window has)."""
+    if rule.objective not in objectives:
         raise ConfigError(
-            "trial.objective", rule.objective, f"Judge by one of: {', '.join(OBJECTIVES)}."
+            "trial.objective", rule.objective, f"Judge by one of: {', '.join(objectives)}."
         )
-    if rule.minimise != OBJECTIVES[rule.objective]:
-        way = "lower" if OBJECTIVES[rule.objective] else "higher"
+    if rule.minimise != objectives[rule.objective]:
+        way = "lower" if objectives[rule.objective] else "higher"
         raise ConfigError(
             "trial.minimise", rule.minimise, f"{rule.objective} is better {way}: leave it out."
         )
