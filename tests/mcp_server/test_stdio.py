@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult
 
+from swarmperf.autoscale.policies import POLICIES
 from swarmperf.mcp_server.tools import MAX_REPLAY_TASKS, MAX_TRACE_BYTES
 from tests.mcp_server.data import (
     BAD_CALLS,
@@ -322,7 +323,8 @@ def test_planning_tools_equal_the_cli_json(session: dict[str, Any], world: World
 
 def test_long_planning_tools_report_progress(session: dict[str, Any]) -> None:
     policies = session["progress"]["autoscale_eval"]
-    assert [(done, total) for done, total, _ in policies] == [(i, 5) for i in range(5)]
+    n = len(POLICIES)  # every policy the replay knows, one notification as each starts
+    assert [(done, total) for done, total, _ in policies] == [(i, n) for i in range(n)]
     assert "replaying under hpa" in str(policies[0][2])
     instances = session["progress"]["placement_eval"]
     assert [(done, total) for done, total, _ in instances] == [(1, 2), (2, 2)]

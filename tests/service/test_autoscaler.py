@@ -170,7 +170,7 @@ def test_auto_on_then_a_size_by_hand_turns_it_off(tmp_path: Path) -> None:
         done = await live.scale(2, observe=0)
         assert done["autoscale_turned_off"] is True
         assert not live.autoscaler.on
-        with pytest.raises(UnknownName, match="hpa, keda, predictive, static-peak"):
+        with pytest.raises(UnknownName, match="hpa, keda, predictive, rl, static-peak"):
             await live.autoscale("hpaa")
         with pytest.raises(ConfigError, match="autoscale-eval"):
             await live.autoscale("oracle", dry_run=True)
