@@ -99,19 +99,48 @@ def topology_optimize(
             help="p99 (tasks' latency), makespan, or traffic (messages x latency).",
         ),
     ] = "p99",
+    latency: Annotated[
+        str | None,
+        typer.Option(
+            "--latency",
+            help="Place agents on slots of machine, zones (2) or regions (4) latency, each "
+            "topology with its best placement (default: no placement).",
+        ),
+    ] = None,
+    connection_cost: Annotated[
+        float,
+        typer.Option(
+            "--connection-cost",
+            help="The share of an agent's time each open connection costs (with --latency).",
+        ),
+    ] = 0.0,
+    predict: Annotated[
+        bool,
+        typer.Option(
+            "--predict",
+            help="Ask the learned predictor instead of simulating every topology.",
+        ),
+    ] = False,
     output: OutputOption = Output.table,
 ) -> None:
     """Simulate each topology on a spec; name the best one."""
     from rich import box
     from rich.table import Table
 
-    from swarmperf.app.topologies import plan_topologies
+    from swarmperf.app.selection import place_and_plan
     from swarmperf.spec import load_spec
 
     with user_errors():
-        plan = plan_topologies(load_spec(spec_path), objective)
+        plan, payload = place_and_plan(
+            load_spec(spec_path), objective, latency, connection_cost, predict=predict
+        )
     if output is Output.json:
-        print(json.dumps(plan.to_dict()))
+        print(json.dumps(payload))
+        return
+    if plan is None:
+        for name, score in sorted(payload["scores"].items(), key=lambda kv: kv[1]):
+            out.print(f"{name}: predicted {score:+.3f} (log {objective}, relative)")
+        out.print(f"predicted best by {objective}: {payload['best']} (method: predicted)")
         return
     table = Table(
         title=f"Topologies for {spec_path.name}, simulated (virtual seconds)",
@@ -135,6 +164,8 @@ def topology_optimize(
     out.print("[dim]* the spec's own topology; relays: the most one agent forwarded[/dim]")
     gain = "-" if plan.gain is None else f"{plan.gain:.1%}"
     out.print(f"best by {plan.objective}: {plan.best}; predicted gain over {plan.current}: {gain}")
+    if latency is not None:
+        out.print(f"[dim]each topology placed on {latency} slots (method: simulated)[/dim]")
 
 
 def _seconds(value: float | None) -> str:
