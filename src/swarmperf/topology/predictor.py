@@ -3,11 +3,13 @@
 `features(summary)` describes a workload: its size, the density and skew of its
 communication matrix, fan-in and fan-out, messages per task, what a hop and a relay cost
 against a task, the spread of the slots' latencies, and what a connection costs. The
-`Predictor` is one ridge regression per topology over those features and their pairwise
-products, predicting the topology's log objective relative to the mean over topologies; the
-lowest prediction is the proposal. The shipped weights (`predictor.json`) were fitted on
-simulated workloads by `scripts/train_topology_predictor.py`, whose seeds are disjoint from
-those `benchmarks/topology_selection.py` judges it on.
+`Predictor` predicts each topology's log objective relative to the mean over topologies,
+either by one ridge regression per topology over the features and their pairwise products,
+or from the nearest training workloads (standardised features); the lowest prediction is
+the proposal (features beyond their training range are clipped to it). The shipped model
+(`predictor.json`) was fitted on simulated workloads by
+`scripts/train_topology_predictor.py`, whose seeds are disjoint from those
+`benchmarks/topology_selection.py` judges it on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -40,6 +42,7 @@ FEATURES: Final = (
     "log_connection_cost",
 )
 MODEL_FILE: Final = "predictor.json"
+KINDS: Final = ("nearest-neighbours", "ridge-per-topology")
 _TINY: Final = 1e-9
 
 
@@ -112,12 +115,27 @@ class Predictor:
     scale: npt.NDArray[np.float64]
     weights: npt.NDArray[np.float64]  # one row per topology
     meta: dict[str, Any]
+    low: npt.NDArray[np.float64]  # each feature's range in training: beyond it, clipped
+    high: npt.NDArray[np.float64]
+    kind: str = "ridge-per-topology"
+    # nearest-neighbours: the training rows (standardised), `weights` their targets, and
+    # how many nearest rows' targets are averaged.
+    points: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 0)))
+    neighbours: int = 0
 
     def scores(self, row: npt.NDArray[np.float64]) -> dict[str, float]:
         """Each topology's predicted log objective for a `features` row, relative to the
         mean over topologies (lower: better)."""
-        x = expand((np.asarray(row, dtype=float) - self.mean) / self.scale)
-        predicted = (x @ self.weights.T)[0]
+        # A quadratic model extrapolates wildly: features outside what it was trained on
+        # are read as the nearest value it saw.
+        clipped = np.clip(np.asarray(row, dtype=float), self.low, self.high)
+        z = (clipped - self.mean) / self.scale
+        if self.kind == "nearest-neighbours":
+            distance = ((self.points - z) ** 2).sum(axis=1)
+            nearest = np.argsort(distance, kind="stable")[: self.neighbours]
+            predicted = self.weights[nearest].mean(axis=0)
+        else:
+            predicted = (expand(z) @ self.weights.T)[0]
         return {t: float(v) for t, v in zip(self.topologies, predicted, strict=True)}
 
     def choose(self, row: npt.NDArray[np.float64]) -> str:
@@ -131,12 +149,16 @@ class Predictor:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": "ridge-per-topology",
+            "kind": self.kind,
+            "points": self.points.tolist(),
+            "neighbours": self.neighbours,
             "features": list(FEATURES),
             "topologies": list(self.topologies),
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "weights": self.weights.tolist(),
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
             "meta": self.meta,
         }
 
@@ -145,7 +167,7 @@ class Predictor:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Predictor:
-        if data.get("kind") != "ridge-per-topology" or tuple(data.get("features", ())) != FEATURES:
+        if data.get("kind") not in KINDS or tuple(data.get("features", ())) != FEATURES:
             raise ConfigError(
                 "predictor", data.get("kind"), "Rebuild it: scripts/train_topology_predictor.py."
             )
@@ -155,6 +177,11 @@ class Predictor:
             np.asarray(data["scale"], dtype=float),
             np.asarray(data["weights"], dtype=float),
             dict(data.get("meta", {})),
+            np.asarray(data["low"], dtype=float),
+            np.asarray(data["high"], dtype=float),
+            str(data["kind"]),
+            np.asarray(data.get("points", []), dtype=float),
+            int(data.get("neighbours", 0)),
         )
 
 
@@ -183,9 +210,54 @@ def fit(
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
     design = expand((x - mean) / scale)
-    logs = np.log(np.asarray([[max(o[t], _TINY) for t in topologies] for o in objectives]))
-    targets = logs - logs.mean(axis=1, keepdims=True)
+    targets = _targets(objectives, topologies)
     penalty = ridge * np.eye(design.shape[1])
     penalty[0, 0] = 0.0  # the bias is not shrunk
-    weights = np.linalg.solve(design.T @ design + penalty, design.T @ targets).T
-    return Predictor(tuple(topologies), mean, scale, weights, dict(meta or {}))
+    weights = np.asarray(
+        np.linalg.solve(design.T @ design + penalty, design.T @ targets).T, dtype=float
+    )
+    return Predictor(
+        tuple(topologies),
+        mean,
+        scale,
+        weights,
+        dict(meta or {}),
+        x.min(axis=0),
+        x.max(axis=0),
+    )
+
+
+def fit_neighbours(
+    rows: Sequence[npt.NDArray[np.float64]],
+    objectives: Sequence[dict[str, float]],
+    topologies: Sequence[str],
+    *,
+    neighbours: int,
+    meta: dict[str, Any] | None = None,
+) -> Predictor:
+    """Keep the standardised training rows: a workload's prediction is the mean relative
+    log objective of its `neighbours` nearest rows."""
+    x = np.asarray(rows, dtype=float)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    return Predictor(
+        tuple(topologies),
+        mean,
+        scale,
+        _targets(objectives, topologies),
+        dict(meta or {}),
+        x.min(axis=0),
+        x.max(axis=0),
+        kind="nearest-neighbours",
+        points=(x - mean) / scale,
+        neighbours=max(1, min(neighbours, x.shape[0])),
+    )
+
+
+def _targets(
+    objectives: Sequence[dict[str, float]], topologies: Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """Each row's log objective per topology minus the row's mean: only the ranking counts."""
+    logs = np.log(np.asarray([[max(o[t], _TINY) for t in topologies] for o in objectives]))
+    return np.asarray(logs - logs.mean(axis=1, keepdims=True), dtype=float)
