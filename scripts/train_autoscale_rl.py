@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmperf.autoscale.learned import DEFAULT_MODEL, MODEL_FILE
+from swarmperf.autoscale.learned import DEFAULT_MODEL, MODEL_FILE, RuleWeights
 from swarmperf.autoscale.replay import ReplaySettings
 from swarmperf.autoscale.traces import Trace, read_trace
 from swarmperf.autoscale.training import OVER, PRICE, Course, SearchSettings, prepare, search
@@ -69,13 +69,12 @@ def main() -> None:
     models: dict[str, Any] = {}
     for group, train in groups.items():
         started = time.perf_counter()
+
+        def progress(i: int, best: float, _w: RuleWeights, g: str = group) -> None:
+            print(f"{g}: iteration {i}: cost {best:.4f}", file=sys.stderr, flush=True)
+
         weights, report = search(
-            [c for n in train for c in courses[n]],
-            settings,
-            search_settings,
-            progress=lambda i, best, _w, g=group: print(
-                f"{g}: iteration {i}: cost {best:.4f}", file=sys.stderr, flush=True
-            ),
+            [c for n in train for c in courses[n]], settings, search_settings, progress=progress
         )
         models[group] = {"trained_on": train, "weights": weights.as_dict(), "training": report}
         # Time goes to the log, not the file, which the same flags rebuild byte for byte.

@@ -12,6 +12,7 @@ from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.runtime.report import RunReport, work_lower_bound
 from swarmperf.sim.engine import VirtualClock
+from swarmperf.sim.messaging import LinkModel
 from swarmperf.sim.models import AgentModel
 from swarmperf.sim.simulation import ProgressListener, SimOutcome, Simulation
 from swarmperf.spec import BatchArrival, SwarmSpec
@@ -25,9 +26,11 @@ def simulate_spec(
     handlers: HandlerRegistry | None = None,
     on_progress: ProgressListener | None = None,
     progress_every: int = 10_000,
+    links: LinkModel | None = None,
 ) -> tuple[SimOutcome, RunReport]:
     """Run `spec` in virtual time: the workload, strategy, queue, guard and bulkheads that
-    `swarmperf run` would use, with the same seed; returns the outcome and the report."""
+    `swarmperf run` would use, with the same seed; returns the outcome and the report.
+    `links` replaces what the spec's `messages:` says a hop costs (e.g. placed agents)."""
     handlers = handlers or HandlerRegistry()
     check_runnable(spec, handlers)
     clock = VirtualClock()
@@ -44,7 +47,9 @@ def simulate_spec(
         clock=clock,
         traffic=spec_traffic(spec),
         topology=spec.topology.to_settings(),
-        links=spec.messages.link_model() if spec.messages is not None else None,
+        links=links
+        if links is not None
+        else (spec.messages.link_model() if spec.messages is not None else None),
     )
     outcome = sim.run_timed(
         generate_tasks(spec.workload, spec.seed),

@@ -18,6 +18,8 @@ from swarmperf.app.simulate import simulate_spec
 from swarmperf.core.errors import ConfigError, UserError
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.routing import TOPOLOGIES
+from swarmperf.runtime.report import RunReport
+from swarmperf.sim.simulation import SimOutcome
 from swarmperf.spec import SwarmSpec
 from swarmperf.spec.messages import TopologySpec
 
@@ -52,6 +54,18 @@ class TopologyPlan:
     best: str
     gain: float | None  # (current - best) / current on the objective; None without a figure
     figures: tuple[TopologyFigures, ...]
+
+    @classmethod
+    def ranked(cls, objective: str, figures: list[TopologyFigures]) -> TopologyPlan:
+        """The plan over `figures` (the first is the current topology), lowest best."""
+        current = figures[0]
+        scored = [f for f in figures if f.objective(objective) is not None]
+        if not scored:
+            raise UserError(f"No topology gave a {objective} figure: {figures[0].missing}.")
+        best = min(scored, key=lambda f: f.objective(objective) or 0.0)
+        before, after = current.objective(objective), best.objective(objective)
+        gain = None if before is None or after is None or before <= 0 else (before - after) / before
+        return cls(objective, current.topology, best.topology, gain, tuple(figures))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,18 +120,16 @@ def plan_topologies(
         _simulate(spec.model_copy(update={"topology": topology, "backend": "sim"}), handlers)
         for topology in candidates(spec)
     ]
-    current = figures[0]
-    scored = [f for f in figures if f.objective(objective) is not None]
-    if not scored:
-        raise UserError(f"No topology gave a {objective} figure: {figures[0].missing}.")
-    best = min(scored, key=lambda f: f.objective(objective) or 0.0)
-    before, after = current.objective(objective), best.objective(objective)
-    gain = None if before is None or after is None or before <= 0 else (before - after) / before
-    return TopologyPlan(objective, current.topology, best.topology, gain, tuple(figures))
+    return TopologyPlan.ranked(objective, figures)
 
 
 def _simulate(spec: SwarmSpec, handlers: HandlerRegistry | None) -> TopologyFigures:
     outcome, report = simulate_spec(spec, handlers=handlers)
+    return topology_figures(spec, outcome, report)
+
+
+def topology_figures(spec: SwarmSpec, outcome: SimOutcome, report: RunReport) -> TopologyFigures:
+    """One simulated run's figures under the topology `spec` names."""
     messages = outcome.messages or {}
     missing = dict(report.missing)
     delivered = int(messages.get("delivered", 0))

@@ -134,6 +134,28 @@ def topology_optimize(
         bool,
         typer.Option("--dry-run", help="With --swarm-id: print the plan; change nothing."),
     ] = False,
+    latency: Annotated[
+        str | None,
+        typer.Option(
+            "--latency",
+            help="Place agents on slots of machine, zones (2) or regions (4) latency, each "
+            "topology with its best placement (default: no placement).",
+        ),
+    ] = None,
+    connection_cost: Annotated[
+        float,
+        typer.Option(
+            "--connection-cost",
+            help="The share of an agent's time each open connection costs (with --latency).",
+        ),
+    ] = 0.0,
+    predict: Annotated[
+        bool,
+        typer.Option(
+            "--predict",
+            help="Ask the learned predictor instead of simulating every topology.",
+        ),
+    ] = False,
     output: OutputOption = Output.table,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -160,9 +182,17 @@ def topology_optimize(
             observe_text=observe,
             dry_run=dry_run,
             on_watch=watching,
+            latency=latency,
+            connection_cost=connection_cost,
+            predict=predict,
         )
     if output is Output.json:
         print(json.dumps(data))
+        return
+    if data.get("method") == "predicted":
+        for name, score in sorted(data["scores"].items(), key=lambda kv: kv[1]):
+            out.print(f"{name}: predicted {score:+.3f} (log {objective}, relative)")
+        out.print(f"predicted best by {objective}: {data['best']} (method: predicted)")
         return
     plan = data["plan"] if data["live"] else data
     title = f"{swarm_id}'s measured workload" if data["live"] else Path(str(spec_path)).name
@@ -174,6 +204,8 @@ def topology_optimize(
         f"{plan['current']}: {shown}",
         highlight=False,
     )
+    if not data["live"] and data.get("latency") is not None:
+        out.print(f"[dim]each topology placed on {data['latency']} slots (method: simulated)[/dim]")
     if data["live"]:
         verdict = data.get("verdict")
         decision = data.get("decision_id")

@@ -674,6 +674,21 @@ class TopologyOut(Payload):
     reverted: Any = Field(
         default=None, description="Live: the topology switched back to, if rolled back."
     )
+    method: Any = Field(
+        default=None, description="Offline: simulated (every topology) or predicted (the model)."
+    )
+    latency: Any = Field(
+        default=None, description="Offline: the slots' latency layout placed on (null: none)."
+    )
+    placements: Any = Field(
+        default=None, description="Offline, with latency: each topology's slot per agent."
+    )
+    scores: Any = Field(
+        default=None,
+        description="Predicted: each topology's predicted log objective, relative (lower wins).",
+    )
+    model: Any = Field(default=None, description="Predicted: the model that answered.")
+    note: Any = Field(default=None, description="Predicted: what was and was not simulated.")
     model_config = ConfigDict(title="TopologyPlan", extra="allow")
 
 
@@ -1464,6 +1479,21 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
         dry_run: Annotated[
             bool, Field(description="Live: the plan and the pick only; change nothing.")
         ] = False,
+        latency: Annotated[
+            str | None,
+            Field(
+                description="Offline: place agents on slots of machine, zones or regions "
+                "latency, each topology with its best placement."
+            ),
+        ] = None,
+        connection_cost: Annotated[
+            float,
+            Field(description="Offline, with latency: the share of time a connection costs."),
+        ] = 0.0,
+        predict: Annotated[
+            bool,
+            Field(description="Offline: ask the learned predictor, simulating no topology."),
+        ] = False,
     ) -> Annotated[CallToolResult, TopologyOut]:
         with tool_errors():
             if settings.read_only and swarm_id is not None and spec is None and not dry_run:
@@ -1485,6 +1515,9 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
                     observe_text=observe,
                     dry_run=dry_run,
                     client=client,
+                    latency=latency,
+                    connection_cost=connection_cost,
+                    predict=predict,
                 )
             )
             return _as(TopologyOut, found)

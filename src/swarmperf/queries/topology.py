@@ -1,9 +1,11 @@
 """`topology-optimize` as both front-ends ask it: each topology simulated on a spec (offline),
 or a live swarm's topology planned from its measured workload and switched on trial.
 
-Offline, the plan is `app.topologies.plan_topologies` on the spec. Live, the swarm's service
-plans from what it measured and, unless it is a dry run, switches on trial
-(`LiveSwarm.optimize_topology`); this waits for the verdict and says what happened.
+Offline, the plan is `app.selection.place_and_plan` on the spec (each topology simulated,
+placed on slots of a latency layout when one is given, or the learned predictor's
+proposal). Live, the swarm's service plans from what it measured and, unless it is a dry
+run, switches on trial (`LiveSwarm.optimize_topology`); this waits for the verdict and says
+what happened.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def check_question(
     min_gain: float,
     observe_text: str | None,
     dry_run: bool,
+    latency: str | None = None,
+    connection_cost: float = 0.0,
+    predict: bool = False,
 ) -> float:
     """The window a live trial is judged on, once the options make sense together (the
     strategy itself the service checks, as it checks every caller's)."""
@@ -59,6 +64,14 @@ def check_question(
             if value is not None:
                 raise ConfigError(name, value, "It goes with --swarm-id: drop it for a SPEC.")
         return 0.0
+    offline_only: tuple[tuple[str, bool, object], ...] = (
+        ("--latency", latency is not None, latency),
+        ("--connection-cost", connection_cost != 0.0, connection_cost),
+        ("--predict", predict, predict),
+    )
+    for name, given, bad in offline_only:
+        if given:
+            raise ConfigError(name, bad, "It goes with a SPEC (planning offline): drop it.")
     if strategy is not None:
         from swarmperf.service.topology import Strategy
 
@@ -86,6 +99,9 @@ def topology_optimize(
     min_samples: int = 20,
     on_watch: Callable[[float], None] | None = None,
     client: SyncSwarmClient | None = None,
+    latency: str | None = None,
+    connection_cost: float = 0.0,
+    predict: bool = False,
 ) -> dict[str, Any]:
     """`topology-optimize -o json`: offline, the plan of `spec`; live, the plan of the
     swarm's measured workload, and unless `dry_run` the trial of the pick and its verdict."""
@@ -97,12 +113,18 @@ def topology_optimize(
         min_gain=min_gain,
         observe_text=observe_text,
         dry_run=dry_run,
+        latency=latency,
+        connection_cost=connection_cost,
+        predict=predict,
     )
     if spec is not None:
-        from swarmperf.app.topologies import plan_topologies
+        from swarmperf.app.selection import place_and_plan
         from swarmperf.spec import load_spec
 
-        return {"live": False, **plan_topologies(load_spec(spec), objective).to_dict()}
+        _, payload = place_and_plan(
+            load_spec(spec), objective, latency, connection_cost, predict=predict
+        )
+        return {"live": False, **payload}
     from swarmperf.queries.allocation import verdict_of
     from swarmperf.queries.live import connect
 

@@ -11,7 +11,8 @@ the bytes over `bandwidth`, and `relay_cost` seconds of work on each agent that 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from swarmperf.core.errors import ConfigError
 
@@ -37,3 +38,21 @@ class LinkModel:
         if self.bandwidth is None:
             return self.latency
         return self.latency + size / self.bandwidth
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedLinks(LinkModel):
+    """A `LinkModel` over agents placed on slots: each hop also costs the latency between
+    the sender's slot and the receiver's (`slot_latency[slot_of[sender]][slot_of[receiver]]`
+    seconds); an agent without a slot adds nothing."""
+
+    slot_of: Mapping[str, int] = field(default_factory=dict)
+    slot_latency: Sequence[Sequence[float]] = ()
+
+    def delay(self, sender: str, receiver: str, size: int) -> float:
+        # slots=True remakes the class, which breaks zero-argument super().
+        base = LinkModel.delay(self, sender, receiver, size)
+        i, j = self.slot_of.get(sender), self.slot_of.get(receiver)
+        if i is None or j is None:
+            return base
+        return base + self.slot_latency[i][j]

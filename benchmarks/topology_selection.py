@@ -1,0 +1,272 @@
+"""Topology selection against hindsight, the learned predictor against the simulator, and
+the simulator's predicted gain against the `process` backend's measured one.
+
+Generated workloads (pipeline, map/reduce, all-to-all, hierarchical fan-out, sparse random;
+8, 32 and 128 agents; one machine, two zones, four regions of latency) with EVALUATION seeds
+1, 2, ... (the shipped predictor was trained on seeds from 1000: disjoint). For each:
+
+- selection: `select_topology` simulates each topology with its best placement with the
+  workload's seed and picks the best makespan;
+- hindsight: the same workload simulated again under every topology with another seed
+  (other task sizes and draws), placed alike; `regret` is the selected topology's excess
+  makespan over the best of the five there, relative to the best;
+- predictor: the shipped model's proposal from the workload's features, its regret against
+  the same hindsight, and its time against simulating all five (`predictor_speedup`: the
+  communication matrix given, as for a recorded workload; `predictor_speedup_with_run`
+  also counts the one simulated run a spec needs to measure it);
+- `gain_vs_star_median`: the selected topology's gain over star in hindsight;
+- `sim_vs_real_error` (8 agents, one machine): the simulator's predicted gain of the
+  selected topology over star (the best other one when star is selected) against the gain
+  measured on the real `process` backend, each run `repeats` times (median makespan), with
+  160 tasks of 5 ms on average so that a run is long enough to measure, and a hop's
+  latency and a relay's work calibrated from one measured process run in the same run.
+
+`--quick`: 8 and 32 agents, one seed, one repeat on process. The full run adds 128 agents
+(one seed: each of its workloads takes tens of seconds to simulate five times over, twice)
+and a second seed for 8 and 32.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from _common import emit, log, parse_args, python_version
+from swarmperf.app.run import run_spec
+from swarmperf.app.selection import (
+    FAMILIES,
+    LAYOUTS,
+    Selection,
+    communication,
+    select_topology,
+    slot_latency,
+    synthetic_spec,
+)
+from swarmperf.spec import SwarmSpec
+from swarmperf.topology.predictor import features, load_predictor
+
+OBJECTIVE = "makespan"
+HINDSIGHT_SEED_SHIFT = 500  # hindsight's simulation seed: still below the training seeds
+REAL_TASKS = 160
+REAL_TASK_S = 0.005
+
+
+def kind(topology: str) -> str:
+    return topology.split("(")[0]
+
+
+def by_kind(selection: Selection) -> dict[str, float]:
+    return {
+        kind(f.topology): float(f.objective(OBJECTIVE) or float("nan"))
+        for f in selection.plan.figures
+    }
+
+
+def regret(value: float, best: float) -> float:
+    return value / best - 1.0 if best > 0 else 0.0
+
+
+def evaluate(family: str, agents: int, layout: str, seed: int) -> dict[str, Any]:
+    """One workload: selection, hindsight, the predictor and their timings."""
+    predictor = load_predictor()
+    spec, connection_cost = synthetic_spec(family, agents, seed)
+    latency = slot_latency(layout, agents)
+    started = time.perf_counter()
+    chosen = select_topology(
+        spec,
+        latency,
+        layout=layout,
+        objective=OBJECTIVE,
+        connection_cost=connection_cost,
+        seed=seed,
+    )
+    simulate_all_s = time.perf_counter() - started
+    later = spec.model_copy(update={"seed": seed + HINDSIGHT_SEED_SHIFT})
+    hindsight = by_kind(
+        select_topology(
+            later,
+            latency,
+            layout=layout,
+            objective=OBJECTIVE,
+            connection_cost=connection_cost,
+            seed=seed,
+        )
+    )
+    best = min(hindsight.values())
+    row = features(chosen.summary)
+    timings = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        proposed = predictor.choose(features(chosen.summary))
+        timings.append(time.perf_counter() - t0)
+    assert proposed == predictor.choose(row)
+    t0 = time.perf_counter()
+    communication(spec)
+    matrix_run_s = time.perf_counter() - t0
+    selected = kind(chosen.best)
+    return {
+        "family": family,
+        "agents": agents,
+        "layout": layout,
+        "seed": seed,
+        "selected": selected,
+        "predicted": proposed,
+        "hindsight_best": min(hindsight, key=lambda k: hindsight[k]),
+        "regret": regret(hindsight[selected], best),
+        "predictor_regret": regret(hindsight[proposed], best),
+        "gain_vs_star": (hindsight["star"] - hindsight[selected]) / hindsight["star"],
+        "simulate_all_s": simulate_all_s,
+        "predict_s": statistics.median(timings),
+        "matrix_run_s": matrix_run_s,
+        "planned": by_kind(chosen),
+    }
+
+
+def calibrated(spec: SwarmSpec, hop_s: float) -> SwarmSpec:
+    """The spec with a hop's latency and a relay's work set to the process backend's."""
+    assert spec.messages is not None
+    messages = spec.messages.model_copy(
+        update={"latency": hop_s, "relay_cost": hop_s, "bandwidth": None}
+    )
+    return spec.model_copy(update={"messages": messages})
+
+
+def real_makespan(spec: SwarmSpec, topology: str, repeats: int) -> float | None:
+    shaped = spec.topology.model_copy(update={"kind": topology})
+    run = spec.model_copy(update={"backend": "process", "topology": shaped})
+    spans = []
+    for _ in range(repeats):
+        outcome = asyncio.run(run_spec(run, handle_signals=False))
+        if outcome.report.makespan is not None:
+            spans.append(outcome.report.makespan)
+    return statistics.median(spans) if spans else None
+
+
+def measure_hop(agents: int) -> float | None:
+    """Seconds one message hop takes on `process`, from a mesh run of noop tasks that each
+    send one message (so that little else is queued): the mean send-to-delivery time."""
+    spec, _ = synthetic_spec("sparse", agents, 1)
+    assert spec.messages is not None
+    probe = spec.model_copy(
+        update={
+            "backend": "process",
+            "topology": spec.topology.model_copy(update={"kind": "mesh"}),
+            "messages": spec.messages.model_copy(update={"count": 1, "bytes": 256}),
+            "workload": spec.workload.model_copy(update={"kind": "noop", "tasks": 200}),
+        }
+    )
+    outcome = asyncio.run(run_spec(probe, handle_signals=False))
+    messages = outcome.report.messages or {}
+    mean = messages.get("latency_mean")
+    return float(mean) if mean is not None else None
+
+
+def sim_vs_real(seed: int, repeats: int) -> tuple[float | None, list[dict[str, Any]], str]:
+    """Predicted (simulated) and measured gain over star of the selected topology, per
+    8-agent family on one machine."""
+    hop = measure_hop(8)
+    if hop is None:
+        return None, [], "the calibration run delivered no message"
+    rows: list[dict[str, Any]] = []
+    for family in FAMILIES:
+        spec, _ = synthetic_spec(family, 8, seed)
+        # Runs long enough (about 0.2 s of work per agent) to measure on a shared machine.
+        size = spec.workload.size.model_copy(update={"mean": REAL_TASK_S})
+        workload = spec.workload.model_copy(update={"tasks": REAL_TASKS, "size": size})
+        spec = calibrated(spec.model_copy(update={"workload": workload}), hop)
+        # One machine: the process backend's own hops are the only latency; no connection
+        # cost, since its workers keep no heartbeats.
+        plan = select_topology(
+            spec, slot_latency("machine", 8), layout="machine", objective=OBJECTIVE
+        )
+        planned = by_kind(plan)
+        # The selected topology against star; when star itself wins, the best of the rest
+        # (a gain of 0 against itself would measure nothing).
+        others = {k: v for k, v in planned.items() if k != "star"}
+        compared = (
+            kind(plan.best) if kind(plan.best) != "star" else min(others, key=others.__getitem__)
+        )
+        predicted = (planned["star"] - planned[compared]) / planned["star"]
+        star = real_makespan(spec, "star", repeats)
+        other = real_makespan(spec, compared, repeats)
+        measured = None if not star or other is None else (star - other) / star
+        rows.append(
+            {
+                "family": family,
+                "compared": compared,
+                "predicted_gain": predicted,
+                "measured_gain": measured,
+                "error": None if measured is None else abs(predicted - measured),
+            }
+        )
+        log(f"  process {family}: {compared} predicted {predicted:+.3f} measured {measured}")
+    errors = [float(r["error"]) for r in rows if r["error"] is not None]
+    if not errors:
+        return None, rows, "no process run gave a makespan"
+    return float(np.mean(errors)), rows, f"hop calibrated at {hop * 1e6:.0f} us"
+
+
+def main() -> None:
+    settings = parse_args(__doc__.splitlines()[0], n=2, repeats=3, quick_n=1, quick_repeats=1)
+    sizes = (8, 32) if settings.quick else (8, 32, 128)
+    rows: list[dict[str, Any]] = []
+    for agents in sizes:
+        seeds = 1 if agents >= 128 else settings.n
+        for seed in range(1, seeds + 1):
+            for family in FAMILIES:
+                for layout in LAYOUTS:
+                    row = evaluate(family, agents, layout, seed)
+                    rows.append(row)
+                    log(
+                        f"{family:10} n={agents:3} {layout:7} seed={seed}: selected "
+                        f"{row['selected']:12} predicted {row['predicted']:12} best "
+                        f"{row['hindsight_best']:12} regret {row['regret']:.3f} / "
+                        f"{row['predictor_regret']:.3f}  {row['simulate_all_s']:.1f} s"
+                    )
+    by_size = {
+        str(n): {
+            "regret_mean": float(np.mean([r["regret"] for r in rows if r["agents"] == n])),
+            "predictor_regret_mean": float(
+                np.mean([r["predictor_regret"] for r in rows if r["agents"] == n])
+            ),
+        }
+        for n in sizes
+    }
+    regrets = [r["regret"] for r in rows]
+    predicted = [r["predictor_regret"] for r in rows]
+    speedups = [r["simulate_all_s"] / r["predict_s"] for r in rows]
+    with_run = [r["simulate_all_s"] / (r["matrix_run_s"] + r["predict_s"]) for r in rows]
+    error, real_rows, real_note = sim_vs_real(1, settings.repeats)
+    emit(
+        {
+            "benchmark": "topology_selection",
+            "objective": OBJECTIVE,
+            "workloads": len(rows),
+            "sizes": list(sizes),
+            "regret_mean": float(np.mean(regrets)),
+            "regret_p95": float(np.percentile(regrets, 95)),
+            "predictor_regret_mean": float(np.mean(predicted)),
+            "predictor_regret_p95": float(np.percentile(predicted, 95)),
+            "predictor_agreement": float(np.mean([r["predicted"] == r["selected"] for r in rows])),
+            "predictor_speedup": float(np.median(speedups)),
+            "predictor_speedup_with_run": float(np.median(with_run)),
+            "by_size": by_size,
+            "gain_vs_star_median": float(np.median([r["gain_vs_star"] for r in rows])),
+            "sim_vs_real_error": error,
+            "sim_vs_real_note": real_note,
+            "sim_vs_real": real_rows,
+            "model": load_predictor().meta,
+            "quick": settings.quick,
+            "python": python_version(),
+            "load_avg": list(os.getloadavg()),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
