@@ -271,6 +271,8 @@ def test_a_dry_run_and_a_change_predicted_too_small_change_nothing(slow_hub: Ser
         (["--swarm-id", SWARM, "--min-gain", "1.5"], "--min-gain"),
         (["--swarm-id", SWARM, "--observe", "0s"], "--observe"),
         (["SPEC", "--strategy", "adaptive"], "goes with --swarm-id"),
+        (["--swarm-id", SWARM, "--latency", "zones"], "goes with a SPEC"),
+        (["--swarm-id", SWARM, "--predict"], "--predict"),
         (["--swarm-id", "nobody-serves-this"], "nobody-serves-this"),
     ],
 )
