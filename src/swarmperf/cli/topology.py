@@ -196,7 +196,7 @@ def topology_optimize(
         return
     plan = data["plan"] if data["live"] else data
     title = f"{swarm_id}'s measured workload" if data["live"] else Path(str(spec_path)).name
-    _plan_table(plan, title)
+    _plan_table(plan, title, bool(data["live"]))
     gain = plan["predicted_gain"]
     shown = "-" if gain is None else f"{gain:.1%}"
     out.print(
@@ -215,7 +215,7 @@ def topology_optimize(
         out.print(line, highlight=False, markup=False)
 
 
-def _plan_table(plan: dict[str, Any], title: str) -> None:
+def _plan_table(plan: dict[str, Any], title: str, live: bool) -> None:
     from rich import box
     from rich.table import Table
 
@@ -238,7 +238,8 @@ def _plan_table(plan: dict[str, Any], title: str) -> None:
             f"{figures['connections']:,}",
         )
     out.print(table)
-    out.print("[dim]* the topology in force; relays: the most one agent forwarded[/dim]")
+    now = "the topology in force" if live else "the spec's own topology"
+    out.print(f"[dim]* {now}; relays: the most one agent forwarded[/dim]")
 
 
 def _seconds(value: float | None) -> str:
