@@ -505,7 +505,8 @@ def _render_auto_or_plan(name: str, data: Mapping[str, Any]) -> None:
         limited = f", limited by {rec['limited_by']}" if rec.get("limited_by") else ""
         out.print(
             f"Swarm {name}: dry run, nothing changed. {escape(str(rec['policy']))} would run "
-            f"[bold]{rec['desired']}[/bold] agents (now {rec['current']}; raw "
+            f"[bold]{rec['desired']}[/bold] agent{'' if rec['desired'] == 1 else 's'} "
+            f"(now {rec['current']}; raw "
             f"{rec['raw']}{escape(limited)}).",
             highlight=False,
         )
