@@ -3,7 +3,6 @@ line; good ones give one JSON object with the placements and their gaps."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -12,30 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from swarmperf.cli.main import app
-from swarmperf.topology import Problem, cost
+from swarmperf.topology import cost
 from swarmperf.topology.qaplib import MAX_TOKEN_CHARS, read_dat
+from tests.inputs import write_instance
 
 runner = CliRunner()
-
-
-def write_instance(folder: Path, name: str, n: int, seed: int) -> tuple[Problem, float]:
-    """A random instance as QAPLIB writes it (rows wrapped at 4 numbers), and its optimum."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, 10, size=(n, n))
-    b = rng.integers(0, 10, size=(n, n))
-
-    def rows(m: np.ndarray) -> str:
-        lines = []
-        for row in m:
-            lines += [" ".join(f"{v:3d}" for v in row[k : k + 4]) for k in range(0, n, 4)]
-        return "\n".join(lines)
-
-    (folder / f"{name}.dat").write_text(f"  {n}\n\n{rows(a)}\n\n{rows(b)}\n")
-    problem = Problem(a, b)
-    best = min(itertools.permutations(range(n)), key=lambda p: cost(problem, p))
-    value = cost(problem, best)
-    (folder / f"{name}.sln").write_text(f"{n} {int(value)}\n" + " ".join(str(v + 1) for v in best))
-    return problem, value
 
 
 def evaluate(folder: Path, *extra: str) -> tuple[int, str]:
