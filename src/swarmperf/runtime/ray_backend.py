@@ -428,7 +428,7 @@ def connect(ray: Any, address: str | None, namespace: str | None, *, local: bool
                 "start a local Ray.",
             )
     try:
-        ray.init(address=address, **options)
+        _init(ray, address, options)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
         where = "a local Ray" if address is None else repr(address)
         if explicit and auth_mode() != "token" and _token_on_disk():
@@ -440,6 +440,25 @@ def connect(ray: Any, address: str | None, namespace: str | None, *, local: bool
                 "auto on a cluster node), or leave ray.address out to start a local Ray."
             )
         raise ConfigError("ray.address", address, fix) from exc
+
+
+# The Ray Client's head starts a server process for each client; on a busy machine that
+# start can fail once and succeed when asked again (the head says so in this message).
+CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+CLIENT_START_ATTEMPTS = 3
+
+
+def _init(ray: Any, address: str | None, options: dict[str, Any]) -> None:
+    """`ray.init`, asked again (up to `CLIENT_START_ATTEMPTS` in all, 1 s then 2 s apart)
+    when a Ray Client head failed to start this client's server: nothing else is retried."""
+    for attempt in range(1, CLIENT_START_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionError as exc:  # ConnectionAbortedError: the head's answer
+            if CLIENT_SERVER_FAILED not in str(exc) or attempt == CLIENT_START_ATTEMPTS:
+                raise
+            time.sleep(float(attempt))
 
 
 # -- the actor ------------------------------------------------------------------------------
