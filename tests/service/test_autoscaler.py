@@ -91,6 +91,11 @@ def test_a_surge_scales_up_then_down_and_loses_no_task(tmp_path: Path, backend: 
         # Quiet: after the 2 s window the swarm goes back to its minimum, draining.
         await until(lambda: agents(live) == 1, "back to one agent")
         await until(lambda: live.recorded == submitted, "every task recorded")
+        # A decision is written to the store after it is acted on, off the loop.
+        await until(
+            lambda: any(d.get("acts") and d["desired"] < d["current"] for d in decisions(live)),
+            "the scale-down recorded",
+        )
         outcomes = live.intake.results(0, 10_000)
         assert len(outcomes) == submitted
         assert all((o.result or {}).get("error") is None for o in outcomes)
