@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import time
 
 from swarmperf.app.build import build_swarm
 from swarmperf.core.handlers import HandlerRegistry
@@ -93,3 +95,37 @@ def test_waiting_threads_are_idle_and_the_sampler_leaves_itself_out() -> None:
     assert "thread just-waiting" not in labels
     assert "thread swarmperf-sampler" not in labels
     assert profile.duration_s > 0.25
+
+
+def planted_blocked_in_c(stop: threading.Event) -> None:
+    while not stop.is_set():
+        time.sleep(0.05)  # C: this function is the innermost Python frame, using no CPU
+
+
+def planted_spinning(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(range(1000))
+
+
+def test_a_thread_blocked_in_c_is_idle_and_a_busy_one_is_not() -> None:
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=planted_blocked_in_c, args=(stop,), name="blocked", daemon=True),
+        threading.Thread(target=planted_spinning, args=(stop,), name="spinning", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    sampler = Sampler(200.0)
+    sampler.start()
+    try:
+        stop.wait(0.5)
+    finally:
+        profile = sampler.stop()
+        stop.set()
+        for thread in threads:
+            thread.join()
+    functions = {profile.frames[key.frames[-1]][0]: count for key, count in profile.stacks.items()}
+    if sys.platform.startswith("linux"):
+        # Only its first sample, before any CPU time was read, may count as running.
+        assert functions.get("planted_blocked_in_c", 0) <= 1
+    assert functions.get("planted_spinning", 0) > 10

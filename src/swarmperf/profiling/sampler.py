@@ -11,6 +11,10 @@ on the demo swarm at 100 Hz: see the README's "Profiling". Processes the sampler
 
 A sample of a thread that waits (in a selector, on a lock or a queue) is idle: counted, and
 left out of the stacks, since a flame graph of waiting says nothing about where time goes.
+A thread that runs no agent's work is also idle when it used almost no CPU since its last
+sample (read from the kernel, on Linux): a library's thread blocked in C (Ray's, gRPC's) has
+a Python frame on top that no list of waiting functions can know. Agents' work is kept
+whatever its CPU, so a handler blocked in a call still shows where wall time goes.
 
 Given the swarm's event loop, each sample also takes the await chain of every agent worker
 whose handler is suspended in an `await` (an API call, a sleep): those coroutines are on no
@@ -36,6 +40,13 @@ from swarmperf.runtime.local import LocalBackend
 MIN_RATE = 1.0
 MAX_RATE = 1000.0
 MAX_DEPTH = 256  # deeper stacks keep their innermost frames
+# A thread outside agents' work that used less CPU than this share of the time since its
+# last sample was blocked (in C, where its Python frames cannot tell).
+IDLE_CPU_SHARE = 0.05
+# Per-thread CPU time in nanoseconds, the first field; read with pread on a kept descriptor
+# (a few microseconds). Not `time.pthread_getcpuclockid`: on a thread that has just ended it
+# is undefined behaviour, where a file of an ended thread fails to read.
+_SCHEDSTAT = "/proc/self/task/{}/schedstat"
 # The worker coroutine of a local agent: its locals name the agent and the task it runs.
 # (None if it were ever compiled: samples would then name no agent, nothing would fail.)
 _WORK_CODE: CodeType | None = getattr(LocalBackend._work, "__code__", None)
@@ -89,6 +100,8 @@ class Sampler:
         self._codes: dict[CodeType, int] = {}
         self._idle_codes: dict[CodeType, bool] = {}
         self._names: dict[int, str] = {}
+        self._native: dict[int, int] = {}  # thread ident -> kernel thread id
+        self._cpu: dict[int, tuple[int, int, float]] = {}  # ident -> (fd, CPU ns, when)
         self._names_at = -1.0
         self.profile = Profile(rate, 0.0, sources=[f"in-process sampler, pid {os.getpid()}"])
 
@@ -101,6 +114,9 @@ class Sampler:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
+        for fd, _, _ in self._cpu.values():
+            os.close(fd)
+        self._cpu.clear()
         self._ended = self._clock()
         self.profile.duration_s = self._ended - self._started
         return self.profile
@@ -123,11 +139,19 @@ class Sampler:
         """One sample of every thread but `skip` (the sampler's own)."""
         now = self._clock()
         if now - self._names_at > 1.0:  # thread names change rarely: look them up each second
-            self._names = {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+            self._names, self._native = {}, {}
+            for t in threading.enumerate():
+                if t.ident is not None:
+                    self._names[t.ident] = t.name
+                    if t.native_id is not None:
+                        self._native[t.ident] = t.native_id
             self._names_at = now
+            for gone in self._cpu.keys() - self._native.keys():
+                os.close(self._cpu.pop(gone)[0])
+        wall = time.perf_counter()  # the real clock, as the CPU time is real
         for ident, leaf in sys._current_frames().items():
             if ident != skip:
-                self._record(leaf, self._names.get(ident, str(ident)))
+                self._record(leaf, ident, wall)
         if self._loop is not None and not self._loop.is_closed():
             try:
                 # Safe from another thread: it copies the set of tasks, retrying if the
@@ -152,7 +176,26 @@ class Sampler:
             found = self._idle_codes[code] = is_idle(code.co_name, code.co_filename)
         return found
 
-    def _record(self, leaf: FrameType, thread: str) -> None:
+    def _blocked(self, ident: int, now: float) -> bool:
+        """Whether thread `ident` used less than `IDLE_CPU_SHARE` of the time since its last
+        sample in CPU; False when that cannot be read (a first sample, not Linux)."""
+        native = self._native.get(ident)
+        if native is None:
+            return False
+        kept = self._cpu.get(ident)
+        try:
+            fd = kept[0] if kept is not None else os.open(_SCHEDSTAT.format(native), os.O_RDONLY)
+            cpu = int(os.pread(fd, 64, 0).split(maxsplit=1)[0])
+        except (OSError, ValueError, IndexError):
+            if kept is not None:
+                os.close(self._cpu.pop(ident)[0])
+            return False
+        self._cpu[ident] = (fd, cpu, now)
+        if kept is None or now <= kept[2]:
+            return False
+        return (cpu - kept[1]) * 1e-9 < IDLE_CPU_SHARE * (now - kept[2])
+
+    def _record(self, leaf: FrameType, ident: int, now: float) -> None:
         code = leaf.f_code
         if self._idle(code):
             self.profile.idle += 1
@@ -171,6 +214,10 @@ class Sampler:
             stack.append(self._frame(code))
             child = frame
             frame = frame.f_back
+        if agent is None and not found and self._blocked(ident, now):
+            self.profile.idle += 1
+            return
+        thread = self._names.get(ident, str(ident))
         stack.append(self.profile.frame_id((f"thread {thread}", "", 0)))
         stack.reverse()
         component = AGENT if agent is not None else COORDINATOR
