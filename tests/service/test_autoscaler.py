@@ -181,3 +181,10 @@ def test_auto_on_then_a_size_by_hand_turns_it_off(tmp_path: Path) -> None:
             await live.autoscale("oracle", dry_run=True)
 
     run(main, tmp_path)
+
+
+def test_auto_without_a_section_keeps_a_large_swarm_its_size(tmp_path: Path) -> None:
+    spec = parse_spec_yaml("swarm_id: big\nbackend: local\nagents: [{id: a, count: 14}]\n")
+    live = LiveSwarm(spec, tmp_path)
+    assert live.autoscaler.settings.max_agents == 14
+    assert not live.autoscaler.settings.enabled

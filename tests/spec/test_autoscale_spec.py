@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from swarmperf.spec import AutoscaleSpec, SpecError, parse_spec, parse_spec_yaml
 
@@ -97,3 +99,21 @@ def test_validate_explains_a_bad_section_and_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "autoscale.policy: 'kedaa'" in done.stderr
     assert "Did you mean 'keda'?" in done.stderr
+
+
+@given(
+    agents=st.integers(0, 20_000),
+    low=st.integers(1, 10),
+    high=st.none() | st.integers(10, 10_000),
+)
+def test_a_swarm_is_never_bounded_below_its_own_size_unless_the_user_says(
+    agents: int, low: int, high: int | None
+) -> None:
+    given_bounds = {"min_agents": low} if high is None else {"min_agents": low, "max_agents": high}
+    settings = AutoscaleSpec(**given_bounds).for_swarm(agents)
+    if high is not None:
+        assert settings.max_agents == high  # the user's bound stands
+    else:
+        assert settings.max_agents == min(10_000, max(10, agents))
+    assert settings.min_agents == low
+    assert settings.min_agents <= settings.max_agents

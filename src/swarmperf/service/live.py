@@ -54,7 +54,7 @@ from swarmperf.service.topology import (
     trial_rule,
 )
 from swarmperf.service.trial import TOPOLOGY_OBJECTIVES, Trial, check_rule
-from swarmperf.spec import AUTO, SwarmSpec
+from swarmperf.spec import AUTO, AutoscaleSpec, SwarmSpec
 from swarmperf.store import RUN_INTERRUPTED, Store
 from swarmperf.store.intake import Accepted, Intake, IntakeRecord
 from swarmperf.store.records import HEARTBEAT_EVERY
@@ -221,7 +221,7 @@ class LiveSwarm:
         self.swarm.messages.on_delivery(self.deliveries)
         self.autoscaler = Autoscaler(
             self.swarm,
-            spec.autoscale,
+            (spec.autoscale or AutoscaleSpec(enabled=False)).for_swarm(len(spec.agent_specs())),
             add_agent=self.add_agent,
             record=self._record_autoscale,
             unfed=lambda: self._unfed,

@@ -21,6 +21,7 @@ LIVE_POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "rl", "static-pea
 DEFAULT_LIVE_POLICY: LivePolicyName = "predictive"
 ForecasterName = Literal["default", "seasonal-naive", "holt-winters", "sarima", "lstm"]
 MAX_SCALE_AGENTS = 10_000  # what one `swarm-scale` may ask for, and the API takes
+DEFAULT_MAX_AGENTS = 10  # unless the swarm is larger: see `AutoscaleSpec.for_swarm`
 
 
 class ScalingPolicySpec(Section):
@@ -59,7 +60,7 @@ class AutoscaleSpec(Section):
     enabled: bool = True
     policy: LivePolicyName = DEFAULT_LIVE_POLICY
     min_agents: Annotated[int, Field(ge=1, le=MAX_SCALE_AGENTS)] = 1
-    max_agents: Annotated[int, Field(ge=1, le=MAX_SCALE_AGENTS)] = 10
+    max_agents: Annotated[int, Field(ge=1, le=MAX_SCALE_AGENTS)] = DEFAULT_MAX_AGENTS
     target: Annotated[float, Field(gt=0)] | None = None
     tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.1
     behavior: BehaviorSpec = BehaviorSpec()
@@ -88,3 +89,12 @@ class AutoscaleSpec(Section):
                 value=self.target,
             )
         return self
+
+    def for_swarm(self, agents: int) -> AutoscaleSpec:
+        """These settings for a swarm that starts with `agents` agents: without a
+        `max_agents` of the user's, at most that many (10 if fewer), so that turning the
+        autoscaler on never shrinks a swarm below its own size for want of a bound."""
+        if "max_agents" in self.model_fields_set:
+            return self
+        top = min(MAX_SCALE_AGENTS, max(DEFAULT_MAX_AGENTS, agents, self.min_agents))
+        return self.model_copy(update={"max_agents": top})
