@@ -1,8 +1,9 @@
 """Dispatch overhead per no-op task on the ray backend, against plain Ray actor calls.
 
-Three settings of the agents' prefetch, each against plain Ray on the same actors:
-`PREFETCH` (32), none (0: every task is its own actor call, one in flight per agent) and
-unset (the backend's `default_prefetch`, what a spec without `prefetch` gets).
+Three settings of the agents' prefetch, each against plain Ray on the same actors (256
+calls in flight before each `ray.get`): `PREFETCH` (32), none (0: every task is its own
+actor call, one in flight per agent; also against plain Ray kept to one call in flight per
+actor) and unset (the backend's `default_prefetch`, what a spec without `prefetch` gets).
 """
 
 from __future__ import annotations
@@ -38,6 +39,21 @@ def plain_ray_us_per_task(ray: Any, actors: list[Any], n: int) -> float:
     return (time.perf_counter() - started) / n * 1e6
 
 
+async def one_in_flight_us_per_task(actors: list[Any], n: int) -> float:
+    """Plain Ray as an agent without prefetch calls: one call in flight per actor, the
+    next sent when the last has come back."""
+
+    async def one_actor(actor: Any, calls: int) -> None:
+        for _ in range(calls):
+            await actor.call.remote("noop", None)
+
+    share, extra = divmod(n, len(actors))
+    gc.collect()
+    started = time.perf_counter()
+    await asyncio.gather(*(one_actor(a, share + (i < extra)) for i, a in enumerate(actors)))
+    return (time.perf_counter() - started) / n * 1e6
+
+
 async def swarm_us_per_task(swarm: Swarm, n: int) -> float:
     tasks = [Task("noop") for _ in range(n)]
     gc.collect()
@@ -52,13 +68,15 @@ async def swarm_us_per_task(swarm: Swarm, n: int) -> float:
 
 async def measure(
     ray: Any, prefetch: int | None, n: int, repeats: int
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float]]:
     """Alternate swarm runs and plain Ray runs on the same actors, `repeats` times each
-    (`prefetch` None: the backend's default)."""
+    (`prefetch` None: the backend's default); at prefetch 0 also plain Ray with one call
+    in flight per actor, the like-for-like peer."""
     specs = [AgentSpec(f"agent-{i}", prefetch=prefetch) for i in range(AGENTS)]
     backend = RayBackend()
     ours: list[float] = []
     plain: list[float] = []
+    lone: list[float] = []
     async with Swarm(specs, strategy=STRATEGY, backend=backend) as swarm:
         actors = [backend.actor(spec.id) for spec in specs]
         await swarm_us_per_task(swarm, min(n, 200))  # warm-up: imports, first calls
@@ -66,11 +84,14 @@ async def measure(
         for _ in range(repeats):
             ours.append(await swarm_us_per_task(swarm, n))
             plain.append(plain_ray_us_per_task(ray, actors, n))
+            if prefetch == 0:
+                lone.append(await one_in_flight_us_per_task(actors, n))
             log(
                 f"  prefetch {label(prefetch)}: ray backend {ours[-1]:8.1f} µs/task, "
                 f"plain Ray {plain[-1]:8.1f} µs/task"
+                + (f", one call in flight per actor {lone[-1]:8.1f} µs/task" if lone else "")
             )
-    return ours, plain
+    return ours, plain, lone
 
 
 def label(prefetch: int | None) -> str:
@@ -90,9 +111,9 @@ def main() -> None:
         f"({CPUS} CPUs); {AGENTS} agents, {settings.n:,} no-op tasks per run"
     )
     try:
-        ours, plain = asyncio.run(measure(ray, PREFETCH, settings.n, settings.repeats))
-        ours0, plain0 = asyncio.run(measure(ray, 0, settings.n, settings.repeats))
-        ours_d, plain_d = asyncio.run(measure(ray, None, settings.n, settings.repeats))
+        ours, plain, _ = asyncio.run(measure(ray, PREFETCH, settings.n, settings.repeats))
+        ours0, plain0, lone = asyncio.run(measure(ray, 0, settings.n, settings.repeats))
+        ours_d, plain_d, _ = asyncio.run(measure(ray, None, settings.n, settings.repeats))
     finally:
         ray.shutdown()
     for prefetch, mine, peer in (
@@ -104,6 +125,7 @@ def main() -> None:
             f"prefetch {label(prefetch)}: ray backend {spread(mine)}  "
             f"plain Ray {spread(peer)} µs/task"
         )
+    log(f"prefetch  0: plain Ray, one call in flight per actor {spread(lone)} µs/task")
     ratio = median(ours) / median(plain)
     ratio_default = median(ours_d) / median(plain_d)
     emit(
@@ -124,6 +146,10 @@ def main() -> None:
             "us_per_task_prefetch0": round(median(ours0), 2),
             "ray_us_per_task_prefetch0": round(median(plain0), 2),
             "ratio_prefetch0": round(median(ours0) / median(plain0), 3),
+            # Against plain Ray kept to one call in flight per actor, as such an agent is:
+            # what is left is the swarm's own cost, the round trip being paid by both.
+            "ray_us_per_task_one_in_flight": round(median(lone), 2),
+            "ratio_prefetch0_one_in_flight": round(median(ours0) / median(lone), 3),
             # What an agent whose spec leaves prefetch unset gets: the backend's default.
             "default_prefetch": RayBackend.default_prefetch,
             "us_per_task_default": round(median(ours_d), 2),
