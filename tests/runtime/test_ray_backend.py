@@ -302,6 +302,31 @@ def test_every_strategy_runs_every_task_once_on_ray(ray_local: Any, strategy: st
 
 
 @pytest.mark.slow
+def test_agents_without_a_prefetch_get_the_ray_default(ray_local: Any) -> None:
+    async def test() -> None:
+        agents = [AgentSpec("unset"), AgentSpec("none", prefetch=0)]
+        backend = RayBackend()
+        swarm = Swarm(agents, backend=backend, strategy="least-loaded", handlers=RAY_HANDLERS)
+        async with swarm:
+            tasks = [Task("nap", (0.01, i)) for i in range(30)]
+            for task in tasks:
+                swarm.submit(task)
+            # Bound and sent as the tasks were submitted: what each actor was given at once.
+            given = {agent: len(held) for agent, held in backend.running_tasks().items()}
+            kept = [swarm.agent_spec(agent.id) for agent in agents]
+            await swarm.drain()
+            results = swarm.results
+        default = RayBackend.default_prefetch
+        assert default > 0
+        assert given == {"unset": 1 + default, "none": 1}
+        assert [spec.prefetch for spec in kept if spec is not None] == [default, 0]
+        exactly_once(results, tasks)
+        assert all(r.ok for r in results)
+
+    run(test)
+
+
+@pytest.mark.slow
 def test_node_affinity_and_placement_groups(ray_local: Any) -> None:
     node = ray_local.get_runtime_context().get_node_id()
     placed = RaySettings(

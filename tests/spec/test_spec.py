@@ -104,6 +104,12 @@ def test_groups_expand_to_numbered_agents_with_the_group_settings() -> None:
     assert spec.agent_specs()[-1].slowdown == 4.0
 
 
+def test_an_agent_without_prefetch_leaves_it_to_the_backend() -> None:
+    spec = parse_spec_yaml("agents: [{id: a}, {id: b, prefetch: 0}, {id: c, prefetch: null}]\n")
+    assert [a.prefetch for a in spec.agent_specs()] == [None, 0, None]
+    assert parse_spec(spec.to_data()) == spec
+
+
 def test_the_spec_covers_every_agent_and_queue_setting() -> None:
     # Fails when a setting is added to AgentSpec or QueueSettings but not to the spec.
     assert {f.name for f in dataclasses.fields(AgentSpec)} <= set(AgentGroupSpec.model_fields)
@@ -280,6 +286,7 @@ def test_generated_specs_round_trip(
         ("swarm_id: x\n", "agents: (missing) — is required. Add a list of agents"),
         ("agents: []\n", "agents: [] — is empty."),
         ("agents: [{id: 'a b'}]\n", "agents[0].id: 'a b' — is not a valid name. Use letters"),
+        ("agents: [{id: a, prefetch: -1}]\n", "agents[0].prefetch: -1 — must be at least 0."),
         ("- a\n- b\n", "(spec): 'test.yaml' — holds a list, not a mapping."),
         ("", "(spec) — is empty."),
     ],

@@ -50,7 +50,7 @@ class AgentState:
         self.weight = spec.weight
         self.concurrency = spec.concurrency
         # Tasks the backend may hold at once: running plus prefetched.
-        self.slots = spec.concurrency + spec.prefetch
+        self.slots = spec.slots
         self.queue_limit = spec.queue_limit
         self.index = index
         self.alive = True

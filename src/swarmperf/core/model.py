@@ -78,7 +78,9 @@ class AgentSpec:
     `queue_limit` bounds the tasks bound to it but not yet started (None: no bound).
     `prefetch` is how many tasks beyond `concurrency` are handed to the agent ahead of time,
     so that very short tasks flow in batches (as with a message broker's prefetch); 0 keeps
-    every binding decision as late as possible.
+    every binding decision as late as possible. None leaves it to the backend: a swarm
+    gives the agent its backend's `default_prefetch` (0 where a call costs little, more on
+    Ray), and a coordinator used alone counts it as 0.
     `slowdown` is for synthetic agents: the built-in work handlers (`sleep`, `spin`) take
     this many times longer on it, which models slower hardware the agent does not declare.
     """
@@ -88,7 +90,7 @@ class AgentSpec:
     concurrency: int = 1
     tags: frozenset[str] = field(default_factory=frozenset)
     queue_limit: int | None = None
-    prefetch: int = 0
+    prefetch: int | None = None
     slowdown: float = 1.0
     faults: tuple[Fault, ...] = ()
 
@@ -101,7 +103,7 @@ class AgentSpec:
             raise ConfigError(
                 f"agents[{self.id}].concurrency", self.concurrency, "Use an integer >= 1."
             )
-        if self.prefetch < 0:
+        if self.prefetch is not None and self.prefetch < 0:
             raise ConfigError(f"agents[{self.id}].prefetch", self.prefetch, "Use an integer >= 0.")
         if not self.slowdown > 0:
             raise ConfigError(f"agents[{self.id}].slowdown", self.slowdown, "Use a number > 0.")
@@ -109,6 +111,11 @@ class AgentSpec:
             raise ConfigError(
                 f"agents[{self.id}].queue_limit", self.queue_limit, "Use an integer >= 0 or null."
             )
+
+    @property
+    def slots(self) -> int:
+        """Tasks the agent may hold at once: `concurrency` running plus its prefetch."""
+        return self.concurrency + (self.prefetch or 0)
 
     def __reduce__(self) -> tuple[type[AgentSpec], tuple[Any, ...]]:
         # As `Fault.__reduce__`: by its fields.

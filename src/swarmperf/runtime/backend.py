@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from swarmperf.balancing.agents import EWMA_ALPHA
@@ -34,6 +35,9 @@ class CompletionSink(Protocol):
 
 
 class Backend(Protocol):
+    """Where agents run. A backend may also have `default_prefetch` (an int, 0 if absent):
+    the prefetch a swarm gives its agents whose spec leaves it unset (`with_prefetch`)."""
+
     name: ClassVar[str]
     # Seconds it takes to move one task to another agent; work stealing weighs it.
     transfer_cost: float
@@ -59,6 +63,15 @@ class Backend(Protocol):
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
         """Start each task on its agent. Must not block; results come to the sink."""
         ...
+
+
+def with_prefetch(spec: AgentSpec, backend: object) -> AgentSpec:
+    """`spec` as a swarm on `backend` runs it: an unset `prefetch` becomes the backend's
+    `default_prefetch` (0 for a backend without one); a prefetch the spec sets is kept."""
+    if spec.prefetch is not None:
+        return spec
+    default: int = getattr(backend, "default_prefetch", 0)
+    return replace(spec, prefetch=default)
 
 
 class RemoteAgent(Protocol):

@@ -397,7 +397,7 @@ class Coordinator:
         agent = self.agents.get(agent_id)
         if agent is None:
             return
-        own = agent.spec.concurrency + agent.spec.prefetch
+        own = agent.spec.slots
         new = own if slots is None else max(0, min(slots, own))
         if new == agent.slots:
             return

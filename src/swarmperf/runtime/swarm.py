@@ -25,7 +25,7 @@ from swarmperf.resilience.bulkheads import BulkheadSettings
 from swarmperf.resilience.policy import Guard
 from swarmperf.resilience.restart import RestartPolicy, Restarts
 from swarmperf.routing import TopologySettings
-from swarmperf.runtime.backend import Backend, Done
+from swarmperf.runtime.backend import Backend, Done, with_prefetch
 from swarmperf.runtime.coordinator import Coordinator, results_in_order, unrun_result
 from swarmperf.runtime.messaging import MessageBus, Traffic
 
@@ -178,10 +178,12 @@ class Swarm:
 
     async def add_agent(self, spec: AgentSpec) -> None:
         """Start `spec` on the backend, then give it work: no task is bound to an agent
-        before it is up (a Ray actor may wait for room in the cluster, or never get it)."""
+        before it is up (a Ray actor may wait for room in the cluster, or never get it).
+        A spec that leaves `prefetch` unset gets the backend's default (`with_prefetch`)."""
         coordinator = self.coordinator
         if spec.id in self._starting or spec.id in coordinator.agents:
             raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
+        spec = with_prefetch(spec, self.backend)
         self._specs[spec.id] = spec
         self._starting[spec.id] = None
         try:

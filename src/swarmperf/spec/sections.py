@@ -99,7 +99,8 @@ class AgentGroupSpec(Section):
     weight: PositiveFloat = 1.0
     concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = 1
     queue_limit: Annotated[int, Field(ge=0, le=MAX_QUEUED)] | None = None
-    prefetch: Annotated[int, Field(ge=0, le=MAX_CONCURRENCY)] = 0
+    # Unset: the backend's default (0, or on Ray `RayBackend.default_prefetch`).
+    prefetch: Annotated[int, Field(ge=0, le=MAX_CONCURRENCY)] | None = None
     slowdown: PositiveFloat = 1.0
     tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     faults: tuple[FaultSpec, ...] = ()
