@@ -109,8 +109,12 @@ def test_validate_explains_a_bad_section_and_exits_2(tmp_path: Path) -> None:
 def test_a_swarm_is_never_bounded_below_its_own_size_unless_the_user_says(
     agents: int, low: int, high: int | None
 ) -> None:
-    given_bounds = {"min_agents": low} if high is None else {"min_agents": low, "max_agents": high}
-    settings = AutoscaleSpec(**given_bounds).for_swarm(agents)
+    made = (
+        AutoscaleSpec(min_agents=low)
+        if high is None
+        else AutoscaleSpec(min_agents=low, max_agents=high)
+    )
+    settings = made.for_swarm(agents)
     if high is not None:
         assert settings.max_agents == high  # the user's bound stands
     else:
