@@ -39,3 +39,32 @@ def test_fewer_than_one_agent_is_a_config_error_naming_the_option() -> None:
     with pytest.raises(ConfigError) as caught:
         scaled_agents(spec, 0, field="--agents")
     assert str(caught.value) == "--agents: 0 is not valid. Use an integer >= 1."
+
+
+def _simulated(backend: str, prefetch: str) -> list[tuple[str | None, float | None]]:
+    from swarmperf.app.simulate import simulate_spec
+
+    text = f"""\
+swarm_id: binding
+backend: {backend}
+strategy: least-loaded
+seed: 3
+agents:
+  - {{id: fast, count: 2, weight: 4{prefetch}}}
+  - {{id: slow, count: 2, weight: 1{prefetch}}}
+workload:
+  tasks: 300
+  kind: sleep
+  size: {{distribution: exponential, mean: 1s}}
+"""
+    outcome, _ = simulate_spec(parse_spec_yaml(text))
+    # Task ids run on from run to run: compare in submission order.
+    ordered = sorted(outcome.results, key=lambda r: int(r.task_id.lstrip("t")))
+    return [(r.agent, r.finished_at) for r in ordered]
+
+
+def test_a_simulated_spec_binds_tasks_as_its_backend_would() -> None:
+    # Ray agents prefetch unless told otherwise; a simulation of a Ray spec does too.
+    assert _simulated("ray", "") == _simulated("sim", ", prefetch: 4")
+    assert _simulated("ray", ", prefetch: 0") == _simulated("sim", "")
+    assert _simulated("ray", "") != _simulated("ray", ", prefetch: 0")

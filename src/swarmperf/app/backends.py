@@ -9,11 +9,12 @@ one entry here (and its name in the spec's `backend` field).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from swarmperf.core.errors import UnknownName
+from swarmperf.core.model import AgentSpec
 from swarmperf.runtime.backend import Backend
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ class BackendEntry:
     description: str
     make: Callable[[SwarmSpec | None], Backend]
     virtual_time: bool = False
+    # The prefetch an agent whose spec leaves it unset gets there (its module imported only
+    # when asked), so that a simulation of the spec binds tasks as the backend would.
+    default_prefetch: Callable[[], int] = lambda: 0
 
 
 def _local(spec: SwarmSpec | None) -> Backend:
@@ -57,6 +61,12 @@ def _ray(spec: SwarmSpec | None) -> Backend:
     return RayBackend(spec.ray_settings(), spec.timeouts.task_timeouts())
 
 
+def _ray_prefetch() -> int:
+    from swarmperf.runtime.ray_backend import RayBackend
+
+    return RayBackend.default_prefetch
+
+
 def _sim(spec: SwarmSpec | None) -> Backend:
     from swarmperf.sim.backend import SimBackend
 
@@ -71,7 +81,12 @@ BACKENDS: Final[Mapping[str, BackendEntry]] = MappingProxyType(
             BackendEntry(
                 "process", "one worker process per agent, for CPU-bound handlers", _process
             ),
-            BackendEntry("ray", "one Ray actor per agent, on one machine or a cluster", _ray),
+            BackendEntry(
+                "ray",
+                "one Ray actor per agent, on one machine or a cluster",
+                _ray,
+                default_prefetch=_ray_prefetch,
+            ),
             BackendEntry("sim", "virtual time, for scale", _sim, virtual_time=True),
         )
     }
@@ -99,3 +114,12 @@ def backend_choices() -> str:
     """The names, for help texts: 'local, process, ray or sim (virtual time)'."""
     names = [f"{e.name} (virtual time)" if e.virtual_time else e.name for e in BACKENDS.values()]
     return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+
+
+def agents_as_run(spec: SwarmSpec) -> list[AgentSpec]:
+    """The spec's agents as its backend runs them: an unset prefetch is the backend's."""
+    default = backend_entry(spec.backend).default_prefetch()
+    return [
+        agent if agent.prefetch is not None else replace(agent, prefetch=default)
+        for agent in spec.agent_specs()
+    ]

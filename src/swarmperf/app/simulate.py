@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from swarmperf.app.backends import agents_as_run
 from swarmperf.app.build import check_runnable, spec_traffic
 from swarmperf.app.workload import generate_tasks
 from swarmperf.core.errors import ConfigError
@@ -35,7 +36,7 @@ def simulate_spec(
     check_runnable(spec, handlers)
     clock = VirtualClock()
     sim = Simulation(
-        spec.agent_specs(),
+        agents_as_run(spec),
         strategy=spec.strategy,
         queue=spec.queue_settings(),
         guard=spec.guard(clock),
