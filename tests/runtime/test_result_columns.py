@@ -104,6 +104,9 @@ def test_a_run_reads_as_a_run_with_a_listener() -> None:
             assert [_fields(r) for r in results] == [by_id[t.id] for t in tasks]
             assert results == [results[i] for i in range(len(results))]
             assert results != [*results][1:]
+            assert results[5] in results
+            assert results.index(results[5]) == 5
+            assert results.count(results[5]) == 1
             rows = [
                 (r.task_id, r.status, r.value, r.error is None, r.kind, r.attempts) for r in results
             ]

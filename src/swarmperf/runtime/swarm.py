@@ -41,6 +41,12 @@ def _fields(result: TaskResult) -> tuple[object, ...]:
     return tuple(getattr(result, name) for name in _RESULT_FIELDS)
 
 
+def _same(result: TaskResult, other: object) -> bool:
+    """Whether `other` is `result` or a result with the same fields (`Results` makes a
+    new object at each read, so identity alone would not do)."""
+    return result is other or (isinstance(other, TaskResult) and _fields(result) == _fields(other))
+
+
 class Results(Sequence[TaskResult]):
     """Results of a `Swarm.run`, in order, made into `TaskResult`s as they are read.
 
@@ -77,9 +83,21 @@ class Results(Sequence[TaskResult]):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Results | list | tuple):
             return len(self) == len(other) and all(
-                a is b or _fields(a) == _fields(b) for a, b in zip(self, other, strict=True)
+                _same(a, b) for a, b in zip(self, other, strict=True)
             )
         return NotImplemented
+
+    def __contains__(self, value: object) -> bool:
+        return any(_same(result, value) for result in self)
+
+    def index(self, value: object, start: int = 0, stop: int | None = None) -> int:
+        for i in range(len(self))[start:stop]:
+            if _same(self[i], value):
+                return i
+        raise ValueError(f"{value!r} is not among these results")
+
+    def count(self, value: object) -> int:
+        return sum(1 for result in self if _same(result, value))
 
     __hash__ = None  # type: ignore[assignment]  # (mutable contents, as a list's)
 
