@@ -96,24 +96,6 @@ def unrun_result(task: Task, status: TaskStatus, reason: str, now: float) -> Tas
     )
 
 
-def results_in_order(results: list[TaskResult], tasks: list[Task]) -> list[TaskResult]:
-    """`results` in the order of `tasks`; those of other tasks (or a second result of one)
-    after them, in the order they came. A slot per task rather than a sort: half the cost.
-    Here rather than beside `Swarm.run`, its caller, so that it is compiled."""
-    position = {task.id: i for i, task in enumerate(tasks)}
-    slots: list[TaskResult | None] = [None] * len(tasks)
-    rest: list[TaskResult] = []
-    for result in results:
-        i = position.get(result.task_id)
-        if i is None or slots[i] is not None:
-            rest.append(result)
-        else:
-            slots[i] = result
-    ordered = [result for result in slots if result is not None]
-    ordered += rest
-    return ordered
-
-
 class ResultColumns:
     """Results of finished tasks kept as columns, made into `TaskResult`s only when read.
 
@@ -228,7 +210,9 @@ class ResultColumns:
 
     def in_order(self, tasks: list[Task], start: int) -> list[int]:
         """The rows from `start` on, in the order of `tasks`; rows of other tasks (or a
-        second row of one) after them, in the order recorded (`results_in_order`)."""
+        second row of one) after them, in the order recorded. A slot per task rather than
+        a sort: half the cost. Here rather than beside `Swarm.run`, its caller, so that it
+        is compiled."""
         position = {task.id: i for i, task in enumerate(tasks)}
         slots = [-1] * len(tasks)
         rest: list[int] = []
