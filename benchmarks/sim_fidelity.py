@@ -80,7 +80,7 @@ async def real_run(
 ) -> tuple[list[TaskResult], float]:
     async with Swarm(agents, strategy=strategy, seed=seed) as swarm:
         started = time.perf_counter()
-        results = await swarm.run(tasks)
+        results = list(await swarm.run(tasks))
     return results, started
 
 

@@ -44,8 +44,10 @@ def test_a_real_swarm_is_exposed_with_the_contract_names() -> None:
         metrics = SwarmMetrics("sw1", window=60.0, clock=swarm.clock)
         metrics.attach(swarm)
         async with swarm:
-            results = await swarm.run(
-                [Task("sleep", 0.002) for _ in range(30)] + [Task("fail") for _ in range(3)]
+            results = list(
+                await swarm.run(
+                    [Task("sleep", 0.002) for _ in range(30)] + [Task("fail") for _ in range(3)]
+                )
             )
         return metrics, results
 

@@ -35,7 +35,7 @@ def test_figures_agree_with_the_results_of_a_swarm_with_a_slow_agent() -> None:
         metrics.attach(swarm)
         async with swarm:
             tasks = [Task("sleep", 0.004) for _ in range(45)] + [Task("fail") for _ in range(5)]
-            results = await swarm.run(tasks)
+            results = list(await swarm.run(tasks))
             now = swarm.clock()
         return results, metrics, now
 

@@ -39,7 +39,7 @@ def test_killed_workers_lose_nothing_and_come_back_on_probation() -> None:
             while swarm.coordinator.completed < 100:
                 await asyncio.sleep(0.01)
             os.kill(backend.pid("w0"), signal.SIGKILL)
-            results = await run
+            results = list(await run)
             kinds = [e.kind for e in swarm.events if e.subject == "w0"]
         return results, kinds, tasks
 

@@ -46,7 +46,7 @@ def test_a_failing_agent_trips_recovers_and_no_task_is_lost() -> None:
         )
         async with Swarm(agents, strategy="least-loaded", guard=guard) as swarm:
             tasks = [Task("sleep", payload=0.003, cost=0.003) for _ in range(600)]
-            results = await swarm.run(tasks)
+            results = list(await swarm.run(tasks))
             _exactly_once(results, tasks)
             return results, list(swarm.events)
 
@@ -67,7 +67,7 @@ def test_retries_go_to_another_agent() -> None:
             ResilienceSettings(breaker=None, retry=RETRY_FAILURES, retry_budget=None)
         )
         async with Swarm(agents, strategy="round-robin", guard=guard) as swarm:
-            return await swarm.run([Task("echo") for _ in range(50)])
+            return list(await swarm.run([Task("echo") for _ in range(50)]))
 
     results = asyncio.run(main())
     assert all(r.ok and r.agent == "good" for r in results)
@@ -92,7 +92,7 @@ def test_shared_rate_limit_is_never_exceeded() -> None:
             )
         )
         async with Swarm(agents, guard=guard, handlers={"stamp": stamp}) as swarm:
-            return await swarm.run([Task("stamp") for _ in range(60)])
+            return list(await swarm.run([Task("stamp") for _ in range(60)]))
 
     results = asyncio.run(main())
     assert all(r.ok for r in results)
@@ -119,7 +119,7 @@ def test_throttled_agent_is_paused_and_its_task_retried() -> None:
         )
         agents = [AgentSpec("x"), AgentSpec("y")]
         async with Swarm(agents, guard=guard, handlers={"call": throttled_once}) as swarm:
-            results = await swarm.run([Task("call") for _ in range(20)])
+            results = list(await swarm.run([Task("call") for _ in range(20)]))
             return results, list(swarm.events)
 
     results, events = asyncio.run(main())
@@ -169,7 +169,7 @@ def test_exhausted_retries_fall_back_to_the_cheaper_handler() -> None:
         )
         handlers = {"primary": primary, "cached": cached}
         async with Swarm([AgentSpec("a"), AgentSpec("b")], guard=guard, handlers=handlers) as s:
-            return await s.run([Task("primary") for _ in range(5)])
+            return list(await s.run([Task("primary") for _ in range(5)]))
 
     results = asyncio.run(main())
     assert [r.value for r in results] == ["cached answer"] * 5
@@ -267,7 +267,7 @@ def test_an_open_kind_breaker_sends_new_tasks_to_the_fallback() -> None:
         handlers = {"api": api, "cached": cached}
         async with Swarm([AgentSpec("a")], guard=guard, handlers=handlers) as swarm:
             first = [await swarm.execute(Task("api")) for _ in range(3)]
-            later = await swarm.run([Task("api") for _ in range(10)])
+            later = list(await swarm.run([Task("api") for _ in range(10)]))
             return first + later, list(swarm.events)
 
     results, events = asyncio.run(main())

@@ -167,7 +167,7 @@ async def _real(
     done: list[list[TaskResult]] = []
     async with swarm:
         for tasks in phases:
-            done.append(await swarm.run(tasks))
+            done.append(list(await swarm.run(tasks)))
             await asyncio.gather(*jobs)
             if swarm.lost_agents and restart:
                 async with asyncio.timeout(20):

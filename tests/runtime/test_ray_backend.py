@@ -290,7 +290,7 @@ def test_every_strategy_runs_every_task_once_on_ray(ray_local: Any, strategy: st
         tasks += [Task("add_one", i) for i in range(40)]
         swarm = Swarm(agents, backend=RayBackend(), strategy=strategy, handlers=RAY_HANDLERS)
         async with swarm:
-            results = await swarm.run(tasks)
+            results = list(await swarm.run(tasks))
         exactly_once(results, tasks)
         assert all(r.ok for r in results)
         assert {r.agent for r in results} <= {"a", "b"}
@@ -457,7 +457,7 @@ def test_a_task_past_its_timeout_fails_and_the_others_run_once(ray_local: Any) -
             restart=RestartPolicy(base_delay=0.1),
         )
         async with swarm:
-            results = await swarm.run([*stuck, *quick])
+            results = list(await swarm.run([*stuck, *quick]))
         exactly_once(results, [*stuck, *quick])
         by_id = {r.task_id: r for r in results}
         for task in stuck:

@@ -29,7 +29,7 @@ async def record(
 ) -> tuple[list[TaskResult], float]:
     async with Swarm(agents, strategy=strategy, seed=3) as swarm:
         started = time.perf_counter()
-        results = await swarm.run(tasks)
+        results = list(await swarm.run(tasks))
     return results, started
 
 

@@ -22,6 +22,7 @@ class AgentState:
     """
 
     __slots__ = (
+        "_mean_service",
         "alive",
         "backlog",
         "backlog_work",
@@ -32,7 +33,6 @@ class AgentState:
         "id",
         "in_flight",
         "index",
-        "mean_service",
         "paused",
         "queue_limit",
         "running_ends",
@@ -63,7 +63,9 @@ class AgentState:
         # task id -> expected end time on the coordinator's clock
         self.running_ends: dict[str, float] = {}
         self.speed = spec.weight
-        self.mean_service: float | None = None
+        # Negative until measured. A float field rather than `float | None`: compiled, it
+        # is kept unboxed, so a measurement allocates nothing.
+        self._mean_service = -1.0
         self.completed = 0
         self.failed = 0
         self.busy_time = 0.0
@@ -109,10 +111,15 @@ class AgentState:
         # one would make the speed infinite, then NaN, for good.
         if service_time >= MIN_SERVICE_TIME:
             self.speed += EWMA_ALPHA * (work / service_time - self.speed)
-            if self.mean_service is None:
-                self.mean_service = service_time
+            if self._mean_service < 0:
+                self._mean_service = service_time
             else:
-                self.mean_service += EWMA_ALPHA * (service_time - self.mean_service)
+                self._mean_service += EWMA_ALPHA * (service_time - self._mean_service)
+
+    @property
+    def mean_service(self) -> float | None:
+        """Smoothed seconds per task (EWMA), None until a service time was measured."""
+        return self._mean_service if self._mean_service >= 0 else None
 
     def __repr__(self) -> str:
         return (

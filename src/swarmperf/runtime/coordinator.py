@@ -96,22 +96,135 @@ def unrun_result(task: Task, status: TaskStatus, reason: str, now: float) -> Tas
     )
 
 
-def results_in_order(results: list[TaskResult], tasks: list[Task]) -> list[TaskResult]:
-    """`results` in the order of `tasks`; those of other tasks (or a second result of one)
-    after them, in the order they came. A slot per task rather than a sort: half the cost.
-    Here rather than beside `Swarm.run`, its caller, so that it is compiled."""
-    position = {task.id: i for i, task in enumerate(tasks)}
-    slots: list[TaskResult | None] = [None] * len(tasks)
-    rest: list[TaskResult] = []
-    for result in results:
-        i = position.get(result.task_id)
-        if i is None or slots[i] is not None:
-            rest.append(result)
-        else:
-            slots[i] = result
-    ordered = [result for result in slots if result is not None]
-    ordered += rest
-    return ordered
+class ResultColumns:
+    """Results of finished tasks kept as columns, made into `TaskResult`s only when read.
+
+    A row is a task an agent finished (the task, and what its run gave), or a result made
+    already (a rejection, a cancellation). A `TaskResult` per task, kept, is most of the
+    cost of a no-op task's result at scale: the garbage collector walks every kept object
+    at each full collection, and a run of 100,000 tasks makes several. A row adds no
+    object the collector walks: its values are the task and the times and strings the
+    agent reported. A row read is made into a new `TaskResult` at each read, which dies
+    with its reader unless kept.
+    """
+
+    __slots__ = (
+        "agents",
+        "attempts",
+        "errors",
+        "fallbacks",
+        "finished",
+        "kinds",
+        "queued",
+        "rows",
+        "started",
+        "values",
+    )
+
+    def __init__(self) -> None:
+        # The task, or its result once made. What the swarm may change on a task that is
+        # submitted again (attempts, time queued, kind) is copied; the rest is read from
+        # the task when the result is made.
+        self.rows: list[Task | TaskResult] = []
+        self.agents: list[str | None] = []
+        self.attempts: list[int] = []
+        self.queued: list[float] = []
+        self.started: list[float] = []
+        self.finished: list[float] = []
+        self.errors: list[str | None] = []
+        self.values: list[Any] = []
+        self.kinds: list[str] = []
+        self.fallbacks: list[str | None] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(
+        self,
+        task: Task,
+        agent: str,
+        started: float,
+        finished: float,
+        error: str | None,
+        value: Any,
+    ) -> None:
+        """Record that `agent` ran `task` (succeeded if `error` is None, else failed)."""
+        self.rows.append(task)
+        self.agents.append(agent)
+        self.attempts.append(task.attempts)
+        self.queued.append(task.enqueued_at)
+        self.started.append(started)
+        self.finished.append(finished)
+        self.errors.append(error)
+        self.values.append(value)
+        self.kinds.append(task.kind)
+        self.fallbacks.append(task.fallback_from)
+
+    def add_result(self, result: TaskResult) -> None:
+        """Record a result made already."""
+        self.rows.append(result)
+        self.agents.append(None)
+        self.attempts.append(0)
+        self.queued.append(0.0)
+        self.started.append(0.0)
+        self.finished.append(0.0)
+        self.errors.append(None)
+        self.values.append(None)
+        self.kinds.append("")
+        self.fallbacks.append(None)
+
+    def result(self, i: int) -> TaskResult:
+        """Row `i` as a `TaskResult`, made anew (unless it was recorded as one)."""
+        row = self.rows[i]
+        if isinstance(row, TaskResult):
+            return row
+        error = self.errors[i]
+        return TaskResult(
+            row.id,
+            SUCCEEDED if error is None else FAILED,
+            self.agents[i],
+            self.attempts[i],
+            self.queued[i],
+            self.started[i],
+            self.finished[i],
+            error,
+            self.values[i],
+            self.kinds[i],
+            row.tenant,
+            row.cost,
+            self.fallbacks[i],
+        )
+
+    def results(self, rows: Iterable[int]) -> list[TaskResult]:
+        return [self.result(i) for i in rows]
+
+    def iterate(self, rows: list[int]) -> Iterator[TaskResult]:
+        """The rows' results one at a time: a reader that keeps none makes the garbage
+        collector no work."""
+        for i in rows:
+            yield self.result(i)
+
+    def task_id(self, i: int) -> str:
+        row = self.rows[i]
+        return row.task_id if isinstance(row, TaskResult) else row.id
+
+    def in_order(self, tasks: list[Task], start: int) -> list[int]:
+        """The rows from `start` on, in the order of `tasks`; rows of other tasks (or a
+        second row of one) after them, in the order recorded. A slot per task rather than
+        a sort: half the cost. Here rather than beside `Swarm.run`, its caller, so that it
+        is compiled."""
+        position = {task.id: i for i, task in enumerate(tasks)}
+        slots = [-1] * len(tasks)
+        rest: list[int] = []
+        for i in range(start, len(self.rows)):
+            p = position.get(self.task_id(i), -1)
+            if p < 0 or slots[p] >= 0:
+                rest.append(i)
+            else:
+                slots[p] = i
+        ordered = [i for i in slots if i >= 0]
+        ordered += rest
+        return ordered
 
 
 class Coordinator:
@@ -1012,13 +1125,17 @@ class Coordinator:
         return result
 
     def finish_many(
-        self, agent_id: str, done: Iterable[tuple[Task, float, float, str | None, Any]]
+        self,
+        agent_id: str,
+        done: Iterable[tuple[Task, float, float, str | None, Any]],
+        into: ResultColumns | None = None,
     ) -> list[TaskResult]:
         """Record tasks that `agent_id` finished, in order; refill its freed slots.
 
         Per-agent figures are updated once per batch: a batch of quick tasks costs little
         more than its results. A task that the guard retries or degrades gets no result
-        yet; it goes round again.
+        yet; it goes round again. The results are returned, or with `into` recorded there
+        as rows (and none returned).
         """
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
@@ -1028,7 +1145,7 @@ class Coordinator:
         bulkheads = self.bulkheads if self._bulkheads_on else None
         results: list[TaskResult] = []
         append = results.append
-        n = n_errors = n_failed = n_unknown = 0
+        n = n_errors = n_failed = n_unknown = n_results = 0
         busy = est = known_work = known_busy = unknown_busy = 0.0
         last = 0.0
         for task, started, finished, error, value in done:
@@ -1062,15 +1179,16 @@ class Coordinator:
                 freed = bulkheads.leave(task, done=True)
                 if freed is not None:
                     self.queue.push(freed, finished, front=True)
-            if error is None:
-                status = SUCCEEDED
-            else:
-                status = FAILED
+            if error is not None:
                 n_failed += 1
+            if into is not None:
+                into.add(task, agent_id, started, finished, error, value)
+                n_results += 1
+                continue
             append(
                 TaskResult(
                     task.id,
-                    status,
+                    SUCCEEDED if error is None else FAILED,
                     agent_id,
                     task.attempts,
                     task.enqueued_at,
@@ -1097,7 +1215,7 @@ class Coordinator:
         agent.completed += n - n_errors
         agent.failed += n_errors
         self.running -= n
-        self.completed += len(results) - n_failed
+        self.completed += len(results) + n_results - n_failed
         self.failed += n_failed
         if unknown_busy > 0:
             # Work of tasks that came without a cost: their time at the agent's speed.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
+from typing import overload
 
 from swarmperf.balancing.strategies import LoadBalancer, get_strategy
 from swarmperf.core.errors import AgentCrashed, ConfigError, NoAgents
@@ -26,12 +28,81 @@ from swarmperf.resilience.policy import Guard
 from swarmperf.resilience.restart import RestartPolicy, Restarts
 from swarmperf.routing import TopologySettings
 from swarmperf.runtime.backend import Backend, Done, with_prefetch
-from swarmperf.runtime.coordinator import Coordinator, results_in_order, unrun_result
+from swarmperf.runtime.coordinator import Coordinator, ResultColumns, unrun_result
 from swarmperf.runtime.messaging import MessageBus, Traffic
 
 EVENTS_KEPT = 10_000
 ResultListener = Callable[[TaskResult], None]
 EventListener = Callable[[Event], None]
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
+
+
+def _fields(result: TaskResult) -> tuple[object, ...]:
+    return tuple(getattr(result, name) for name in _RESULT_FIELDS)
+
+
+def _same(result: TaskResult, other: object) -> bool:
+    """Whether `other` is `result` or a result with the same fields (`Results` makes a
+    new object at each read, so identity alone would not do)."""
+    return result is other or (isinstance(other, TaskResult) and _fields(result) == _fields(other))
+
+
+class Results(Sequence[TaskResult]):
+    """Results of a `Swarm.run`, in order, made into `TaskResult`s as they are read.
+
+    The swarm keeps results as columns (`ResultColumns`); a run of many quick tasks then
+    makes no object per task while it runs, and a reader that looks at each result and
+    keeps none (counting failures, summing latencies) makes the garbage collector no work.
+    Each read makes a new `TaskResult`: compare results by their fields, as `==` between
+    two `Results`, or a `Results` and a list, does.
+    """
+
+    __slots__ = ("_columns", "_rows")
+
+    def __init__(self, columns: ResultColumns, rows: list[int]) -> None:
+        self._columns = columns
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> TaskResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[TaskResult]: ...
+
+    def __getitem__(self, index: int | slice) -> TaskResult | list[TaskResult]:
+        if isinstance(index, slice):
+            return self._columns.results(self._rows[index])
+        return self._columns.result(self._rows[index])
+
+    def __iter__(self) -> Iterator[TaskResult]:
+        return self._columns.iterate(self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Results | list | tuple):
+            return len(self) == len(other) and all(
+                _same(a, b) for a, b in zip(self, other, strict=True)
+            )
+        return NotImplemented
+
+    def __contains__(self, value: object) -> bool:
+        return any(_same(result, value) for result in self)
+
+    def index(self, value: object, start: int = 0, stop: int | None = None) -> int:
+        for i in range(len(self))[start:stop]:
+            if _same(self[i], value):
+                return i
+        raise ValueError(f"{value!r} is not among these results")
+
+    def count(self, value: object) -> int:
+        return sum(1 for result in self if _same(result, value))
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable contents, as a list's)
+
+    def __repr__(self) -> str:
+        return f"Results({list(self)!r})"
 
 
 class Swarm:
@@ -80,7 +151,10 @@ class Swarm:
         # Agents' messages to each other, routed by `topology` (mesh: direct); `traffic`
         # adds what each finished task sends beside what its handler sent.
         self.messages = MessageBus(backend.run, clock, topology, traffic=traffic)
-        self.results: list[TaskResult] = []
+        # Kept results, as columns until read (`results`); how many of them `results` shows.
+        self._columns = ResultColumns()
+        self._results: list[TaskResult] = []
+        self._shown = 0
         self.lost_agents: list[tuple[str, str]] = []
         self._initial_agents = list(agents)
         self._listeners: list[ResultListener] = []
@@ -159,6 +233,15 @@ class Swarm:
         for fut in self._idle_waiters + self._progress_waiters:
             if not fut.done():
                 fut.cancel()
+
+    @property
+    def results(self) -> list[TaskResult]:
+        """Every result kept (`keep_results`), in the order recorded."""
+        columns = self._columns
+        if self._shown < len(columns):
+            self._results += columns.results(range(self._shown, len(columns)))
+            self._shown = len(columns)
+        return self._results
 
     def on_result(self, listener: ResultListener) -> None:
         """Call `listener` with every result as it is recorded."""
@@ -341,20 +424,23 @@ class Swarm:
                 await self._progress()
         return total
 
-    async def run(self, tasks: Iterable[Task], *, ordered: bool = True) -> list[TaskResult]:
+    async def run(self, tasks: Iterable[Task], *, ordered: bool = True) -> Results:
         """Submit every task, wait until all have finished, and return their results in
         the order the tasks were given (`results` and `on_result` have them as they finish).
 
         A task whose `idempotency_key` repeats an earlier one's has no result of its own;
         results of tasks submitted elsewhere meanwhile come last, as they finished.
         `ordered=False` returns them as they finished, sparing the reordering (about
-        0.25 µs a task, measured: it matters only for no-op tasks by the million)."""
+        0.25 µs a task, measured: it matters only for no-op tasks by the million).
+        Each result is made as it is read (`Results`); with `keep_results=False` there
+        are none to return."""
         tasks = list(tasks)
-        first = len(self.results)
+        columns = self._columns
+        first = len(columns)
         await self.submit_all(tasks)
         await self.drain()
-        finished = self.results[first:]
-        return results_in_order(finished, tasks) if ordered else finished
+        rows = columns.in_order(tasks, first) if ordered else list(range(first, len(columns)))
+        return Results(columns, rows)
 
     def cancel_pending(self, reason: str) -> list[TaskResult]:
         """Withdraw every task that has not started; each gets a CANCELLED result."""
@@ -422,7 +508,9 @@ class Swarm:
         if not results:
             return
         if self.keep_results:
-            self.results.extend(results)
+            add = self._columns.add_result
+            for result in results:
+                add(result)
         for listener in self._listeners:
             for result in results:
                 listener(result)
@@ -481,7 +569,11 @@ class Swarm:
                 if entry[3] is None:
                     messages.handled(agent_id, entry[0])
         coordinator = self.coordinator
-        self._record(coordinator.finish_many(agent_id, done))
+        if self.keep_results and not self._listeners and not self._futures:
+            # Nobody waits for these results one by one: kept as columns until read.
+            coordinator.finish_many(agent_id, done, self._columns)
+        else:
+            self._record(coordinator.finish_many(agent_id, done))
         starts = coordinator.take_starts()
         if starts:
             self.backend.run([(agent.id, t) for agent, t in starts])
