@@ -8,9 +8,15 @@ forecaster's mean absolute error over those origins and steps divided by seasona
 the same ones (so seasonal naive scores 1.0; its season is the one found in the history).
 
 Headline: `worst_mase`, the default forecaster on its worst trace (goal <= 0.8). The default
-is also checked leave-one-trace-out: for each trace, the forecaster with the best worst MASE on
-the other two, scored on it (`held_out`). `coverage` is the share of actuals at or below the
-0.9 quantile (0.9 if the quantiles are calibrated). `lstm` gathers the LSTM's figures, and
+is the forecaster with the best worst MASE, seasonal naive aside (it is the scale, 1.0 by
+construction). That rule is also checked leave-one-trace-out: for each trace, the forecaster
+with the best worst MASE on the other two, scored on it (`held_out`). The combination is the
+median of every other forecaster; `combination.members_chosen_held_out` shows what choosing
+its members would give, leave-one-trace-out (scored from the members' forecasts, which the
+real `Combination` is checked to match). `hindsight_linear_mase` is not a forecaster: the best
+linear function of the last 1 to 5 counts fitted on the scored actuals themselves, a bound on
+what forecasting from the latest counts could reach. `coverage` is the share of actuals at or
+below the 0.9 quantile (0.9 if the quantiles are calibrated). `lstm` gathers the LSTM's figures, and
 `fine_interval` scores every forecaster again on the one-hour request traces at 10 s, seven
 steps ahead (the same start-up horizon), refitting every 6 origins and updating between.
 
