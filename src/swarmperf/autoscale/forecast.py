@@ -714,7 +714,8 @@ _CLASSES: dict[str, Callable[[int | None], Forecaster]] = {
 }
 # benchmarks/forecast_accuracy.py, two steps ahead: of the forecasters that model the series
 # (seasonal naive is the scale, 1.0 by construction), the combination has the best worst
-# trace and the best mean; every single model loses to seasonal naive by 5% or more on one.
+# trace (1.008, Azure conv) and the best mean over the three (0.84); each single model loses
+# to seasonal naive by 4% to 25% on one trace (Holt-Winters 1.106, Theta 1.143).
 DEFAULT_FORECASTER = "combination"
 
 
