@@ -136,6 +136,13 @@ def test_theta_updates_as_statsmodels_fits() -> None:
     assert model.point(3) == pytest.approx(list(theirs), rel=0.02)
 
 
+@pytest.mark.parametrize("name", sorted(FORECASTERS))
+def test_a_flat_history_forecasts_its_level(name: str) -> None:
+    paths = FORECASTERS[name]().fit([5.0] * 12).forecast(2, [0.1, 0.5, 0.9])
+    for q in (0.1, 0.5, 0.9):
+        assert paths[q] == pytest.approx([5.0, 5.0], abs=0.5)
+
+
 def test_theta_carries_half_the_trend_forward() -> None:
     # Smoothing alone would forecast the last value; theta = 2 adds half the fitted slope.
     y = 10.0 + 2.0 * np.arange(100, dtype=np.float64)

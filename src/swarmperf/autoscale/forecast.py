@@ -602,9 +602,15 @@ class Theta:
         from statsmodels.tsa.forecasting.theta import ThetaModel
 
         y = _window(history)
+        if np.ptp(y) == 0:
+            # A flat history: statsmodels takes the series itself for its regression's
+            # constant and finds a slope that is not there.
+            self.alpha, self.b0, self.level, self.sigma = 1.0, 0.0, float(y[-1]), 0.0
+            self.seasonals, self.nobs = [0.0], len(y)
+            return self
         m = _season(y, self.season)
         with warnings.catch_warnings():
-            # A flat or short history fits fine but warns; the fit is still what it is.
+            # A short history fits fine but warns; the fit is still what it is.
             warnings.simplefilter("ignore")
             result = ThetaModel(
                 y, period=m if m > 1 else None, deseasonalize=m > 1, method="additive"
