@@ -89,6 +89,8 @@ def test_quantiles_are_ordered_and_not_negative(name: str) -> None:
     rng = np.random.default_rng(2)
     y = rng.poisson(40, 80).astype(float)
     paths = FORECASTERS[name]().fit(y).forecast(3, [0.1, 0.5, 0.9])
+    assert sorted(paths) == [0.1, 0.5, 0.9]
+    assert all(len(path) == 3 for path in paths.values())
     for h in range(3):
         assert 0.0 <= paths[0.1][h] <= paths[0.5][h] <= paths[0.9][h]
 
