@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from swarmperf.autoscale.forecast import (
     FORECASTERS,
+    Combination,
     HoltWinters,
     Lstm,
     SeasonalNaive,
+    Theta,
     make_forecaster,
     origins_for,
     rolling_origin,
@@ -29,8 +31,7 @@ series = st.lists(st.integers(0, 500), min_size=30, max_size=60)
     past=series,
     future=st.lists(st.integers(0, 500), min_size=3, max_size=10),
     other=st.lists(st.integers(0, 500), min_size=3, max_size=10),
-    # The ensemble is the mean of two of these, so it inherits their property.
-    name=st.sampled_from(sorted(set(FORECASTERS) - {"ensemble"})),
+    name=st.sampled_from(sorted(FORECASTERS)),
 )
 def test_a_forecast_does_not_change_when_the_future_does(
     past: list[int], future: list[int], other: list[int], name: str
@@ -83,11 +84,13 @@ def test_holt_winters_updates_as_statsmodels_fits() -> None:
     assert ours == pytest.approx(theirs, rel=0.05)
 
 
-@pytest.mark.parametrize("name", sorted(set(FORECASTERS) - {"ensemble"}))
+@pytest.mark.parametrize("name", sorted(FORECASTERS))
 def test_quantiles_are_ordered_and_not_negative(name: str) -> None:
     rng = np.random.default_rng(2)
     y = rng.poisson(40, 80).astype(float)
     paths = FORECASTERS[name]().fit(y).forecast(3, [0.1, 0.5, 0.9])
+    assert sorted(paths) == [0.1, 0.5, 0.9]
+    assert all(len(path) == 3 for path in paths.values())
     for h in range(3):
         assert 0.0 <= paths[0.1][h] <= paths[0.5][h] <= paths[0.9][h]
 
@@ -100,6 +103,75 @@ def test_bad_requests_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         SeasonalNaive().fit([1.0, 2.0, 3.0]).forecast(0, [0.5])
     assert origins_for(10, first=5, horizon=2, count=3) == [5, 7, 8]
+    with pytest.raises(UnknownName):
+        Combination(members=["theta", "prophet"])
+    with pytest.raises(UnknownName):
+        Combination(members=["theta", "combination"])
+    with pytest.raises(ConfigError):
+        Combination(members=["theta"])
+
+
+def test_the_spec_names_every_forecaster() -> None:
+    from typing import get_args
+
+    from swarmperf.spec.autoscale import ForecasterName
+
+    assert set(get_args(ForecasterName)) == {"default", *FORECASTERS}
+
+
+def test_theta_updates_as_statsmodels_fits() -> None:
+    # Its own recursion, fed the next values, forecasts what statsmodels' fit on them does.
+    import warnings
+
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    rng = np.random.default_rng(5)
+    t = np.arange(300)
+    y = 50 + 0.05 * t + 10 * np.sin(t * 2 * math.pi / 24) + rng.normal(0, 1, 300)
+    model = Theta(season=24).fit(y[:276])
+    model.update(y[276:].tolist())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ThetaModel(y, period=24, method="additive").fit().forecast(3)
+    assert Theta(season=24).fit(y).point(3) == pytest.approx(list(theirs), rel=1e-9)
+    # The update leaves b0 and alpha as fitted on the shorter history: close, not equal.
+    assert model.point(3) == pytest.approx(list(theirs), rel=0.02)
+
+
+@pytest.mark.parametrize("name", sorted(FORECASTERS))
+def test_a_flat_history_forecasts_its_level(name: str) -> None:
+    paths = FORECASTERS[name]().fit([5.0] * 12).forecast(2, [0.1, 0.5, 0.9])
+    for q in (0.1, 0.5, 0.9):
+        assert paths[q] == pytest.approx([5.0, 5.0], abs=0.5)
+
+
+def test_theta_carries_half_the_trend_forward() -> None:
+    # Smoothing alone would forecast the last value; theta = 2 adds half the fitted slope.
+    y = 10.0 + 2.0 * np.arange(100, dtype=np.float64)
+    ahead = Theta().fit(y).point(2)
+    assert ahead[0] > y[-1]
+    assert ahead[1] - ahead[0] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_a_combination_is_the_median_of_its_members_quantile_by_quantile() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.poisson(40, 120).astype(float)
+    members = ("seasonal-naive", "holt-winters", "theta")
+    combined = Combination(members=members).fit(y[:100])
+    combined.update(y[100:].tolist())
+    paths = []
+    for name in members:
+        model = FORECASTERS[name]().fit(y[:100])
+        model.update(y[100:].tolist())
+        paths.append(model.forecast(3, [0.1, 0.5, 0.9]))
+    got = combined.forecast(3, [0.1, 0.5, 0.9])
+    for q in (0.1, 0.5, 0.9):
+        assert got[q] == pytest.approx(sorted_middle([p[q] for p in paths]))
+
+
+def sorted_middle(paths: list[list[float]]) -> list[float]:
+    return [sorted(step)[len(step) // 2] for step in zip(*paths, strict=True)]
 
 
 def test_sarima_updates_as_statsmodels_filters() -> None:

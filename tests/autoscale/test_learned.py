@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from swarmperf.autoscale.learned import (
     BOUNDS,
     DEFAULT_MODEL,
+    TRAINED_FORECASTER,
     Learned,
     RuleWeights,
     load_models,
@@ -136,6 +137,21 @@ def test_rl_replays_and_records_its_decisions(tmp_path: Path) -> None:
     assert decisions
     assert all(d.inputs["model"] == DEFAULT_MODEL for d in decisions)
     assert all(1 <= d.desired <= settings_.top for d in decisions)
+
+
+def test_rl_by_default_runs_on_the_forecasts_its_weights_were_trained_on(tmp_path: Path) -> None:
+    # Whatever the predictive policy's default forecaster, the shipped rule is fed by the
+    # one it learned from: the same decisions as asking for that forecaster by name.
+    trace = read_trace(waves(tmp_path, "w.csv", 30))
+    settings_ = ReplaySettings(peak_agents=6, startup=30.0)
+    runs = []
+    for forecaster in ("default", TRAINED_FORECASTER):
+        decisions: list[Decision] = []
+        policy = make_policy("rl", settings_, forecaster)
+        replay(trace, policy, settings_, on_decision=decisions.append)
+        runs.append([(d.desired, d.forecast) for d in decisions])
+    assert runs[0] == runs[1]
+    assert any(forecast is not None for _, forecast in runs[0])
 
 
 @pytest.mark.slow

@@ -37,6 +37,16 @@ from swarmperf.core.errors import ConfigError, UnknownName
 
 MODEL_FILE = "rl.json"
 DEFAULT_MODEL = "all"
+# The forecaster whose forecasts the shipped weights were trained on. For this policy,
+# "default" means it, not the predictive policy's default: the rule's `ahead` weight was
+# learned for its forecasts, and the training script rebuilds the same weights from it.
+TRAINED_FORECASTER = "holt-winters"
+
+
+def feed_forecaster(name: str) -> str:
+    """The forecaster the `rl` policy runs when asked for `name`."""
+    return TRAINED_FORECASTER if name == "default" else name
+
 
 # The forecast of tasks per interval at a decision (None: not yet known).
 ForecastFeed = Callable[[Observation, float], float | None]

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarmperf.autoscale.forecast import make_forecaster
-from swarmperf.autoscale.learned import DEFAULT_MODEL, Learned, predictive_feed, weights_for
+from swarmperf.autoscale.learned import (
+    DEFAULT_MODEL,
+    Learned,
+    feed_forecaster,
+    predictive_feed,
+    weights_for,
+)
 from swarmperf.autoscale.policies import (
     HPA,
     Decision,
@@ -98,7 +104,7 @@ def build_policy(settings: AutoscaleSpec, *, policy: str | None = None, startup:
         # The shipped model trained on every dev trace, fed by the predictive policy's
         # forecast as in the replay; its own hold stands in for the HPA's behavior.
         feed, inner = predictive_feed(
-            make_forecaster(settings.forecaster),
+            make_forecaster(feed_forecaster(settings.forecaster)),
             interval=settings.interval,
             startup=startup,
             quantile=settings.quantile,

@@ -39,7 +39,13 @@ from typing import Any
 import numpy as np
 
 from swarmperf.autoscale.forecast import make_forecaster
-from swarmperf.autoscale.learned import DEFAULT_MODEL, Learned, predictive_feed, weights_for
+from swarmperf.autoscale.learned import (
+    DEFAULT_MODEL,
+    Learned,
+    feed_forecaster,
+    predictive_feed,
+    weights_for,
+)
 from swarmperf.autoscale.policies import (
     HPA,
     Decision,
@@ -300,7 +306,9 @@ def make_policy(
         )
     if name == "rl":
         feed, inner = predictive_feed(
-            make_forecaster(forecaster), interval=settings.interval, startup=settings.startup
+            make_forecaster(feed_forecaster(forecaster)),
+            interval=settings.interval,
+            startup=settings.startup,
         )
         chosen = model or DEFAULT_MODEL
         return Learned(

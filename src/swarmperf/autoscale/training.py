@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from swarmperf.autoscale.forecast import make_forecaster
-from swarmperf.autoscale.learned import BOUNDS, Learned, RuleWeights, predictive_feed
+from swarmperf.autoscale.learned import (
+    BOUNDS,
+    Learned,
+    RuleWeights,
+    feed_forecaster,
+    predictive_feed,
+)
 from swarmperf.autoscale.policies import Decision, Observation
 from swarmperf.autoscale.replay import ReplaySettings, make_policy, replay
 from swarmperf.autoscale.traces import Trace
@@ -67,7 +73,9 @@ class Course:
 def prepare(trace: Trace, settings: ReplaySettings, forecaster: str = "default") -> Course:
     hpa = replay(trace, make_policy("hpa", settings), settings)
     feed, _ = predictive_feed(
-        make_forecaster(forecaster), interval=settings.interval, startup=settings.startup
+        make_forecaster(feed_forecaster(forecaster)),
+        interval=settings.interval,
+        startup=settings.startup,
     )
     recorded: dict[float, float | None] = {}
 

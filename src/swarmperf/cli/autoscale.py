@@ -82,7 +82,10 @@ def autoscale_eval(
     ] = "60s",
     forecaster: Annotated[
         str,
-        typer.Option("--forecaster", help="default, seasonal-naive, holt-winters, sarima or lstm."),
+        typer.Option(
+            "--forecaster",
+            help="default, seasonal-naive, holt-winters, sarima, lstm, theta or combination.",
+        ),
     ] = "default",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the arrivals within intervals.")] = 0,
     output: OutputOption = Output.table,

@@ -1355,8 +1355,8 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
         forecaster: Annotated[
             str,
             Field(
-                description="The predictive policy's: default, seasonal-naive, holt-winters "
-                "or sarima."
+                description="The predictive policy's: default, seasonal-naive, holt-winters, "
+                "sarima, lstm, theta or combination."
             ),
         ] = "default",
         seed: Annotated[int, Field(description="Seeds the arrivals within intervals.")] = 0,

@@ -19,7 +19,9 @@ from swarmperf.spec.types import Duration, PositiveDuration, Section, problem
 LivePolicyName = Literal["hpa", "keda", "predictive", "rl", "static-peak"]
 LIVE_POLICIES: tuple[str, ...] = ("hpa", "keda", "predictive", "rl", "static-peak")
 DEFAULT_LIVE_POLICY: LivePolicyName = "predictive"
-ForecasterName = Literal["default", "seasonal-naive", "holt-winters", "sarima", "lstm"]
+ForecasterName = Literal[
+    "default", "seasonal-naive", "holt-winters", "sarima", "lstm", "theta", "combination"
+]
 MAX_SCALE_AGENTS = 10_000  # what one `swarm-scale` may ask for, and the API takes
 DEFAULT_MAX_AGENTS = 10  # unless the swarm is larger: see `AutoscaleSpec.for_swarm`
 
