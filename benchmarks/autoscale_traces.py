@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, package_versions
-from swarmperf.autoscale.forecast import DEFAULT_FORECASTER, make_forecaster
+from swarmperf.autoscale.forecast import SCALING_FORECASTER, make_forecaster
 from swarmperf.autoscale.learned import load_models, model_without
 from swarmperf.autoscale.policies import Predictive, StaticPeak
 from swarmperf.autoscale.replay import (
@@ -67,7 +67,7 @@ def ratio(a: float, b: float) -> float | None:
 
 def predictive_with(trace: Trace, settings: ReplaySettings, quantile: float) -> PolicyFigures:
     policy = Predictive(
-        make_forecaster(DEFAULT_FORECASTER),
+        make_forecaster(SCALING_FORECASTER),
         interval=settings.interval,
         startup=settings.startup,
         quantile=quantile,
@@ -237,7 +237,7 @@ def main() -> None:
             "oracle_worst_violation_ratio": worst("oracle", "violation_ratio"),
             "oracle_worst_agent_hours_ratio": worst("oracle", "agent_hours_ratio"),
             "default_policy": DEFAULT_POLICY,
-            "forecaster": DEFAULT_FORECASTER,
+            "forecaster": SCALING_FORECASTER,
             "rl_models": {
                 key: {
                     "model": model_without(trace.name),

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmperf.autoscale.forecast import make_forecaster
+from swarmperf.autoscale.forecast import make_forecaster, scaling_forecaster
 from swarmperf.autoscale.learned import (
     DEFAULT_MODEL,
     Learned,
@@ -89,7 +89,7 @@ def build_policy(settings: AutoscaleSpec, *, policy: str | None = None, startup:
         )
     if name == "predictive":
         return Predictive(
-            make_forecaster(settings.forecaster),
+            make_forecaster(scaling_forecaster(settings.forecaster)),
             interval=settings.interval,
             startup=startup,
             quantile=settings.quantile,

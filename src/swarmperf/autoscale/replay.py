@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from swarmperf.autoscale.forecast import make_forecaster
+from swarmperf.autoscale.forecast import make_forecaster, scaling_forecaster
 from swarmperf.autoscale.learned import (
     DEFAULT_MODEL,
     Learned,
@@ -297,7 +297,7 @@ def make_policy(
         return Keda(target=TARGET, min_agents=low, max_agents=top)
     if name == "predictive":
         return Predictive(
-            make_forecaster(forecaster),
+            make_forecaster(scaling_forecaster(forecaster)),
             interval=settings.interval,
             startup=settings.startup,
             slo_factor=settings.slo_factor,

@@ -84,7 +84,8 @@ def autoscale_eval(
         str,
         typer.Option(
             "--forecaster",
-            help="default, seasonal-naive, holt-winters, sarima, lstm, theta or combination.",
+            help="The policies' forecaster: default (holt-winters), seasonal-naive, sarima, lstm, "
+            "theta or combination.",
         ),
     ] = "default",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the arrivals within intervals.")] = 0,

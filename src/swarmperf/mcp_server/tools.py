@@ -1355,7 +1355,7 @@ def register(server: MCPServer, settings: Settings, clients: Clients) -> list[st
         forecaster: Annotated[
             str,
             Field(
-                description="The predictive policy's: default, seasonal-naive, holt-winters, "
+                description="The predictive policy's: default (holt-winters), seasonal-naive, "
                 "sarima, lstm, theta or combination."
             ),
         ] = "default",
