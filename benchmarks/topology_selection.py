@@ -6,10 +6,11 @@ Generated workloads (pipeline, map/reduce, all-to-all, hierarchical fan-out, spa
 1, 2, ... (the shipped predictor was trained on seeds from 1000: disjoint). For each:
 
 - selection: `select_topology` simulates each topology with its best placement with the
-  workload's seed and picks the best makespan;
-- hindsight: the same workload simulated again under every topology with another seed
-  (other task sizes and draws), placed alike; `regret` is the selected topology's excess
-  makespan over the best of the five there, relative to the best;
+  workload's seed and the next ones (up to three runs; two for one clearly behind) and
+  picks the best mean makespan;
+- hindsight: the same workload simulated again under every topology with seeds 500 above
+  (other task sizes and draws), placed and averaged alike; `regret` is the selected
+  topology's excess makespan over the best of the five there, relative to the best;
 - predictor: the shipped model's proposal from the workload's features, its regret against
   the same hindsight, and its time against simulating all five (`predictor_speedup`: the
   communication matrix given, as for a recorded workload; `predictor_speedup_with_run`
