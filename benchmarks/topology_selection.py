@@ -19,8 +19,10 @@ Generated workloads (pipeline, map/reduce, all-to-all, hierarchical fan-out, spa
 - `sim_vs_real_error` (8 agents, one machine): the simulator's predicted gain of the
   selected topology over star (the best other one when star is selected) against the gain
   measured on the real `process` backend, each run `repeats` times (median makespan), with
-  160 tasks of 5 ms on average so that a run is long enough to measure, and a hop's
-  latency and a relay's work calibrated from one measured process run in the same run.
+  640 tasks of 5 ms on average so that a run is long enough to measure. The simulator's
+  hop latency, bandwidth and relay work come from `calibrate`: `process` runs in the same
+  run (not the measured ones), at two message sizes, whose hub's extra time per relayed
+  message is the relay's work (`sim_vs_real_calibration`).
 
 `--quick`: 8 and 32 agents, one seed, one repeat on process. The full run adds 128 agents
 (one seed: each of its workloads takes tens of seconds to simulate five times over, twice)
@@ -33,6 +35,7 @@ import asyncio
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,13 +51,16 @@ from swarmperf.app.selection import (
     slot_latency,
     synthetic_spec,
 )
+from swarmperf.runtime.report import RunReport
 from swarmperf.spec import SwarmSpec
 from swarmperf.topology.predictor import features, load_predictor
 
 OBJECTIVE = "makespan"
 HINDSIGHT_SEED_SHIFT = 500  # hindsight's simulation seed: still below the training seeds
-REAL_TASKS = 160
+REAL_TASKS = 640
 REAL_TASK_S = 0.005
+PROBE_TASKS = 800
+PROBE_BYTES = (256, 256 * 1024)  # the calibration's two message sizes
 
 
 def kind(topology: str) -> str:
@@ -128,13 +134,91 @@ def evaluate(family: str, agents: int, layout: str, seed: int) -> dict[str, Any]
     }
 
 
-def calibrated(spec: SwarmSpec, hop_s: float) -> SwarmSpec:
-    """The spec with a hop's latency and a relay's work set to the process backend's."""
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What a message costs on `process`, each a straight line in its bytes: a hop's
+    latency (the link's) and a relay's work on the agent that forwards (the hub's)."""
+
+    hop_s: float
+    hop_s_per_byte: float
+    relay_s: float
+    relay_s_per_byte: float
+
+    def spec(self, spec: SwarmSpec) -> SwarmSpec:
+        """`spec` with its hops and relays costing what they cost on `process`."""
+        assert spec.messages is not None
+        size = spec.messages.bytes
+        messages = spec.messages.model_copy(
+            update={
+                "latency": self.hop_s,
+                "bandwidth": 1.0 / self.hop_s_per_byte if self.hop_s_per_byte > 0 else None,
+                "relay_cost": self.relay_s + self.relay_s_per_byte * size,
+            }
+        )
+        return spec.model_copy(update={"messages": messages})
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "hop_us": self.hop_s * 1e6,
+            "hop_us_per_kib": self.hop_s_per_byte * 1024e6,
+            "relay_us": self.relay_s * 1e6,
+            "relay_us_per_kib": self.relay_s_per_byte * 1024e6,
+        }
+
+
+def probe(agents: int, pattern: dict[str, Any], topology: str, size: int) -> RunReport:
+    """One `process` run of noop tasks (so that little else is queued) that each send one
+    message of `size` bytes as `pattern` says."""
+    spec, _ = synthetic_spec("sparse", agents, 1)
     assert spec.messages is not None
-    messages = spec.messages.model_copy(
-        update={"latency": hop_s, "relay_cost": hop_s, "bandwidth": None}
+    run = spec.model_copy(
+        update={
+            "backend": "process",
+            "topology": spec.topology.model_copy(update={"kind": topology}),
+            "messages": spec.messages.model_copy(update={**pattern, "bytes": size}),
+            "workload": spec.workload.model_copy(update={"kind": "noop", "tasks": PROBE_TASKS}),
+        }
     )
-    return spec.model_copy(update={"messages": messages})
+    return asyncio.run(run_spec(run, handle_signals=False)).report
+
+
+def line(sizes: tuple[int, int], values: tuple[float, float]) -> tuple[float, float]:
+    """Intercept and slope (per byte) through two points, neither below 0."""
+    slope = max(0.0, (values[1] - values[0]) / (sizes[1] - sizes[0]))
+    return max(0.0, values[0] - slope * sizes[0]), slope
+
+
+def calibrate(agents: int, repeats: int) -> Calibration | None:
+    """A hop's latency and a relay's work on `process`, at two message sizes, each the
+    median of `repeats` runs where each task messages one agent drawn at random: the
+    latency on a mesh (send to delivery); the relay's work from the same through a star,
+    whose hub relays nearly every message, as the star's extra makespan per message
+    relayed (the hub relays in turn, one after another, so each adds to the run)."""
+    hops: list[float] = []
+    relays: list[float] = []
+    scattered = {"pattern": "random", "count": 1, "to": ()}
+    for size in PROBE_BYTES:
+        hop_runs, relay_runs = [], []
+        for _ in range(repeats):
+            mesh = probe(agents, scattered, "mesh", size)
+            star = probe(agents, scattered, "star", size)
+            latency = (mesh.messages or {}).get("latency_mean")
+            relayed = int((star.messages or {}).get("relayed", 0))
+            if latency is not None:
+                hop_runs.append(float(latency))
+            if star.makespan is not None and mesh.makespan is not None and relayed:
+                relay_runs.append(max(0.0, star.makespan - mesh.makespan) / relayed)
+        if not hop_runs or not relay_runs:
+            return None
+        hops.append(statistics.median(hop_runs))
+        relays.append(statistics.median(relay_runs))
+        log(
+            f"  calibration at {size} B: hop {hops[-1] * 1e6:.0f} us, "
+            f"relay {relays[-1] * 1e6:.0f} us"
+        )
+    hop = line(PROBE_BYTES, (hops[0], hops[1]))
+    relay = line(PROBE_BYTES, (relays[0], relays[1]))
+    return Calibration(hop[0], hop[1], relay[0], relay[1])
 
 
 def real_makespan(spec: SwarmSpec, topology: str, repeats: int) -> float | None:
@@ -148,38 +232,21 @@ def real_makespan(spec: SwarmSpec, topology: str, repeats: int) -> float | None:
     return statistics.median(spans) if spans else None
 
 
-def measure_hop(agents: int) -> float | None:
-    """Seconds one message hop takes on `process`, from a mesh run of noop tasks that each
-    send one message (so that little else is queued): the mean send-to-delivery time."""
-    spec, _ = synthetic_spec("sparse", agents, 1)
-    assert spec.messages is not None
-    probe = spec.model_copy(
-        update={
-            "backend": "process",
-            "topology": spec.topology.model_copy(update={"kind": "mesh"}),
-            "messages": spec.messages.model_copy(update={"count": 1, "bytes": 256}),
-            "workload": spec.workload.model_copy(update={"kind": "noop", "tasks": 200}),
-        }
-    )
-    outcome = asyncio.run(run_spec(probe, handle_signals=False))
-    messages = outcome.report.messages or {}
-    mean = messages.get("latency_mean")
-    return float(mean) if mean is not None else None
-
-
-def sim_vs_real(seed: int, repeats: int) -> tuple[float | None, list[dict[str, Any]], str]:
+def sim_vs_real(
+    seed: int, repeats: int
+) -> tuple[float | None, list[dict[str, Any]], dict[str, Any]]:
     """Predicted (simulated) and measured gain over star of the selected topology, per
     8-agent family on one machine."""
-    hop = measure_hop(8)
-    if hop is None:
-        return None, [], "the calibration run delivered no message"
+    calibration = calibrate(8, repeats)
+    if calibration is None:
+        return None, [], {"reason": "a calibration run delivered no message"}
     rows: list[dict[str, Any]] = []
     for family in FAMILIES:
         spec, _ = synthetic_spec(family, 8, seed)
-        # Runs long enough (about 0.2 s of work per agent) to measure on a shared machine.
+        # Runs long enough (about 0.4 s of work per agent) to measure on a shared machine.
         size = spec.workload.size.model_copy(update={"mean": REAL_TASK_S})
         workload = spec.workload.model_copy(update={"tasks": REAL_TASKS, "size": size})
-        spec = calibrated(spec.model_copy(update={"workload": workload}), hop)
+        spec = calibration.spec(spec.model_copy(update={"workload": workload}))
         # One machine: the process backend's own hops are the only latency; no connection
         # cost, since its workers keep no heartbeats.
         plan = select_topology(
@@ -208,8 +275,8 @@ def sim_vs_real(seed: int, repeats: int) -> tuple[float | None, list[dict[str, A
         log(f"  process {family}: {compared} predicted {predicted:+.3f} measured {measured}")
     errors = [float(r["error"]) for r in rows if r["error"] is not None]
     if not errors:
-        return None, rows, "no process run gave a makespan"
-    return float(np.mean(errors)), rows, f"hop calibrated at {hop * 1e6:.0f} us"
+        return None, rows, {"reason": "no process run gave a makespan"}
+    return float(np.mean(errors)), rows, calibration.to_dict()
 
 
 def main() -> None:
@@ -242,7 +309,7 @@ def main() -> None:
     predicted = [r["predictor_regret"] for r in rows]
     speedups = [r["simulate_all_s"] / r["predict_s"] for r in rows]
     with_run = [r["simulate_all_s"] / (r["matrix_run_s"] + r["predict_s"]) for r in rows]
-    error, real_rows, real_note = sim_vs_real(1, settings.repeats)
+    error, real_rows, calibration = sim_vs_real(1, settings.repeats)
     emit(
         {
             "benchmark": "topology_selection",
@@ -259,7 +326,7 @@ def main() -> None:
             "by_size": by_size,
             "gain_vs_star_median": float(np.median([r["gain_vs_star"] for r in rows])),
             "sim_vs_real_error": error,
-            "sim_vs_real_note": real_note,
+            "sim_vs_real_calibration": calibration,
             "sim_vs_real": real_rows,
             "model": load_predictor().meta,
             "quick": settings.quick,
