@@ -6,23 +6,28 @@ Generated workloads (pipeline, map/reduce, all-to-all, hierarchical fan-out, spa
 1, 2, ... (the shipped predictor was trained on seeds from 1000: disjoint). For each:
 
 - selection: `select_topology` simulates each topology with its best placement with the
-  workload's seed and picks the best makespan;
-- hindsight: the same workload simulated again under every topology with another seed
-  (other task sizes and draws), placed alike; `regret` is the selected topology's excess
-  makespan over the best of the five there, relative to the best;
-- predictor: the shipped model's proposal from the workload's features, its regret against
-  the same hindsight, and its time against simulating all five (`predictor_speedup`: the
-  communication matrix given, as for a recorded workload; `predictor_speedup_with_run`
-  also counts the one simulated run a spec needs to measure it);
+  workload's seed and the next ones (up to three runs; two for one clearly behind) and
+  picks the best mean makespan;
+- hindsight: the same workload simulated again under every topology with seeds 500 above
+  (other task sizes and draws), placed and averaged alike; `regret` is the selected
+  topology's excess makespan over the best of the five there, relative to the best;
+- predictor: the shipped model's proposal from the workload's features (read once every
+  workload is selected), its regret against the same hindsight, and its time against
+  simulating all five (`predictor_speedup`: the communication matrix given, as for a
+  recorded workload; `predictor_speedup_with_run` also counts the one simulated run a
+  spec needs to measure it);
 - `gain_vs_star_median`: the selected topology's gain over star in hindsight;
 - `sim_vs_real_error` (8 agents, one machine): the simulator's predicted gain of the
   selected topology over star (the best other one when star is selected) against the gain
   measured on the real `process` backend, each run `repeats` times (median makespan), with
-  160 tasks of 5 ms on average so that a run is long enough to measure, and a hop's
-  latency and a relay's work calibrated from one measured process run in the same run.
+  640 tasks of 5 ms on average so that a run is long enough to measure. The simulator's
+  hop latency, bandwidth and relay work come from `calibrate`: `process` runs in the same
+  run (not the measured ones), at two message sizes, whose hub's extra time per relayed
+  message is the relay's work (`sim_vs_real_calibration`).
 
 `--quick`: 8 and 32 agents, one seed, one repeat on process. The full run adds 128 agents
-(one seed: each of its workloads takes tens of seconds to simulate five times over, twice)
+(one seed: each of its workloads takes a minute or more to simulate five topologies up to
+three times, twice)
 and a second seed for 8 and 32.
 """
 
@@ -32,6 +37,7 @@ import asyncio
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,13 +53,16 @@ from swarmperf.app.selection import (
     slot_latency,
     synthetic_spec,
 )
+from swarmperf.runtime.report import RunReport
 from swarmperf.spec import SwarmSpec
-from swarmperf.topology.predictor import features, load_predictor
+from swarmperf.topology.predictor import Predictor, features, load_predictor
 
 OBJECTIVE = "makespan"
 HINDSIGHT_SEED_SHIFT = 500  # hindsight's simulation seed: still below the training seeds
-REAL_TASKS = 160
+REAL_TASKS = 640
 REAL_TASK_S = 0.005
+PROBE_TASKS = 800
+PROBE_BYTES = (256, 256 * 1024)  # the calibration's two message sizes
 
 
 def kind(topology: str) -> str:
@@ -72,8 +81,7 @@ def regret(value: float, best: float) -> float:
 
 
 def evaluate(family: str, agents: int, layout: str, seed: int) -> dict[str, Any]:
-    """One workload: selection, hindsight, the predictor and their timings."""
-    predictor = load_predictor()
+    """One workload: selection, hindsight, and the features the predictor reads."""
     spec, connection_cost = synthetic_spec(family, agents, seed)
     latency = slot_latency(layout, agents)
     started = time.perf_counter()
@@ -98,13 +106,6 @@ def evaluate(family: str, agents: int, layout: str, seed: int) -> dict[str, Any]
         )
     )
     best = min(hindsight.values())
-    row = features(chosen.summary)
-    timings = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        proposed = predictor.choose(features(chosen.summary))
-        timings.append(time.perf_counter() - t0)
-    assert proposed == predictor.choose(row)
     t0 = time.perf_counter()
     communication(spec)
     matrix_run_s = time.perf_counter() - t0
@@ -115,25 +116,118 @@ def evaluate(family: str, agents: int, layout: str, seed: int) -> dict[str, Any]
         "layout": layout,
         "seed": seed,
         "selected": selected,
-        "predicted": proposed,
         "hindsight_best": min(hindsight, key=lambda k: hindsight[k]),
         "regret": regret(hindsight[selected], best),
-        "predictor_regret": regret(hindsight[proposed], best),
         "gain_vs_star": (hindsight["star"] - hindsight[selected]) / hindsight["star"],
         "simulate_all_s": simulate_all_s,
-        "predict_s": statistics.median(timings),
         "matrix_run_s": matrix_run_s,
         "planned": by_kind(chosen),
+        "hindsight": hindsight,
+        "summary": chosen.summary,
     }
 
 
-def calibrated(spec: SwarmSpec, hop_s: float) -> SwarmSpec:
-    """The spec with a hop's latency and a relay's work set to the process backend's."""
+def judge_predictor(row: dict[str, Any], predictor: Predictor) -> None:
+    """The predictor's proposal for `row`'s workload, its regret against the same
+    hindsight, and its time (the median of 50)."""
+    row_features = features(row["summary"])
+    timings = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        proposed = predictor.choose(features(row["summary"]))
+        timings.append(time.perf_counter() - t0)
+    assert proposed == predictor.choose(row_features)
+    hindsight = row["hindsight"]
+    row["predicted"] = proposed
+    row["predictor_regret"] = regret(hindsight[proposed], min(hindsight.values()))
+    row["predict_s"] = statistics.median(timings)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What a message costs on `process`, each a straight line in its bytes: a hop's
+    latency (the link's) and a relay's work on the agent that forwards (the hub's)."""
+
+    hop_s: float
+    hop_s_per_byte: float
+    relay_s: float
+    relay_s_per_byte: float
+
+    def spec(self, spec: SwarmSpec) -> SwarmSpec:
+        """`spec` with its hops and relays costing what they cost on `process`."""
+        assert spec.messages is not None
+        size = spec.messages.bytes
+        messages = spec.messages.model_copy(
+            update={
+                "latency": self.hop_s,
+                "bandwidth": 1.0 / self.hop_s_per_byte if self.hop_s_per_byte > 0 else None,
+                "relay_cost": self.relay_s + self.relay_s_per_byte * size,
+            }
+        )
+        return spec.model_copy(update={"messages": messages})
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "hop_us": self.hop_s * 1e6,
+            "hop_us_per_kib": self.hop_s_per_byte * 1024e6,
+            "relay_us": self.relay_s * 1e6,
+            "relay_us_per_kib": self.relay_s_per_byte * 1024e6,
+        }
+
+
+def probe(agents: int, pattern: dict[str, Any], topology: str, size: int) -> RunReport:
+    """One `process` run of noop tasks (so that little else is queued) that each send one
+    message of `size` bytes as `pattern` says."""
+    spec, _ = synthetic_spec("sparse", agents, 1)
     assert spec.messages is not None
-    messages = spec.messages.model_copy(
-        update={"latency": hop_s, "relay_cost": hop_s, "bandwidth": None}
+    run = spec.model_copy(
+        update={
+            "backend": "process",
+            "topology": spec.topology.model_copy(update={"kind": topology}),
+            "messages": spec.messages.model_copy(update={**pattern, "bytes": size}),
+            "workload": spec.workload.model_copy(update={"kind": "noop", "tasks": PROBE_TASKS}),
+        }
     )
-    return spec.model_copy(update={"messages": messages})
+    return asyncio.run(run_spec(run, handle_signals=False)).report
+
+
+def line(sizes: tuple[int, int], values: tuple[float, float]) -> tuple[float, float]:
+    """Intercept and slope (per byte) through two points, neither below 0."""
+    slope = max(0.0, (values[1] - values[0]) / (sizes[1] - sizes[0]))
+    return max(0.0, values[0] - slope * sizes[0]), slope
+
+
+def calibrate(agents: int, repeats: int) -> Calibration | None:
+    """A hop's latency and a relay's work on `process`, at two message sizes, each the
+    median of `repeats` runs where each task messages one agent drawn at random: the
+    latency on a mesh (send to delivery); the relay's work from the same through a star,
+    whose hub relays nearly every message, as the star's extra makespan per message
+    relayed (the hub relays in turn, one after another, so each adds to the run)."""
+    hops: list[float] = []
+    relays: list[float] = []
+    scattered = {"pattern": "random", "count": 1, "to": ()}
+    for size in PROBE_BYTES:
+        hop_runs, relay_runs = [], []
+        for _ in range(repeats):
+            mesh = probe(agents, scattered, "mesh", size)
+            star = probe(agents, scattered, "star", size)
+            latency = (mesh.messages or {}).get("latency_mean")
+            relayed = int((star.messages or {}).get("relayed", 0))
+            if latency is not None:
+                hop_runs.append(float(latency))
+            if star.makespan is not None and mesh.makespan is not None and relayed:
+                relay_runs.append(max(0.0, star.makespan - mesh.makespan) / relayed)
+        if not hop_runs or not relay_runs:
+            return None
+        hops.append(statistics.median(hop_runs))
+        relays.append(statistics.median(relay_runs))
+        log(
+            f"  calibration at {size} B: hop {hops[-1] * 1e6:.0f} us, "
+            f"relay {relays[-1] * 1e6:.0f} us"
+        )
+    hop = line(PROBE_BYTES, (hops[0], hops[1]))
+    relay = line(PROBE_BYTES, (relays[0], relays[1]))
+    return Calibration(hop[0], hop[1], relay[0], relay[1])
 
 
 def real_makespan(spec: SwarmSpec, topology: str, repeats: int) -> float | None:
@@ -147,38 +241,21 @@ def real_makespan(spec: SwarmSpec, topology: str, repeats: int) -> float | None:
     return statistics.median(spans) if spans else None
 
 
-def measure_hop(agents: int) -> float | None:
-    """Seconds one message hop takes on `process`, from a mesh run of noop tasks that each
-    send one message (so that little else is queued): the mean send-to-delivery time."""
-    spec, _ = synthetic_spec("sparse", agents, 1)
-    assert spec.messages is not None
-    probe = spec.model_copy(
-        update={
-            "backend": "process",
-            "topology": spec.topology.model_copy(update={"kind": "mesh"}),
-            "messages": spec.messages.model_copy(update={"count": 1, "bytes": 256}),
-            "workload": spec.workload.model_copy(update={"kind": "noop", "tasks": 200}),
-        }
-    )
-    outcome = asyncio.run(run_spec(probe, handle_signals=False))
-    messages = outcome.report.messages or {}
-    mean = messages.get("latency_mean")
-    return float(mean) if mean is not None else None
-
-
-def sim_vs_real(seed: int, repeats: int) -> tuple[float | None, list[dict[str, Any]], str]:
+def sim_vs_real(
+    seed: int, repeats: int
+) -> tuple[float | None, list[dict[str, Any]], dict[str, Any]]:
     """Predicted (simulated) and measured gain over star of the selected topology, per
     8-agent family on one machine."""
-    hop = measure_hop(8)
-    if hop is None:
-        return None, [], "the calibration run delivered no message"
+    calibration = calibrate(8, repeats)
+    if calibration is None:
+        return None, [], {"reason": "a calibration run delivered no message"}
     rows: list[dict[str, Any]] = []
     for family in FAMILIES:
         spec, _ = synthetic_spec(family, 8, seed)
-        # Runs long enough (about 0.2 s of work per agent) to measure on a shared machine.
+        # Runs long enough (about 0.4 s of work per agent) to measure on a shared machine.
         size = spec.workload.size.model_copy(update={"mean": REAL_TASK_S})
         workload = spec.workload.model_copy(update={"tasks": REAL_TASKS, "size": size})
-        spec = calibrated(spec.model_copy(update={"workload": workload}), hop)
+        spec = calibration.spec(spec.model_copy(update={"workload": workload}))
         # One machine: the process backend's own hops are the only latency; no connection
         # cost, since its workers keep no heartbeats.
         plan = select_topology(
@@ -207,8 +284,8 @@ def sim_vs_real(seed: int, repeats: int) -> tuple[float | None, list[dict[str, A
         log(f"  process {family}: {compared} predicted {predicted:+.3f} measured {measured}")
     errors = [float(r["error"]) for r in rows if r["error"] is not None]
     if not errors:
-        return None, rows, "no process run gave a makespan"
-    return float(np.mean(errors)), rows, f"hop calibrated at {hop * 1e6:.0f} us"
+        return None, rows, {"reason": "no process run gave a makespan"}
+    return float(np.mean(errors)), rows, calibration.to_dict()
 
 
 def main() -> None:
@@ -224,10 +301,17 @@ def main() -> None:
                     rows.append(row)
                     log(
                         f"{family:10} n={agents:3} {layout:7} seed={seed}: selected "
-                        f"{row['selected']:12} predicted {row['predicted']:12} best "
-                        f"{row['hindsight_best']:12} regret {row['regret']:.3f} / "
-                        f"{row['predictor_regret']:.3f}  {row['simulate_all_s']:.1f} s"
+                        f"{row['selected']:12} best {row['hindsight_best']:12} regret "
+                        f"{row['regret']:.3f}  {row['simulate_all_s']:.1f} s"
                     )
+    # The predictor is judged after the selections, on the same rows.
+    predictor = load_predictor()
+    for row in rows:
+        judge_predictor(row, predictor)
+        log(
+            f"{row['family']:10} n={row['agents']:3} {row['layout']:7} seed={row['seed']}: "
+            f"predicted {row['predicted']:12} regret {row['predictor_regret']:.3f}"
+        )
     by_size = {
         str(n): {
             "regret_mean": float(np.mean([r["regret"] for r in rows if r["agents"] == n])),
@@ -241,7 +325,7 @@ def main() -> None:
     predicted = [r["predictor_regret"] for r in rows]
     speedups = [r["simulate_all_s"] / r["predict_s"] for r in rows]
     with_run = [r["simulate_all_s"] / (r["matrix_run_s"] + r["predict_s"]) for r in rows]
-    error, real_rows, real_note = sim_vs_real(1, settings.repeats)
+    error, real_rows, calibration = sim_vs_real(1, settings.repeats)
     emit(
         {
             "benchmark": "topology_selection",
@@ -258,9 +342,9 @@ def main() -> None:
             "by_size": by_size,
             "gain_vs_star_median": float(np.median([r["gain_vs_star"] for r in rows])),
             "sim_vs_real_error": error,
-            "sim_vs_real_note": real_note,
+            "sim_vs_real_calibration": calibration,
             "sim_vs_real": real_rows,
-            "model": load_predictor().meta,
+            "model": predictor.meta,
             "quick": settings.quick,
             "python": python_version(),
             "load_avg": list(os.getloadavg()),

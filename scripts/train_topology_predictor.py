@@ -10,7 +10,7 @@ fitted on them all. Deterministic: the same arguments write the same file. `--ro
 keeps the simulated rows, so that a second run only fits.
 
     python scripts/train_topology_predictor.py [--seeds 6] [--sizes 8,32,128]
-        [--large-seeds 2] [-o PATH]
+        [--large-seeds 4] [-o PATH]
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=6, help="training seeds per workload")
     parser.add_argument("--sizes", default="8,32,128", help="agents per workload")
     parser.add_argument(
-        "--large-seeds", type=int, default=2, help=f"seeds for more than {LARGE} agents"
+        "--large-seeds", type=int, default=4, help=f"seeds for more than {LARGE} agents"
     )
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--layouts", default=",".join(LAYOUTS))

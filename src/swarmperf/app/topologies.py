@@ -11,7 +11,7 @@ spec has. Nothing is applied: this is the offline half of choosing a topology.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from swarmperf.app.simulate import simulate_spec
@@ -39,10 +39,31 @@ class TopologyFigures:
     relayed_max: int  # the most messages one agent forwarded
     connections: int
     missing: dict[str, str]
+    runs: int = 1  # simulated runs (seeds) its makespan, p99 and traffic are the mean of
 
     def objective(self, name: str) -> float | None:
         value: float | None = getattr(self, name)
         return value
+
+    @classmethod
+    def mean(cls, runs: list[TopologyFigures]) -> TopologyFigures:
+        """One topology's figures over several simulated runs (other seeds): makespan,
+        p99 and traffic are their means (None when a run has none); counts are the first's."""
+        first = runs[0]
+
+        def mean_of(name: str) -> float | None:
+            values = [f.objective(name) for f in runs]
+            kept = [v for v in values if v is not None]
+            return None if len(kept) < len(values) else sum(kept) / len(kept)
+
+        return replace(
+            first,
+            missing={k: v for f in runs for k, v in f.missing.items()},
+            makespan=mean_of("makespan"),
+            p99=mean_of("p99"),
+            traffic=mean_of("traffic"),
+            runs=sum(f.runs for f in runs),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +105,7 @@ class TopologyPlan:
                     "relayed_max": f.relayed_max,
                     "connections": f.connections,
                     "missing": f.missing,
+                    "runs": f.runs,
                 }
                 for f in self.figures
             ],

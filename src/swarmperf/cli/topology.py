@@ -240,6 +240,10 @@ def _plan_table(plan: dict[str, Any], title: str, live: bool) -> None:
     out.print(table)
     now = "the topology in force" if live else "the spec's own topology"
     out.print(f"[dim]* {now}; relays: the most one agent forwarded[/dim]")
+    runs = sorted({int(f.get("runs", 1)) for f in plan["topologies"]})
+    if runs[-1] > 1:
+        shown = " or ".join(str(r) for r in runs)
+        out.print(f"[dim]p99, makespan, traffic: means over {shown} runs (seeds) each[/dim]")
 
 
 def _seconds(value: float | None) -> str:
