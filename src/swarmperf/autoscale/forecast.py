@@ -205,16 +205,19 @@ class HoltWinters:
 
     def forecast(self, horizon: int, quantiles: Sequence[float]) -> dict[float, list[float]]:
         _check(horizon, quantiles)
-        base = self.point(horizon)
-        out: dict[float, list[float]] = {}
-        for q in quantiles:
-            z = float(stats.norm.ppf(q))
-            # The variance of simple exponential smoothing h steps ahead.
-            out[q] = [
-                max(0.0, v + z * self.sigma * math.sqrt(1 + h * self.alpha**2))
-                for h, v in enumerate(base)
-            ]
-        return out
+        return _smoothing_quantiles(self.point(horizon), self.sigma, self.alpha, quantiles)
+
+
+def _smoothing_quantiles(
+    base: Sequence[float], sigma: float, alpha: float, quantiles: Sequence[float]
+) -> dict[float, list[float]]:
+    """Normal quantiles around `base` with simple exponential smoothing's variance h steps
+    ahead (`sigma` the one-step error, `alpha` the level's smoothing), floored at 0."""
+    out: dict[float, list[float]] = {}
+    for q in quantiles:
+        z = float(stats.norm.ppf(q))
+        out[q] = [max(0.0, v + z * sigma * math.sqrt(1 + h * alpha**2)) for h, v in enumerate(base)]
+    return out
 
 
 def _kpss_p(y: FloatArray) -> float:
@@ -649,15 +652,7 @@ class Theta:
 
     def forecast(self, horizon: int, quantiles: Sequence[float]) -> dict[float, list[float]]:
         _check(horizon, quantiles)
-        base = self.point(horizon)
-        out: dict[float, list[float]] = {}
-        for q in quantiles:
-            z = float(stats.norm.ppf(q))
-            out[q] = [
-                max(0.0, v + z * self.sigma * math.sqrt(1 + h * self.alpha**2))
-                for h, v in enumerate(base)
-            ]
-        return out
+        return _smoothing_quantiles(self.point(horizon), self.sigma, self.alpha, quantiles)
 
 
 class Combination:
