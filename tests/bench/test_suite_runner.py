@@ -397,7 +397,7 @@ def test_a_burst_beyond_capacity_takes_time_to_recover() -> None:
             "spike_rate": "2000/s",
             "before": "500ms",
             "spike": "300ms",
-            "after": "4s",
+            "after": "8s",
             "window": "250ms",
         },
         iterations=1,
@@ -405,9 +405,10 @@ def test_a_burst_beyond_capacity_takes_time_to_recover() -> None:
     )
     (scenario,) = _run(suite, f"{__name__}:one_at_a_time").scenarios
     (recovered,) = scenario.extra["recovery_s"]
-    # ~600 requests against ~450/s: the backlog takes about a second to clear.
+    # ~600 requests against ~450/s: the backlog takes about a second to clear (longer on a
+    # loaded machine, where each 2 ms sleep takes more: hence the long tail after it).
     assert recovered is not None, scenario.notes
-    assert 0.25 <= recovered < 4.0
+    assert 0.25 <= recovered < 8.0
     (detail,) = scenario.extra["windows"]
     assert detail["spike_p95_s"] > detail["limit_s"]
     assert scenario.summary["recovery_s"] == recovered
