@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,42 @@ def test_auto_without_a_section_keeps_a_large_swarm_its_size(tmp_path: Path) -> 
     live = LiveSwarm(spec, tmp_path)
     assert live.autoscaler.settings.max_agents == 14
     assert not live.autoscaler.settings.enabled
+
+
+def test_forecasters_fit_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fit can take seconds of CPU: the swarm's loop must not be the thread that runs it.
+    from swarmperf.autoscale import forecast
+
+    fitted_on: list[threading.Thread] = []
+
+    class Recording(forecast.SeasonalNaive):
+        def fit(self, history: forecast.History) -> forecast.SeasonalNaive:
+            fitted_on.append(threading.current_thread())
+            return super().fit(history)
+
+    monkeypatch.setitem(forecast.FORECASTERS, "seasonal-naive", Recording)
+    text = (
+        SPEC.format(backend="local", mode="forecast_only")
+        .replace("policy: hpa", "policy: predictive")
+        .replace(
+            "mode: forecast_only",
+            "mode: forecast_only\n  interval: 100ms\n  forecaster: seasonal-naive",
+        )
+    )
+
+    async def go() -> None:
+        live = LiveSwarm(parse_spec_yaml(text), tmp_path)
+        await live.start()
+        try:
+            loop_thread = threading.current_thread()
+            await until(lambda: len(fitted_on) >= 1, "a fit")
+            preview = await live.autoscale("predictive", dry_run=True)
+            assert preview["recommendation"]["policy"] == "predictive"
+            assert loop_thread not in fitted_on
+        finally:
+            await live.stop()
+            live.close()
+
+    asyncio.run(go())

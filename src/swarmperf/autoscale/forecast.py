@@ -723,8 +723,7 @@ DEFAULT_FORECASTER = "combination"
 # trace only from 0.75 to 0.69 of the HPA's violation minutes (1.51 to 1.49 of its
 # agent-hours) and made one trace worse, while each of its fits costs about four times
 # Holt-Winters' (1.9 s of CPU against 0.5 s on 5,760 minutes): a replay of NASA-HTTP took
-# 454 s against 57 s, and a live swarm fits on its event loop. `forecaster:
-# combination` asks for it.
+# 454 s against 57 s. `forecaster: combination` asks for it.
 SCALING_FORECASTER = "holt-winters"
 
 

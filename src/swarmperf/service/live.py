@@ -749,7 +749,7 @@ class LiveSwarm:
         if dry_run:
             return {
                 "dry_run": True,
-                "recommendation": self.autoscaler.preview(policy),
+                "recommendation": await self.autoscaler.preview(policy),
                 "autoscale": self.autoscaler.status(),
             }
         status = self.autoscaler.enable(policy)
