@@ -111,7 +111,9 @@ class SwitchMachine(RuleBasedStateMachine):
     @rule(n=st.integers(1, 6), cost=st.one_of(st.none(), st.floats(0.001, 1.0)))
     def submit(self, n: int, cost: float | None) -> None:
         for _ in range(n):
-            task = Task("noop", cost=cost)
+            # Ids of this machine's own: drawn by position in a sorted list, ids from the
+            # process-wide counter would differ when Hypothesis replays a case.
+            task = Task("noop", cost=cost, id=f"t{len(self.submitted):05d}")
             self.coordinator.submit(task)
             self.submitted.add(task.id)
         self._pump()
