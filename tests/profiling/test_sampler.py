@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
-import time
 
 from swarmperf.app.build import build_swarm
 from swarmperf.core.handlers import HandlerRegistry
@@ -97,9 +97,8 @@ def test_waiting_threads_are_idle_and_the_sampler_leaves_itself_out() -> None:
     assert profile.duration_s > 0.25
 
 
-def planted_blocked_in_c(stop: threading.Event) -> None:
-    while not stop.is_set():
-        time.sleep(0.05)  # C: this function is the innermost Python frame, using no CPU
+def planted_blocked_in_c(fd: int) -> None:
+    os.read(fd, 1)  # C, blocked until written to: this function is the innermost Python frame
 
 
 def planted_spinning(stop: threading.Event) -> None:
@@ -109,8 +108,9 @@ def planted_spinning(stop: threading.Event) -> None:
 
 def test_a_thread_blocked_in_c_is_idle_and_a_busy_one_is_not() -> None:
     stop = threading.Event()
+    wake, waker = os.pipe()
     threads = [
-        threading.Thread(target=planted_blocked_in_c, args=(stop,), name="blocked", daemon=True),
+        threading.Thread(target=planted_blocked_in_c, args=(wake,), name="blocked", daemon=True),
         threading.Thread(target=planted_spinning, args=(stop,), name="spinning", daemon=True),
     ]
     for thread in threads:
@@ -122,8 +122,11 @@ def test_a_thread_blocked_in_c_is_idle_and_a_busy_one_is_not() -> None:
     finally:
         profile = sampler.stop()
         stop.set()
+        os.write(waker, b"x")
         for thread in threads:
             thread.join()
+        os.close(wake)
+        os.close(waker)
     functions = {profile.frames[key.frames[-1]][0]: count for key, count in profile.stacks.items()}
     if sys.platform.startswith("linux"):
         # Only its first sample, before any CPU time was read, may count as running.
