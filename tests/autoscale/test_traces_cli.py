@@ -95,11 +95,12 @@ def test_autoscale_eval_prints_one_json_object_last(tmp_path: Path) -> None:
         assert figures["tasks"] == sum(20 if i % 10 < 5 else 2 for i in range(30))
 
 
-def test_unknown_policy_is_a_clean_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--policy", "--forecaster"])
+def test_an_unknown_name_is_a_clean_error_naming_the_option(tmp_path: Path, option: str) -> None:
     path = write(tmp_path, "minute_index,requests\n0,1\n1,1\n")
-    result = runner.invoke(app, ["autoscale-eval", str(path), "--policy", "magic"])
+    result = runner.invoke(app, ["autoscale-eval", str(path), option, "magic"])
     assert result.exit_code == 2
-    assert "Choose one of" in result.output
+    assert f"{option}: 'magic' is not valid. Choose one of" in result.output
 
 
 def test_workload_analyze_finds_a_planted_period(tmp_path: Path) -> None:

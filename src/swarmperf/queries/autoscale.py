@@ -98,7 +98,11 @@ def replay_question(
         chosen = (policy,)
     else:
         raise UnknownName("--policy", policy, [*POLICIES, "all"])
-    make_forecaster(forecaster)
+    try:
+        make_forecaster(forecaster)
+    except UnknownName as unknown:
+        # The registry names its field `forecaster`; here the user typed an option.
+        raise UnknownName("--forecaster", forecaster, unknown.choices) from None
     trace = read_trace(path, interval, max_bytes=max_bytes)
     if max_tasks is not None and trace.tasks > max_tasks:
         raise ConfigError(
