@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+
+def dataset_dir(name: str) -> Path:
+    """A public dataset's folder: `$SWARMPERF_DATASETS/<name>`, else `../shared/datasets/<name>`.
+
+    The relative default is beside the checkout, where the datasets' README puts them.
+    """
+    root = os.environ.get("SWARMPERF_DATASETS")
+    beside = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    base = Path(root) if root else beside
+    return base / name
 
 
 @dataclass(frozen=True, slots=True)

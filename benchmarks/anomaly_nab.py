@@ -39,14 +39,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, log, python_version
+from _common import dataset_dir, emit, log, python_version
 from swarmperf.analysis import nab
 from swarmperf.analysis.anomaly import Ensemble, WindowedGaussian
 from swarmperf.analysis.anomaly.base import Recorded
 from swarmperf.analysis.anomaly.ensemble import DEFAULT_SHORT, DEFAULT_WEIGHTS, default_members
 from swarmperf.analysis.anomaly.loco import LeaveOneCategoryOut
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIME_STANDARD = 71.5  # best published on these files (whole set)
 HTM_STANDARD = 69.9
 GOAL_LOCO_STANDARD = 72.0
@@ -100,7 +99,7 @@ def main() -> None:
     parser.add_argument(
         "--corpus",
         type=Path,
-        default=Path(os.environ.get("SWARMPERF_NAB", ROOT.parent / "shared" / "datasets" / "nab")),
+        default=Path(os.environ.get("SWARMPERF_NAB", dataset_dir("nab"))),
         help="NAB-layout folder (default: $SWARMPERF_NAB, else ../shared/datasets/nab)",
     )
     args = parser.parse_args()

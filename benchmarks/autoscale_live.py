@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, log, package_versions
+from _common import dataset_dir, emit, log, package_versions
 from swarmperf.autoscale.live import build_policy
 from swarmperf.autoscale.replay import (
     DEFAULT_POLICY,
@@ -48,14 +48,7 @@ from swarmperf.core.model import TaskResult
 from swarmperf.service.live import LiveSwarm, TaskIn
 from swarmperf.spec import parse_spec_yaml
 
-TRACE = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "datasets"
-    / "traces"
-    / "nasa_http_1995_requests_per_minute.csv"
-)
+TRACE = dataset_dir("traces") / "nasa_http_1995_requests_per_minute.csv"
 MINUTES = 10
 BEFORE_PEAK = 5
 GOAL = 0.15

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, log, package_versions
+from _common import dataset_dir, emit, log, package_versions
 from swarmperf.autoscale.forecast import SCALING_FORECASTER, make_forecaster
 from swarmperf.autoscale.learned import load_models, model_without
 from swarmperf.autoscale.policies import Predictive, StaticPeak
@@ -45,7 +45,7 @@ from swarmperf.autoscale.replay import (
 )
 from swarmperf.autoscale.traces import Trace, read_trace
 
-TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "traces"
+TRACES = dataset_dir("traces")
 FILES = {
     "nasa": "nasa_http_1995_requests_per_minute.csv",
     "azure_code": "AzureLLMInferenceTrace_code.csv",

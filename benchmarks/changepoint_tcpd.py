@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, log, python_version
+from _common import dataset_dir, emit, log, python_version
 from swarmperf.bench.changepoint import (
     DEFAULT_METHOD,
     METHOD_CONFIGS,
@@ -61,7 +61,7 @@ PUBLISHED_BEST_COVER = 0.645  # AMOC, default (REFERENCES.md)
 GOAL_LOO_F1 = 0.72
 GOAL_LOO_COVER = 0.68
 PENALTIES = (2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0)
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "tcpd"
+DEFAULT_CORPUS = dataset_dir("tcpd")
 
 Detect = Callable[[Sequence[float | None]], list[int]]
 

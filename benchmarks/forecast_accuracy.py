@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 
-from _common import emit, log, package_versions
+from _common import dataset_dir, emit, log, package_versions
 from swarmperf.autoscale.forecast import (
     DEFAULT_FORECASTER,
     FORECASTERS,
@@ -55,7 +55,7 @@ from swarmperf.autoscale.forecast import (
 )
 from swarmperf.autoscale.traces import read_trace
 
-TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "traces"
+TRACES = dataset_dir("traces")
 FILES = {
     "nasa": "nasa_http_1995_requests_per_minute.csv",
     "azure_code": "AzureLLMInferenceTrace_code.csv",

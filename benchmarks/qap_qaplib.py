@@ -35,13 +35,13 @@ from scipy.optimize import quadratic_assignment  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, log, package_versions, parse_args  # noqa: E402
+from _common import dataset_dir, emit, log, package_versions, parse_args  # noqa: E402
 from swarmperf.topology import DEFAULT_SOLVER, SOLVERS, Problem, cost, solve  # noqa: E402
 from swarmperf.topology.qap import delta_matrix, update_deltas  # noqa: E402
 from swarmperf.topology.qaplib import gap_pct, list_corpus, read_dat  # noqa: E402
 from swarmperf.topology.tabu import tenure_range  # noqa: E402
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "qaplib"
+DEFAULT_CORPUS = dataset_dir("qaplib")
 QUICK_INSTANCES = ("chr12a", "esc16a", "had20", "kra30a", "nug20", "scr20", "tai20a", "tho30")
 SCIPY_STARTS = 20
 SEED = 0
