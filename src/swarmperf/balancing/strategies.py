@@ -770,3 +770,46 @@ def get_strategy(name: str, *, seed: int | None = None, transfer_cost: float = 0
     except KeyError:
         raise UnknownName("strategy", name, STRATEGIES) from None
     return cls(seed=seed, transfer_cost=transfer_cost)
+
+
+class _Forwarding(_Strategy):
+    """A `LoadBalancer` that is not one of these classes, behind their interface: every
+    call goes on to it (see `direct`)."""
+
+    def __init__(self, inner: LoadBalancer) -> None:
+        super().__init__(transfer_cost=inner.transfer_cost)
+        self.inner = inner
+
+    def attach(self, swarm: SwarmLoad) -> None:
+        self.inner.attach(swarm)
+
+    def add(self, agent: AgentState, now: float) -> None:
+        self.inner.add(agent, now)
+
+    def remove(self, agent: AgentState) -> None:
+        self.inner.remove(agent)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        return self.inner.choose(task, now)
+
+    def refused_from(self, now: float) -> float:
+        return self.inner.refused_from(now)
+
+    def assigned(self, agent: AgentState, task: Task) -> None:
+        self.inner.assigned(agent, task)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        self.inner.changed(agent, now)
+
+    def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
+        return self.inner.steal_from(thief, now)
+
+
+def direct(strategy: LoadBalancer) -> _Strategy:
+    """`strategy` typed as one of these classes, for a caller that calls it per task.
+
+    Compiled, a call through the protocol looks the method up by name and parses its
+    arguments; a call on one of these classes goes straight to the compiled method. A
+    strategy of another kind comes wrapped, and each call goes on to it unchanged.
+    """
+    return strategy if isinstance(strategy, _Strategy) else _Forwarding(strategy)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from swarmperf.balancing.agents import EWMA_ALPHA, AgentState
-from swarmperf.balancing.strategies import LoadBalancer
+from swarmperf.balancing.strategies import LoadBalancer, direct
 from swarmperf.core.errors import Backpressure, ConfigError, QuotaExceeded
 from swarmperf.core.events import (
     AGENT_LOST,
@@ -243,6 +243,8 @@ class Coordinator:
         if lookahead < 0:
             raise ConfigError("lookahead", lookahead, "Use an integer >= 0.")
         self.strategy = strategy
+        # The same strategy, called per task: compiled, a direct call (`direct`).
+        self._direct = direct(strategy)
         # How many queued tasks to look past when the strategy holds the first one back.
         self.lookahead = lookahead
         self.queue = TaskQueue(queue)
@@ -267,6 +269,7 @@ class Coordinator:
         # again whenever the coordinator binds, since the others' queues keep changing.
         self._thieves: dict[str, AgentState] = {}
         self._late = strategy.late_binding
+        self._steals = strategy.steals
         # Look past held tasks in place (`TaskQueue.line`) where the queue allows it; off,
         # they are popped and pushed back. The decisions are the same either way.
         self.in_place = True
@@ -397,7 +400,7 @@ class Coordinator:
         self._return_backlog(agent, now)
         self._thieves.pop(agent_id, None)
         agent.version += 1
-        self.strategy.changed(agent, now)
+        self._direct.changed(agent, now)
         self.emit(AGENT_PAUSED, agent_id, reason=reason, until=until)
 
     def resume(self, agent_id: str, reason: str) -> None:
@@ -415,7 +418,7 @@ class Coordinator:
         if self.strategy.steals:
             self._thieves[agent_id] = agent
         agent.version += 1
-        self.strategy.changed(agent, now)
+        self._direct.changed(agent, now)
         self.emit(AGENT_RESUMED, agent_id, reason=reason)
 
     def hold(self, reason: str) -> None:
@@ -481,7 +484,9 @@ class Coordinator:
                 self._to_queue_front(task, now)
         strategy.attach(self)
         self.strategy = strategy
+        self._direct = direct(strategy)
         self._late = strategy.late_binding
+        self._steals = strategy.steals
         self._plain = self.guard is None and not self._bulkheads_on and not strategy.steals
         # A task held back by the old strategy is offered to the new one.
         self._offered = False
@@ -522,7 +527,7 @@ class Coordinator:
         if agent.backlog and agent.in_flight < agent.slots:
             self._refill(agent, now)
         agent.version += 1
-        self.strategy.changed(agent, now)
+        self._direct.changed(agent, now)
 
     def live_agents(self) -> list[AgentState]:
         return list(self.agents.values())
@@ -574,7 +579,7 @@ class Coordinator:
             self.queue.push(task, now)
             return
         # As `take_starts` does with the task it pops (a new task avoids no agent).
-        agent = self.strategy.choose(task, now)
+        agent = self._direct.choose(task, now)
         if agent is None:
             self._backfill(task, now)  # nothing to look past: it goes back in the queue
             self._offered = True
@@ -733,10 +738,7 @@ class Coordinator:
             self._offered = False
         elif queue._len and (self._free_slots > 0 or not late):
             now = self.clock()
-            strategy = self.strategy
-            choose = strategy.choose
-            assigned = strategy.assigned
-            changed = strategy.changed
+            strategy = self._direct
             bulkheads = self.bulkheads if self._bulkheads_on else None
             runs = self.in_place and self.guard is None and bulkheads is None
             # The first task of a call, and the first after one held, goes the one-task
@@ -765,7 +767,7 @@ class Coordinator:
                 if task is None:
                     break
                 if task.avoid is None:
-                    agent = choose(task, now)
+                    agent = strategy.choose(task, now)
                 else:
                     agent = self._choose_avoiding(task, now)
                 if agent is None:
@@ -776,14 +778,14 @@ class Coordinator:
                     bulkheads.park(task)
                     continue
                 # `_bind`, written out: it runs for every task.
-                assigned(agent, task)
+                strategy.assigned(agent, task)
                 if agent.in_flight < agent.slots:
                     self._start(agent, task, now)
                 else:
                     agent.backlog.append(task)
                     agent.backlog_work += task.est_cost
                 agent.version += 1
-                changed(agent, now)
+                strategy.changed(agent, now)
                 in_run = runs
         if self._thieves:
             self._retry_steals()
@@ -796,10 +798,7 @@ class Coordinator:
         bind them in order where they stand and take the bound ones out in one call, as
         popping and binding each would. Returns the task the strategy kept waiting, taken
         out as `pop` takes it, or None when every task of the run was bound."""
-        strategy = self.strategy
-        choose = strategy.choose
-        assigned = strategy.assigned
-        changed = strategy.changed
+        strategy = self._direct
         late = self._late
         queue = self.queue
         held: Task | None = None
@@ -808,18 +807,18 @@ class Coordinator:
             for task in line:
                 if late and self._free_slots <= 0:
                     break
-                agent = choose(task, now)
+                agent = strategy.choose(task, now)
                 if agent is None:
                     held = task
                     break
-                assigned(agent, task)
+                strategy.assigned(agent, task)
                 if agent.in_flight < agent.slots:
                     self._start(agent, task, now)
                 else:
                     agent.backlog.append(task)
                     agent.backlog_work += task.est_cost
                 agent.version += 1
-                changed(agent, now)
+                strategy.changed(agent, now)
                 bound += 1
         finally:
             queue.take_first(line, bound, now)
@@ -841,7 +840,7 @@ class Coordinator:
             agent.backlog.clear()
             agent.backlog_work = 0.0
             agent.version += 1
-            self.strategy.changed(agent, now)
+            self._direct.changed(agent, now)
         withdrawn.extend(self.bulkheads.drain_parked())
         timers = []
         for entry in self._timers:
@@ -888,7 +887,7 @@ class Coordinator:
             if not paused:
                 self._free_slots += max(agent.slots - agent.in_flight, 0) - free_before
             agent.version += 1
-            self.strategy.changed(agent, now)
+            self._direct.changed(agent, now)
         elif agent.in_flight == 0:
             self._draining.pop(agent_id, None)
         return results
@@ -941,15 +940,15 @@ class Coordinator:
         avoided = self.agents.get(task.avoid or "")
         task.avoid = None
         if avoided is None or avoided.paused or len(self.agents) < 2:
-            return self.strategy.choose(task, now)
+            return self._direct.choose(task, now)
         avoided.paused = True
         try:
-            agent = self.strategy.choose(task, now)
+            agent = self._direct.choose(task, now)
         finally:
             avoided.paused = False
             avoided.version += 1
-            self.strategy.changed(avoided, now)
-        return agent if agent is not None else self.strategy.choose(task, now)
+            self._direct.changed(avoided, now)
+        return agent if agent is not None else self._direct.choose(task, now)
 
     def _retry_steals(self) -> None:
         now = self.clock()
@@ -974,7 +973,7 @@ class Coordinator:
             task = self.queue.pop(now)
             if task is None:
                 break
-            agent = self.strategy.choose(task, now)
+            agent = self._direct.choose(task, now)
             if agent is not None and (not self.bulkheads or self.bulkheads.try_enter(task)):
                 self._bind(agent, task, now)
                 bound = True
@@ -988,27 +987,26 @@ class Coordinator:
         """`_backfill` when the queue's order is one line: decide on the tasks behind
         `held` where they stand, skip those the strategy would keep waiting too, and take
         out only the one bound; the queue charges the turns the pops would have."""
-        choose = self.strategy.choose
-        refused_from = self.strategy.refused_from
-        limit = refused_from(now)
+        strategy = self._direct
+        limit = strategy.refused_from(now)
         bound = False
         for i in range(len(line)):
             task = line[i]
             if task.est_cost >= limit:
                 continue  # `choose` would keep it waiting too, having changed nothing
-            agent = choose(task, now)
+            agent = strategy.choose(task, now)
             if agent is not None:
                 self._bind(agent, self.queue.take(line, i, now), now)
                 bound = True
                 break
-            limit = refused_from(now)
+            limit = strategy.refused_from(now)
         if not bound:
             self.queue.looked(line, len(line), now)
         self.queue.push(held, now, front=True)
         return bound
 
     def _bind(self, agent: AgentState, task: Task, now: float) -> None:
-        strategy = self.strategy
+        strategy = self._direct
         strategy.assigned(agent, task)
         if agent.in_flight < agent.slots:
             self._start(agent, task, now)
@@ -1119,7 +1117,7 @@ class Coordinator:
                     agent.backlog_work -= nxt.est_cost
                     self._start(agent, nxt, finished)
             agent.version += 1
-            self.strategy.changed(agent, finished)
+            self._direct.changed(agent, finished)
         elif in_flight == 0:
             self._draining.pop(agent_id, None)
         return result
@@ -1233,7 +1231,7 @@ class Coordinator:
             if not paused:
                 self._free_slots += max(slots - agent.in_flight, 0) - free_before
                 backlog = agent.backlog
-                steals = self.strategy.steals
+                steals = self._steals
                 for _ in range(n):
                     if agent.paused or agent.in_flight >= agent.slots:
                         break
@@ -1244,7 +1242,7 @@ class Coordinator:
                     elif not steals or not self._steal(agent, last):
                         break
             agent.version += 1
-            self.strategy.changed(agent, last)
+            self._direct.changed(agent, last)
         elif agent.in_flight == 0:
             self._draining.pop(agent_id, None)
         return results
@@ -1280,17 +1278,17 @@ class Coordinator:
         self.queue.push(task, now, front=True)
 
     def _steal(self, thief: AgentState, now: float) -> bool:
-        if not self.strategy.steals or thief.paused:
+        if not self._steals or thief.paused:
             return False
-        victim = self.strategy.steal_from(thief, now)
+        victim = self._direct.steal_from(thief, now)
         if victim is None or not victim.backlog:
             self._thieves[thief.id] = thief
             return False
         task = victim.backlog.pop()
         victim.backlog_work -= task.est_cost
         victim.version += 1
-        self.strategy.changed(victim, now)
-        self.strategy.assigned(thief, task)
+        self._direct.changed(victim, now)
+        self._direct.assigned(thief, task)
         self.stolen += 1
         return self._start(thief, task, now)
 
