@@ -212,16 +212,46 @@ class ResultColumns:
         """The rows from `start` on, in the order of `tasks`; rows of other tasks (or a
         second row of one) after them, in the order recorded. A slot per task rather than
         a sort: half the cost. Here rather than beside `Swarm.run`, its caller, so that it
-        is compiled."""
-        position = {task.id: i for i, task in enumerate(tasks)}
-        slots = [-1] * len(tasks)
+        is compiled.
+
+        For none of `tasks` queued (as after a drain), each is found by its place in
+        `tasks`, kept for this call in its `seq` (-1, for a task not queued): a row that
+        is one of `tasks` itself then costs no look-up by id. Any other row (a result
+        made already, a task of another run) is found by id, as is every row when one of
+        `tasks` is queued or given twice.
+        """
+        rows = self.rows
+        n = len(tasks)
+        slots = [-1] * n
         rest: list[int] = []
-        for i in range(start, len(self.rows)):
-            p = position.get(self.task_id(i), -1)
-            if p < 0 or slots[p] >= 0:
-                rest.append(i)
-            else:
-                slots[p] = i
+        marked = 0
+        for task in tasks:
+            if task.seq != -1:
+                break
+            task.seq = marked
+            marked += 1
+        position: dict[str, int] | None = None
+        try:
+            for i in range(start, len(rows)):
+                row = rows[i]
+                if marked == n and isinstance(row, Task):
+                    p = row.seq
+                    if 0 <= p < n and tasks[p] is row:
+                        if slots[p] < 0:
+                            slots[p] = i
+                        else:
+                            rest.append(i)
+                        continue
+                if position is None:
+                    position = {task.id: j for j, task in enumerate(tasks)}
+                p = position.get(self.task_id(i), -1)
+                if p < 0 or slots[p] >= 0:
+                    rest.append(i)
+                else:
+                    slots[p] = i
+        finally:
+            for j in range(marked):
+                tasks[j].seq = -1
         ordered = [i for i in slots if i >= 0]
         ordered += rest
         return ordered
