@@ -823,6 +823,10 @@ class Coordinator:
         self._starts = []
         return starts
 
+    def take_starts_by_id(self) -> list[tuple[str, Task]]:
+        """`take_starts`, each agent given by its id: what `Backend.run` takes."""
+        return [(agent.id, task) for agent, task in self.take_starts()]
+
     def _bind_line(self, line: list[Task], now: float) -> Task | None:
         """`take_starts` over a run of tasks that stand in one line (`TaskQueue.line`):
         bind them in order where they stand and take the bound ones out in one call, as

@@ -499,9 +499,9 @@ class Swarm:
         await fut
 
     def _pump(self) -> None:
-        starts = self.coordinator.take_starts()
+        starts = self.coordinator.take_starts_by_id()
         if starts:
-            self.backend.run([(agent.id, task) for agent, task in starts])
+            self.backend.run(starts)
         self._settle()
 
     def _record(self, results: list[TaskResult]) -> None:
@@ -574,9 +574,9 @@ class Swarm:
             coordinator.finish_many(agent_id, done, self._columns)
         else:
             self._record(coordinator.finish_many(agent_id, done))
-        starts = coordinator.take_starts()
+        starts = coordinator.take_starts_by_id()
         if starts:
-            self.backend.run([(agent.id, t) for agent, t in starts])
+            self.backend.run(starts)
         self._settle()
 
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> None:
