@@ -604,25 +604,35 @@ class WorkStealing(RoundRobin):
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
         self._victims = _LazyHeap(_victim_key)
+        # The number the next entry of `_victims` gets. The heap's own count, kept here as
+        # an int: compiled, `next` on an `itertools.count` is looked up among the builtins
+        # at each call, and this runs for every task bound or stolen.
+        self._victim_seq = 0
 
     def changed(self, agent: AgentState, now: float) -> None:
-        super().changed(agent, now)
-        if agent.alive and agent.backlog:
-            # `_victims.push_and_compact`, with `_victim_key` written out: this runs for
-            # every task bound.
-            victims = self._victims
-            heap = victims._heap
-            _heap_push(
-                heap,
-                _Slot(
-                    -agent.backlog_work / agent.speed,
-                    next(victims._seq),
-                    agent.version,
-                    agent,
-                ),
-            )
+        if not agent.alive:
+            return
+        # `RoundRobin.changed`, then `_victims.push_and_compact` with `_victim_key`, written
+        # out: this runs for every task bound and every task stolen.
+        if agent.id not in self._in_ring and agent.has_room:
+            self._enter(agent)
+        if agent.backlog:
+            seq = self._victim_seq
+            self._victim_seq = seq + 1
+            heap = self._victims._heap
+            _heap_push(heap, _Slot(-agent.backlog_work / agent.speed, seq, agent.version, agent))
             if len(heap) > 4 * len(self._agents) + 64:
-                victims.compact(self._agents)
+                self._compact_victims()
+
+    def _compact_victims(self) -> None:
+        """`_victims.compact`, numbering the entries from `_victim_seq`."""
+        slots: list[_Slot] = []
+        for a in self._agents.values():
+            if a.alive:
+                slots.append(_Slot(_victim_key(a), self._victim_seq, a.version, a))
+                self._victim_seq += 1
+        heapq.heapify(slots)
+        self._victims._heap = slots
 
     def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
         victim = self._victims.top_with_backlog()
