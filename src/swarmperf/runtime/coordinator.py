@@ -252,6 +252,8 @@ class ResultColumns:
         finally:
             for j in range(marked):
                 tasks[j].seq = -1
+        if not rest and len(rows) - start == n:
+            return slots  # a row for each task, none besides: every slot is filled
         ordered = [i for i in slots if i >= 0]
         ordered += rest
         return ordered
