@@ -665,6 +665,10 @@ class Coordinator:
         self.emit(DUPLICATE_SUBMISSION, task.id, key=key, first=first)
         return True
 
+    def without_repeats(self, tasks: Iterable[Task]) -> list[Task]:
+        """`tasks` but those that repeat an idempotency key (`repeats_key`), in order."""
+        return [t for t in tasks if t.idempotency_key is None or not self.repeats_key(t)]
+
     def forget_key(self, task: Task) -> None:
         """Forget `task`'s idempotency key because `task` was refused: a later task with
         the same key is then the first, not a duplicate of work that never ran."""

@@ -122,16 +122,16 @@ class LocalBackend:
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
         agents = self._agents
         # Starts come in runs for one agent (a refill, say): it is looked up once a run.
-        to: str | None = None
+        to = ""
         agent: _LocalAgent | None = None
         queue: deque[Task] = deque()
         for agent_id, task in starts:
-            if agent_id != to:
+            if agent is None or agent_id is not to:
                 agent = agents[agent_id]
                 queue = agent.queue
                 to = agent_id
             queue.append(task)
-            if agent is not None and agent.waiters:
+            if agent.waiters:
                 agent.wake_one()
 
     async def _work(self, agent: _LocalAgent) -> None:

@@ -410,8 +410,7 @@ class Swarm:
         if not self.coordinator.agents:
             raise NoAgents()
         submit_many = self.coordinator.submit_many
-        repeats_key = self.coordinator.repeats_key
-        pending = [t for t in tasks if t.idempotency_key is None or not repeats_key(t)]
+        pending = self.coordinator.without_repeats(tasks)
         total = len(pending)
         i = 0
         while i < total:
