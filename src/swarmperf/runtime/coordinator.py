@@ -295,7 +295,9 @@ class Coordinator:
         # Tasks pending per tenant, kept only to enforce tenant quotas.
         self._tenant_pending: dict[str, int] = {}
         self._quotas = bool(self.settings.tenant_quotas)
-        self._starts: list[tuple[AgentState, Task]] = []
+        # The tasks to start and their agents, in order (two lists: no pair per task).
+        self._start_agents: list[AgentState] = []
+        self._start_tasks: list[Task] = []
         self._offered = False  # see `submit_and_bind`
         # Idle agents whose last attempt to steal found nothing worth taking; they try
         # again whenever the coordinator binds, since the others' queues keep changing.
@@ -762,6 +764,16 @@ class Coordinator:
 
     def take_starts(self) -> list[tuple[AgentState, Task]]:
         """Bind what can be bound now and return the tasks to start, in order."""
+        agents, tasks = self._take_starts()
+        return [(agents[i], tasks[i]) for i in range(len(tasks))]
+
+    def take_starts_by_id(self) -> list[tuple[str, Task]]:
+        """`take_starts`, each agent given by its id: what `Backend.run` takes."""
+        agents, tasks = self._take_starts()
+        return [(agents[i].id, tasks[i]) for i in range(len(tasks))]
+
+    def _take_starts(self) -> tuple[list[AgentState], list[Task]]:
+        """`take_starts` but for the pairs: the agents and the tasks, two lists in step."""
         if self._timers:
             now = self.clock()
             if self._timers[0][0] <= now:
@@ -825,13 +837,12 @@ class Coordinator:
                 in_run = runs
         if self._thieves:
             self._retry_steals()
-        starts = self._starts
-        self._starts = []
-        return starts
-
-    def take_starts_by_id(self) -> list[tuple[str, Task]]:
-        """`take_starts`, each agent given by its id: what `Backend.run` takes."""
-        return [(agent.id, task) for agent, task in self.take_starts()]
+        agents = self._start_agents
+        tasks = self._start_tasks
+        if tasks:
+            self._start_agents = []
+            self._start_tasks = []
+        return agents, tasks
 
     def _bind_line(self, line: list[Task], now: float) -> Task | None:
         """`take_starts` over a run of tasks that stand in one line (`TaskQueue.line`):
@@ -1077,7 +1088,8 @@ class Coordinator:
         if self._quotas:
             self._tenant_pending[task.tenant] -= 1
         self.running += 1
-        self._starts.append((agent, task))
+        self._start_agents.append(agent)
+        self._start_tasks.append(task)
         return True
 
     def _refill(self, agent: AgentState, now: float) -> None:
@@ -1178,7 +1190,7 @@ class Coordinator:
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
-        pop_end = agent.running_ends.pop
+        ends = agent.running_ends
         guard = self.guard
         bulkheads = self.bulkheads if self._bulkheads_on else None
         results: list[TaskResult] = []
@@ -1187,11 +1199,12 @@ class Coordinator:
         busy = est = known_work = known_busy = unknown_busy = 0.0
         last = 0.0
         for task, started, finished, error, value in done:
-            if pop_end(task.id, None) is None:
+            if ends.get(task.id) is None:
                 # A report for a task already re-queued after its agent was declared
                 # lost: the other run's result is the one that counts.
                 self.emit(DUPLICATE_RESULT_IGNORED, task.id, agent=agent_id)
                 continue
+            del ends[task.id]  # (get then del: compiled, both are direct calls; pop is not)
             service = finished - started
             busy += service
             est += task.est_cost
