@@ -524,16 +524,24 @@ class TaskQueue:
         heap = rotation._heap
         p, seq, tenant = heap[0]
         per = 1.0 / rotation._weights.get(tenant, 1.0)
+        # The same sums in the same order as a pop each, kept in locals and written once
+        # (compiled, a float in a list is an object: one is made at each write).
+        level = passes[2]
+        level_vt = self._level_vt
+        vt = rotation._vt
         charged = False
         for i in range(count):
             if now - looked[i].enqueued_at >= max_wait:
                 continue
-            self._level_vt = passes[2]
-            passes[2] += step
-            rotation._vt = p
+            level_vt = level
+            level += step
+            vt = p
             p = p + per
             charged = True
         if charged:
+            self._level_vt = level_vt
+            passes[2] = level
+            rotation._vt = vt
             rotation._pass[tenant] = p
             heap[0] = (p, seq, tenant)
 
