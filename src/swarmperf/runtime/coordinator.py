@@ -231,12 +231,15 @@ class ResultColumns:
             task.seq = marked
             marked += 1
         position: dict[str, int] | None = None
+        found = 0  # tasks found by their mark, which is then taken off at once
         try:
             for i in range(start, len(rows)):
                 row = rows[i]
                 if marked == n and isinstance(row, Task):
                     p = row.seq
                     if 0 <= p < n and tasks[p] is row:
+                        row.seq = -1
+                        found += 1
                         if slots[p] < 0:
                             slots[p] = i
                         else:
@@ -250,8 +253,9 @@ class ResultColumns:
                 else:
                     slots[p] = i
         finally:
-            for j in range(marked):
-                tasks[j].seq = -1
+            if found < marked:
+                for j in range(marked):
+                    tasks[j].seq = -1
         if not rest and len(rows) - start == n:
             return slots  # a row for each task, none besides: every slot is filled
         ordered = [i for i in slots if i >= 0]
