@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing
+import os
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
@@ -43,24 +44,27 @@ def _check(results: Sequence[TaskResult], n: int, what: str) -> None:
 
 async def swarm_us_per_task(
     strategy: str, n: int, specs: list[AgentSpec], backend: Backend | None = None
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """One timed `Swarm.run` of `n` no-op tasks in a fresh swarm; start-up is not timed."""
     async with Swarm(specs, strategy=strategy, backend=backend, seed=SEED) as swarm:
         return await timed_run(swarm, n)
 
 
-async def timed_run(swarm: Swarm, n: int) -> tuple[float, float]:
+async def timed_run(swarm: Swarm, n: int) -> tuple[float, float, float]:
     """µs per task of one `swarm.run` of `n` no-op tasks, created before the clock starts,
     and µs per task of reading every result afterwards (`Swarm.run` makes a result when
-    it is read, so the read is timed too, apart: the peers make no results)."""
+    it is read, so the read is timed too, apart: the peers make no results); then the
+    run's CPU time per task (this process's: the local backend's agents run in it)."""
     tasks = [Task("noop") for _ in range(n)]
     gc.collect()
+    cpu = time.process_time()
     started = time.perf_counter()
     results = await swarm.run(tasks)
     ran = time.perf_counter()
+    cpu = time.process_time() - cpu
     _check(results, n, f"{swarm.strategy.name} on the {swarm.backend.name} backend")
     read = time.perf_counter()
-    return (ran - started) / n * 1e6, (read - ran) / n * 1e6
+    return (ran - started) / n * 1e6, (read - ran) / n * 1e6, cpu / n * 1e6
 
 
 def local_agents(prefetch: int) -> list[AgentSpec]:
@@ -83,15 +87,16 @@ async def _pool_worker(queue: asyncio.Queue[Task]) -> None:
         queue.task_done()
 
 
-async def queue_pool_us_per_task(n: int, workers: int) -> tuple[float, float]:
+async def queue_pool_us_per_task(n: int, workers: int) -> tuple[float, float, float]:
     """Queue every item up front, then let `workers` coroutines drain the queue.
 
-    Returns µs per item in all, and for the draining alone. The headline is the first:
-    `Swarm.run` counts submitting its tasks too.
+    Returns µs per item in all, and for the draining alone, and CPU µs per item in all.
+    The headline is the first: `Swarm.run` counts submitting its tasks too.
     """
     items = [Task("noop") for _ in range(n)]
     gc.collect()
     queue: asyncio.Queue[Task] = asyncio.Queue()
+    cpu = time.process_time()
     started = time.perf_counter()
     for item in items:
         queue.put_nowait(item)
@@ -99,10 +104,11 @@ async def queue_pool_us_per_task(n: int, workers: int) -> tuple[float, float]:
     pool = [asyncio.create_task(_pool_worker(queue)) for _ in range(workers)]
     await queue.join()
     finished = time.perf_counter()
+    cpu = time.process_time() - cpu
     for worker in pool:
         worker.cancel()
     await asyncio.gather(*pool, return_exceptions=True)
-    return (finished - started) / n * 1e6, (finished - queued) / n * 1e6
+    return (finished - started) / n * 1e6, (finished - queued) / n * 1e6, cpu / n * 1e6
 
 
 # -- the process backend and its peer, ProcessPoolExecutor.map ----------------------------
@@ -169,20 +175,26 @@ async def measure_local(settings: RunSettings) -> dict[str, Any]:
     reads: dict[int, dict[str, list[float]]] = {
         p: {name: [] for name in STRATEGIES} for p in PREFETCHES
     }
+    cpus: dict[int, dict[str, list[float]]] = {
+        p: {name: [] for name in STRATEGIES} for p in PREFETCHES
+    }
     baseline: list[float] = []
     drain_only: list[float] = []
+    baseline_cpu: list[float] = []
     # Repeats go round every configuration in turn, so that a noisy spell on this shared
     # machine spreads over all of them instead of skewing one.
     for r in range(repeats):
-        whole, drain = await queue_pool_us_per_task(n, AGENTS * CONCURRENCY)
+        whole, drain, cpu = await queue_pool_us_per_task(n, AGENTS * CONCURRENCY)
         baseline.append(whole)
         drain_only.append(drain)
+        baseline_cpu.append(cpu)
         for prefetch in PREFETCHES:
             specs = local_agents(prefetch)
             for name in STRATEGIES:
-                ran, read = await swarm_us_per_task(name, n, specs)
+                ran, read, cpu = await swarm_us_per_task(name, n, specs)
                 swarm[prefetch][name].append(ran)
                 reads[prefetch][name].append(read)
+                cpus[prefetch][name].append(cpu)
         log(f"local backend: repeat {r + 1}/{repeats} done")
     for prefetch in PREFETCHES:
         _table(f"local backend, prefetch {prefetch}", swarm[prefetch], baseline)
@@ -201,10 +213,18 @@ async def measure_local(settings: RunSettings) -> dict[str, Any]:
     read_us = {name: median(r) for name, r in reads[best].items()}
     with_read = max(medians[best][name] + read_us[name] for name in read_us) / base
     log(f"ratio with every result read afterwards (not the goal's figure): {with_read:.2f}")
+    # CPU time moves less than wall time when other work shares the machine's cores.
+    cpu_us = {name: median(c) for name, c in cpus[best].items()}
+    cpu_base = median(baseline_cpu)
+    cpu_ratio = max(cpu_us.values()) / cpu_base
+    log(f"ratio of CPU time, same runs (not the goal's figure): {cpu_ratio:.2f}")
     figures: dict[str, Any] = {
         "us_per_task": _rounded(medians[best]),
         "read_us_per_task": _rounded(read_us),
         "ratio_with_read": round(with_read, 3),
+        "cpu_us_per_task": _rounded(cpu_us),
+        "cpu_baseline_us_per_task": round(cpu_base, 3),
+        "cpu_ratio": round(cpu_ratio, 3),
         "baseline_us_per_task": round(base, 3),
         "baseline_drain_only_us_per_task": round(median(drain_only), 3),
         "ratio": round(ratio, 3),
@@ -269,7 +289,7 @@ async def _process_samples(
             peer.append(pool_map_us_per_task(pool, n))
             for name, swarm in swarms.items():
                 # The pool's map makes every result, so reading ours counts here.
-                ran, read = await timed_run(swarm, n)
+                ran, read, _ = await timed_run(swarm, n)
                 samples[name].append(ran + read)
             log(f"process backend: repeat {r + 1}/{settings.repeats} done")
     return samples, peer
@@ -312,6 +332,8 @@ def main() -> None:
         "python": python_version(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    # The machine's load over the last 1, 5 and 15 minutes: the run shares its cores.
+    figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
     emit(figures)
 
 

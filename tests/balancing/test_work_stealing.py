@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import heapq
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarmperf.balancing import get_strategy
+from swarmperf.balancing.agents import AgentState
+from swarmperf.balancing.strategies import RoundRobin, _LazyHeap, _victim_key
 from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.coordinator import Coordinator
 from swarmperf.sim.simulation import Simulation
@@ -149,3 +152,118 @@ def test_a_simulated_run_counts_its_steals_in_the_report() -> None:
     report = outcome.report()
     assert report.stolen == stolen
     assert report.to_dict()["stolen"] == stolen
+
+
+class _LazyVictims:
+    """Work stealing as it was written first: round robin, and its victims in a
+    `_LazyHeap` pushed (and compacted) by the heap itself at every change."""
+
+    name: ClassVar[str] = "work-stealing"
+    late_binding: ClassVar[bool] = False
+    steals: ClassVar[bool] = True
+
+    def __init__(self, transfer_cost: float) -> None:
+        self.transfer_cost = transfer_cost
+        self.ring = RoundRobin()
+        self.victims = _LazyHeap(_victim_key)
+        self.agents: dict[str, AgentState] = {}
+
+    def attach(self, swarm: Any) -> None:
+        self.ring.attach(swarm)
+
+    def add(self, agent: AgentState, now: float) -> None:
+        self.ring.add(agent, now)
+        self.agents[agent.id] = agent
+
+    def remove(self, agent: AgentState) -> None:
+        self.ring.remove(agent)
+        self.agents.pop(agent.id, None)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        return self.ring.choose(task, now)
+
+    def refused_from(self, now: float) -> float:
+        return float("inf")
+
+    def assigned(self, agent: AgentState, task: Task) -> None:
+        pass
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        self.ring.changed(agent, now)
+        if agent.alive and agent.backlog:
+            self.victims.push_and_compact(agent, self.agents)
+
+    def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
+        victim = self.victims.top_with_backlog()
+        if victim is None or victim is thief:
+            return None
+        task = victim.backlog[-1]
+        thief_done = task.est_cost / thief.speed + self.transfer_cost
+        return victim if thief_done < victim.backlog_work / victim.speed else None
+
+
+_ws_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("submit"), st.integers(1, 40), st.sampled_from([None, 1.0, 1.0, 2.0])),
+        # Mostly one agent finishing: it runs ahead, and steals from the others.
+        st.tuples(st.just("finish"), st.sampled_from([0, 0, 0, *range(8)]), st.integers(1, 12)),
+        st.tuples(st.just("add"), st.integers(0, 7), st.sampled_from([1.0, 1.0, 1.0, 2.0])),
+        st.tuples(st.just("remove"), st.integers(0, 7), st.just(None)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_ws_ops, transfer_cost=st.sampled_from([0.0, 0.5]))
+def test_victims_are_chosen_as_by_a_heap_pushed_at_every_change(
+    ops: list[tuple[str, int, Any]], transfer_cost: float
+) -> None:
+    """The strategy numbers its victims' entries itself and compacts them itself: every
+    start, steal and count comes out as with the heap's own push and compaction, over
+    runs long enough to compact many times, with ties (equal costs, equal weights)."""
+
+    def starts(c: Coordinator, running: dict[str, Any], seen: list[Any], now: float) -> None:
+        for agent, task in c.take_starts():
+            running[agent.id].append((task, now))
+            seen.append((agent.id, task.id))
+
+    def drive(strategy: Any) -> list[Any]:
+        clock = FakeClock()
+        c = Coordinator(strategy, clock=clock)
+        running: dict[str, list[tuple[Task, float]]] = {}
+        seen: list[Any] = []
+        n = 0
+        # Four agents alike to start with: their queues tie until one of them finishes.
+        for i in range(4):
+            c.add_agent(AgentSpec(f"a{i}"))
+            running[f"a{i}"] = []
+        for op, x, y in ops:
+            clock.now += 0.125
+            if op == "submit":
+                for _ in range(x):
+                    n += 1
+                    c.submit(Task("k", id=f"t{n}", cost=y))
+            elif op == "add" and f"a{x}" not in running:
+                c.add_agent(AgentSpec(f"a{x}", weight=y, prefetch=x % 3))
+                running.setdefault(f"a{x}", [])
+            elif op == "remove" and f"a{x}" in c.agents:
+                c.remove_agent(f"a{x}")
+            elif op == "finish":
+                # The agent finishes everything it runs, `y` times over: one that runs
+                # ahead of the others empties its queue, and steals.
+                for _ in range(y):
+                    batch, running[f"a{x}"] = running.get(f"a{x}", []), []
+                    if not batch:
+                        break
+                    # Service times from the costs: equal costs take equal times (ties).
+                    done = [(t, s, s + (t.cost or 1.0) / 2, None, None) for t, s in batch]
+                    c.finish_many(f"a{x}", done)
+                    starts(c, running, seen, clock.now)
+            starts(c, running, seen, clock.now)
+            seen.append(c.statistics())
+        return seen
+
+    assert drive(get_strategy("work-stealing", transfer_cost=transfer_cost)) == drive(
+        _LazyVictims(transfer_cost)
+    )

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from swarmperf import AgentSpec, Swarm, Task, TaskResult
 from swarmperf.balancing.strategies import get_strategy
-from swarmperf.runtime.coordinator import Coordinator, ResultColumns
+from swarmperf.core.model import TaskStatus
+from swarmperf.runtime.coordinator import Coordinator, ResultColumns, unrun_result
 from tests.conftest import FakeClock
 
 
@@ -117,3 +118,54 @@ def test_a_run_reads_as_a_run_with_a_listener() -> None:
     assert quiet == loud
     assert heard_none
     assert heard_all
+
+
+def _in_order_by_id(columns: ResultColumns, tasks: list[Task], start: int) -> list[int]:
+    """What `in_order` promises, worked out by id alone."""
+    position = {task.id: i for i, task in enumerate(tasks)}
+    slots: dict[int, int] = {}
+    rest: list[int] = []
+    for i in range(start, len(columns)):
+        p = position.get(columns.task_id(i), -1)
+        if p < 0 or p in slots:
+            rest.append(i)
+        else:
+            slots[p] = i
+    return [slots[p] for p in sorted(slots)] + rest
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(0, 12),
+    rows=st.lists(
+        st.tuples(st.sampled_from(["task", "result", "other"]), st.integers(0, 11)), max_size=30
+    ),
+    start=st.integers(0, 5),
+    twice=st.one_of(st.none(), st.integers(0, 11)),
+    queued=st.one_of(st.none(), st.integers(0, 11)),
+)
+def test_rows_come_in_the_order_of_the_tasks_whatever_else_was_recorded(
+    n: int, rows: list[tuple[str, int]], start: int, twice: int | None, queued: int | None
+) -> None:
+    """Rows of the run's tasks (some twice), results made already (found by id), tasks of
+    other runs; a run that gives a task twice, or a task still queued elsewhere."""
+    tasks = [Task("k", id=f"t{i}") for i in range(n)]
+    others = [Task("k", id=f"o{i}") for i in range(12)]
+    columns = ResultColumns()
+    for kind, i in rows:
+        if kind == "task" and i < n:
+            columns.add(tasks[i], "a", 0.0, 1.0, None, i)
+        elif kind == "result" and i < n:
+            columns.add_result(unrun_result(tasks[i], TaskStatus.CANCELLED, "gone", 1.0))
+        else:
+            columns.add(others[i], "a", 0.0, 1.0, None, None)
+    given_tasks = list(tasks)
+    if twice is not None and twice < n:
+        given_tasks.append(tasks[twice])
+    if queued is not None and queued < n:
+        tasks[queued].seq = 7  # as the queue numbers a task it holds
+    seqs = [task.seq for task in given_tasks]
+    start = min(start, len(columns))
+    assert columns.in_order(given_tasks, start) == _in_order_by_id(columns, given_tasks, start)
+    # Every task's place in the queue is as it was.
+    assert [task.seq for task in given_tasks] == seqs

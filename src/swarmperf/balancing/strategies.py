@@ -604,25 +604,35 @@ class WorkStealing(RoundRobin):
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
         self._victims = _LazyHeap(_victim_key)
+        # The number the next entry of `_victims` gets. The heap's own count, kept here as
+        # an int: compiled, `next` on an `itertools.count` is looked up among the builtins
+        # at each call, and this runs for every task bound or stolen.
+        self._victim_seq = 0
 
     def changed(self, agent: AgentState, now: float) -> None:
-        super().changed(agent, now)
-        if agent.alive and agent.backlog:
-            # `_victims.push_and_compact`, with `_victim_key` written out: this runs for
-            # every task bound.
-            victims = self._victims
-            heap = victims._heap
-            _heap_push(
-                heap,
-                _Slot(
-                    -agent.backlog_work / agent.speed,
-                    next(victims._seq),
-                    agent.version,
-                    agent,
-                ),
-            )
+        if not agent.alive:
+            return
+        # `RoundRobin.changed`, then `_victims.push_and_compact` with `_victim_key`, written
+        # out: this runs for every task bound and every task stolen.
+        if agent.id not in self._in_ring and agent.has_room:
+            self._enter(agent)
+        if agent.backlog:
+            seq = self._victim_seq
+            self._victim_seq = seq + 1
+            heap = self._victims._heap
+            _heap_push(heap, _Slot(-agent.backlog_work / agent.speed, seq, agent.version, agent))
             if len(heap) > 4 * len(self._agents) + 64:
-                victims.compact(self._agents)
+                self._compact_victims()
+
+    def _compact_victims(self) -> None:
+        """`_victims.compact`, numbering the entries from `_victim_seq`."""
+        slots: list[_Slot] = []
+        for a in self._agents.values():
+            if a.alive:
+                slots.append(_Slot(_victim_key(a), self._victim_seq, a.version, a))
+                self._victim_seq += 1
+        heapq.heapify(slots)
+        self._victims._heap = slots
 
     def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
         victim = self._victims.top_with_backlog()
@@ -770,3 +780,46 @@ def get_strategy(name: str, *, seed: int | None = None, transfer_cost: float = 0
     except KeyError:
         raise UnknownName("strategy", name, STRATEGIES) from None
     return cls(seed=seed, transfer_cost=transfer_cost)
+
+
+class _Forwarding(_Strategy):
+    """A `LoadBalancer` that is not one of these classes, behind their interface: every
+    call goes on to it (see `direct`)."""
+
+    def __init__(self, inner: LoadBalancer) -> None:
+        super().__init__(transfer_cost=inner.transfer_cost)
+        self.inner = inner
+
+    def attach(self, swarm: SwarmLoad) -> None:
+        self.inner.attach(swarm)
+
+    def add(self, agent: AgentState, now: float) -> None:
+        self.inner.add(agent, now)
+
+    def remove(self, agent: AgentState) -> None:
+        self.inner.remove(agent)
+
+    def choose(self, task: Task, now: float) -> AgentState | None:
+        return self.inner.choose(task, now)
+
+    def refused_from(self, now: float) -> float:
+        return self.inner.refused_from(now)
+
+    def assigned(self, agent: AgentState, task: Task) -> None:
+        self.inner.assigned(agent, task)
+
+    def changed(self, agent: AgentState, now: float) -> None:
+        self.inner.changed(agent, now)
+
+    def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
+        return self.inner.steal_from(thief, now)
+
+
+def direct(strategy: LoadBalancer) -> _Strategy:
+    """`strategy` typed as one of these classes, for a caller that calls it per task.
+
+    Compiled, a call through the protocol looks the method up by name and parses its
+    arguments; a call on one of these classes goes straight to the compiled method. A
+    strategy of another kind comes wrapped, and each call goes on to it unchanged.
+    """
+    return strategy if isinstance(strategy, _Strategy) else _Forwarding(strategy)

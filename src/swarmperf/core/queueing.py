@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -71,46 +70,77 @@ class _Line:
     """A first-in first-out line of queued tasks, each with the `seq` it had when it came
     in (an entry is stale once the task's `seq` differs: it was taken out of order).
 
-    Two deques kept in step rather than one of `(seq, task)` pairs: a pair is an object
+    Two lists kept in step rather than one of `(seq, task)` pairs: a pair is an object
     the garbage collector tracks, one per queued task, and a long queue made every
-    collection walk them all.
+    collection walk them all. Lists rather than deques: compiled, a list's append and
+    index are direct calls, a deque's methods are looked up by name. The line starts at
+    `head`; the entries before it are gone, and are cut off in bulk once they are at
+    least half the lists (and a thousand), so that each costs O(1) once.
     """
 
-    __slots__ = ("seqs", "tasks")
+    __slots__ = ("head", "seqs", "tasks")
 
     def __init__(self) -> None:
-        self.seqs: deque[int] = deque()
-        self.tasks: deque[Task] = deque()
+        self.seqs: list[int] = []
+        self.tasks: list[Task] = []
+        self.head = 0
 
     def __len__(self) -> int:
-        return len(self.tasks)
+        return len(self.tasks) - self.head
 
     def __bool__(self) -> bool:
         # Written out: compiled, a class is true unless it says otherwise.
-        return len(self.tasks) > 0
+        return len(self.tasks) > self.head
+
+    def first(self) -> Task:
+        return self.tasks[self.head]
+
+    def first_seq(self) -> int:
+        return self.seqs[self.head]
 
     def append(self, seq: int, task: Task) -> None:
         self.seqs.append(seq)
         self.tasks.append(task)
 
     def appendleft(self, seq: int, task: Task) -> None:
-        self.seqs.appendleft(seq)
-        self.tasks.appendleft(task)
+        head = self.head
+        if head > 0:
+            # Usually where a task was taken a moment ago: its place is free.
+            head -= 1
+            self.seqs[head] = seq
+            self.tasks[head] = task
+            self.head = head
+        else:
+            self.seqs.insert(0, seq)
+            self.tasks.insert(0, task)
 
     def drop_first(self) -> None:
-        self.seqs.popleft()
-        self.tasks.popleft()
+        head = self.head + 1
+        tasks = self.tasks
+        n = len(tasks)
+        if head >= n:
+            tasks.clear()
+            self.seqs.clear()
+            head = 0
+        elif head >= 1024 and 2 * head >= n:
+            del tasks[:head]
+            del self.seqs[:head]
+            head = 0
+        self.head = head
 
     def first_is_stale(self) -> bool:
-        return self.seqs[0] != self.tasks[0].seq
+        head = self.head
+        return self.seqs[head] != self.tasks[head].seq
 
     def pop_live(self) -> Task | None:
         """Take the first live task, dropping the stale entries before it."""
         seqs = self.seqs
         tasks = self.tasks
-        while tasks:
-            seq = seqs.popleft()
-            task = tasks.popleft()
+        while len(tasks) > self.head:
+            head = self.head
+            seq = seqs[head]
+            task = tasks[head]
+            self.drop_first()
             if seq == task.seq:
                 return task
         return None
@@ -120,24 +150,30 @@ class _Line:
         out: list[Task] = []
         if limit <= 0:
             return out
-        # Two iterators in step rather than `zip`, which makes a pair per entry.
-        seqs = iter(self.seqs)
-        for task in self.tasks:
-            if next(seqs) == task.seq:
+        seqs = self.seqs
+        tasks = self.tasks
+        for i in range(self.head, len(tasks)):
+            task = tasks[i]
+            if seqs[i] == task.seq:
                 out.append(task)
                 if len(out) >= limit:
                     break
         return out
 
+    def entries(self) -> list[tuple[int, Task]]:
+        """Every entry, stale ones too, in order (for compacting: rarely)."""
+        return list(zip(self.seqs[self.head :], self.tasks[self.head :], strict=True))
+
     def remove(self, task: Task) -> None:
         """Remove the first entry of `task`."""
-        i = self.tasks.index(task)
+        i = self.tasks.index(task, self.head)
         del self.tasks[i]
         del self.seqs[i]
 
     def clear(self) -> None:
         self.seqs.clear()
         self.tasks.clear()
+        self.head = 0
 
 
 class _TenantRotation:
@@ -222,8 +258,8 @@ class _TenantRotation:
             if not fifo:
                 heapq.heappop(heap)
                 continue
-            task = fifo.tasks.popleft()
-            fifo.seqs.popleft()
+            task = fifo.first()
+            fifo.drop_first()
             self._vt = p
             charge = task.est_cost if self._by_service else 1.0
             np = p + charge / self._weights.get(tenant, 1.0)
@@ -244,7 +280,9 @@ class TaskQueue:
 
     def __init__(self, settings: QueueSettings | None = None) -> None:
         self.settings = s = settings or QueueSettings()
-        self._seq = itertools.count()
+        # The number the next task pushed gets (an int rather than `itertools.count`:
+        # compiled, `next` on one is looked up among the builtins at each call).
+        self._next_seq = 0
         self._critical: list[tuple[float, int, Task]] = []
         self._high: list[tuple[int, int, Task]] = []
         self._normal = _TenantRotation(s.tenant_weights, by_service=False)
@@ -269,7 +307,8 @@ class TaskQueue:
         arrivals = self._arrivals
         if not front:
             task.enqueued_at = now
-            task.seq = seq = next(self._seq)
+            task.seq = seq = self._next_seq
+            self._next_seq = seq + 1
             if not arrivals:
                 self._age_due = now + self.settings.max_wait
             elif len(arrivals) > 2 * self._len + 1024:
@@ -278,7 +317,8 @@ class TaskQueue:
             arrivals.append(seq, task)
         else:
             if task.seq < 0:
-                task.seq = next(self._seq)
+                task.seq = self._next_seq
+                self._next_seq += 1
             arrivals.appendleft(task.seq, task)
             self._age_due = min(self._age_due, task.enqueued_at + self.settings.max_wait)
         level = task.priority
@@ -315,7 +355,8 @@ class TaskQueue:
                 self.push(task, now)
                 continue
             task.enqueued_at = now
-            task.seq = seq = next(self._seq)
+            task.seq = seq = self._next_seq
+            self._next_seq = seq + 1
             arrivals = self._arrivals
             if not arrivals:
                 self._age_due = now + max_wait
@@ -357,7 +398,7 @@ class TaskQueue:
         if not rotation.pass_through(task):
             return False
         task.enqueued_at = now
-        next(self._seq)  # the number `push` would have given it
+        self._next_seq += 1  # the number `push` would have given it
         task.seq = -1
         self._age_due = now + self.settings.max_wait
         # The level was idle: it starts from the levels' virtual time, then takes its turn.
@@ -395,7 +436,7 @@ class TaskQueue:
         # arrival entry now rather than leave it stale. The oldest live task is unchanged,
         # so aging decides exactly as before; `_age_due` stays a lower bound of its due time.
         arrivals = self._arrivals
-        if arrivals and arrivals.tasks[0] is task:
+        if arrivals and arrivals.first() is task:
             arrivals.drop_first()
         return task
 
@@ -431,7 +472,7 @@ class TaskQueue:
             self._normal._heap.clear()
         self._taken(task)
         arrivals = self._arrivals
-        if arrivals and arrivals.tasks[0] is task:
+        if arrivals and arrivals.first() is task:
             arrivals.drop_first()
         return task
 
@@ -451,7 +492,7 @@ class TaskQueue:
                 # line goes stale and stays, and the rotation is left as it was.
                 while arrivals and arrivals.first_is_stale():
                     arrivals.drop_first()
-                if arrivals and arrivals.tasks[0] is task:
+                if arrivals and arrivals.first() is task:
                     arrivals.drop_first()
                 task.seq = -1
                 continue
@@ -459,7 +500,7 @@ class TaskQueue:
             if fifo.pop_live() is not task:
                 raise RuntimeError("a line's task is not first in its line")
             task.seq = -1
-            if arrivals and arrivals.tasks[0] is task:
+            if arrivals and arrivals.first() is task:
                 arrivals.drop_first()
             if not fifo:
                 # As the pop that emptied the tenant's line would: it leaves the rotation.
@@ -483,23 +524,31 @@ class TaskQueue:
         heap = rotation._heap
         p, seq, tenant = heap[0]
         per = 1.0 / rotation._weights.get(tenant, 1.0)
+        # The same sums in the same order as a pop each, kept in locals and written once
+        # (compiled, a float in a list is an object: one is made at each write).
+        level = passes[2]
+        level_vt = self._level_vt
+        vt = rotation._vt
         charged = False
         for i in range(count):
             if now - looked[i].enqueued_at >= max_wait:
                 continue
-            self._level_vt = passes[2]
-            passes[2] += step
-            rotation._vt = p
+            level_vt = level
+            level += step
+            vt = p
             p = p + per
             charged = True
         if charged:
+            self._level_vt = level_vt
+            passes[2] = level
+            rotation._vt = vt
             rotation._pass[tenant] = p
             heap[0] = (p, seq, tenant)
 
     def _compact_arrivals(self) -> None:
         old = self._arrivals
         line = _Line()
-        for seq, task in zip(old.seqs, old.tasks, strict=True):
+        for seq, task in old.entries():
             if task.seq == seq:
                 line.append(seq, task)
         self._arrivals = line
@@ -513,8 +562,8 @@ class TaskQueue:
         arrivals = self._arrivals
         max_wait = self.settings.max_wait
         while arrivals:
-            task = arrivals.tasks[0]
-            if task.seq != arrivals.seqs[0]:
+            task = arrivals.first()
+            if task.seq != arrivals.first_seq():
                 arrivals.drop_first()
                 continue
             if now - task.enqueued_at < max_wait:

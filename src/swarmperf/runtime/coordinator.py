@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from swarmperf.balancing.agents import EWMA_ALPHA, AgentState
-from swarmperf.balancing.strategies import LoadBalancer
+from swarmperf.balancing.strategies import LoadBalancer, direct
 from swarmperf.core.errors import Backpressure, ConfigError, QuotaExceeded
 from swarmperf.core.events import (
     AGENT_LOST,
@@ -212,16 +212,52 @@ class ResultColumns:
         """The rows from `start` on, in the order of `tasks`; rows of other tasks (or a
         second row of one) after them, in the order recorded. A slot per task rather than
         a sort: half the cost. Here rather than beside `Swarm.run`, its caller, so that it
-        is compiled."""
-        position = {task.id: i for i, task in enumerate(tasks)}
-        slots = [-1] * len(tasks)
+        is compiled.
+
+        For none of `tasks` queued (as after a drain), each is found by its place in
+        `tasks`, kept for this call in its `seq` (-1, for a task not queued): a row that
+        is one of `tasks` itself then costs no look-up by id. Any other row (a result
+        made already, a task of another run) is found by id, as is every row when one of
+        `tasks` is queued or given twice.
+        """
+        rows = self.rows
+        n = len(tasks)
+        slots = [-1] * n
         rest: list[int] = []
-        for i in range(start, len(self.rows)):
-            p = position.get(self.task_id(i), -1)
-            if p < 0 or slots[p] >= 0:
-                rest.append(i)
-            else:
-                slots[p] = i
+        marked = 0
+        for task in tasks:
+            if task.seq != -1:
+                break
+            task.seq = marked
+            marked += 1
+        position: dict[str, int] | None = None
+        found = 0  # tasks found by their mark, which is then taken off at once
+        try:
+            for i in range(start, len(rows)):
+                row = rows[i]
+                if marked == n and isinstance(row, Task):
+                    p = row.seq
+                    if 0 <= p < n and tasks[p] is row:
+                        row.seq = -1
+                        found += 1
+                        if slots[p] < 0:
+                            slots[p] = i
+                        else:
+                            rest.append(i)
+                        continue
+                if position is None:
+                    position = {task.id: j for j, task in enumerate(tasks)}
+                p = position.get(self.task_id(i), -1)
+                if p < 0 or slots[p] >= 0:
+                    rest.append(i)
+                else:
+                    slots[p] = i
+        finally:
+            if found < marked:
+                for j in range(marked):
+                    tasks[j].seq = -1
+        if not rest and len(rows) - start == n:
+            return slots  # a row for each task, none besides: every slot is filled
         ordered = [i for i in slots if i >= 0]
         ordered += rest
         return ordered
@@ -243,6 +279,8 @@ class Coordinator:
         if lookahead < 0:
             raise ConfigError("lookahead", lookahead, "Use an integer >= 0.")
         self.strategy = strategy
+        # The same strategy, called per task: compiled, a direct call (`direct`).
+        self._direct = direct(strategy)
         # How many queued tasks to look past when the strategy holds the first one back.
         self.lookahead = lookahead
         self.queue = TaskQueue(queue)
@@ -261,12 +299,15 @@ class Coordinator:
         # Tasks pending per tenant, kept only to enforce tenant quotas.
         self._tenant_pending: dict[str, int] = {}
         self._quotas = bool(self.settings.tenant_quotas)
-        self._starts: list[tuple[AgentState, Task]] = []
+        # The tasks to start and their agents, in order (two lists: no pair per task).
+        self._start_agents: list[AgentState] = []
+        self._start_tasks: list[Task] = []
         self._offered = False  # see `submit_and_bind`
         # Idle agents whose last attempt to steal found nothing worth taking; they try
         # again whenever the coordinator binds, since the others' queues keep changing.
         self._thieves: dict[str, AgentState] = {}
         self._late = strategy.late_binding
+        self._steals = strategy.steals
         # Look past held tasks in place (`TaskQueue.line`) where the queue allows it; off,
         # they are popped and pushed back. The decisions are the same either way.
         self.in_place = True
@@ -397,7 +438,7 @@ class Coordinator:
         self._return_backlog(agent, now)
         self._thieves.pop(agent_id, None)
         agent.version += 1
-        self.strategy.changed(agent, now)
+        self._direct.changed(agent, now)
         self.emit(AGENT_PAUSED, agent_id, reason=reason, until=until)
 
     def resume(self, agent_id: str, reason: str) -> None:
@@ -415,7 +456,7 @@ class Coordinator:
         if self.strategy.steals:
             self._thieves[agent_id] = agent
         agent.version += 1
-        self.strategy.changed(agent, now)
+        self._direct.changed(agent, now)
         self.emit(AGENT_RESUMED, agent_id, reason=reason)
 
     def hold(self, reason: str) -> None:
@@ -481,7 +522,9 @@ class Coordinator:
                 self._to_queue_front(task, now)
         strategy.attach(self)
         self.strategy = strategy
+        self._direct = direct(strategy)
         self._late = strategy.late_binding
+        self._steals = strategy.steals
         self._plain = self.guard is None and not self._bulkheads_on and not strategy.steals
         # A task held back by the old strategy is offered to the new one.
         self._offered = False
@@ -522,7 +565,7 @@ class Coordinator:
         if agent.backlog and agent.in_flight < agent.slots:
             self._refill(agent, now)
         agent.version += 1
-        self.strategy.changed(agent, now)
+        self._direct.changed(agent, now)
 
     def live_agents(self) -> list[AgentState]:
         return list(self.agents.values())
@@ -574,7 +617,7 @@ class Coordinator:
             self.queue.push(task, now)
             return
         # As `take_starts` does with the task it pops (a new task avoids no agent).
-        agent = self.strategy.choose(task, now)
+        agent = self._direct.choose(task, now)
         if agent is None:
             self._backfill(task, now)  # nothing to look past: it goes back in the queue
             self._offered = True
@@ -627,6 +670,10 @@ class Coordinator:
             return False
         self.emit(DUPLICATE_SUBMISSION, task.id, key=key, first=first)
         return True
+
+    def without_repeats(self, tasks: Iterable[Task]) -> list[Task]:
+        """`tasks` but those that repeat an idempotency key (`repeats_key`), in order."""
+        return [t for t in tasks if t.idempotency_key is None or not self.repeats_key(t)]
 
     def forget_key(self, task: Task) -> None:
         """Forget `task`'s idempotency key because `task` was refused: a later task with
@@ -721,6 +768,16 @@ class Coordinator:
 
     def take_starts(self) -> list[tuple[AgentState, Task]]:
         """Bind what can be bound now and return the tasks to start, in order."""
+        agents, tasks = self._take_starts()
+        return [(agents[i], tasks[i]) for i in range(len(tasks))]
+
+    def take_starts_by_id(self) -> list[tuple[str, Task]]:
+        """`take_starts`, each agent given by its id: what `Backend.run` takes."""
+        agents, tasks = self._take_starts()
+        return [(agents[i].id, tasks[i]) for i in range(len(tasks))]
+
+    def _take_starts(self) -> tuple[list[AgentState], list[Task]]:
+        """`take_starts` but for the pairs: the agents and the tasks, two lists in step."""
         if self._timers:
             now = self.clock()
             if self._timers[0][0] <= now:
@@ -733,10 +790,7 @@ class Coordinator:
             self._offered = False
         elif queue._len and (self._free_slots > 0 or not late):
             now = self.clock()
-            strategy = self.strategy
-            choose = strategy.choose
-            assigned = strategy.assigned
-            changed = strategy.changed
+            strategy = self._direct
             bulkheads = self.bulkheads if self._bulkheads_on else None
             runs = self.in_place and self.guard is None and bulkheads is None
             # The first task of a call, and the first after one held, goes the one-task
@@ -765,7 +819,7 @@ class Coordinator:
                 if task is None:
                     break
                 if task.avoid is None:
-                    agent = choose(task, now)
+                    agent = strategy.choose(task, now)
                 else:
                     agent = self._choose_avoiding(task, now)
                 if agent is None:
@@ -776,30 +830,30 @@ class Coordinator:
                     bulkheads.park(task)
                     continue
                 # `_bind`, written out: it runs for every task.
-                assigned(agent, task)
+                strategy.assigned(agent, task)
                 if agent.in_flight < agent.slots:
                     self._start(agent, task, now)
                 else:
                     agent.backlog.append(task)
                     agent.backlog_work += task.est_cost
                 agent.version += 1
-                changed(agent, now)
+                strategy.changed(agent, now)
                 in_run = runs
         if self._thieves:
             self._retry_steals()
-        starts = self._starts
-        self._starts = []
-        return starts
+        agents = self._start_agents
+        tasks = self._start_tasks
+        if tasks:
+            self._start_agents = []
+            self._start_tasks = []
+        return agents, tasks
 
     def _bind_line(self, line: list[Task], now: float) -> Task | None:
         """`take_starts` over a run of tasks that stand in one line (`TaskQueue.line`):
         bind them in order where they stand and take the bound ones out in one call, as
         popping and binding each would. Returns the task the strategy kept waiting, taken
         out as `pop` takes it, or None when every task of the run was bound."""
-        strategy = self.strategy
-        choose = strategy.choose
-        assigned = strategy.assigned
-        changed = strategy.changed
+        strategy = self._direct
         late = self._late
         queue = self.queue
         held: Task | None = None
@@ -808,18 +862,18 @@ class Coordinator:
             for task in line:
                 if late and self._free_slots <= 0:
                     break
-                agent = choose(task, now)
+                agent = strategy.choose(task, now)
                 if agent is None:
                     held = task
                     break
-                assigned(agent, task)
+                strategy.assigned(agent, task)
                 if agent.in_flight < agent.slots:
                     self._start(agent, task, now)
                 else:
                     agent.backlog.append(task)
                     agent.backlog_work += task.est_cost
                 agent.version += 1
-                changed(agent, now)
+                strategy.changed(agent, now)
                 bound += 1
         finally:
             queue.take_first(line, bound, now)
@@ -841,7 +895,7 @@ class Coordinator:
             agent.backlog.clear()
             agent.backlog_work = 0.0
             agent.version += 1
-            self.strategy.changed(agent, now)
+            self._direct.changed(agent, now)
         withdrawn.extend(self.bulkheads.drain_parked())
         timers = []
         for entry in self._timers:
@@ -888,7 +942,7 @@ class Coordinator:
             if not paused:
                 self._free_slots += max(agent.slots - agent.in_flight, 0) - free_before
             agent.version += 1
-            self.strategy.changed(agent, now)
+            self._direct.changed(agent, now)
         elif agent.in_flight == 0:
             self._draining.pop(agent_id, None)
         return results
@@ -941,15 +995,15 @@ class Coordinator:
         avoided = self.agents.get(task.avoid or "")
         task.avoid = None
         if avoided is None or avoided.paused or len(self.agents) < 2:
-            return self.strategy.choose(task, now)
+            return self._direct.choose(task, now)
         avoided.paused = True
         try:
-            agent = self.strategy.choose(task, now)
+            agent = self._direct.choose(task, now)
         finally:
             avoided.paused = False
             avoided.version += 1
-            self.strategy.changed(avoided, now)
-        return agent if agent is not None else self.strategy.choose(task, now)
+            self._direct.changed(avoided, now)
+        return agent if agent is not None else self._direct.choose(task, now)
 
     def _retry_steals(self) -> None:
         now = self.clock()
@@ -974,7 +1028,7 @@ class Coordinator:
             task = self.queue.pop(now)
             if task is None:
                 break
-            agent = self.strategy.choose(task, now)
+            agent = self._direct.choose(task, now)
             if agent is not None and (not self.bulkheads or self.bulkheads.try_enter(task)):
                 self._bind(agent, task, now)
                 bound = True
@@ -988,27 +1042,26 @@ class Coordinator:
         """`_backfill` when the queue's order is one line: decide on the tasks behind
         `held` where they stand, skip those the strategy would keep waiting too, and take
         out only the one bound; the queue charges the turns the pops would have."""
-        choose = self.strategy.choose
-        refused_from = self.strategy.refused_from
-        limit = refused_from(now)
+        strategy = self._direct
+        limit = strategy.refused_from(now)
         bound = False
         for i in range(len(line)):
             task = line[i]
             if task.est_cost >= limit:
                 continue  # `choose` would keep it waiting too, having changed nothing
-            agent = choose(task, now)
+            agent = strategy.choose(task, now)
             if agent is not None:
                 self._bind(agent, self.queue.take(line, i, now), now)
                 bound = True
                 break
-            limit = refused_from(now)
+            limit = strategy.refused_from(now)
         if not bound:
             self.queue.looked(line, len(line), now)
         self.queue.push(held, now, front=True)
         return bound
 
     def _bind(self, agent: AgentState, task: Task, now: float) -> None:
-        strategy = self.strategy
+        strategy = self._direct
         strategy.assigned(agent, task)
         if agent.in_flight < agent.slots:
             self._start(agent, task, now)
@@ -1039,7 +1092,8 @@ class Coordinator:
         if self._quotas:
             self._tenant_pending[task.tenant] -= 1
         self.running += 1
-        self._starts.append((agent, task))
+        self._start_agents.append(agent)
+        self._start_tasks.append(task)
         return True
 
     def _refill(self, agent: AgentState, now: float) -> None:
@@ -1119,7 +1173,7 @@ class Coordinator:
                     agent.backlog_work -= nxt.est_cost
                     self._start(agent, nxt, finished)
             agent.version += 1
-            self.strategy.changed(agent, finished)
+            self._direct.changed(agent, finished)
         elif in_flight == 0:
             self._draining.pop(agent_id, None)
         return result
@@ -1140,7 +1194,7 @@ class Coordinator:
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
-        pop_end = agent.running_ends.pop
+        ends = agent.running_ends
         guard = self.guard
         bulkheads = self.bulkheads if self._bulkheads_on else None
         results: list[TaskResult] = []
@@ -1149,11 +1203,12 @@ class Coordinator:
         busy = est = known_work = known_busy = unknown_busy = 0.0
         last = 0.0
         for task, started, finished, error, value in done:
-            if pop_end(task.id, None) is None:
+            if ends.get(task.id) is None:
                 # A report for a task already re-queued after its agent was declared
                 # lost: the other run's result is the one that counts.
                 self.emit(DUPLICATE_RESULT_IGNORED, task.id, agent=agent_id)
                 continue
+            del ends[task.id]  # (get then del: compiled, both are direct calls; pop is not)
             service = finished - started
             busy += service
             est += task.est_cost
@@ -1233,7 +1288,7 @@ class Coordinator:
             if not paused:
                 self._free_slots += max(slots - agent.in_flight, 0) - free_before
                 backlog = agent.backlog
-                steals = self.strategy.steals
+                steals = self._steals
                 for _ in range(n):
                     if agent.paused or agent.in_flight >= agent.slots:
                         break
@@ -1244,7 +1299,7 @@ class Coordinator:
                     elif not steals or not self._steal(agent, last):
                         break
             agent.version += 1
-            self.strategy.changed(agent, last)
+            self._direct.changed(agent, last)
         elif agent.in_flight == 0:
             self._draining.pop(agent_id, None)
         return results
@@ -1280,17 +1335,17 @@ class Coordinator:
         self.queue.push(task, now, front=True)
 
     def _steal(self, thief: AgentState, now: float) -> bool:
-        if not self.strategy.steals or thief.paused:
+        if not self._steals or thief.paused:
             return False
-        victim = self.strategy.steal_from(thief, now)
+        victim = self._direct.steal_from(thief, now)
         if victim is None or not victim.backlog:
             self._thieves[thief.id] = thief
             return False
         task = victim.backlog.pop()
         victim.backlog_work -= task.est_cost
         victim.version += 1
-        self.strategy.changed(victim, now)
-        self.strategy.assigned(thief, task)
+        self._direct.changed(victim, now)
+        self._direct.assigned(thief, task)
         self.stolen += 1
         return self._start(thief, task, now)
 

@@ -121,9 +121,16 @@ class LocalBackend:
 
     def run(self, starts: Sequence[tuple[str, Task]]) -> None:
         agents = self._agents
+        # Starts come in runs for one agent (a refill, say): it is looked up once a run.
+        to = ""
+        agent: _LocalAgent | None = None
+        queue: deque[Task] = deque()
         for agent_id, task in starts:
-            agent = agents[agent_id]
-            agent.queue.append(task)
+            if agent is None or agent_id is not to:
+                agent = agents[agent_id]
+                queue = agent.queue
+                to = agent_id
+            queue.append(task)
             if agent.waiters:
                 agent.wake_one()
 
@@ -144,9 +151,13 @@ class LocalBackend:
         kind: str | None = None
         handler: Any = None
         is_async = False
+        # When the next task starts: the end of the last one while tasks run back to back
+        # (one clock read a task), None after anything else ran meanwhile (a report, a wait).
+        started: float | None = None
         while True:
             if not queue:
                 kind = None
+                started = None
                 if done:
                     # Report before waiting: the report is what refills the queue.
                     sink.tasks_done(agent_id, done)
@@ -160,9 +171,8 @@ class LocalBackend:
                 context = agent.context  # `begin` may have set the run's epoch meanwhile
                 continue
             task = queue.popleft()
-            error: str | None = None
-            value: Any = None
-            started = _now()
+            if started is None:
+                started = _now()
             try:
                 if task.kind != kind:
                     handler, is_async = resolve(task.kind)
@@ -181,15 +191,18 @@ class LocalBackend:
                             value = await _bounded(value, timeouts, task.kind)
                     finally:
                         del awaiting[task.id]
+                finished = _now()
+                done.append((task, started, finished, None, value))
             except Exception as exc:  # a failing handler fails its task, not the agent
-                error = f"{type(exc).__name__}: {exc}"
                 # An async handler's value is its coroutine until awaited: a failed task has
                 # no value, whichever kind of handler failed it.
-                value = None
-            done.append((task, started, _now(), error, value))
+                finished = _now()
+                done.append((task, started, finished, f"{type(exc).__name__}: {exc}", None))
+            started = finished
             if len(done) >= _REPORT_EVERY:
                 sink.tasks_done(agent_id, done)
                 done = []
+                started = None
 
 
 async def _bounded(value: Awaitable[Any], timeouts: Mapping[str, float], kind: str) -> Any:
