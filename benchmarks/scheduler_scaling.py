@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import random
 import time
 from collections import deque
@@ -71,9 +72,12 @@ def ns_per_task(
     # As timeit does: a collection triggered by the harness's own objects is not a decision.
     gc.disable()
     try:
-        started = time.perf_counter_ns()
+        # CPU time of this process: on a shared machine, wall time also counts the slices
+        # other processes run in, which fall on one size or another at random and swing
+        # the ratio of two sizes by more than the decisions differ.
+        started = time.process_time_ns()
         cycle(coordinator, clock, running, tasks[fill + warmup :], dt)
-        elapsed = time.perf_counter_ns() - started
+        elapsed = time.process_time_ns() - started
     finally:
         gc.enable()
     stats = coordinator.statistics()
@@ -168,6 +172,7 @@ def main() -> None:
         f"{SIZES}, {settings.repeats} repeat(s), {python_version()}"
     )
     started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     figures = measure(settings)
     figures["settings"] = {
         "tasks_per_point": settings.n,
@@ -181,6 +186,9 @@ def main() -> None:
         "repeats": settings.repeats,
         "quick": settings.quick,
         "gc": "disabled while timing",
+        "timer": "CPU time of the process (time.process_time_ns)",
+        "load_average_before": load_before,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "python": python_version(),
         "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -1,6 +1,7 @@
 """The virtual-time strategies decide exactly as a plain reference that keeps each agent's
 virtual time in a dict keyed by id and tells a stale heap entry by its key, on random
-workloads where agents fill up, regain room, pause, leave and join."""
+workloads where agents fill up, regain room, pause, leave, join, and come back under an
+old id."""
 
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ class _Reference:
         self.agents.pop(agent.id, None)
         self.vtime.pop(agent.id, None)
         self.full.discard(agent.id)
+        # Its entries go with it: one left behind would stand for an agent that comes back
+        # under the same id at the same virtual time.
+        self.heap = [e for e in self.heap if e[2] != agent.id]
+        heapq.heapify(self.heap)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
         while self.heap:
@@ -97,6 +102,7 @@ _ops = st.lists(
         st.tuples(st.just("resume"), st.integers(0, 7)),
         st.tuples(st.just("remove"), st.integers(0, 7)),
         st.tuples(st.just("add"), st.sampled_from([0.5, 1.0, 2.0]), st.sampled_from([None, 0, 1])),
+        st.tuples(st.just("readd"), st.sampled_from([0.5, 1.0, 2.0])),
     ),
     max_size=80,
 )
@@ -110,6 +116,7 @@ def _run(strategy: LoadBalancer, agents: list[tuple[float, int | None]], ops: li
         c.add_agent(AgentSpec(f"a{next(names)}", weight=weight, queue_limit=limit))
     log: list[Any] = []
     running: list[tuple[str, Task, float]] = []
+    removed: list[str] = []
     n = 0
     for op in ops:
         clock.now += 0.1
@@ -132,8 +139,16 @@ def _run(strategy: LoadBalancer, agents: list[tuple[float, int | None]], ops: li
                 c.resume(agent_id, "test")
             elif len(live) > 1:
                 c.remove_agent(agent_id)
+                removed.append(agent_id)
         elif op[0] == "add":
             c.add_agent(AgentSpec(f"a{next(names)}", weight=op[1], queue_limit=op[2]))
+        elif op[0] == "readd" and removed:
+            # Back under its old id: a new state, which the old one's entries must not
+            # stand for.
+            try:
+                c.add_agent(AgentSpec(removed.pop(), weight=op[1]))
+            except Exception as exc:
+                log.append(("refused", type(exc).__name__))
         for agent, task in c.take_starts():
             running.append((agent.id, task, clock.now))
             log.append(("start", task.id, agent.id))
