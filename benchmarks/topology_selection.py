@@ -37,6 +37,7 @@ import asyncio
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ from swarmperf.app.selection import (
     slot_latency,
     synthetic_spec,
 )
-from swarmperf.runtime.report import RunReport
+from swarmperf.app.simulate import simulate_spec
 from swarmperf.spec import SwarmSpec
 from swarmperf.topology.predictor import Predictor, features, load_predictor
 
@@ -61,8 +62,11 @@ OBJECTIVE = "makespan"
 HINDSIGHT_SEED_SHIFT = 500  # hindsight's simulation seed: still below the training seeds
 REAL_TASKS = 640
 REAL_TASK_S = 0.005
-PROBE_TASKS = 800
 PROBE_BYTES = (256, 256 * 1024)  # the calibration's two message sizes
+PROBE_SEED = 900  # the calibration's task draws: no evaluation seed, no training seed
+PROBE_SIM_RUNS = 2  # simulated runs (seeds) averaged per fitted makespan
+FIT_MAX_S = 0.02  # the most a relay or an arrival may be fitted to cost
+FIT_STEPS = 12  # bisection halvings: 5 us at FIT_MAX_S
 
 
 def kind(topology: str) -> str:
@@ -146,15 +150,18 @@ def judge_predictor(row: dict[str, Any], predictor: Predictor) -> None:
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """What a message costs on `process`, each a straight line in its bytes: a hop's
-    latency (the link's) and a relay's work on the agent that forwards (the hub's)."""
+    latency (the link's), a relay's work on the agent that forwards (the hub's), and an
+    arrival's work on the agent it reaches (reading and unpickling it there)."""
 
     hop_s: float
     hop_s_per_byte: float
     relay_s: float
     relay_s_per_byte: float
+    receive_s: float = 0.0
+    receive_s_per_byte: float = 0.0
 
     def spec(self, spec: SwarmSpec) -> SwarmSpec:
-        """`spec` with its hops and relays costing what they cost on `process`."""
+        """`spec` with its hops, relays and arrivals costing what they cost on `process`."""
         assert spec.messages is not None
         size = spec.messages.bytes
         messages = spec.messages.model_copy(
@@ -162,6 +169,7 @@ class Calibration:
                 "latency": self.hop_s,
                 "bandwidth": 1.0 / self.hop_s_per_byte if self.hop_s_per_byte > 0 else None,
                 "relay_cost": self.relay_s + self.relay_s_per_byte * size,
+                "receive_cost": self.receive_s + self.receive_s_per_byte * size,
             }
         )
         return spec.model_copy(update={"messages": messages})
@@ -172,23 +180,33 @@ class Calibration:
             "hop_us_per_kib": self.hop_s_per_byte * 1024e6,
             "relay_us": self.relay_s * 1e6,
             "relay_us_per_kib": self.relay_s_per_byte * 1024e6,
+            "receive_us": self.receive_s * 1e6,
+            "receive_us_per_kib": self.receive_s_per_byte * 1024e6,
         }
 
 
-def probe(agents: int, pattern: dict[str, Any], topology: str, size: int) -> RunReport:
-    """One `process` run of noop tasks (so that little else is queued) that each send one
-    message of `size` bytes as `pattern` says."""
-    spec, _ = synthetic_spec("sparse", agents, 1)
+def probe_spec(agents: int, topology: str, size: int, *, noop: bool = False) -> SwarmSpec:
+    """The calibration's workload: tasks that each send one message of `size` bytes to
+    an agent drawn at random (a pattern and seed no measured run has), `noop` (so that
+    little else is queued) or as long as the measured runs' (`REAL_TASK_S` on average)."""
+    spec, _ = synthetic_spec("sparse", agents, PROBE_SEED)
     assert spec.messages is not None
-    run = spec.model_copy(
+    tasks = spec.workload.model_copy(
         update={
-            "backend": "process",
-            "topology": spec.topology.model_copy(update={"kind": topology}),
-            "messages": spec.messages.model_copy(update={**pattern, "bytes": size}),
-            "workload": spec.workload.model_copy(update={"kind": "noop", "tasks": PROBE_TASKS}),
+            "tasks": REAL_TASKS,
+            "size": spec.workload.size.model_copy(update={"mean": REAL_TASK_S}),
+            **({"kind": "noop"} if noop else {}),
         }
     )
-    return asyncio.run(run_spec(run, handle_signals=False)).report
+    return spec.model_copy(
+        update={
+            "topology": spec.topology.model_copy(update={"kind": topology}),
+            "messages": spec.messages.model_copy(
+                update={"pattern": "random", "count": 1, "to": (), "bytes": size}
+            ),
+            "workload": tasks,
+        }
+    )
 
 
 def line(sizes: tuple[int, int], values: tuple[float, float]) -> tuple[float, float]:
@@ -197,48 +215,110 @@ def line(sizes: tuple[int, int], values: tuple[float, float]) -> tuple[float, fl
     return max(0.0, values[0] - slope * sizes[0]), slope
 
 
+def simulated(spec: SwarmSpec, relay: float, receive: float) -> float:
+    """The mean makespan of `spec` simulated with PROBE_SIM_RUNS seeds, with a relay and
+    an arrival costing `relay` and `receive` seconds of their agent's work."""
+    assert spec.messages is not None
+    messages = spec.messages.model_copy(update={"relay_cost": relay, "receive_cost": receive})
+    spans = []
+    for k in range(PROBE_SIM_RUNS):
+        run = spec.model_copy(update={"messages": messages, "seed": spec.seed + k})
+        _, report = simulate_spec(run)
+        assert report.makespan is not None
+        spans.append(report.makespan)
+    return statistics.fmean(spans)
+
+
+def fit(target: float, makespan: Callable[[float], float]) -> float:
+    """The cost in [0, FIT_MAX_S] at which `makespan(cost)`, which grows with it, is
+    `target`: bisection, in FIT_STEPS halvings (FIT_MAX_S when even that falls short)."""
+    low, high = 0.0, FIT_MAX_S
+    if makespan(low) >= target:
+        return low
+    if makespan(high) <= target:
+        return high
+    for _ in range(FIT_STEPS):
+        middle = (low + high) / 2
+        if makespan(middle) < target:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
 def calibrate(agents: int, repeats: int) -> Calibration | None:
-    """A hop's latency and a relay's work on `process`, at two message sizes, each the
-    median of `repeats` runs where each task messages one agent drawn at random: the
-    latency on a mesh (send to delivery); the relay's work from the same through a star,
-    whose hub relays nearly every message, as the star's extra makespan per message
-    relayed (the hub relays in turn, one after another, so each adds to the run)."""
+    """A hop's latency, a relay's work and an arrival's work on `process`, at two message
+    sizes, each from the median of `repeats` runs of `probe_spec`:
+
+    - the latency on a mesh of `noop` tasks (send to delivery);
+    - the relay's work from the same through a star, whose hub relays nearly every
+      message, as the star's extra makespan per message relayed (the hub relays in turn,
+      one after another, so each adds to the run);
+    - the arrival's work from a mesh of timed tasks: fitted, in the simulator, so that
+      the large messages make the simulated mesh take as much longer than the small
+      ones as they make it on `process`. The difference leaves out what a task costs
+      besides its messages (the same at both sizes), and with it an arrival's cost at
+      the small size: the fitted line starts at 0."""
     hops: list[float] = []
     relays: list[float] = []
-    scattered = {"pattern": "random", "count": 1, "to": ()}
+    spans: list[float] = []
     for size in PROBE_BYTES:
-        hop_runs, relay_runs = [], []
+        hop_runs, relay_runs, span_runs = [], [], []
         for _ in range(repeats):
-            mesh = probe(agents, scattered, "mesh", size)
-            star = probe(agents, scattered, "star", size)
+            mesh, star, timed = (
+                asyncio.run(
+                    run_spec(spec.model_copy(update={"backend": "process"}), handle_signals=False)
+                ).report
+                for spec in (
+                    probe_spec(agents, "mesh", size, noop=True),
+                    probe_spec(agents, "star", size, noop=True),
+                    probe_spec(agents, "mesh", size),
+                )
+            )
             latency = (mesh.messages or {}).get("latency_mean")
             relayed = int((star.messages or {}).get("relayed", 0))
             if latency is not None:
                 hop_runs.append(float(latency))
             if star.makespan is not None and mesh.makespan is not None and relayed:
                 relay_runs.append(max(0.0, star.makespan - mesh.makespan) / relayed)
-        if not hop_runs or not relay_runs:
+            if timed.makespan is not None:
+                span_runs.append(timed.makespan)
+        if not hop_runs or not relay_runs or not span_runs:
             return None
         hops.append(statistics.median(hop_runs))
         relays.append(statistics.median(relay_runs))
+        spans.append(statistics.median(span_runs))
+    small, large = PROBE_BYTES
+    base = simulated(probe_spec(agents, "mesh", small), 0.0, 0.0)
+    arrival = fit(
+        base + spans[1] - spans[0],
+        lambda cost: simulated(probe_spec(agents, "mesh", large), 0.0, cost),
+    )
+    for i, size in enumerate(PROBE_BYTES):
         log(
-            f"  calibration at {size} B: hop {hops[-1] * 1e6:.0f} us, "
-            f"relay {relays[-1] * 1e6:.0f} us"
+            f"  calibration at {size} B: hop {hops[i] * 1e6:.0f} us, relay "
+            f"{relays[i] * 1e6:.0f} us, timed mesh {spans[i]:.3f} s"
         )
+    log(f"  arrival at {large} B: {arrival * 1e6:.0f} us")
     hop = line(PROBE_BYTES, (hops[0], hops[1]))
     relay = line(PROBE_BYTES, (relays[0], relays[1]))
-    return Calibration(hop[0], hop[1], relay[0], relay[1])
+    return Calibration(hop[0], hop[1], relay[0], relay[1], 0.0, arrival / large)
 
 
-def real_makespan(spec: SwarmSpec, topology: str, repeats: int) -> float | None:
-    shaped = spec.topology.model_copy(update={"kind": topology})
-    run = spec.model_copy(update={"backend": "process", "topology": shaped})
-    spans = []
+def real_makespans(
+    spec: SwarmSpec, topologies: tuple[str, str], repeats: int
+) -> list[float | None]:
+    """The median makespan of `spec` on `process` under each of `topologies`, run in turn
+    `repeats` times (so that the machine's load, which drifts, weighs on both alike)."""
+    spans: list[list[float]] = [[] for _ in topologies]
     for _ in range(repeats):
-        outcome = asyncio.run(run_spec(run, handle_signals=False))
-        if outcome.report.makespan is not None:
-            spans.append(outcome.report.makespan)
-    return statistics.median(spans) if spans else None
+        for i, topology in enumerate(topologies):
+            shaped = spec.topology.model_copy(update={"kind": topology})
+            run = spec.model_copy(update={"backend": "process", "topology": shaped})
+            outcome = asyncio.run(run_spec(run, handle_signals=False))
+            if outcome.report.makespan is not None:
+                spans[i].append(outcome.report.makespan)
+    return [statistics.median(s) if s else None for s in spans]
 
 
 def sim_vs_real(
@@ -269,8 +349,7 @@ def sim_vs_real(
             kind(plan.best) if kind(plan.best) != "star" else min(others, key=others.__getitem__)
         )
         predicted = (planned["star"] - planned[compared]) / planned["star"]
-        star = real_makespan(spec, "star", repeats)
-        other = real_makespan(spec, compared, repeats)
+        star, other = real_makespans(spec, ("star", compared), repeats)
         measured = None if not star or other is None else (star - other) / star
         rows.append(
             {
