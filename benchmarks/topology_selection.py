@@ -22,10 +22,10 @@ Generated workloads (pipeline, map/reduce, all-to-all, hierarchical fan-out, spa
   measured on the real `process` backend, star and the other run in turn `repeats` times
   (median makespan of each), with 640 tasks of 5 ms on average so that a run is long
   enough to measure. The simulator's hop latency, bandwidth, relay work and arrival work
-  come from `calibrate`: `process` runs in the same run (not the measured ones, up to
-  three of each), at two message sizes: a hub's extra time per relayed message is the
-  relay's work, and the arrival's is fitted in the simulator to what the larger messages
-  add to a mesh's makespan (`sim_vs_real_calibration`).
+  come from `calibrate`: `process` runs in the same run (not the measured ones, three
+  of each), at two message sizes: a hub's extra time per relayed message is the
+  relay's work, and the task time a mesh's receivers lose against its other agents, per
+  message, is the arrival's (`sim_vs_real_calibration`).
 
 `--quick`: 8 and 32 agents, one seed, one repeat on process. The full run adds 128 agents
 (one seed: each of its workloads takes a minute or more to simulate five topologies up to
@@ -38,7 +38,6 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +54,7 @@ from swarmperf.app.selection import (
     slot_latency,
     synthetic_spec,
 )
-from swarmperf.app.simulate import simulate_spec
+from swarmperf.runtime.report import RunReport
 from swarmperf.spec import SwarmSpec
 from swarmperf.topology.predictor import Predictor, features, load_predictor
 
@@ -63,12 +62,10 @@ OBJECTIVE = "makespan"
 HINDSIGHT_SEED_SHIFT = 500  # hindsight's simulation seed: still below the training seeds
 REAL_TASKS = 640
 REAL_TASK_S = 0.005
-CALIBRATION_REPEATS = 3  # the calibration's runs per probe, at most (`repeats` if fewer)
+CALIBRATION_REPEATS = 3  # the calibration's runs per probe, --quick too
 PROBE_BYTES = (256, 256 * 1024)  # the calibration's two message sizes
 PROBE_SEED = 900  # the calibration's task draws: no evaluation seed, no training seed
-PROBE_SIM_RUNS = 2  # simulated runs (seeds) averaged per fitted makespan
-FIT_MAX_S = 0.02  # the most a relay or an arrival may be fitted to cost
-FIT_STEPS = 12  # bisection halvings: 5 us at FIT_MAX_S
+PROBE_RECEIVERS = 2  # the agents the timed probe's messages all go to
 
 
 def kind(topology: str) -> str:
@@ -188,9 +185,10 @@ class Calibration:
 
 
 def probe_spec(agents: int, topology: str, size: int, *, noop: bool = False) -> SwarmSpec:
-    """The calibration's workload: tasks that each send one message of `size` bytes to
-    an agent drawn at random (a pattern and seed no measured run has), `noop` (so that
-    little else is queued) or as long as the measured runs' (`REAL_TASK_S` on average)."""
+    """The calibration's workload (a pattern and seed no measured run has): `noop` tasks
+    (so that little else is queued) that each send one message of `size` bytes to an
+    agent drawn at random; else tasks as long as the measured runs' (`REAL_TASK_S` on
+    average) that each send one to one of the first `PROBE_RECEIVERS` agents in turn."""
     spec, _ = synthetic_spec("sparse", agents, PROBE_SEED)
     assert spec.messages is not None
     tasks = spec.workload.model_copy(
@@ -200,12 +198,16 @@ def probe_spec(agents: int, topology: str, size: int, *, noop: bool = False) -> 
             **({"kind": "noop"} if noop else {}),
         }
     )
+    receivers = tuple(f"agent-{k}" for k in range(PROBE_RECEIVERS))
+    pattern = (
+        {"pattern": "random", "count": 1, "to": ()}
+        if noop
+        else {"pattern": "gather", "to": receivers}
+    )
     return spec.model_copy(
         update={
             "topology": spec.topology.model_copy(update={"kind": topology}),
-            "messages": spec.messages.model_copy(
-                update={"pattern": "random", "count": 1, "to": (), "bytes": size}
-            ),
+            "messages": spec.messages.model_copy(update={**pattern, "bytes": size}),
             "workload": tasks,
         }
     )
@@ -217,55 +219,43 @@ def line(sizes: tuple[int, int], values: tuple[float, float]) -> tuple[float, fl
     return max(0.0, values[0] - slope * sizes[0]), slope
 
 
-def simulated(spec: SwarmSpec, relay: float, receive: float) -> float:
-    """The mean makespan of `spec` simulated with PROBE_SIM_RUNS seeds, with a relay and
-    an arrival costing `relay` and `receive` seconds of their agent's work."""
-    assert spec.messages is not None
-    messages = spec.messages.model_copy(update={"relay_cost": relay, "receive_cost": receive})
-    spans = []
-    for k in range(PROBE_SIM_RUNS):
-        run = spec.model_copy(update={"messages": messages, "seed": spec.seed + k})
-        _, report = simulate_spec(run)
-        assert report.makespan is not None
-        spans.append(report.makespan)
-    return statistics.fmean(spans)
-
-
-def fit(target: float, makespan: Callable[[float], float]) -> float:
-    """The cost in [0, FIT_MAX_S] at which `makespan(cost)`, which grows with it, is
-    `target`: bisection, in FIT_STEPS halvings (FIT_MAX_S when even that falls short)."""
-    low, high = 0.0, FIT_MAX_S
-    if makespan(low) >= target:
-        return low
-    if makespan(high) <= target:
-        return high
-    for _ in range(FIT_STEPS):
-        middle = (low + high) / 2
-        if makespan(middle) < target:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2
+def arrival_work(report: RunReport) -> float | None:
+    """Seconds of work an arrival took its receiver in a run of the timed `probe_spec`:
+    the task time the receivers lost against the other agents (each ran tasks all the
+    run long but for what it spent on its mail), per message each received."""
+    matrix = (report.messages or {}).get("matrix") or {}
+    if report.makespan is None or "messages" not in matrix:
+        return None
+    received = dict(zip(matrix["agents"], np.asarray(matrix["messages"]).sum(axis=0), strict=True))
+    idle = {row.id: report.makespan - row.busy_seconds for row in report.agents}
+    named = {f"agent-{k}" for k in range(PROBE_RECEIVERS)}
+    receivers = [a for a in idle if a in named]
+    others = [a for a in idle if a not in named]
+    if not receivers or not others:
+        return None
+    arrivals = statistics.fmean(float(received.get(a, 0)) for a in receivers)
+    if not arrivals:
+        return None
+    lost = statistics.fmean(idle[a] for a in receivers) - statistics.fmean(idle[a] for a in others)
+    return max(0.0, lost) / arrivals
 
 
 def calibrate(agents: int, repeats: int) -> Calibration | None:
     """A hop's latency, a relay's work and an arrival's work on `process`, at two message
-    sizes, each from the median of `repeats` runs of `probe_spec`:
+    sizes, each the median of `repeats` runs of `probe_spec`:
 
     - the latency on a mesh of `noop` tasks (send to delivery);
     - the relay's work from the same through a star, whose hub relays nearly every
       message, as the star's extra makespan per message relayed (the hub relays in turn,
       one after another, so each adds to the run);
-    - the arrival's work from a mesh of timed tasks: fitted, in the simulator, so that
-      the large messages make the simulated mesh take as much longer than the small
-      ones as they make it on `process`. The difference leaves out what a task costs
-      besides its messages (the same at both sizes), and with it an arrival's cost at
-      the small size: the fitted line starts at 0."""
+    - the arrival's work on a mesh of timed tasks whose messages all go to a few agents,
+      as the task time those lost against the others per message (`arrival_work`):
+      within one run, so that the machine's load, which drifts, weighs on both alike."""
     hops: list[float] = []
     relays: list[float] = []
-    spans: list[float] = []
+    arrivals: list[float] = []
     for size in PROBE_BYTES:
-        hop_runs, relay_runs, span_runs = [], [], []
+        hop_runs, relay_runs, arrival_runs = [], [], []
         for _ in range(repeats):
             mesh, star, timed = (
                 asyncio.run(
@@ -279,32 +269,27 @@ def calibrate(agents: int, repeats: int) -> Calibration | None:
             )
             latency = (mesh.messages or {}).get("latency_mean")
             relayed = int((star.messages or {}).get("relayed", 0))
+            arrival = arrival_work(timed)
             if latency is not None:
                 hop_runs.append(float(latency))
             if star.makespan is not None and mesh.makespan is not None and relayed:
                 relay_runs.append(max(0.0, star.makespan - mesh.makespan) / relayed)
-            if timed.makespan is not None:
-                span_runs.append(timed.makespan)
-        if not hop_runs or not relay_runs or not span_runs:
+            if arrival is not None:
+                arrival_runs.append(arrival)
+        if not hop_runs or not relay_runs or not arrival_runs:
             return None
         hops.append(statistics.median(hop_runs))
         relays.append(statistics.median(relay_runs))
-        spans.append(statistics.median(span_runs))
-    small, large = PROBE_BYTES
-    base = simulated(probe_spec(agents, "mesh", small), 0.0, 0.0)
-    arrival = fit(
-        base + spans[1] - spans[0],
-        lambda cost: simulated(probe_spec(agents, "mesh", large), 0.0, cost),
-    )
-    for i, size in enumerate(PROBE_BYTES):
+        arrivals.append(statistics.median(arrival_runs))
         log(
-            f"  calibration at {size} B: hop {hops[i] * 1e6:.0f} us, relay "
-            f"{relays[i] * 1e6:.0f} us, timed mesh {spans[i]:.3f} s"
+            f"  calibration at {size} B: hop {hops[-1] * 1e6:.0f} us, relay "
+            f"{relays[-1] * 1e6:.0f} us, arrival {arrivals[-1] * 1e6:.0f} us "
+            f"({', '.join(f'{a * 1e6:.0f}' for a in arrival_runs)})"
         )
-    log(f"  arrival at {large} B: {arrival * 1e6:.0f} us")
     hop = line(PROBE_BYTES, (hops[0], hops[1]))
     relay = line(PROBE_BYTES, (relays[0], relays[1]))
-    return Calibration(hop[0], hop[1], relay[0], relay[1], 0.0, arrival / large)
+    arrival_line = line(PROBE_BYTES, (arrivals[0], arrivals[1]))
+    return Calibration(hop[0], hop[1], relay[0], relay[1], arrival_line[0], arrival_line[1])
 
 
 def real_makespans(
@@ -328,7 +313,7 @@ def sim_vs_real(
 ) -> tuple[float | None, list[dict[str, Any]], dict[str, Any]]:
     """Predicted (simulated) and measured gain over star of the selected topology, per
     8-agent family on one machine."""
-    calibration = calibrate(8, min(repeats, CALIBRATION_REPEATS))
+    calibration = calibrate(8, CALIBRATION_REPEATS)
     if calibration is None:
         return None, [], {"reason": "a calibration run delivered no message"}
     rows: list[dict[str, Any]] = []
