@@ -169,3 +169,29 @@ def test_an_arrival_is_work_of_the_agent_it_reaches_in_turn_with_its_other_work(
     assert free == pytest.approx(2.0)
     assert charged >= (4.0 + 0.05 * sent) / 2 - 1e-9
     assert charged <= free + 0.05 * sent + 1e-9
+
+
+def test_a_relay_that_leaves_while_it_receives_loses_no_message() -> None:
+    """a1 leaves while messages wait in its receive work: each arrives once, whether a1
+    finished receiving it or it went on from the agent that held it before."""
+    names = [f"a{i}" for i in range(5)]
+
+    def traffic(agent_id: str, task: Task, delivered: bool) -> Iterable[Send]:
+        return [Send("a2", "keep", i, 10) for i in range(20)] if task.kind == "go" else []
+
+    sim = Simulation(
+        [AgentSpec(a) for a in names],
+        handlers=HANDLERS,
+        traffic=traffic,
+        topology=TopologySettings("ring", bidirectional=False),
+        links=LinkModel(latency=0.001, receive_cost=0.01),
+        strategy="round-robin",
+    )
+    assert sim.messages is not None
+    delivered: list[int] = []
+    sim.messages.on_delivery(lambda d: delivered.append(d.message_id if d.error is None else -1))
+    sim.remove_agent_at(0.005, "a1")
+    sim.run([Task("go", cost=0.0)])
+    stats = sim.messages.statistics()
+    assert sorted(delivered) == list(range(1, 21))
+    assert (stats.delivered, stats.in_flight, stats.dropped) == (20, 0, 0)
