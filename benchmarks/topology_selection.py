@@ -19,16 +19,17 @@ Generated workloads (pipeline, map/reduce, all-to-all, hierarchical fan-out, spa
 - `gain_vs_star_median`: the selected topology's gain over star in hindsight;
 - `sim_vs_real_error` (8 agents, one machine): the simulator's predicted gain of the
   selected topology over star (the best other one when star is selected) against the gain
-  measured on the real `process` backend, each run `repeats` times (median makespan), with
-  640 tasks of 5 ms on average so that a run is long enough to measure. The simulator's
-  hop latency, bandwidth and relay work come from `calibrate`: `process` runs in the same
-  run (not the measured ones), at two message sizes, whose hub's extra time per relayed
-  message is the relay's work (`sim_vs_real_calibration`).
+  measured on the real `process` backend, star and the other run in turn `repeats` times
+  (median makespan of each), with 640 tasks of 5 ms on average so that a run is long
+  enough to measure. The simulator's hop latency, bandwidth, relay work and arrival work
+  come from `calibrate`: `process` runs in the same run (not the measured ones, three
+  of each), at two message sizes: a hub's extra time per relayed message is the
+  relay's work, and the task time a mesh's receivers lose against its other agents, per
+  message, is the arrival's (`sim_vs_real_calibration`).
 
 `--quick`: 8 and 32 agents, one seed, one repeat on process. The full run adds 128 agents
 (one seed: each of its workloads takes a minute or more to simulate five topologies up to
-three times, twice)
-and a second seed for 8 and 32.
+three times, twice), a second seed for 8 and 32, and five repeats on process.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ OBJECTIVE = "makespan"
 HINDSIGHT_SEED_SHIFT = 500  # hindsight's simulation seed: still below the training seeds
 REAL_TASKS = 640
 REAL_TASK_S = 0.005
-PROBE_TASKS = 800
+CALIBRATION_REPEATS = 3  # the calibration's runs per probe, --quick too
 PROBE_BYTES = (256, 256 * 1024)  # the calibration's two message sizes
+PROBE_SEED = 900  # the calibration's task draws: no evaluation seed, no training seed
+PROBE_RECEIVERS = 2  # the agents the timed probe's messages all go to
 
 
 def kind(topology: str) -> str:
@@ -146,15 +149,18 @@ def judge_predictor(row: dict[str, Any], predictor: Predictor) -> None:
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """What a message costs on `process`, each a straight line in its bytes: a hop's
-    latency (the link's) and a relay's work on the agent that forwards (the hub's)."""
+    latency (the link's), a relay's work on the agent that forwards (the hub's), and an
+    arrival's work on the agent it reaches (reading and unpickling it there)."""
 
     hop_s: float
     hop_s_per_byte: float
     relay_s: float
     relay_s_per_byte: float
+    receive_s: float = 0.0
+    receive_s_per_byte: float = 0.0
 
     def spec(self, spec: SwarmSpec) -> SwarmSpec:
-        """`spec` with its hops and relays costing what they cost on `process`."""
+        """`spec` with its hops, relays and arrivals costing what they cost on `process`."""
         assert spec.messages is not None
         size = spec.messages.bytes
         messages = spec.messages.model_copy(
@@ -162,6 +168,7 @@ class Calibration:
                 "latency": self.hop_s,
                 "bandwidth": 1.0 / self.hop_s_per_byte if self.hop_s_per_byte > 0 else None,
                 "relay_cost": self.relay_s + self.relay_s_per_byte * size,
+                "receive_cost": self.receive_s + self.receive_s_per_byte * size,
             }
         )
         return spec.model_copy(update={"messages": messages})
@@ -172,23 +179,38 @@ class Calibration:
             "hop_us_per_kib": self.hop_s_per_byte * 1024e6,
             "relay_us": self.relay_s * 1e6,
             "relay_us_per_kib": self.relay_s_per_byte * 1024e6,
+            "receive_us": self.receive_s * 1e6,
+            "receive_us_per_kib": self.receive_s_per_byte * 1024e6,
         }
 
 
-def probe(agents: int, pattern: dict[str, Any], topology: str, size: int) -> RunReport:
-    """One `process` run of noop tasks (so that little else is queued) that each send one
-    message of `size` bytes as `pattern` says."""
-    spec, _ = synthetic_spec("sparse", agents, 1)
+def probe_spec(agents: int, topology: str, size: int, *, noop: bool = False) -> SwarmSpec:
+    """The calibration's workload (a pattern and seed no measured run has): `noop` tasks
+    (so that little else is queued) that each send one message of `size` bytes to an
+    agent drawn at random; else tasks as long as the measured runs' (`REAL_TASK_S` on
+    average) that each send one to one of the first `PROBE_RECEIVERS` agents in turn."""
+    spec, _ = synthetic_spec("sparse", agents, PROBE_SEED)
     assert spec.messages is not None
-    run = spec.model_copy(
+    tasks = spec.workload.model_copy(
         update={
-            "backend": "process",
-            "topology": spec.topology.model_copy(update={"kind": topology}),
-            "messages": spec.messages.model_copy(update={**pattern, "bytes": size}),
-            "workload": spec.workload.model_copy(update={"kind": "noop", "tasks": PROBE_TASKS}),
+            "tasks": REAL_TASKS,
+            "size": spec.workload.size.model_copy(update={"mean": REAL_TASK_S}),
+            **({"kind": "noop"} if noop else {}),
         }
     )
-    return asyncio.run(run_spec(run, handle_signals=False)).report
+    receivers = tuple(f"agent-{k}" for k in range(PROBE_RECEIVERS))
+    pattern = (
+        {"pattern": "random", "count": 1, "to": ()}
+        if noop
+        else {"pattern": "gather", "to": receivers}
+    )
+    return spec.model_copy(
+        update={
+            "topology": spec.topology.model_copy(update={"kind": topology}),
+            "messages": spec.messages.model_copy(update={**pattern, "bytes": size}),
+            "workload": tasks,
+        }
+    )
 
 
 def line(sizes: tuple[int, int], values: tuple[float, float]) -> tuple[float, float]:
@@ -197,48 +219,93 @@ def line(sizes: tuple[int, int], values: tuple[float, float]) -> tuple[float, fl
     return max(0.0, values[0] - slope * sizes[0]), slope
 
 
+def arrival_work(report: RunReport) -> float | None:
+    """Seconds of work an arrival took its receiver in a run of the timed `probe_spec`:
+    the task time the receivers lost against the other agents (each ran tasks all the
+    run long but for what it spent on its mail), per message each received."""
+    matrix = (report.messages or {}).get("matrix") or {}
+    if report.makespan is None or "messages" not in matrix:
+        return None
+    received = dict(zip(matrix["agents"], np.asarray(matrix["messages"]).sum(axis=0), strict=True))
+    idle = {row.id: report.makespan - row.busy_seconds for row in report.agents}
+    named = {f"agent-{k}" for k in range(PROBE_RECEIVERS)}
+    receivers = [a for a in idle if a in named]
+    others = [a for a in idle if a not in named]
+    if not receivers or not others:
+        return None
+    arrivals = statistics.fmean(float(received.get(a, 0)) for a in receivers)
+    if not arrivals:
+        return None
+    lost = statistics.fmean(idle[a] for a in receivers) - statistics.fmean(idle[a] for a in others)
+    return max(0.0, lost) / arrivals
+
+
 def calibrate(agents: int, repeats: int) -> Calibration | None:
-    """A hop's latency and a relay's work on `process`, at two message sizes, each the
-    median of `repeats` runs where each task messages one agent drawn at random: the
-    latency on a mesh (send to delivery); the relay's work from the same through a star,
-    whose hub relays nearly every message, as the star's extra makespan per message
-    relayed (the hub relays in turn, one after another, so each adds to the run)."""
+    """A hop's latency, a relay's work and an arrival's work on `process`, at two message
+    sizes, each the median of `repeats` runs of `probe_spec`:
+
+    - the latency on a mesh of `noop` tasks (send to delivery);
+    - the relay's work from the same through a star, whose hub relays nearly every
+      message, as the star's extra makespan per message relayed (the hub relays in turn,
+      one after another, so each adds to the run);
+    - the arrival's work on a mesh of timed tasks whose messages all go to a few agents,
+      as the task time those lost against the others per message (`arrival_work`):
+      within one run, so that the machine's load, which drifts, weighs on both alike."""
     hops: list[float] = []
     relays: list[float] = []
-    scattered = {"pattern": "random", "count": 1, "to": ()}
+    arrivals: list[float] = []
     for size in PROBE_BYTES:
-        hop_runs, relay_runs = [], []
+        hop_runs, relay_runs, arrival_runs = [], [], []
         for _ in range(repeats):
-            mesh = probe(agents, scattered, "mesh", size)
-            star = probe(agents, scattered, "star", size)
+            mesh, star, timed = (
+                asyncio.run(
+                    run_spec(spec.model_copy(update={"backend": "process"}), handle_signals=False)
+                ).report
+                for spec in (
+                    probe_spec(agents, "mesh", size, noop=True),
+                    probe_spec(agents, "star", size, noop=True),
+                    probe_spec(agents, "mesh", size),
+                )
+            )
             latency = (mesh.messages or {}).get("latency_mean")
             relayed = int((star.messages or {}).get("relayed", 0))
+            arrival = arrival_work(timed)
             if latency is not None:
                 hop_runs.append(float(latency))
             if star.makespan is not None and mesh.makespan is not None and relayed:
                 relay_runs.append(max(0.0, star.makespan - mesh.makespan) / relayed)
-        if not hop_runs or not relay_runs:
+            if arrival is not None:
+                arrival_runs.append(arrival)
+        if not hop_runs or not relay_runs or not arrival_runs:
             return None
         hops.append(statistics.median(hop_runs))
         relays.append(statistics.median(relay_runs))
+        arrivals.append(statistics.median(arrival_runs))
         log(
-            f"  calibration at {size} B: hop {hops[-1] * 1e6:.0f} us, "
-            f"relay {relays[-1] * 1e6:.0f} us"
+            f"  calibration at {size} B: hop {hops[-1] * 1e6:.0f} us, relay "
+            f"{relays[-1] * 1e6:.0f} us, arrival {arrivals[-1] * 1e6:.0f} us "
+            f"({', '.join(f'{a * 1e6:.0f}' for a in arrival_runs)})"
         )
     hop = line(PROBE_BYTES, (hops[0], hops[1]))
     relay = line(PROBE_BYTES, (relays[0], relays[1]))
-    return Calibration(hop[0], hop[1], relay[0], relay[1])
+    arrival_line = line(PROBE_BYTES, (arrivals[0], arrivals[1]))
+    return Calibration(hop[0], hop[1], relay[0], relay[1], arrival_line[0], arrival_line[1])
 
 
-def real_makespan(spec: SwarmSpec, topology: str, repeats: int) -> float | None:
-    shaped = spec.topology.model_copy(update={"kind": topology})
-    run = spec.model_copy(update={"backend": "process", "topology": shaped})
-    spans = []
+def real_makespans(
+    spec: SwarmSpec, topologies: tuple[str, str], repeats: int
+) -> list[float | None]:
+    """The median makespan of `spec` on `process` under each of `topologies`, run in turn
+    `repeats` times (so that the machine's load, which drifts, weighs on both alike)."""
+    spans: list[list[float]] = [[] for _ in topologies]
     for _ in range(repeats):
-        outcome = asyncio.run(run_spec(run, handle_signals=False))
-        if outcome.report.makespan is not None:
-            spans.append(outcome.report.makespan)
-    return statistics.median(spans) if spans else None
+        for i, topology in enumerate(topologies):
+            shaped = spec.topology.model_copy(update={"kind": topology})
+            run = spec.model_copy(update={"backend": "process", "topology": shaped})
+            outcome = asyncio.run(run_spec(run, handle_signals=False))
+            if outcome.report.makespan is not None:
+                spans[i].append(outcome.report.makespan)
+    return [statistics.median(s) if s else None for s in spans]
 
 
 def sim_vs_real(
@@ -246,7 +313,7 @@ def sim_vs_real(
 ) -> tuple[float | None, list[dict[str, Any]], dict[str, Any]]:
     """Predicted (simulated) and measured gain over star of the selected topology, per
     8-agent family on one machine."""
-    calibration = calibrate(8, repeats)
+    calibration = calibrate(8, CALIBRATION_REPEATS)
     if calibration is None:
         return None, [], {"reason": "a calibration run delivered no message"}
     rows: list[dict[str, Any]] = []
@@ -269,8 +336,7 @@ def sim_vs_real(
             kind(plan.best) if kind(plan.best) != "star" else min(others, key=others.__getitem__)
         )
         predicted = (planned["star"] - planned[compared]) / planned["star"]
-        star = real_makespan(spec, "star", repeats)
-        other = real_makespan(spec, compared, repeats)
+        star, other = real_makespans(spec, ("star", compared), repeats)
         measured = None if not star or other is None else (star - other) / star
         rows.append(
             {
@@ -289,7 +355,7 @@ def sim_vs_real(
 
 
 def main() -> None:
-    settings = parse_args(__doc__.splitlines()[0], n=2, repeats=3, quick_n=1, quick_repeats=1)
+    settings = parse_args(__doc__.splitlines()[0], n=2, repeats=5, quick_n=1, quick_repeats=1)
     sizes = (8, 32) if settings.quick else (8, 32, 128)
     rows: list[dict[str, Any]] = []
     for agents in sizes:

@@ -278,6 +278,31 @@ def test_batches_larger_than_the_pipe_flow_both_ways(concurrency: int) -> None:
     run(test)
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_many_large_frames_queued_behind_a_busy_worker_arrive_whole_and_in_order(
+    concurrency: int,
+) -> None:
+    """Frames the socket will not take wait in the parent, each `run` its own frame of
+    odd size, so partial writes split them anywhere; every one reaches the worker intact."""
+
+    async def test() -> None:
+        async with running(AgentSpec("a", concurrency=concurrency)) as (backend, sink):
+            first = Task("nap", (0.3, b"first"))
+            backend.run([("a", first)])
+            rng = random.Random(7)
+            tasks = [Task("echo", os.urandom(rng.randrange(1, 300_000))) for _ in range(300)]
+            for task in tasks:
+                backend.run([("a", task)])
+            await sink.until(lambda: len(sink.done["a"]) == len(tasks) + 1)
+            if concurrency == 1:
+                assert sink.tasks("a") == [first, *tasks]
+            assert ids(sink.tasks("a")) == ids([first, *tasks])
+            echoed = {done[0].id: done[4] for done in sink.done["a"] if done[0] is not first}
+            assert all(echoed[t.id] == t.payload for t in tasks)
+
+    run(test)
+
+
 # -- concurrency --------------------------------------------------------------------------
 
 

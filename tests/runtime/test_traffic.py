@@ -10,20 +10,22 @@ from hypothesis import strategies as st
 from swarmperf.core.errors import ConfigError, UnknownName
 from swarmperf.core.model import AgentSpec, Task
 from swarmperf.runtime.messaging import CommunicationMatrix
-from swarmperf.runtime.traffic import MessagePattern
+from swarmperf.runtime.traffic import MeasuredTraffic, MessagePattern
 from swarmperf.sim import Simulation
 
 NAMES = [f"a{i}" for i in range(6)]
 
 
-def simulate(pattern: MessagePattern, tasks: int) -> CommunicationMatrix:
-    sim = Simulation(
-        [AgentSpec(a) for a in NAMES],
-        traffic=pattern.traffic(NAMES),
-        strategy="round-robin",
-    )
+def simulate(
+    pattern: MessagePattern | MeasuredTraffic, tasks: int, completed: dict[str, int] | None = None
+) -> CommunicationMatrix:
+    traffic = pattern.traffic(NAMES) if isinstance(pattern, MessagePattern) else pattern.traffic()
+    sim = Simulation([AgentSpec(a) for a in NAMES], traffic=traffic, strategy="round-robin")
     assert sim.messages is not None
-    sim.run([Task("sleep", 0.01, cost=0.01) for _ in range(tasks)])
+    outcome = sim.run([Task("sleep", 0.01, cost=0.01) for _ in range(tasks)])
+    if completed is not None:
+        for result in outcome.results:
+            completed[result.agent or ""] = completed.get(result.agent or "", 0) + 1
     return sim.messages.matrix()
 
 
@@ -79,3 +81,52 @@ def test_bad_patterns_name_the_field() -> None:
         MessagePattern("gather")
     with pytest.raises(ConfigError, match=r"messages\.count"):
         MessagePattern("random", count=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    pattern=st.sampled_from(["gather", "broadcast", "pipeline", "random"]),
+    to=st.lists(st.sampled_from(NAMES), min_size=2, max_size=4, unique=True),
+    size=st.integers(0, 5000),
+)
+def test_measured_traffic_replays_the_matrix_it_was_measured_from(
+    pattern: str, to: list[str], size: int
+) -> None:
+    """A swarm's matrix, replayed on the same tasks, sends the same messages between the
+    same agents, with their sizes: from the tasks that ran (gather, broadcast, random)
+    and from the messages that arrived (a pipeline's stages)."""
+    completed: dict[str, int] = {}
+    measured = simulate(MessagePattern(pattern, tuple(to), size, 2, 5), 60, completed)
+    agents = list(measured.agents)
+    received = measured.messages.sum(axis=0)
+    events = np.array([completed.get(a, 0) for a in agents]) + received
+    replay = MeasuredTraffic(tuple(agents), measured.messages, measured.bytes, events)
+    replayed = simulate(replay, 60)
+    order = [replayed.agents.index(a) for a in agents]
+    again = replayed.messages[np.ix_(order, order)]
+    assert (again > 0).sum() <= (measured.messages > 0).sum()
+    assert np.all(again[measured.messages == 0] == 0)
+    # Each pair's count, within what the carried-over fractions and the tasks' spread
+    # over agents (round-robin: the same) leave.
+    assert np.abs(again - measured.messages).max() <= max(2, 0.1 * measured.messages.max())
+    # Each message as large as those measured (the payload of `size` bytes, pickled).
+    each = measured.bytes[again > 0] // measured.messages[again > 0]
+    assert np.all(each >= size)
+    assert np.all(replayed.bytes[np.ix_(order, order)][again > 0] == again[again > 0] * each)
+
+
+def test_measured_traffic_of_the_wrong_shape_is_refused() -> None:
+    with pytest.raises(ConfigError, match="messages"):
+        MeasuredTraffic(
+            ("a", "b"),
+            np.zeros((3, 3), np.int64),
+            np.zeros((2, 2), np.int64),
+            np.zeros(2, np.int64),
+        )
+    with pytest.raises(ConfigError, match="events"):
+        MeasuredTraffic(
+            ("a", "b"),
+            np.zeros((2, 2), np.int64),
+            np.zeros((2, 2), np.int64),
+            np.zeros(3, np.int64),
+        )

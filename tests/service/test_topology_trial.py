@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +55,31 @@ topology: {{kind: star, hub: hub}}
 messages: {{pattern: broadcast, bytes: 256, latency: 1ms, relay_cost: 200ms}}
 timeouts: {{drain: 5s}}
 """
+# The spec declares messages to the hub alone, which a star takes straight there; the
+# tasks' handler (`CHATTER`) also tells every other worker, through the slow hub.
+CHATTY = """\
+swarm_id: {swarm_id}
+backend: local
+strategy: least-loaded
+seed: 5
+agents: [{{id: hub, slowdown: 20}}, {{id: w, count: 7}}]
+topology: {{kind: star, hub: hub}}
+messages: {{pattern: gather, to: [hub], bytes: 256, latency: 1ms, relay_cost: 2ms}}
+timeouts: {{drain: 5s}}
+"""
+CHATTER = """\
+import time
+
+
+def chatter(payload, agent):
+    time.sleep(payload)
+    for i in range(7):
+        if f"w-{i}" != agent.id:
+            agent.send(f"w-{i}", "noop", b"")
+
+
+HANDLERS = {"chatter": chatter}
+"""
 TASK_S = 0.01
 RATE = 20.0
 WINDOW = "4s"
@@ -62,9 +88,10 @@ WINDOW = "4s"
 class Load:
     """`sleep` tasks of `task_s` seconds at `RATE` per second from a thread."""
 
-    def __init__(self, served: Service, task_s: float = TASK_S) -> None:
+    def __init__(self, served: Service, task_s: float = TASK_S, kind: str = "sleep") -> None:
         self.served = served
         self.task_s = task_s
+        self.kind = kind
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -73,7 +100,7 @@ class Load:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 with contextlib.suppress(SwarmError):  # a full queue: the load goes on
-                    client.submit_many([{"kind": "sleep", "payload": self.task_s}] * 2)
+                    client.submit_many([{"kind": self.kind, "payload": self.task_s}] * 2)
                 next_at += 2 / RATE
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
 
@@ -108,6 +135,24 @@ def slow_hub_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serv
 @pytest.fixture
 def overrated(tmp_path: Path) -> Iterator[Service]:
     yield from serve(tmp_path, OVERRATED)
+
+
+@pytest.fixture
+def chatty(tmp_path: Path) -> Iterator[Service]:
+    (tmp_path / "chatter.py").write_text(CHATTER)
+    paths = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    running = service(
+        tmp_path / "served",
+        SWARM,
+        "--handlers",
+        "chatter:HANDLERS",
+        spec=CHATTY,
+        env={"PYTHONPATH": paths},
+    ).start()
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 def optimise(served: Service, *args: str) -> dict[str, Any]:
@@ -199,6 +244,36 @@ def test_a_change_that_does_not_help_is_rolled_back(overrated: Service) -> None:
     (decision,) = stored(overrated)
     assert decision["trial"]["verdict"] == "rolled-back"
     assert decision["after"]["message_latency_mean_s"] is not None
+
+
+def test_the_live_plan_simulates_the_traffic_the_swarm_measured(chatty: Service) -> None:
+    """The declared messages all go to the hub, where a star sends them straight; the
+    measured ones mostly go from worker to worker through the slow hub. The plan is made
+    from the measured matrix, and says so."""
+    with Load(chatty, kind="chatter"):
+        data = optimise(chatty, "--objective", "traffic", "--dry-run")
+    assert data["traffic"] == "measured"
+    assert data["current"] == "star(hub=hub)"
+    assert data["target"] != data["current"]
+    assert data["predicted_gain"] >= 0.1, data["plan"]
+
+
+def test_the_declared_traffic_alone_would_keep_the_star() -> None:
+    """The same plan from the declared messages (to the hub only) finds no topology
+    much better than the star: the measured matrix is what makes the difference."""
+    from swarmperf.service.topology import live_plan
+    from swarmperf.spec import parse_spec_yaml
+
+    spec = parse_spec_yaml(CHATTY.format(swarm_id=SWARM))
+    workload = {
+        "tasks": 200,
+        "kind": "sleep",
+        "size": {"distribution": "constant", "value": TASK_S},
+        "arrival": {"process": "poisson", "rate": RATE},
+    }
+    plan = live_plan(spec, spec.topology.to_settings(), workload, "traffic")
+    assert plan.current == "star(hub=hub)"
+    assert plan.gain is None or plan.gain < 0.1, plan.to_dict()
 
 
 async def through_the_clients(served: Service) -> tuple[dict[str, Any], dict[str, Any]]:

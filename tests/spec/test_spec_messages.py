@@ -33,12 +33,13 @@ def test_the_sections_become_their_settings() -> None:
     spec = parse_spec_yaml(
         AGENTS + "seed: 3\n"
         "topology: {kind: star, hub: r}\n"
-        "messages: {pattern: gather, to: [r], bytes: 2KiB, latency: 1ms, relay_cost: 100us}\n"
+        "messages: {pattern: gather, to: [r], bytes: 2KiB, latency: 1ms, relay_cost: 100us,\n"
+        "  receive_cost: 20us}\n"
     )
     assert spec.topology.to_settings() == TopologySettings("star", hub="r")
     assert spec.messages is not None
     assert spec.messages.message_pattern(spec.seed) == MessagePattern("gather", ("r",), 2048, 1, 3)
-    assert spec.messages.link_model() == LinkModel(0.001, None, 0.0001)
+    assert spec.messages.link_model() == LinkModel(0.001, None, 0.0001, 20e-6)
     assert parse_spec_yaml(spec.to_yaml()) == spec
 
 
@@ -60,6 +61,7 @@ def test_the_example_is_valid() -> None:
         ("messages: {pattern: fan, to: [r]}\n", "pattern", "gather"),
         ("messages: {to: [r], latency: soon}\n", "latency", "30s"),
         ("messages: {to: [r], bytes: -1}\n", "bytes", ""),
+        ("messages: {to: [r], receive_cost: -1ms}\n", "receive_cost", ""),
     ],
 )
 def test_a_bad_section_says_where_and_how_to_fix_it(text: str, where: str, fix: str) -> None:

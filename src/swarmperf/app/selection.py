@@ -197,6 +197,7 @@ def select_topology(
             link.latency,
             link.bandwidth,
             link.relay_cost,
+            link.receive_cost,
             slot_of=dict(zip(agents, slots, strict=True)),
             slot_latency=latency.tolist(),
         )

@@ -11,6 +11,7 @@ from swarmperf.app.build import check_runnable, spec_traffic
 from swarmperf.app.workload import generate_tasks
 from swarmperf.core.errors import ConfigError
 from swarmperf.core.handlers import HandlerRegistry
+from swarmperf.runtime.messaging import Traffic
 from swarmperf.runtime.report import RunReport, work_lower_bound
 from swarmperf.sim.engine import VirtualClock
 from swarmperf.sim.messaging import LinkModel
@@ -28,10 +29,13 @@ def simulate_spec(
     on_progress: ProgressListener | None = None,
     progress_every: int = 10_000,
     links: LinkModel | None = None,
+    traffic: Traffic | None = None,
 ) -> tuple[SimOutcome, RunReport]:
     """Run `spec` in virtual time: the workload, strategy, queue, guard and bulkheads that
     `swarmperf run` would use, with the same seed; returns the outcome and the report.
-    `links` replaces what the spec's `messages:` says a hop costs (e.g. placed agents)."""
+    `links` replaces what the spec's `messages:` says a hop costs (e.g. placed agents),
+    and `traffic` what its tasks send (e.g. a swarm's measured matrix: give each run its
+    own, as it keeps state)."""
     handlers = handlers or HandlerRegistry()
     check_runnable(spec, handlers)
     clock = VirtualClock()
@@ -46,7 +50,7 @@ def simulate_spec(
         handlers=handlers,
         seed=spec.seed,
         clock=clock,
-        traffic=spec_traffic(spec),
+        traffic=traffic if traffic is not None else spec_traffic(spec),
         topology=spec.topology.to_settings(),
         links=links
         if links is not None

@@ -19,6 +19,7 @@ from swarmperf.core.errors import ConfigError, UserError
 from swarmperf.core.handlers import HandlerRegistry
 from swarmperf.routing import TOPOLOGIES
 from swarmperf.runtime.report import RunReport
+from swarmperf.runtime.traffic import MeasuredTraffic
 from swarmperf.sim.simulation import SimOutcome
 from swarmperf.spec import SwarmSpec
 from swarmperf.spec.messages import TopologySpec
@@ -128,9 +129,14 @@ def candidates(spec: SwarmSpec) -> list[TopologySpec]:
 
 
 def plan_topologies(
-    spec: SwarmSpec, objective: str = "p99", handlers: HandlerRegistry | None = None
+    spec: SwarmSpec,
+    objective: str = "p99",
+    handlers: HandlerRegistry | None = None,
+    measured: MeasuredTraffic | None = None,
 ) -> TopologyPlan:
-    """Simulate `spec` under each topology and rank them by `objective` (lower is better)."""
+    """Simulate `spec` under each topology and rank them by `objective` (lower is better).
+    With `measured`, the tasks send that traffic instead of what `messages:` declares
+    (whose hop costs still apply)."""
     if objective not in OBJECTIVES:
         raise ConfigError("--objective", objective, f"Choose one of: {', '.join(OBJECTIVES)}.")
     if spec.messages is None:
@@ -139,14 +145,19 @@ def plan_topologies(
             "`messages:` section (e.g. messages: {pattern: gather, to: [an-agent-id]})."
         )
     figures = [
-        _simulate(spec.model_copy(update={"topology": topology, "backend": "sim"}), handlers)
+        _simulate(
+            spec.model_copy(update={"topology": topology, "backend": "sim"}), handlers, measured
+        )
         for topology in candidates(spec)
     ]
     return TopologyPlan.ranked(objective, figures)
 
 
-def _simulate(spec: SwarmSpec, handlers: HandlerRegistry | None) -> TopologyFigures:
-    outcome, report = simulate_spec(spec, handlers=handlers)
+def _simulate(
+    spec: SwarmSpec, handlers: HandlerRegistry | None, measured: MeasuredTraffic | None
+) -> TopologyFigures:
+    traffic = measured.traffic() if measured is not None else None
+    outcome, report = simulate_spec(spec, handlers=handlers, traffic=traffic)
     return topology_figures(spec, outcome, report)
 
 

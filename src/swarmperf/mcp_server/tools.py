@@ -659,6 +659,11 @@ class TopologyOut(Payload):
     workload: Any = Field(
         default=None, description="Live: the measured workload simulated (tasks, size, rate)."
     )
+    traffic: Any = Field(
+        default=None,
+        description="Live: the traffic simulated: measured (the swarm's communication "
+        "matrix) or declared (its spec's messages pattern, before any message).",
+    )
     applied: Any = Field(default=None, description="Live: whether the switch was tried.")
     decision_id: Any = Field(default=None, description="Live: the decision in the store.")
     verdict: Any = Field(

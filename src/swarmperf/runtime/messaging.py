@@ -92,6 +92,9 @@ class _Message:
     generation: int  # the topology's generation when it was sent
     hops: int = 0
     rerouted: bool = False
+    # On a modelled link with a receive cost: the hop's task, run once the agent it
+    # reached has done its receive work.
+    then: Task | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +173,10 @@ class MessageBus:
 
     `run` starts tasks on agents (the backend's `run`); `clock` reads the swarm's clock.
     With `delay` and `later` (virtual time), each hop reaches its agent `delay(a, b, size)`
-    seconds after it leaves the last one, and each relay costs its agent `relay_cost`
-    seconds of work; without them, a hop takes what the backend takes. With `traffic`,
+    seconds after it leaves the last one, each relay costs its agent `relay_cost`
+    seconds of work, and each arrival `receive_cost` seconds of the work of the agent it
+    reaches, before its relay or handler (a `relay` task of that cost, in turn with the
+    agent's other work); without them, a hop takes what the backend takes. With `traffic`,
     each message delivered sends what it says, and so does each task the shell reports
     with `handled`.
     """
@@ -185,6 +190,7 @@ class MessageBus:
         delay: LinkDelay | None = None,
         later: Later | None = None,
         relay_cost: float | None = None,
+        receive_cost: float | None = None,
         traffic: Traffic | None = None,
     ) -> None:
         if (delay is None) != (later is None):
@@ -194,6 +200,7 @@ class MessageBus:
         self._delay = delay
         self._later = later
         self.relay_cost = relay_cost
+        self.receive_cost = receive_cost or 0.0
         self.traffic = traffic
         self.topology = topology if topology is not None else TopologySettings()
         # Made again when first needed after the agents or the topology change: a swarm
@@ -342,11 +349,14 @@ class MessageBus:
         """A modelled hop reached `hop`: it runs there, or, if `hop` left meanwhile, the
         message goes on from where it was."""
         self._on_links -= 1
-        if hop in self.routes:
-            self.pending[task.id] = (task, message)
-            self._run([(hop, task)])
-        else:
+        if hop not in self.routes:
             self._forward(message)
+            return
+        if self.receive_cost > 0:
+            message.then = task
+            task = Task(RELAY, message.payload, id=f"{task.id}r", cost=self.receive_cost)
+        self.pending[task.id] = (task, message)
+        self._run([(hop, task)])
 
     # -- what agents report -------------------------------------------------------------
 
@@ -388,7 +398,9 @@ class MessageBus:
             message = self._take(task)
             if message is None:
                 rest.append(task)
-            elif message.receiver == agent_id:
+                continue
+            message.then = None  # received or not, the hop starts again
+            if message.receiver == agent_id:
                 self._drop(message, "the receiver was lost")
             else:
                 self._forward(message)
@@ -396,6 +408,11 @@ class MessageBus:
 
     def _hop_done(self, agent_id: str, message: _Message, entry: Done) -> None:
         task, _, finished, error, value = entry
+        then, message.then = message.then, None
+        if then is not None and error is None:  # received: now its relay or handler
+            self.pending[then.id] = (then, message)
+            self._run([(agent_id, then)])
+            return
         if error is not None:
             self.failed += 1
             where = "" if agent_id == message.receiver else f" (relaying at {agent_id})"

@@ -13,14 +13,23 @@ pattern in virtual time.
 - `random`: `count` messages to agents of `to` (any agent when empty), drawn with `seed`.
 
 Every message carries `bytes` bytes and runs the built-in `noop` where it arrives.
+
+`MeasuredTraffic` is the other way to make traffic: from a swarm's measured communication
+matrix, each agent sending to each other what it sent there per task it finished or
+message it received, so that a simulation replays the traffic the swarm really had
+(whatever its handlers sent) rather than what its spec declared.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 from swarmperf.core.errors import ConfigError, UnknownName
 from swarmperf.core.model import Task
@@ -94,3 +103,63 @@ class _PatternTraffic:
         return [
             Send(self.rng.choice(pool), ARRIVAL_KIND, self.payload, None) for _ in range(p.count)
         ]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MeasuredTraffic:
+    """A swarm's measured communication: `messages[i, j]` and `bytes[i, j]` from
+    `agents[i]` to `agents[j]` (by final receiver, as `CommunicationMatrix` counts them),
+    and `events[i]`, the tasks `agents[i]` finished plus the messages it received: what
+    may have made it send."""
+
+    agents: tuple[str, ...]
+    messages: npt.NDArray[np.int64]
+    bytes: npt.NDArray[np.int64]
+    events: npt.NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        n = len(self.agents)
+        for name, array in (("messages", self.messages), ("bytes", self.bytes)):
+            if array.shape != (n, n):
+                raise ConfigError(name, list(array.shape), f"Use a {n} x {n} matrix.")
+        if self.events.shape != (n,):
+            raise ConfigError("events", list(self.events.shape), f"Use {n} counts.")
+
+    @property
+    def total(self) -> int:
+        return int(self.messages.sum())
+
+    def traffic(self) -> Traffic:
+        """Each agent sends to each other, per task it finishes or message it receives,
+        its measured messages there over its events: fractional rates carried over from
+        one event to the next, so that the counts come out as measured (no draws)."""
+        return _MeasuredTraffic(self)
+
+
+class _MeasuredTraffic:
+    """A measured matrix's state while a swarm runs: each pair's carried-over fraction."""
+
+    def __init__(self, measured: MeasuredTraffic) -> None:
+        self.agents = measured.agents
+        self.index = {agent: i for i, agent in enumerate(measured.agents)}
+        events = np.maximum(measured.events, 1).astype(float)[:, None]
+        self.rates: npt.NDArray[np.float64] = measured.messages / events
+        counts = np.maximum(measured.messages, 1)
+        self.sizes: npt.NDArray[np.int64] = (measured.bytes // counts).astype(np.int64)
+        self.credit = np.zeros_like(self.rates)
+        self.receivers = [np.flatnonzero(row) for row in measured.messages]
+
+    def __call__(self, agent_id: str, task: Task, delivered: bool) -> Iterable[Send]:
+        i = self.index.get(agent_id)
+        if i is None:
+            return ()
+        sends: list[Send] = []
+        credit, rates = self.credit[i], self.rates[i]
+        for j in self.receivers[i]:
+            credit[j] += rates[j]
+            count = math.floor(credit[j] + 1e-9)
+            if count:
+                credit[j] -= count
+                size = int(self.sizes[i, j])
+                sends.extend([Send(self.agents[j], ARRIVAL_KIND, None, size)] * count)
+        return sends

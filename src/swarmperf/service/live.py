@@ -49,6 +49,7 @@ from swarmperf.service.topology import (
     check_traffic,
     chosen,
     live_plan,
+    measured_traffic,
     measured_workload,
     settings_of,
     trial_rule,
@@ -1015,11 +1016,20 @@ class LiveSwarm:
         current = self.swarm.messages.topology
         figures = self.metrics.figures()
         workload = measured_workload(figures)
-        plan = await asyncio.to_thread(live_plan, self.spec, current, workload, objective)
+        measured = measured_traffic(
+            self.swarm.messages.matrix(),
+            {agent.id: agent.completed for agent in self.swarm.coordinator.all_agents()},
+            [agent.id for agent in self.spec.agent_specs()],
+        )
+        plan = await asyncio.to_thread(live_plan, self.spec, current, workload, objective, measured)
         target, gain = chosen(plan, picked)
+        # Which traffic the plan simulated: the matrix the swarm measured, or (before any
+        # message) the pattern its spec declares.
+        traffic = "declared" if measured is None else "measured"
         answer: dict[str, Any] = {
             "strategy": str(picked),
             "objective": objective,
+            "traffic": traffic,
             "live_figure": LIVE_FIGURES[objective],
             "min_gain": min_gain,
             "current": plan.current,
@@ -1053,6 +1063,7 @@ class LiveSwarm:
                             "objective": objective,
                             "min_gain": min_gain,
                             "workload": workload,
+                            "traffic": traffic,
                             "prediction": {"topology": target, "gain": gain},
                         },
                         "trial": {"verdict": NOT_APPLIED, "why": answer["why"]},
@@ -1067,6 +1078,7 @@ class LiveSwarm:
                 "objective": objective,
                 "min_gain": min_gain,
                 "workload": workload,
+                "traffic": traffic,
                 "communication": {
                     "agents": list(matrix.agents),
                     "messages": int(matrix.messages.sum()),

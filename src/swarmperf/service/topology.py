@@ -5,16 +5,21 @@ delivered lately (when each was sent and how long it took), so a window before a
 the window after it can be compared. `live_plan` runs the offline planner
 (`app.topologies.plan_topologies`) on the swarm's own spec with the workload it measured:
 tasks at the rate it finished them, each as long as its median service time, sending what
-its `messages:` section says. `trial_rule` is how a switch is judged: the measured figure of
-the objective over the window after it must be better by at least `min_gain`.
+its agents measurably sent (`measured_traffic`: its communication matrix), or, before they
+sent anything, what its `messages:` section says. `trial_rule` is how a switch is judged:
+the measured figure of the objective over the window after it must be better by at least
+`min_gain`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+import numpy as np
 
 from swarmperf.app.topologies import OBJECTIVES as PLAN_OBJECTIVES
 from swarmperf.app.topologies import TopologyPlan, candidates, plan_topologies
@@ -22,7 +27,8 @@ from swarmperf.core.errors import ConfigError, UnknownName
 from swarmperf.core.trial import TrialRule
 from swarmperf.monitor.snapshot import SwarmFigures
 from swarmperf.routing import TOPOLOGIES, TopologySettings
-from swarmperf.runtime.messaging import Delivery
+from swarmperf.runtime.messaging import CommunicationMatrix, Delivery
+from swarmperf.runtime.traffic import MeasuredTraffic
 from swarmperf.spec import SwarmSpec
 from swarmperf.spec.messages import TopologySpec
 
@@ -156,11 +162,34 @@ def check_traffic(spec: SwarmSpec) -> None:
         )
 
 
+def measured_traffic(
+    matrix: CommunicationMatrix, completed: Mapping[str, int], agents: Sequence[str]
+) -> MeasuredTraffic | None:
+    """What `agents` (the spec's) sent each other, from the swarm's communication matrix,
+    with what may have made each send: the tasks it finished (`completed`) and the
+    messages sent to it. None when they sent each other nothing."""
+    index = {agent: i for i, agent in enumerate(matrix.agents)}
+    kept = [agent for agent in agents if agent in index]
+    rows = [index[agent] for agent in kept]
+    messages = matrix.messages[np.ix_(rows, rows)]
+    if not messages.sum():
+        return None
+    received = matrix.messages[:, rows].sum(axis=0)
+    events = np.array([completed.get(agent, 0) for agent in kept], dtype=np.int64) + received
+    return MeasuredTraffic(tuple(kept), messages, matrix.bytes[np.ix_(rows, rows)], events)
+
+
 def live_plan(
-    spec: SwarmSpec, current: TopologySettings, workload: dict[str, Any], objective: str
+    spec: SwarmSpec,
+    current: TopologySettings,
+    workload: dict[str, Any],
+    objective: str,
+    measured: MeasuredTraffic | None = None,
 ) -> TopologyPlan:
-    """Each topology simulated on the swarm's agents and declared messages with `workload`
-    (as `measured_workload` makes it), the one in force now first."""
+    """Each topology simulated on the swarm's agents with `workload` (as
+    `measured_workload` makes it), the one in force now first: the tasks send `measured`
+    traffic (`measured_traffic`), else what the spec's messages declare; the hops cost
+    what the spec's messages say."""
     check_traffic(spec)
     planned = spec.model_copy(
         update={
@@ -169,7 +198,7 @@ def live_plan(
             "backend": "sim",
         }
     )
-    return plan_topologies(planned, objective)
+    return plan_topologies(planned, objective, measured=measured)
 
 
 def chosen(plan: TopologyPlan, strategy: Strategy) -> tuple[str, float | None]:

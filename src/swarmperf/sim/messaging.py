@@ -4,8 +4,11 @@ No handler runs in a simulation, so a `Traffic` function (`runtime.messaging`) s
 each finished task sends, as a handler would with `agent.send`: it sees the coordinator's
 tasks and delivered messages alike, so pipelines and request/reply chains unfold as they
 would for real. A `LinkModel` says what each hop costs: `latency` seconds on the link plus
-the bytes over `bandwidth`, and `relay_cost` seconds of work on each agent that forwards
-(a `relay` task it serves in turn with its other work).
+the bytes over `bandwidth`, `relay_cost` seconds of work on each agent that forwards
+(a `relay` task it serves in turn with its other work), and `receive_cost` seconds of
+work on each agent a hop reaches, relay or receiver, before it handles the message: on
+one machine's `process` backend an arrival is read from a socket and unpickled in the
+agent's own process, in turn with its tasks.
 """
 
 from __future__ import annotations
@@ -20,14 +23,20 @@ from swarmperf.core.errors import ConfigError
 @dataclass(frozen=True, slots=True)
 class LinkModel:
     """What a hop costs: `latency` seconds, plus `size / bandwidth` (bytes per second;
-    None: size costs nothing), plus `relay_cost` seconds of the forwarding agent's work."""
+    None: size costs nothing), plus `relay_cost` seconds of the forwarding agent's work,
+    plus `receive_cost` seconds of the work of the agent it reaches."""
 
     latency: float = 0.0
     bandwidth: float | None = None
     relay_cost: float = 0.0
+    receive_cost: float = 0.0
 
     def __post_init__(self) -> None:
-        for name, value in (("latency", self.latency), ("relay_cost", self.relay_cost)):
+        for name, value in (
+            ("latency", self.latency),
+            ("relay_cost", self.relay_cost),
+            ("receive_cost", self.receive_cost),
+        ):
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"links.{name}", value, "Use seconds >= 0, e.g. 0.001.")
         if self.bandwidth is not None and not (self.bandwidth > 0):

@@ -194,6 +194,7 @@ class Simulation:
                 delay=links.delay,
                 later=self._later,
                 relay_cost=links.relay_cost,
+                receive_cost=links.receive_cost,
                 traffic=traffic,
             )
 

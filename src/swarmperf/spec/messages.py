@@ -37,8 +37,9 @@ class TopologySpec(SettingsSection, settings=TopologySettings):
 class MessagesSpec(Section):
     """The messages the workload's tasks send when they finish (`swarmperf.runtime.traffic`),
     and, for the `sim` backend, what a hop costs: `latency` on the link, `bandwidth` in
-    bytes per second (None: size costs no time), and `relay_cost` of work on each agent
-    that forwards."""
+    bytes per second (None: size costs no time), `relay_cost` of work on each agent
+    that forwards, and `receive_cost` of work on each agent a hop reaches (relay or
+    receiver) before it handles the message."""
 
     pattern: Literal["broadcast", "gather", "pipeline", "random"] = "gather"
     to: tuple[Name, ...] = ()
@@ -47,6 +48,7 @@ class MessagesSpec(Section):
     latency: Duration = 0.0
     bandwidth: Annotated[float, Field(gt=0)] | None = None
     relay_cost: Duration = 0.0
+    receive_cost: Duration = 0.0
 
     @model_validator(mode="after")
     def _pattern_valid(self) -> Self:
@@ -57,4 +59,4 @@ class MessagesSpec(Section):
         return MessagePattern(self.pattern, self.to, self.bytes, self.count, seed)
 
     def link_model(self) -> LinkModel:
-        return LinkModel(self.latency, self.bandwidth, self.relay_cost)
+        return LinkModel(self.latency, self.bandwidth, self.relay_cost, self.receive_cost)

@@ -17,8 +17,9 @@ import pickle
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import repeat
+from itertools import islice, repeat
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import ClassVar, cast
@@ -58,6 +59,8 @@ from swarmperf.runtime.process.worker import worker_main
 START_METHODS = ("forkserver", "spawn")
 # A local socket round trip, used until the first agent's readiness ping measures one.
 _DEFAULT_TRANSFER_COST = 100e-6
+# Chunks of a backlog written with one `writev` (the kernel takes at most IOV_MAX, 1024).
+_WRITE_CHUNKS = 256
 _PINGS = 3
 
 _HANDLER_FIX = (
@@ -196,7 +199,10 @@ class _Agent:
         # by that task's number.
         self.batch_sent: dict[int, float] = {}
         self.last_finished = 0.0
-        self.out = bytearray()  # frames the socket would not take yet
+        # Frames the socket would not take yet, in order, as chunks: a bytearray trimmed
+        # at the front copies all it holds on its next append, which made a busy relay's
+        # backlog cost the parent time quadratic in its length.
+        self.out: deque[bytes | memoryview] = deque()
         self.rejected: list[Done] = []  # tasks failed in the parent, reported on next tick
         self.closing = False
         self.failure: str | None = None  # why the worker could not start, if it said so
@@ -529,8 +535,8 @@ class ProcessBackend(MeasuredTransfer):
         header = HEADER.pack(op, count, len(body))
         out = agent.out
         if out:  # earlier frames are still waiting: keep the order
-            out += header
-            out += body
+            out.append(header)
+            out.append(body)
             return
         try:
             n = os.writev(agent.fd, (header, body))
@@ -539,19 +545,21 @@ class ProcessBackend(MeasuredTransfer):
         except OSError:
             return  # the worker is gone; its exit handler reports what it was sent
         if n < len(header) + len(body):
-            out += (header + body)[n:]
+            out.append(header)
+            out.append(body)
+            _drop_written(out, n)
             assert self._loop is not None
             self._loop.add_writer(agent.fd, self._on_writable, agent)
 
     def _on_writable(self, agent: _Agent) -> None:
+        out = agent.out
         try:
-            n = os.write(agent.fd, agent.out)
+            _drop_written(out, os.writev(agent.fd, list(islice(out, _WRITE_CHUNKS))))
         except BlockingIOError:
             return
         except OSError:
-            n = len(agent.out)  # the worker is gone; its exit handler takes over
-        del agent.out[:n]
-        if not agent.out and self._loop is not None:
+            out.clear()  # the worker is gone; its exit handler takes over
+        if not out and self._loop is not None:
             self._loop.remove_writer(agent.fd)
 
     # -- results ------------------------------------------------------------------------
@@ -719,3 +727,14 @@ def handler_ref(name: str, fn: Handler) -> str:
     if found is not fn and found != fn:
         raise ConfigError(field, ref, _HANDLER_FIX)
     return ref
+
+
+def _drop_written(out: deque[bytes | memoryview], n: int) -> None:
+    """Take the `n` bytes written from the front of `out`."""
+    while n:
+        head = out[0]
+        if len(head) > n:
+            out[0] = memoryview(head)[n:]
+            return
+        n -= len(head)
+        out.popleft()
