@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -471,3 +473,36 @@ def test_run_says_where_it_serves_metrics(spec_file: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Serving metrics at http://127.0.0.1:" in result.output
     assert "127.0.0.1:0/" not in result.output
+
+
+def _commands() -> list[list[str]]:
+    import typer
+
+    group: Any = typer.main.get_command(app)
+    ctx = group.make_context("swarmperf", ["--help"], resilient_parsing=True)
+    found: list[list[str]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if hasattr(command, "list_commands"):
+            found += [[name, sub] for sub in command.list_commands(ctx)]
+        else:
+            found.append([name])
+    return found
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_every_commands_help_fills_a_narrow_terminals_lines(width: int) -> None:
+    # A paragraph wrapped by the terminal fills each line but its last: the next word
+    # would not have fitted on it. Line breaks kept from the source leave ragged ones.
+    narrow = CliRunner(env={"COLUMNS": str(width)})
+    for words in _commands():
+        result = narrow.invoke(app, [*words, "--help"])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        usage = next(i for i, line in enumerate(lines) if "Usage:" in line)
+        box = next((i for i, line in enumerate(lines) if line.lstrip().startswith("╭")), None)
+        text = [line.strip() for line in lines[usage + 1 : box]]
+        for line, following in itertools.pairwise(text):
+            if line and following:
+                room = width - 2 - len(line)
+                assert len(following.split()[0]) + 1 > room, (words, line, following)

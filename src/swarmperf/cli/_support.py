@@ -313,7 +313,18 @@ class Group(typer.core.TyperGroup):
         if command is not None:
             # The command's own help option is made (and kept) here, so it is covered too.
             _bare_flags(command.get_params(ctx))
+            if command.help:
+                command.help = reflowed(command.help)
         return command
+
+
+def reflowed(text: str) -> str:
+    """Each paragraph of a help text on one line, for the terminal to wrap.
+
+    The help renderer keeps the docstring's line breaks after its first paragraph, so on a
+    terminal narrower than the source every line of those paragraphs wrapped on its own.
+    """
+    return "\n\n".join(" ".join(part.split()) for part in text.split("\n\n"))
 
 
 def _bare_flags(params: list[Any]) -> list[Any]:
