@@ -348,7 +348,12 @@ class _Entry:
 
 
 def _entry_sift_up(heap: list[_Entry], pos: int) -> None:
-    """`_sift_up` for a heap of `_Entry`s."""
+    """`_sift_up` for a heap of `_Entry`s.
+
+    Written out again rather than shared with `_Slot`'s: compiled, a function over one
+    class reads `key` and `seq` at fixed offsets, where a shared base or protocol would
+    read them through a lookup.
+    """
     item = heap[pos]
     key = item.key
     seq = item.seq
