@@ -256,7 +256,7 @@ class _LazyHeap:
         while heap:
             top = heap[0]
             agent = top.agent
-            if agent.alive and top.version == agent.version and agent.backlog:
+            if agent.alive and top.version == agent.version and agent.backlog_size:
                 return agent
             _heap_pop(heap)
         return None
@@ -689,7 +689,7 @@ class WorkStealing(RoundRobin):
         # out: this runs for every task bound and every task stolen.
         if agent.id not in self._in_ring and agent.has_room:
             self._enter(agent)
-        if agent.backlog:
+        if agent.backlog_size:
             seq = self._victim_seq
             self._victim_seq = seq + 1
             heap = self._victims._heap
@@ -711,7 +711,7 @@ class WorkStealing(RoundRobin):
         victim = self._victims.top_with_backlog()
         if victim is None or victim is thief:
             return None
-        task = victim.backlog[-1]
+        task = victim.last_waiting()
         thief_done = task.est_cost / thief.speed + self.transfer_cost
         victim_done = victim.backlog_work / victim.speed
         return victim if thief_done < victim_done else None

@@ -323,7 +323,7 @@ class SwarmMetrics:
         depths = coordinator.queue.counts()
         names = {int(p): p.name.lower() for p in Priority}
         for agent in self._agents(self._swarm):
-            for task in list(agent.backlog):
+            for task in agent.backlog:  # (a copy)
                 name = names[int(task.priority)]
                 depths[name] = depths.get(name, 0) + 1
         return coordinator.pending, depths

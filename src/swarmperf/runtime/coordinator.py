@@ -399,7 +399,7 @@ class Coordinator:
         self._draining.pop(agent_id, None)
         now = self.clock()
         for task in reversed(in_flight):
-            if agent.running_ends.pop(task.id, None) is None:
+            if not agent.running_stopped(task):
                 continue
             agent.in_flight -= 1
             self.running -= 1
@@ -514,9 +514,7 @@ class Coordinator:
         requeued: list[Task] = []
         if strategy.late_binding:
             for agent in self.agents.values():
-                requeued.extend(agent.backlog)
-                agent.backlog.clear()
-                agent.backlog_work = 0.0
+                requeued.extend(agent.take_backlog())
             requeued.sort(key=_queued_at)
             for task in reversed(requeued):
                 self._to_queue_front(task, now)
@@ -562,7 +560,7 @@ class Coordinator:
         after = 0 if agent.paused else max(agent.free_slots, 0)
         self._free_slots += after - before
         now = self.clock()
-        if agent.backlog and agent.in_flight < agent.slots:
+        if agent.backlog_size and agent.in_flight < agent.slots:
             self._refill(agent, now)
         agent.version += 1
         self._direct.changed(agent, now)
@@ -834,8 +832,7 @@ class Coordinator:
                 if agent.in_flight < agent.slots:
                     self._start(agent, task, now)
                 else:
-                    agent.backlog.append(task)
-                    agent.backlog_work += task.est_cost
+                    agent.enqueue(task)
                 agent.version += 1
                 strategy.changed(agent, now)
                 in_run = runs
@@ -870,8 +867,7 @@ class Coordinator:
                 if agent.in_flight < agent.slots:
                     self._start(agent, task, now)
                 else:
-                    agent.backlog.append(task)
-                    agent.backlog_work += task.est_cost
+                    agent.enqueue(task)
                 agent.version += 1
                 strategy.changed(agent, now)
                 bound += 1
@@ -891,9 +887,7 @@ class Coordinator:
         now = self.clock()
         withdrawn = self.queue.drain()
         for agent in self.agents.values():
-            withdrawn.extend(agent.backlog)
-            agent.backlog.clear()
-            agent.backlog_work = 0.0
+            withdrawn.extend(agent.take_backlog())
             agent.version += 1
             self._direct.changed(agent, now)
         withdrawn.extend(self.bulkheads.drain_parked())
@@ -924,7 +918,7 @@ class Coordinator:
         paused = agent.paused
         free_before = 0 if paused else max(agent.slots - agent.in_flight, 0)
         for task in tasks:
-            if agent.running_ends.pop(task.id, None) is None:
+            if not agent.running_stopped(task):
                 continue
             est = task.est_cost
             agent.in_flight -= 1
@@ -957,9 +951,7 @@ class Coordinator:
             self.queue.push(freed, now, front=True)
 
     def _return_backlog(self, agent: AgentState, now: float) -> list[Task]:
-        requeued = list(agent.backlog)
-        agent.backlog.clear()
-        agent.backlog_work = 0.0
+        requeued = agent.take_backlog()
         for task in reversed(requeued):
             self._to_queue_front(task, now)
         return requeued
@@ -1008,7 +1000,7 @@ class Coordinator:
     def _retry_steals(self) -> None:
         now = self.clock()
         for agent in list(self._thieves.values()):
-            while agent.alive and agent.has_free_slot and not agent.backlog:
+            while agent.alive and agent.has_free_slot and not agent.backlog_size:
                 if not self._steal(agent, now):
                     break
             if not agent.alive or agent.paused or agent.in_flight >= agent.slots:
@@ -1066,8 +1058,7 @@ class Coordinator:
         if agent.in_flight < agent.slots:
             self._start(agent, task, now)
         else:
-            agent.backlog.append(task)
-            agent.backlog_work += task.est_cost
+            agent.enqueue(task)
         agent.version += 1
         strategy.changed(agent, now)
 
@@ -1085,7 +1076,7 @@ class Coordinator:
         self._running_work += est
         agent.in_flight += 1
         agent.running_work += est
-        agent.running_ends[task.id] = now + est / agent.speed
+        agent.running_started(task, now + est / agent.speed)
         task.attempts += 1
         self._free_slots -= 1
         self._pending -= 1
@@ -1097,10 +1088,8 @@ class Coordinator:
         return True
 
     def _refill(self, agent: AgentState, now: float) -> None:
-        backlog = agent.backlog
-        while backlog and agent.in_flight < agent.slots and not agent.paused:
-            nxt = backlog.popleft()
-            agent.backlog_work -= nxt.est_cost
+        while agent.backlog_size and agent.in_flight < agent.slots and not agent.paused:
+            nxt = agent.dequeue()
             if not self._start(agent, nxt, now):
                 break
 
@@ -1127,11 +1116,9 @@ class Coordinator:
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
-        ends = agent.running_ends
-        if ends.get(task.id) is None:  # (get then del: compiled, both are direct calls)
+        if not agent.running_stopped(task):
             self.emit(DUPLICATE_RESULT_IGNORED, task.id, agent=agent_id)
             return None
-        del ends[task.id]
         service = finished - started
         est = task.est_cost
         result = TaskResult(
@@ -1167,11 +1154,8 @@ class Coordinator:
             self._total_speed += (agent.speed - speed_before) * agent.concurrency
             if not paused:
                 self._free_slots += (slots - in_flight if slots > in_flight else 0) - free_before
-                backlog = agent.backlog
-                if backlog and not agent.paused and in_flight < agent.slots:
-                    nxt = backlog.popleft()
-                    agent.backlog_work -= nxt.est_cost
-                    self._start(agent, nxt, finished)
+                if agent.backlog_size and not agent.paused and in_flight < agent.slots:
+                    self._start(agent, agent.dequeue(), finished)
             agent.version += 1
             self._direct.changed(agent, finished)
         elif in_flight == 0:
@@ -1194,7 +1178,6 @@ class Coordinator:
         agent = self.agents.get(agent_id) or self._draining.get(agent_id)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No agent is called {agent_id!r}.")
-        ends = agent.running_ends
         guard = self.guard
         bulkheads = self.bulkheads if self._bulkheads_on else None
         results: list[TaskResult] = []
@@ -1203,12 +1186,11 @@ class Coordinator:
         busy = est = known_work = known_busy = unknown_busy = 0.0
         last = 0.0
         for task, started, finished, error, value in done:
-            if ends.get(task.id) is None:
+            if not agent.running_stopped(task):
                 # A report for a task already re-queued after its agent was declared
                 # lost: the other run's result is the one that counts.
                 self.emit(DUPLICATE_RESULT_IGNORED, task.id, agent=agent_id)
                 continue
-            del ends[task.id]  # (get then del: compiled, both are direct calls; pop is not)
             service = finished - started
             busy += service
             est += task.est_cost
@@ -1287,15 +1269,12 @@ class Coordinator:
             self._total_speed += (agent.speed - speed_before) * agent.concurrency
             if not paused:
                 self._free_slots += max(slots - agent.in_flight, 0) - free_before
-                backlog = agent.backlog
                 steals = self._steals
                 for _ in range(n):
                     if agent.paused or agent.in_flight >= agent.slots:
                         break
-                    if backlog:
-                        nxt = backlog.popleft()
-                        agent.backlog_work -= nxt.est_cost
-                        self._start(agent, nxt, last)
+                    if agent.backlog_size:
+                        self._start(agent, agent.dequeue(), last)
                     elif not steals or not self._steal(agent, last):
                         break
             agent.version += 1
@@ -1338,11 +1317,10 @@ class Coordinator:
         if not self._steals or thief.paused:
             return False
         victim = self._direct.steal_from(thief, now)
-        if victim is None or not victim.backlog:
+        if victim is None or not victim.backlog_size:
             self._thieves[thief.id] = thief
             return False
-        task = victim.backlog.pop()
-        victim.backlog_work -= task.est_cost
+        task = victim.dequeue_last()
         victim.version += 1
         self._direct.changed(victim, now)
         self._direct.assigned(thief, task)
