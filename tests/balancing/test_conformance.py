@@ -122,6 +122,35 @@ class ChurnMachine(RuleBasedStateMachine):
         self.finished.add(task_id)
         self._pump()
 
+    @precondition(
+        lambda self: (
+            len(self.coordinator.agents) > 1
+            and any(a in self.coordinator.agents for a, _, _ in self.running.values())
+        )
+    )
+    @rule(data=st.data(), crash=st.booleans())
+    def finish_then_leave(self, data: st.DataObject, crash: bool) -> None:
+        # An agent reports a task done, which starts its next one, and it leaves (or dies)
+        # before that start is handed out: the start must go to another agent, since its
+        # own backend would refuse it.
+        live = self.coordinator.agents
+        task_id = data.draw(
+            st.sampled_from(sorted(t for t, (a, _, _) in self.running.items() if a in live))
+        )
+        agent_id, task, t0 = self.running.pop(task_id)
+        self.clock.advance(0.1)
+        self.coordinator.finish(agent_id, task, t0, self.clock.now)
+        self.finished.add(task_id)
+        if crash:
+            lost = [t for a, t, _ in self.running.values() if a == agent_id]
+            self.coordinator.agent_lost(agent_id, lost, "killed")
+            for t in lost:
+                del self.running[t.id]
+        else:
+            self.coordinator.remove_agent(agent_id)
+        self.removed.add(agent_id)
+        self._pump()
+
     @invariant()
     def every_task_is_somewhere(self) -> None:
         c = self.coordinator

@@ -107,3 +107,29 @@ def test_finishing_one_task_matches_finishing_a_batch_of_one(
     batch = _run(strategy, agents, tasks, picks, one_by_one=False)
     assert one == batch
     assert sum(1 for step in one if isinstance(step, tuple) and step[:1] == ("start",)) >= 1
+
+
+def test_a_start_not_yet_handed_out_goes_elsewhere_when_its_agent_leaves() -> None:
+    # "a" finishes t0, which starts t2 from its backlog; "a" dies before `take_starts`
+    # hands t2 out. Its backend never heard of t2 and would refuse it: t2 must go to "b".
+    for leave in ("lost", "removed"):
+        clock = _Clock()
+        c = Coordinator(get_strategy("round-robin"), clock=clock)
+        c.add_agent(AgentSpec("a"))
+        c.add_agent(AgentSpec("b"))
+        tasks = [Task("noop", cost=1.0, id=f"t{i}") for i in range(4)]
+        for task in tasks:
+            c.submit(task)
+        assert [(a.id, t.id) for a, t in c.take_starts()] == [("a", "t0"), ("b", "t1")]
+        clock.now = 1.0
+        c.finish("a", tasks[0], 0.0, 1.0)
+        if leave == "lost":
+            assert [t.id for t in c.agent_lost("a", [], "killed")] == ["t2"]
+        else:
+            assert [t.id for t in c.remove_agent("a")] == ["t2"]
+        assert c.take_starts() == []
+        stats = c.statistics()
+        assert (stats.running, stats.pending) == (1, 2)
+        assert tasks[2].attempts == 0  # it never ran
+        # Bound to "b" (early binding), behind the task "b" held already.
+        assert [t.id for t in c.agent("b").backlog] == ["t3", "t2"]

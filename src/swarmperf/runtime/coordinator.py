@@ -373,6 +373,7 @@ class Coordinator:
         agent = self.agents.pop(agent_id, None)
         if agent is None:
             raise ConfigError("agent", agent_id, f"No live agent is called {agent_id!r}.")
+        withdrawn = self._withdraw_starts(agent)
         if not agent.paused:
             self._free_slots -= max(agent.free_slots, 0)
         self._released.discard(agent_id)
@@ -381,10 +382,14 @@ class Coordinator:
         self.strategy.remove(agent)
         if self.guard is not None:
             self.guard.agent_removed(agent)
-        requeued = self._return_backlog(agent, self.clock())
+        now = self.clock()
+        requeued = self._return_backlog(agent, now)
+        # In front of the backlog, where they stood before they were started.
+        for task in reversed(withdrawn):
+            self._to_queue_front(task, now)
         if agent.in_flight:
             self._draining[agent_id] = agent
-        return requeued
+        return withdrawn + requeued
 
     def agent_lost(self, agent_id: str, in_flight: list[Task], reason: str) -> list[Task]:
         """The agent died with `in_flight` unfinished: they are queued again, first in line.
@@ -949,6 +954,41 @@ class Coordinator:
         self.queue.push(task, now, front=True)
         if freed is not None:
             self.queue.push(freed, now, front=True)
+
+    def _withdraw_starts(self, agent: AgentState) -> list[Task]:
+        """Take back the starts on `agent` that `take_starts` has not handed out yet, as if
+        never made: it is leaving, and its backend, which has not heard of them, would
+        refuse them. (A finished task refills its agent's slot at once, and the agent may
+        be removed or lost before the next `take_starts`.)"""
+        if not any(a is agent for a in self._start_agents):
+            return []
+        withdrawn: list[Task] = []
+        agents: list[AgentState] = []
+        tasks: list[Task] = []
+        for a, task in zip(self._start_agents, self._start_tasks, strict=True):
+            if a is agent:
+                withdrawn.append(task)
+            else:
+                agents.append(a)
+                tasks.append(task)
+        self._start_agents = agents
+        self._start_tasks = tasks
+        free_before = 0 if agent.paused else max(agent.free_slots, 0)
+        for task in withdrawn:
+            agent.running_stopped(task)
+            est = task.est_cost
+            agent.in_flight -= 1
+            agent.running_work -= est
+            self._running_work -= est
+            self._pending_work += est
+            self.running -= 1
+            self._pending += 1
+            if self._quotas:
+                self._tenant_pending[task.tenant] = self._tenant_pending.get(task.tenant, 0) + 1
+            task.attempts -= 1
+        if not agent.paused:
+            self._free_slots += max(agent.free_slots, 0) - free_before
+        return withdrawn
 
     def _return_backlog(self, agent: AgentState, now: float) -> list[Task]:
         requeued = agent.take_backlog()
