@@ -184,12 +184,16 @@ class AgentState:
         """When the agent's next slot is expected to free up."""
         if self.in_flight < self.slots:
             return now
-        first = self._run_end if self._run_task is not None else None
         more = self._more_ends
-        if more:
+        if self._run_task is not None:
+            soonest = self._run_end
+            if more:
+                soonest = min(soonest, min(more.values()))
+        elif more:
             soonest = min(more.values())
-            first = soonest if first is None else min(first, soonest)
-        return now if first is None else max(now, first)
+        else:
+            return now
+        return max(now, soonest)
 
     def running_started(self, task: Task, end: float) -> None:
         """`task` began here and is expected to end at `end`."""
