@@ -151,9 +151,7 @@ def measure(settings: RunSettings) -> dict[str, Any]:
     medians = {name: {n: median(s) for n, s in by_n.items()} for name, by_n in samples.items()}
     scaling = {name: by_n[SIZES[-1]] / by_n[SIZES[0]] for name, by_n in medians.items()}
     of_means = {name: {n: median(s) for n, s in by_n.items()} for name, by_n in means.items()}
-    scaling_of_means = {
-        name: by_n[SIZES[-1]] / by_n[SIZES[0]] for name, by_n in of_means.items()
-    }
+    scaling_of_means = {name: by_n[SIZES[-1]] / by_n[SIZES[0]] for name, by_n in of_means.items()}
     _table(medians, scaling, ends)
     worst = max(scaling, key=scaling.__getitem__)
     met = scaling[worst] <= SCALING_GOAL
