@@ -41,9 +41,9 @@ def test_a_denormal_service_time_is_not_a_measurement() -> None:
 
 
 class AgentTasksMachine(RuleBasedStateMachine):
-    """The agent keeps its first waiting task and its first running task in its own fields
-    and the rest in a deque and a dict: every answer must be the one the plain deque of
-    waiting tasks and dict of expected ends by task id give."""
+    """The agent keeps its first two waiting tasks and its first running task in its own
+    fields and the rest in a deque and a dict: every answer must be the one the plain deque
+    of waiting tasks and dict of expected ends by task id give."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -28,6 +28,7 @@ class AgentState:
         "_next",
         "_run_end",
         "_run_task",
+        "_second",
         "alive",
         "backlog_size",
         "backlog_work",
@@ -63,10 +64,13 @@ class AgentState:
         self.weight = spec.weight
         # Bumped on every load change; strategies use it to drop stale index entries.
         self.version = 0
-        # Tasks bound here that wait for a slot, in order: the first in `_next`, the others
-        # in a deque made when a second one waits. Like the running tasks below, so that
-        # binding a task to one agent of ten thousand reads only the agent.
+        # Tasks bound here that wait for a slot, in order: the first two in `_next` and
+        # `_second`, the others in a deque made when a third one waits. Like the running
+        # tasks below, so that binding a task to one agent of ten thousand reads only the
+        # agent. (Two: an early-binding strategy that spreads tasks by share, not by load,
+        # leaves one or two waiting at many agents.)
         self._next: Task | None = None
+        self._second: Task | None = None
         self._later: deque[Task] | None = None
         self.backlog_size = 0
         self.backlog_work = 0.0
@@ -123,15 +127,21 @@ class AgentState:
         first = self._next
         if first is None:
             return []
-        tasks = [first]
+        second = self._second
+        if second is None:
+            return [first]
+        tasks = [first, second]
         if self._later:
             tasks.extend(self._later)
         return tasks
 
     def enqueue(self, task: Task) -> None:
         """Bind `task` here to wait for a slot, after those waiting already."""
-        if self._next is None:
+        size = self.backlog_size
+        if size == 0:
             self._next = task
+        elif size == 1:
+            self._second = task
         else:
             later = self._later
             if later is None:
@@ -144,8 +154,9 @@ class AgentState:
         """Take out the first waiting task (there is one)."""
         task = self._next
         assert task is not None
+        self._next = self._second
         later = self._later
-        self._next = later.popleft() if later else None
+        self._second = later.popleft() if later else None
         self.backlog_size -= 1
         self.backlog_work -= task.est_cost
         return task
@@ -153,7 +164,9 @@ class AgentState:
     def last_waiting(self) -> Task:
         """The last waiting task (there is one): the one a thief takes."""
         later = self._later
-        task = later[-1] if later else self._next
+        if later:
+            return later[-1]
+        task = self._next if self._second is None else self._second
         assert task is not None
         return task
 
@@ -162,6 +175,8 @@ class AgentState:
         later = self._later
         if later:
             task = later.pop()
+        elif self._second is not None:
+            task, self._second = self._second, None
         else:
             first = self._next
             assert first is not None
@@ -174,6 +189,7 @@ class AgentState:
         """Take out every waiting task, first to start first."""
         tasks = self.backlog
         self._next = None
+        self._second = None
         if self._later is not None:
             self._later.clear()
         self.backlog_size = 0
