@@ -50,6 +50,7 @@ class ChurnMachine(RuleBasedStateMachine):
         self.finished: set[str] = set()
         self.removed: set[str] = set()
         self.rng = random.Random(0)
+        self.most_agents = 0  # the most live agents there were at once
         for _ in range(2):
             self._add(1.0, 1, 0)
 
@@ -59,6 +60,7 @@ class ChurnMachine(RuleBasedStateMachine):
         self.coordinator.add_agent(
             AgentSpec(agent_id, weight=weight, concurrency=concurrency, prefetch=prefetch)
         )
+        self.most_agents = max(self.most_agents, len(self.coordinator.agents))
 
     def _pump(self) -> None:
         for agent, task in self.coordinator.take_starts():
@@ -161,6 +163,14 @@ class ChurnMachine(RuleBasedStateMachine):
         assert len(self.submitted) == queued + backlogged + len(self.running) + len(self.finished)
 
     @invariant()
+    def agent_numbers_are_reused(self) -> None:
+        # Strategies keep arrays by agent number: the numbers of live agents differ, and
+        # stay below the most agents there were at once however many came and went.
+        numbers = [a.index for a in self.coordinator.agents.values()]
+        assert len(set(numbers)) == len(numbers)
+        assert all(0 <= n < self.most_agents for n in numbers)
+
+    @invariant()
     def backlog_only_when_slots_are_full(self) -> None:
         for agent in self.coordinator.agents.values():
             if agent.backlog:
@@ -225,3 +235,17 @@ def test_an_agent_that_leaves_and_comes_back_under_its_id_is_chosen_again(name: 
     sim.crash_agent_at(0.1, "a0", repair_after=0.5)
     outcome = sim.run([Task("sleep", payload=0.0, cost=0.0, id="t0")], [1.0])
     assert [r.ok for r in outcome.results] == [True]
+
+
+def test_a_newcomer_with_the_number_of_an_agent_that_left_is_not_taken_for_it() -> None:
+    """The newcomer takes the number the fast agent left free; least-loaded's heap still
+    holds the fast agent's entry, the least of all, under that number. The newcomer is the
+    slowest agent of the three, so the next task goes to the other one."""
+    c = Coordinator(get_strategy("least-loaded"), clock=FakeClock())
+    fast = c.add_agent(AgentSpec("fast", weight=4.0))
+    c.add_agent(AgentSpec("steady", weight=1.0))
+    c.remove_agent("fast")
+    slow = c.add_agent(AgentSpec("slow", weight=0.5))
+    assert slow.index == fast.index
+    c.submit(Task("noop", cost=1.0))
+    assert [agent.id for agent, _ in c.take_starts()] == ["steady"]

@@ -92,6 +92,9 @@ class AgentState:
         self.concurrency = spec.concurrency
         self.id = spec.id
         self.spec = spec
+        # Its number among the coordinator's agents: given again once it has left, so
+        # that the numbers stay below the number of agents, and strategies may keep
+        # arrays by it.
         self.index = index
 
     @property

@@ -293,7 +293,14 @@ class Coordinator:
         self._bulkheads_on = bool(self.bulkheads)
         self.agents: dict[str, AgentState] = {}
         self._draining: dict[str, AgentState] = {}
+        # Agent numbers (`AgentState.index`) that agents which left have freed: a number
+        # is given again, so that they stay below the number of agents there are.
+        self._free_indexes: list[int] = []
         self._next_index = 0
+        # Above every version an agent that left had: a newcomer that takes its number
+        # starts here, so that a strategy cannot take an entry it kept for the one that
+        # left for one of the newcomer's.
+        self._version_floor = 0
         self._free_slots = 0  # free slots on live, unpaused agents
         self._pending = 0  # submitted, not yet started (queue, backlogs, parked, timers)
         # Tasks pending per tenant, kept only to enforce tenant quotas.
@@ -351,8 +358,13 @@ class Coordinator:
     def add_agent(self, spec: AgentSpec) -> AgentState:
         if spec.id in self.agents or spec.id in self._draining:
             raise ConfigError("agent.id", spec.id, "Agent ids must be unique in a swarm.")
-        agent = AgentState(spec, self._next_index)
-        self._next_index += 1
+        if self._free_indexes:
+            index = self._free_indexes.pop()
+        else:
+            index = self._next_index
+            self._next_index += 1
+        agent = AgentState(spec, index)
+        agent.version = self._version_floor
         self.agents[spec.id] = agent
         self._free_slots += agent.slots
         self._total_speed += agent.speed * agent.concurrency
@@ -380,6 +392,9 @@ class Coordinator:
         agent.alive = False
         self._total_speed -= agent.speed * agent.concurrency
         self.strategy.remove(agent)
+        # The strategy has forgotten it: its number is free (and its versions stale).
+        self._free_indexes.append(agent.index)
+        self._version_floor = max(self._version_floor, agent.version + 1)
         if self.guard is not None:
             self.guard.agent_removed(agent)
         now = self.clock()
