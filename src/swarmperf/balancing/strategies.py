@@ -16,14 +16,13 @@ Two families:
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
 from collections import deque
 from collections.abc import Callable
 from typing import ClassVar, Final, Protocol
 
 from swarmperf.balancing.agents import AgentState
+from swarmperf.core.arrays import append, i64, pop, vec
 from swarmperf.core.errors import UnknownName
 from swarmperf.core.model import Task
 
@@ -122,153 +121,194 @@ class _Strategy:
         return None
 
 
-class _Slot:
-    """An agent's place in a `_LazyHeap`: by key, then by when it was pushed. An object
-    rather than a tuple: compiled, the key is a double inside it, so comparisons do not
-    chase a pointer to a float (see `swarmperf.sim.engine.Entry`)."""
-
-    __slots__ = ("agent", "key", "seq", "version")
-
-    def __init__(self, key: float, seq: int, version: int, agent: AgentState) -> None:
-        self.key = key
-        self.seq = seq
-        self.version = version
-        self.agent = agent
-
-    def __lt__(self, other: _Slot) -> bool:
-        return self.key < other.key or (self.key == other.key and self.seq < other.seq)
-
-
-def _sift_up(heap: list[_Slot], pos: int) -> None:
-    """Move `heap[pos]` up to its place: `heapq`'s sift, with the comparison written out.
-
-    Compiled, `key` and `seq` are fields of `_Slot` read in C, where `heapq` would call
-    `__lt__` through Python twice per level; at ten thousand agents that is most of the
-    cost of a decision.
-    """
-    item = heap[pos]
-    key = item.key
-    seq = item.seq
+def _sift_up(
+    keys: vec[float], seqs: vec[i64], versions: vec[i64], slots: vec[i64], pos: i64
+) -> None:
+    """Move the heap entry at `pos` up to its place, by (key, seq)."""
+    key = keys[pos]
+    seq = seqs[pos]
+    version = versions[pos]
+    slot = slots[pos]
     while pos > 0:
-        parent_pos = (pos - 1) >> 1
-        parent = heap[parent_pos]
-        if key < parent.key or (key == parent.key and seq < parent.seq):
-            heap[pos] = parent
-            pos = parent_pos
+        parent = (pos - 1) >> 1
+        parent_key = keys[parent]
+        if key < parent_key or (key == parent_key and seq < seqs[parent]):
+            keys[pos] = parent_key
+            seqs[pos] = seqs[parent]
+            versions[pos] = versions[parent]
+            slots[pos] = slots[parent]
+            pos = parent
         else:
             break
-    heap[pos] = item
+    keys[pos] = key
+    seqs[pos] = seq
+    versions[pos] = version
+    slots[pos] = slot
 
 
-def _sift_down(heap: list[_Slot], pos: int) -> None:
-    """Move `heap[pos]` down to its place (as `_sift_up`, the other way)."""
-    n = len(heap)
-    item = heap[pos]
-    key = item.key
-    seq = item.seq
-    child_pos = 2 * pos + 1
-    while child_pos < n:
-        child = heap[child_pos]
-        right_pos = child_pos + 1
-        if right_pos < n:
-            right = heap[right_pos]
-            if right.key < child.key or (right.key == child.key and right.seq < child.seq):
+def _sift_down(
+    keys: vec[float], seqs: vec[i64], versions: vec[i64], slots: vec[i64], pos: i64
+) -> None:
+    """Move the heap entry at `pos` down to its place (as `_sift_up`, the other way)."""
+    n = len(keys)
+    key = keys[pos]
+    seq = seqs[pos]
+    version = versions[pos]
+    slot = slots[pos]
+    child = 2 * pos + 1
+    while child < n:
+        child_key = keys[child]
+        right = child + 1
+        if right < n:
+            right_key = keys[right]
+            if right_key < child_key or (right_key == child_key and seqs[right] < seqs[child]):
                 child = right
-                child_pos = right_pos
-        if child.key < key or (child.key == key and child.seq < seq):
-            heap[pos] = child
-            pos = child_pos
-            child_pos = 2 * pos + 1
+                child_key = right_key
+        if child_key < key or (child_key == key and seqs[child] < seq):
+            keys[pos] = child_key
+            seqs[pos] = seqs[child]
+            versions[pos] = versions[child]
+            slots[pos] = slots[child]
+            pos = child
+            child = 2 * pos + 1
         else:
             break
-    heap[pos] = item
-
-
-def _heap_push(heap: list[_Slot], item: _Slot) -> None:
-    heap.append(item)
-    _sift_up(heap, len(heap) - 1)
-
-
-def _heap_pop(heap: list[_Slot]) -> None:
-    """Drop the least item of a non-empty heap."""
-    last = heap.pop()
-    if heap:
-        heap[0] = last
-        _sift_down(heap, 0)
+    keys[pos] = key
+    seqs[pos] = seq
+    versions[pos] = version
+    slots[pos] = slot
 
 
 class _LazyHeap:
     """A min-heap of agents by a key that changes; stale entries are skipped, not removed.
 
     An entry is current while the agent is alive and its `version` is the one pushed.
+    Entries are ordered by key, then by when they were pushed. Every entry is four
+    unboxed numbers in four arrays (key, order, version, and the agent's `index`): a sift
+    reads and moves numbers alone. In a swarm of ten thousand agents a sift reads a
+    dozen levels, and when each entry was an object, every level near the bottom of the
+    heap was a cache miss.
     """
 
-    __slots__ = ("_heap", "_key", "_seq")
+    __slots__ = ("_agents", "_key", "_keys", "_seq", "_seqs", "_slots", "_versions")
 
     def __init__(self, key: Callable[[AgentState], float]) -> None:
-        self._heap: list[_Slot] = []
-        self._seq = itertools.count()
+        self._keys = vec[float]()
+        self._seqs = vec[i64]()
+        self._versions = vec[i64]()
+        self._slots = vec[i64]()
+        # By `AgentState.index`: the agent that had it when last pushed.
+        self._agents: list[AgentState | None] = []
+        self._seq: i64 = 0  # the number the next entry gets
         self._key = key
 
+    def __len__(self) -> int:
+        return len(self._keys)
+
     def push(self, agent: AgentState) -> None:
-        _heap_push(self._heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
+        self.push_key(self._key(agent), agent)
+
+    def push_key(self, key: float, agent: AgentState) -> None:
+        """`push`, the key given: for a caller that computes it written out."""
+        self._append(key, agent)
+        keys = self._keys
+        _sift_up(keys, self._seqs, self._versions, self._slots, len(keys) - 1)
+
+    def _append(self, key: float, agent: AgentState) -> None:
+        """Put an entry for `agent` at the end of the arrays (not yet in its place)."""
+        seq = self._seq
+        self._seq = seq + 1
+        slot: i64 = agent.index
+        agents = self._agents
+        while len(agents) <= slot:
+            agents.append(None)
+        agents[slot] = agent
+        self._keys = append(self._keys, key)
+        self._seqs = append(self._seqs, seq)
+        self._versions = append(self._versions, agent.version)
+        self._slots = append(self._slots, slot)
 
     def push_and_compact(self, agent: AgentState, agents: dict[str, AgentState]) -> None:
         """`push`, then `compact` if the heap has grown too big: the per-change path."""
-        heap = self._heap
-        _heap_push(heap, _Slot(self._key(agent), next(self._seq), agent.version, agent))
-        if len(heap) > 4 * len(agents) + 64:
-            self.compact(agents)
+        self.push_key(self._key(agent), agent)
+        if len(self._keys) > 4 * len(agents) + 64:
+            self.rebuild(agents)
+
+    def _pop(self) -> None:
+        """Drop the least entry of the (non-empty) heap."""
+        self._keys, key = pop(self._keys)
+        self._seqs, seq = pop(self._seqs)
+        self._versions, version = pop(self._versions)
+        self._slots, slot = pop(self._slots)
+        keys = self._keys
+        if len(keys):
+            seqs = self._seqs
+            versions = self._versions
+            slots = self._slots
+            keys[0] = key
+            seqs[0] = seq
+            versions[0] = version
+            slots[0] = slot
+            _sift_down(keys, seqs, versions, slots, 0)
+
+    def _current(self) -> AgentState | None:
+        """The agent of the top entry if it is alive and the entry current, else None."""
+        agent = self._agents[self._slots[0]]
+        if agent is not None and agent.alive and self._versions[0] == agent.version:
+            return agent
+        return None
 
     def top(self, accept: Callable[[AgentState], bool]) -> AgentState | None:
         """The current minimum that `accept`s; entries that are stale or refused are dropped.
 
         A refused agent gets a fresh entry the next time it changes.
         """
-        heap = self._heap
-        while heap:
-            top = heap[0]
-            agent = top.agent
-            if agent.alive and top.version == agent.version and accept(agent):
+        while len(self._keys):
+            agent = self._current()
+            if agent is not None and accept(agent):
                 return agent
-            _heap_pop(heap)
+            self._pop()
         return None
 
     def top_with_free_slot(self) -> AgentState | None:
         """`top(_has_free_slot)`, with the test written out: it runs for every task."""
-        heap = self._heap
-        while heap:
-            top = heap[0]
-            agent = top.agent
-            if (
-                agent.alive
-                and top.version == agent.version
-                and agent.in_flight < agent.slots
-                and not agent.paused
-            ):
+        while len(self._keys):
+            agent = self._current()
+            if agent is not None and agent.in_flight < agent.slots and not agent.paused:
                 return agent
-            _heap_pop(heap)
+            self._pop()
         return None
 
     def top_with_backlog(self) -> AgentState | None:
         """The current minimum with tasks waiting at it (work stealing asks per task)."""
-        heap = self._heap
-        while heap:
-            top = heap[0]
-            agent = top.agent
-            if agent.alive and top.version == agent.version and agent.backlog_size:
+        while len(self._keys):
+            agent = self._current()
+            if agent is not None and agent.backlog_size:
                 return agent
-            _heap_pop(heap)
+            self._pop()
         return None
 
     def compact(self, agents: dict[str, AgentState]) -> None:
-        if len(self._heap) > 4 * len(agents) + 64:
-            self._heap = [
-                _Slot(self._key(a), next(self._seq), a.version, a)
-                for a in agents.values()
-                if a.alive
-            ]
-            heapq.heapify(self._heap)
+        """`rebuild` if the heap has grown to over four entries per agent."""
+        if len(self._keys) > 4 * len(agents) + 64:
+            self.rebuild(agents)
+
+    def rebuild(self, agents: dict[str, AgentState]) -> None:
+        """Only a current entry for each live agent of `agents`, numbered in their order."""
+        self._keys = vec[float]()
+        self._seqs = vec[i64]()
+        self._versions = vec[i64]()
+        self._slots = vec[i64]()
+        key = self._key
+        for a in agents.values():
+            if a.alive:
+                self._append(key(a), a)
+        keys = self._keys
+        seqs = self._seqs
+        versions = self._versions
+        slots = self._slots
+        for pos in range(len(keys) // 2 - 1, -1, -1):
+            _sift_down(keys, seqs, versions, slots, pos)
 
 
 def _has_room(agent: AgentState) -> bool:
@@ -328,68 +368,52 @@ class RoundRobin(_Strategy):
         return None
 
 
-class _Entry:
-    """An agent's place in a `_VirtualTime` heap: by virtual time, then by when it was
-    pushed; `agent` None once a newer entry has superseded it.
-
-    `_Slot` without its `version`: three fields after the object header, 48 bytes, so
-    that with the collector's header in front each entry is one 64-byte block and its
-    fields lie in one cache line (a 56-byte `_Slot` straddles two lines half the time).
-    A sift from the top of a heap of ten thousand agents reads two entries per level,
-    scattered in memory; the lines it reads are most of what a decision costs there.
-    """
-
-    __slots__ = ("agent", "key", "seq")
-
-    def __init__(self, key: float, seq: int, agent: AgentState | None) -> None:
-        self.key = key
-        self.seq = seq
-        self.agent = agent
-
-
-def _entry_sift_up(heap: list[_Entry], pos: int) -> None:
-    """`_sift_up` for a heap of `_Entry`s.
-
-    Written out again rather than shared with `_Slot`'s: compiled, a function over one
-    class reads `key` and `seq` at fixed offsets, where a shared base or protocol would
-    read them through a lookup.
-    """
-    item = heap[pos]
-    key = item.key
-    seq = item.seq
+def _vt_sift_up(keys: vec[float], seqs: vec[i64], slots: vec[i64], pos: i64) -> None:
+    """`_sift_up` for a `_VirtualTime` heap, whose entries carry their agent's slot."""
+    key = keys[pos]
+    seq = seqs[pos]
+    slot = slots[pos]
     while pos > 0:
-        parent_pos = (pos - 1) >> 1
-        parent = heap[parent_pos]
-        if key < parent.key or (key == parent.key and seq < parent.seq):
-            heap[pos] = parent
-            pos = parent_pos
+        parent = (pos - 1) >> 1
+        parent_key = keys[parent]
+        if key < parent_key or (key == parent_key and seq < seqs[parent]):
+            keys[pos] = parent_key
+            seqs[pos] = seqs[parent]
+            slots[pos] = slots[parent]
+            pos = parent
         else:
             break
-    heap[pos] = item
+    keys[pos] = key
+    seqs[pos] = seq
+    slots[pos] = slot
 
 
-def _entry_sift_down(heap: list[_Entry], pos: int) -> None:
-    """`_sift_down` for a heap of `_Entry`s."""
-    n = len(heap)
-    item = heap[pos]
-    key = item.key
-    seq = item.seq
-    child_pos = 2 * pos + 1
-    while child_pos < n:
-        child = heap[child_pos]
-        right_pos = child_pos + 1
-        if right_pos < n:
-            right = heap[right_pos]
-            if right.key < child.key or (right.key == child.key and right.seq < child.seq):
+def _vt_sift_down(keys: vec[float], seqs: vec[i64], slots: vec[i64], pos: i64) -> None:
+    """`_sift_down` for a `_VirtualTime` heap."""
+    n = len(keys)
+    key = keys[pos]
+    seq = seqs[pos]
+    slot = slots[pos]
+    child = 2 * pos + 1
+    while child < n:
+        child_key = keys[child]
+        right = child + 1
+        if right < n:
+            right_key = keys[right]
+            if right_key < child_key or (right_key == child_key and seqs[right] < seqs[child]):
                 child = right
-                child_pos = right_pos
-        if child.key < key or (child.key == key and child.seq < seq):
-            heap[pos] = child
-            pos = child_pos
-            child_pos = 2 * pos + 1
+                child_key = right_key
+        if child_key < key or (child_key == key and seqs[child] < seq):
+            keys[pos] = child_key
+            seqs[pos] = seqs[child]
+            slots[pos] = slots[child]
+            pos = child
+            child = 2 * pos + 1
         else:
             break
-    heap[pos] = item
+    keys[pos] = key
+    seqs[pos] = seq
+    slots[pos] = slot
 
 
 class _VirtualTime(_Strategy):
@@ -397,22 +421,30 @@ class _VirtualTime(_Strategy):
 
     Each assignment charges the agent `charge(agent, task)`; agents that join (or regain
     room) start at the current virtual time, so they cannot claim a burst of catch-up work.
-    The agents are in a heap of `_Entry`s by (virtual time, order pushed): one decision
-    costs O(log n) comparisons of two floats.
+    The agents are in a heap by (virtual time, order pushed): one decision costs O(log n)
+    comparisons of two floats.
 
-    An agent's virtual time is the key of its latest entry (`_entries`), which the heap
-    holds unless the agent left it full. An entry replaced by a newer one is marked stale
-    (its `agent` None) rather than looked up: a decision then reads nothing keyed by agent
-    id, which at ten thousand agents is a cache miss per lookup.
+    The heap is three unboxed arrays in step, as in `_LazyHeap`: each entry's virtual
+    time, the order it was pushed in, and its agent's slot. By slot the strategy keeps
+    the agent, its virtual time and the order of its latest entry: an entry that a newer
+    one of the same agent has replaced is stale, and skipped when it comes to the top, so
+    that a decision reads nothing keyed by agent id.
     """
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
-        # agent id -> its latest entry, in the heap or (while full) out of it
-        self._entries: dict[str, _Entry] = {}
-        self._heap: list[_Entry] = []
-        self._seq = itertools.count()
-        self._full: set[str] = set()
+        self._keys = vec[float]()
+        self._seqs = vec[i64]()
+        self._slots = vec[i64]()
+        # By slot: the agent (None: a free slot), the order its latest entry was pushed
+        # in (-1: none), its virtual time (the key of that entry, in the heap or not).
+        self._agent_at: list[AgentState | None] = []
+        self._latest = vec[i64]()
+        self._vtime = vec[float]()
+        self._slot_of: dict[str, i64] = {}
+        self._free: list[i64] = []
+        self._seq: i64 = 0
+        self._full: set[str] = set()  # ids of agents out of the heap for want of room
         self._now_v = 0.0  # virtual time of the last choice
 
     def charge(self, agent: AgentState, task: Task) -> float:
@@ -420,39 +452,65 @@ class _VirtualTime(_Strategy):
 
     def add(self, agent: AgentState, now: float) -> None:
         super().add(agent, now)
-        self._push(agent, self._now_v)
+        self._push(self._slot(agent), self._now_v)
 
     def remove(self, agent: AgentState) -> None:
         super().remove(agent)
-        entry = self._entries.pop(agent.id, None)
-        if entry is not None:
-            entry.agent = None
+        slot = self._slot_of.pop(agent.id, None)
+        if slot is not None:
+            # Its entries go stale; the slot is free for an agent that joins.
+            self._latest[slot] = -1
+            self._agent_at[slot] = None
+            self._free.append(slot)
         self._full.discard(agent.id)
 
-    def _push(self, agent: AgentState, vtime: float) -> None:
-        """Give `agent` a new entry at `vtime`; its previous one, if any, goes stale."""
-        entry = _Entry(vtime, next(self._seq), agent)
-        previous = self._entries.get(agent.id)
-        if previous is not None:
-            previous.agent = None
-        self._entries[agent.id] = entry
-        heap = self._heap
-        heap.append(entry)
-        _entry_sift_up(heap, len(heap) - 1)
+    def _slot(self, agent: AgentState) -> i64:
+        """`agent`'s slot, given it now if it has none."""
+        slot = self._slot_of.get(agent.id)
+        if slot is None:
+            if self._free:
+                slot = self._free.pop()
+                self._agent_at[slot] = agent
+            else:
+                slot = len(self._agent_at)
+                self._agent_at.append(agent)
+                self._latest = append(self._latest, -1)
+                self._vtime = append(self._vtime, 0.0)
+            self._slot_of[agent.id] = slot
+        else:
+            self._agent_at[slot] = agent
+        return slot
+
+    def _push(self, slot: i64, vtime: float) -> None:
+        """Give the agent in `slot` a new entry at `vtime`; its previous one goes stale."""
+        seq = self._seq
+        self._seq = seq + 1
+        self._latest[slot] = seq
+        self._vtime[slot] = vtime
+        self._keys = keys = append(self._keys, vtime)
+        self._seqs = seqs = append(self._seqs, seq)
+        self._slots = slots = append(self._slots, slot)
+        _vt_sift_up(keys, seqs, slots, len(keys) - 1)
 
     def _pop(self) -> None:
         """Drop the entry on top of the (non-empty) heap."""
-        heap = self._heap
-        last = heap.pop()
-        if heap:
-            heap[0] = last
-            _entry_sift_down(heap, 0)
+        self._keys, key = pop(self._keys)
+        self._seqs, seq = pop(self._seqs)
+        self._slots, slot = pop(self._slots)
+        keys = self._keys
+        if len(keys):
+            seqs = self._seqs
+            slots = self._slots
+            keys[0] = key
+            seqs[0] = seq
+            slots[0] = slot
+            _vt_sift_down(keys, seqs, slots, 0)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
-        heap = self._heap
-        while heap:
-            agent = heap[0].agent
-            if agent is None or not agent.alive:
+        while len(self._keys):
+            slot = self._slots[0]
+            agent = self._agent_at[slot]
+            if agent is None or self._seqs[0] != self._latest[slot] or not agent.alive:
                 self._pop()
             elif not agent.has_room:
                 self._pop()
@@ -462,31 +520,41 @@ class _VirtualTime(_Strategy):
         return None
 
     def assigned(self, agent: AgentState, task: Task) -> None:
-        heap = self._heap
-        if heap and heap[0].agent is agent:
-            # The usual case: the agent just chosen moves down from the top. Its entry is
-            # the heap's alone, so it is updated in place rather than made anew.
-            top = heap[0]
-            v = max(top.key, self._now_v)
-            self._now_v = v
-            top.key = v + self.charge(agent, task)
-            top.seq = next(self._seq)
-            _entry_sift_down(heap, 0)
-            return
-        entry = self._entries.get(agent.id)
-        v = max(self._now_v if entry is None else entry.key, self._now_v)
+        keys = self._keys
+        if len(keys):
+            slots = self._slots
+            seqs = self._seqs
+            slot = slots[0]
+            if self._agent_at[slot] is agent and seqs[0] == self._latest[slot]:
+                # The usual case: the agent just chosen moves down from the top, its
+                # entry updated in place rather than made anew.
+                v = max(keys[0], self._now_v)
+                self._now_v = v
+                key = v + self.charge(agent, task)
+                seq = self._seq
+                self._seq = seq + 1
+                keys[0] = key
+                seqs[0] = seq
+                self._latest[slot] = seq
+                self._vtime[slot] = key
+                _vt_sift_down(keys, seqs, slots, 0)
+                return
+        known = agent.id in self._slot_of
+        slot = self._slot(agent)
+        v = max(self._vtime[slot], self._now_v) if known else self._now_v
         self._now_v = v
-        self._push(agent, v + self.charge(agent, task))
+        self._push(slot, v + self.charge(agent, task))
 
     def changed(self, agent: AgentState, now: float) -> None:
         # (`_full` is empty most of the time: tested first, it spares a lookup per change.)
         full = self._full
         if full and agent.id in full and agent.alive and agent.has_room:
             full.discard(agent.id)
-            self._push(agent, max(self._entries[agent.id].key, self._now_v))
+            slot = self._slot_of[agent.id]
+            self._push(slot, max(self._vtime[slot], self._now_v))
 
     def virtual_time(self, agent_id: str) -> float:
-        return self._entries[agent_id].key
+        return self._vtime[self._slot_of[agent_id]]
 
 
 class WeightedRoundRobin(_VirtualTime):
@@ -596,17 +664,8 @@ class LeastLoaded(_Strategy):
             # `_index.push_and_compact`, with `_least_loaded_key` written out: this runs
             # for every task.
             index = self._index
-            heap = index._heap
-            _heap_push(
-                heap,
-                _Slot(
-                    (agent.backlog_work + agent.running_work + 1e-9) / agent.speed,
-                    next(index._seq),
-                    agent.version,
-                    agent,
-                ),
-            )
-            if len(heap) > 4 * len(self._agents) + 64:
+            index.push_key((agent.backlog_work + agent.running_work + 1e-9) / agent.speed, agent)
+            if len(index) > 4 * len(self._agents) + 64:
                 index.compact(self._agents)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
@@ -677,10 +736,6 @@ class WorkStealing(RoundRobin):
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
         super().__init__(seed=seed, transfer_cost=transfer_cost)
         self._victims = _LazyHeap(_victim_key)
-        # The number the next entry of `_victims` gets. The heap's own count, kept here as
-        # an int: compiled, `next` on an `itertools.count` is looked up among the builtins
-        # at each call, and this runs for every task bound or stolen.
-        self._victim_seq = 0
 
     def changed(self, agent: AgentState, now: float) -> None:
         if not agent.alive:
@@ -690,22 +745,10 @@ class WorkStealing(RoundRobin):
         if agent.id not in self._in_ring and agent.has_room:
             self._enter(agent)
         if agent.backlog_size:
-            seq = self._victim_seq
-            self._victim_seq = seq + 1
-            heap = self._victims._heap
-            _heap_push(heap, _Slot(-agent.backlog_work / agent.speed, seq, agent.version, agent))
-            if len(heap) > 4 * len(self._agents) + 64:
-                self._compact_victims()
-
-    def _compact_victims(self) -> None:
-        """`_victims.compact`, numbering the entries from `_victim_seq`."""
-        slots: list[_Slot] = []
-        for a in self._agents.values():
-            if a.alive:
-                slots.append(_Slot(_victim_key(a), self._victim_seq, a.version, a))
-                self._victim_seq += 1
-        heapq.heapify(slots)
-        self._victims._heap = slots
+            victims = self._victims
+            victims.push_key(-agent.backlog_work / agent.speed, agent)
+            if len(victims) > 4 * len(self._agents) + 64:
+                victims.rebuild(self._agents)
 
     def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
         victim = self._victims.top_with_backlog()
