@@ -369,7 +369,12 @@ class RoundRobin(_Strategy):
 
 
 def _vt_sift_up(keys: vec[float], seqs: vec[i64], slots: vec[i64], pos: i64) -> None:
-    """`_sift_up` for a `_VirtualTime` heap, whose entries carry their agent's slot."""
+    """`_sift_up` for a `_VirtualTime` heap, whose entries are three arrays, not four.
+
+    Written out again rather than shared with the lazy heap's: a shared one would move
+    a fourth array, of versions that the virtual-time strategies never read, at every
+    level of every sift.
+    """
     key = keys[pos]
     seq = seqs[pos]
     slot = slots[pos]
