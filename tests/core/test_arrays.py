@@ -13,7 +13,6 @@ import swarmperf.core.arrays as arrays
 _ops = st.lists(
     st.one_of(
         st.tuples(st.just("append"), st.floats(-1e9, 1e9)),
-        st.tuples(st.just("pop"), st.just(0.0)),
         st.tuples(st.just("set"), st.floats(-1e9, 1e9)),
     ),
     max_size=60,
@@ -26,9 +25,6 @@ def _apply(module: Any, ops: list[tuple[str, float]]) -> list[Any]:
     for op, x in ops:
         if op == "append":
             v = module.append(v, x)
-        elif op == "pop" and len(v):
-            v, last = module.pop(v)
-            seen.append(last)
         elif op == "set" and len(v):
             v[len(v) // 2] = x
         seen.append([v[i] for i in range(len(v))])

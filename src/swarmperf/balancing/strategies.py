@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import ClassVar, Final, Protocol
 
 from swarmperf.balancing.agents import AgentState
-from swarmperf.core.arrays import append, i64, pop, vec
+from swarmperf.core.arrays import append, i64, vec
 from swarmperf.core.errors import UnknownName
 from swarmperf.core.model import Task
 
@@ -147,10 +147,10 @@ def _sift_up(
 
 
 def _sift_down(
-    keys: vec[float], seqs: vec[i64], versions: vec[i64], slots: vec[i64], pos: i64
+    keys: vec[float], seqs: vec[i64], versions: vec[i64], slots: vec[i64], pos: i64, n: i64
 ) -> None:
-    """Move the heap entry at `pos` down to its place (as `_sift_up`, the other way)."""
-    n = len(keys)
+    """Move the heap entry at `pos` down to its place among the first `n` (as `_sift_up`,
+    the other way)."""
     key = keys[pos]
     seq = seqs[pos]
     version = versions[pos]
@@ -187,35 +187,37 @@ class _LazyHeap:
     unboxed numbers in four arrays (key, order, version, and the agent's `index`): a sift
     reads and moves numbers alone. In a swarm of ten thousand agents a sift reads a
     dozen levels, and when each entry was an object, every level near the bottom of the
-    heap was a cache miss.
+    heap was a cache miss. The heap is the arrays' first `_n` places; they do not shrink,
+    so that a push or a pop writes in place rather than making the arrays anew.
     """
 
-    __slots__ = ("_agents", "_key", "_keys", "_seq", "_seqs", "_slots", "_versions")
+    __slots__ = ("_agents", "_key", "_keys", "_n", "_seq", "_seqs", "_slots", "_versions")
 
     def __init__(self, key: Callable[[AgentState], float]) -> None:
         self._keys = vec[float]()
         self._seqs = vec[i64]()
         self._versions = vec[i64]()
         self._slots = vec[i64]()
+        self._n: i64 = 0
         # By `AgentState.index`: the agent that had it when last pushed.
         self._agents: list[AgentState | None] = []
         self._seq: i64 = 0  # the number the next entry gets
         self._key = key
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._n
 
     def push(self, agent: AgentState) -> None:
         self.push_key(self._key(agent), agent)
 
     def push_key(self, key: float, agent: AgentState) -> None:
         """`push`, the key given: for a caller that computes it written out."""
-        self._append(key, agent)
-        keys = self._keys
-        _sift_up(keys, self._seqs, self._versions, self._slots, len(keys) - 1)
+        n = self._n
+        self._put(key, agent)
+        _sift_up(self._keys, self._seqs, self._versions, self._slots, n)
 
-    def _append(self, key: float, agent: AgentState) -> None:
-        """Put an entry for `agent` at the end of the arrays (not yet in its place)."""
+    def _put(self, key: float, agent: AgentState) -> None:
+        """Put an entry for `agent` after the heap's last (not yet in its place)."""
         seq = self._seq
         self._seq = seq + 1
         slot: i64 = agent.index
@@ -223,33 +225,39 @@ class _LazyHeap:
         while len(agents) <= slot:
             agents.append(None)
         agents[slot] = agent
-        self._keys = append(self._keys, key)
-        self._seqs = append(self._seqs, seq)
-        self._versions = append(self._versions, agent.version)
-        self._slots = append(self._slots, slot)
+        n = self._n
+        self._n = n + 1
+        if n < len(self._keys):
+            self._keys[n] = key
+            self._seqs[n] = seq
+            self._versions[n] = agent.version
+            self._slots[n] = slot
+        else:
+            self._keys = append(self._keys, key)
+            self._seqs = append(self._seqs, seq)
+            self._versions = append(self._versions, agent.version)
+            self._slots = append(self._slots, slot)
 
     def push_and_compact(self, agent: AgentState, agents: dict[str, AgentState]) -> None:
         """`push`, then `compact` if the heap has grown too big: the per-change path."""
         self.push_key(self._key(agent), agent)
-        if len(self._keys) > 4 * len(agents) + 64:
+        if self._n > 4 * len(agents) + 64:
             self.rebuild(agents)
 
     def _pop(self) -> None:
         """Drop the least entry of the (non-empty) heap."""
-        self._keys, key = pop(self._keys)
-        self._seqs, seq = pop(self._seqs)
-        self._versions, version = pop(self._versions)
-        self._slots, slot = pop(self._slots)
-        keys = self._keys
-        if len(keys):
+        n = self._n - 1
+        self._n = n
+        if n:
+            keys = self._keys
             seqs = self._seqs
             versions = self._versions
             slots = self._slots
-            keys[0] = key
-            seqs[0] = seq
-            versions[0] = version
-            slots[0] = slot
-            _sift_down(keys, seqs, versions, slots, 0)
+            keys[0] = keys[n]
+            seqs[0] = seqs[n]
+            versions[0] = versions[n]
+            slots[0] = slots[n]
+            _sift_down(keys, seqs, versions, slots, 0, n)
 
     def _current(self) -> AgentState | None:
         """The agent of the top entry if it is alive and the entry current, else None."""
@@ -263,7 +271,7 @@ class _LazyHeap:
 
         A refused agent gets a fresh entry the next time it changes.
         """
-        while len(self._keys):
+        while self._n:
             agent = self._current()
             if agent is not None and accept(agent):
                 return agent
@@ -272,7 +280,7 @@ class _LazyHeap:
 
     def top_with_free_slot(self) -> AgentState | None:
         """`top(_has_free_slot)`, with the test written out: it runs for every task."""
-        while len(self._keys):
+        while self._n:
             agent = self._current()
             if agent is not None and agent.in_flight < agent.slots and not agent.paused:
                 return agent
@@ -281,7 +289,7 @@ class _LazyHeap:
 
     def top_with_backlog(self) -> AgentState | None:
         """The current minimum with tasks waiting at it (work stealing asks per task)."""
-        while len(self._keys):
+        while self._n:
             agent = self._current()
             if agent is not None and agent.backlog_size:
                 return agent
@@ -290,25 +298,23 @@ class _LazyHeap:
 
     def compact(self, agents: dict[str, AgentState]) -> None:
         """`rebuild` if the heap has grown to over four entries per agent."""
-        if len(self._keys) > 4 * len(agents) + 64:
+        if self._n > 4 * len(agents) + 64:
             self.rebuild(agents)
 
     def rebuild(self, agents: dict[str, AgentState]) -> None:
         """Only a current entry for each live agent of `agents`, numbered in their order."""
-        self._keys = vec[float]()
-        self._seqs = vec[i64]()
-        self._versions = vec[i64]()
-        self._slots = vec[i64]()
+        self._n = 0
         key = self._key
         for a in agents.values():
             if a.alive:
-                self._append(key(a), a)
+                self._put(key(a), a)
+        n = self._n
         keys = self._keys
         seqs = self._seqs
         versions = self._versions
         slots = self._slots
-        for pos in range(len(keys) // 2 - 1, -1, -1):
-            _sift_down(keys, seqs, versions, slots, pos)
+        for pos in range(n // 2 - 1, -1, -1):
+            _sift_down(keys, seqs, versions, slots, pos, n)
 
 
 def _has_room(agent: AgentState) -> bool:
@@ -393,9 +399,8 @@ def _vt_sift_up(keys: vec[float], seqs: vec[i64], slots: vec[i64], pos: i64) -> 
     slots[pos] = slot
 
 
-def _vt_sift_down(keys: vec[float], seqs: vec[i64], slots: vec[i64], pos: i64) -> None:
+def _vt_sift_down(keys: vec[float], seqs: vec[i64], slots: vec[i64], pos: i64, n: i64) -> None:
     """`_sift_down` for a `_VirtualTime` heap."""
-    n = len(keys)
     key = keys[pos]
     seq = seqs[pos]
     slot = slots[pos]
@@ -441,6 +446,7 @@ class _VirtualTime(_Strategy):
         self._keys = vec[float]()
         self._seqs = vec[i64]()
         self._slots = vec[i64]()
+        self._n: i64 = 0  # the heap is the arrays' first `_n` places, as in `_LazyHeap`
         # By slot: the agent (None: a free slot), the order its latest entry was pushed
         # in (-1: none), its virtual time (the key of that entry, in the heap or not).
         self._agent_at: list[AgentState | None] = []
@@ -492,27 +498,33 @@ class _VirtualTime(_Strategy):
         self._seq = seq + 1
         self._latest[slot] = seq
         self._vtime[slot] = vtime
-        self._keys = keys = append(self._keys, vtime)
-        self._seqs = seqs = append(self._seqs, seq)
-        self._slots = slots = append(self._slots, slot)
-        _vt_sift_up(keys, seqs, slots, len(keys) - 1)
+        n = self._n
+        self._n = n + 1
+        if n < len(self._keys):
+            self._keys[n] = vtime
+            self._seqs[n] = seq
+            self._slots[n] = slot
+        else:
+            self._keys = append(self._keys, vtime)
+            self._seqs = append(self._seqs, seq)
+            self._slots = append(self._slots, slot)
+        _vt_sift_up(self._keys, self._seqs, self._slots, n)
 
     def _pop(self) -> None:
         """Drop the entry on top of the (non-empty) heap."""
-        self._keys, key = pop(self._keys)
-        self._seqs, seq = pop(self._seqs)
-        self._slots, slot = pop(self._slots)
-        keys = self._keys
-        if len(keys):
+        n = self._n - 1
+        self._n = n
+        if n:
+            keys = self._keys
             seqs = self._seqs
             slots = self._slots
-            keys[0] = key
-            seqs[0] = seq
-            slots[0] = slot
-            _vt_sift_down(keys, seqs, slots, 0)
+            keys[0] = keys[n]
+            seqs[0] = seqs[n]
+            slots[0] = slots[n]
+            _vt_sift_down(keys, seqs, slots, 0, n)
 
     def choose(self, task: Task, now: float) -> AgentState | None:
-        while len(self._keys):
+        while self._n:
             slot = self._slots[0]
             agent = self._agent_at[slot]
             if agent is None or self._seqs[0] != self._latest[slot] or not agent.alive:
@@ -525,8 +537,8 @@ class _VirtualTime(_Strategy):
         return None
 
     def assigned(self, agent: AgentState, task: Task) -> None:
-        keys = self._keys
-        if len(keys):
+        if self._n:
+            keys = self._keys
             slots = self._slots
             seqs = self._seqs
             slot = slots[0]
@@ -542,7 +554,7 @@ class _VirtualTime(_Strategy):
                 seqs[0] = seq
                 self._latest[slot] = seq
                 self._vtime[slot] = key
-                _vt_sift_down(keys, seqs, slots, 0)
+                _vt_sift_down(keys, seqs, slots, 0, self._n)
                 return
         known = agent.id in self._slot_of
         slot = self._slot(agent)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from librt.vecs import append, pop, vec
+    from librt.vecs import append, vec
     from mypy_extensions import i64
 else:
     i64 = int
@@ -30,9 +30,6 @@ else:
         v.append(o)
         return v
 
-    def pop(v: list[Any], i: int = -1, /) -> tuple[list[Any], Any]:
-        return v, v.pop(i)
-
     vec = _ListOf()
 
-__all__ = ["append", "i64", "pop", "vec"]
+__all__ = ["append", "i64", "vec"]
