@@ -435,10 +435,10 @@ class _VirtualTime(_Strategy):
     comparisons of two floats.
 
     The heap is three unboxed arrays in step, as in `_LazyHeap`: each entry's virtual
-    time, the order it was pushed in, and its agent's slot. By slot the strategy keeps
-    the agent, its virtual time and the order of its latest entry: an entry that a newer
-    one of the same agent has replaced is stale, and skipped when it comes to the top, so
-    that a decision reads nothing keyed by agent id.
+    time, the order it was pushed in, and its agent's number (`AgentState.index`). By
+    number the strategy keeps the agent, its virtual time and the order of its latest
+    entry: an entry that a newer one of the same agent has replaced is stale, and skipped
+    when it comes to the top, so that a decision reads nothing keyed by agent id.
     """
 
     def __init__(self, *, seed: int | None = None, transfer_cost: float = 0.0) -> None:
@@ -447,13 +447,11 @@ class _VirtualTime(_Strategy):
         self._seqs = vec[i64]()
         self._slots = vec[i64]()
         self._n: i64 = 0  # the heap is the arrays' first `_n` places, as in `_LazyHeap`
-        # By slot: the agent (None: a free slot), the order its latest entry was pushed
+        # By agent number: the agent (None: none), the order its latest entry was pushed
         # in (-1: none), its virtual time (the key of that entry, in the heap or not).
         self._agent_at: list[AgentState | None] = []
         self._latest = vec[i64]()
         self._vtime = vec[float]()
-        self._slot_of: dict[str, i64] = {}
-        self._free: list[i64] = []
         self._seq: i64 = 0
         self._full: set[str] = set()  # ids of agents out of the heap for want of room
         self._now_v = 0.0  # virtual time of the last choice
@@ -467,29 +465,26 @@ class _VirtualTime(_Strategy):
 
     def remove(self, agent: AgentState) -> None:
         super().remove(agent)
-        slot = self._slot_of.pop(agent.id, None)
-        if slot is not None:
-            # Its entries go stale; the slot is free for an agent that joins.
+        if self._knows(agent):
+            # Its entries go stale, for good: an agent that joins later under its number
+            # pushes entries of its own.
+            slot = agent.index
             self._latest[slot] = -1
             self._agent_at[slot] = None
-            self._free.append(slot)
         self._full.discard(agent.id)
 
+    def _knows(self, agent: AgentState) -> bool:
+        slot = agent.index
+        return slot < len(self._agent_at) and self._agent_at[slot] is agent
+
     def _slot(self, agent: AgentState) -> i64:
-        """`agent`'s slot, given it now if it has none."""
-        slot = self._slot_of.get(agent.id)
-        if slot is None:
-            if self._free:
-                slot = self._free.pop()
-                self._agent_at[slot] = agent
-            else:
-                slot = len(self._agent_at)
-                self._agent_at.append(agent)
-                self._latest = append(self._latest, -1)
-                self._vtime = append(self._vtime, 0.0)
-            self._slot_of[agent.id] = slot
-        else:
-            self._agent_at[slot] = agent
+        """`agent`'s number, kept for it from now on (the arrays grow to hold it)."""
+        slot: i64 = agent.index
+        while len(self._agent_at) <= slot:
+            self._agent_at.append(None)
+            self._latest = append(self._latest, -1)
+            self._vtime = append(self._vtime, 0.0)
+        self._agent_at[slot] = agent
         return slot
 
     def _push(self, slot: i64, vtime: float) -> None:
@@ -556,7 +551,7 @@ class _VirtualTime(_Strategy):
                 self._vtime[slot] = key
                 _vt_sift_down(keys, seqs, slots, 0, self._n)
                 return
-        known = agent.id in self._slot_of
+        known = self._knows(agent)
         slot = self._slot(agent)
         v = max(self._vtime[slot], self._now_v) if known else self._now_v
         self._now_v = v
@@ -567,11 +562,11 @@ class _VirtualTime(_Strategy):
         full = self._full
         if full and agent.id in full and agent.alive and agent.has_room:
             full.discard(agent.id)
-            slot = self._slot_of[agent.id]
+            slot = agent.index
             self._push(slot, max(self._vtime[slot], self._now_v))
 
     def virtual_time(self, agent_id: str) -> float:
-        return self._vtime[self._slot_of[agent_id]]
+        return self._vtime[self._agents[agent_id].index]
 
 
 class WeightedRoundRobin(_VirtualTime):
