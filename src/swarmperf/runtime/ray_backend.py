@@ -443,8 +443,12 @@ def connect(ray: Any, address: str | None, namespace: str | None, *, local: bool
 
 
 # The Ray Client's head starts a server process for each client; on a busy machine that
-# start can fail once and succeed when asked again (the head says so in this message).
+# start can fail once and succeed when asked again. The head says so in the first message,
+# or sends the traceback of its own failure, which names the function that starts the
+# server: that server can die as it is forked (ray-project/ray#63202), which the head then
+# meets as a zombie process.
 CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+CLIENT_SERVER_DIED = "start_specific_server"
 CLIENT_START_ATTEMPTS = 3
 
 
@@ -456,7 +460,9 @@ def _init(ray: Any, address: str | None, options: dict[str, Any]) -> None:
             ray.init(address=address, **options)
             return
         except ConnectionError as exc:  # ConnectionAbortedError: the head's answer
-            if CLIENT_SERVER_FAILED not in str(exc) or attempt == CLIENT_START_ATTEMPTS:
+            said = str(exc)
+            failed = CLIENT_SERVER_FAILED in said or CLIENT_SERVER_DIED in said
+            if not failed or attempt == CLIENT_START_ATTEMPTS:
                 raise
             time.sleep(float(attempt))
 
