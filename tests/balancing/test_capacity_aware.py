@@ -75,6 +75,39 @@ def test_an_agent_idle_for_long_is_probed_despite_a_low_estimate() -> None:
     assert [a.id for a, _ in started] == ["slow"]
 
 
+def test_idle_time_runs_from_when_the_agent_fell_idle_not_from_its_latest_change() -> None:
+    clock = FakeClock()
+    c = _swarm(clock)
+    _teach_slowness(c, clock)
+    _set_speed(c, "slow", 1e-6)
+    c.submit(Task("noop", cost=0.05))
+    c.take_starts()
+    clock.advance(0.6)
+    _set_speed(c, "slow", 1e-6)  # changed while idle: still idle since before
+    clock.advance(0.4)
+    c.submit(Task("noop", cost=0.5))
+    assert [a.id for a, _ in c.take_starts()] == ["slow"]
+
+
+def test_a_newcomer_with_the_number_of_an_idle_agent_that_left_is_not_idle_for_its_time() -> None:
+    clock = FakeClock()
+    c = _swarm(clock)
+    _teach_slowness(c, clock)
+    _set_speed(c, "slow", 1e-6)
+    c.submit(Task("noop", cost=0.05))
+    c.take_starts()
+    clock.advance(1.0)
+    c.remove_agent("slow")  # idle for 1 s when it left
+    newcomer = c.add_agent(AgentSpec("newcomer"))
+    _set_speed(c, "newcomer", 1e-6)
+    clock.advance(0.5)  # the newcomer has been idle for 0.5 s, not 1.5
+    c.submit(Task("noop", cost=0.5))
+    assert c.take_starts() == []  # held for the fast agent, no probe yet
+    clock.advance(0.5)
+    c.submit(Task("noop", cost=0.5))
+    assert [a.id for a, _ in c.take_starts()] == [newcomer.id]
+
+
 @given(
     speeds=st.lists(st.floats(0.05, 2.0), min_size=2, max_size=6),
     busy=st.lists(st.booleans(), min_size=6, max_size=6),

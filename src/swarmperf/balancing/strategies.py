@@ -804,7 +804,10 @@ class CapacityAware(_Strategy):
         super().__init__(seed=seed, transfer_cost=transfer_cost)
         self._idle = _LazyHeap(lambda a: -a.speed)
         self._busy = _LazyHeap(lambda a: a.free_at(0.0))
-        self._idle_since: dict[str, float] = {}
+        # By agent number: since when the agent has had nothing running (`_INF`: it has
+        # something). An array rather than a dict by id, so that an agent starting or
+        # finishing a task reads no more than the agent, and allocates nothing.
+        self._idle_since = vec[float]()
         # Bumped on any change to the agents; with the time and horizon it keys the last
         # hold: (epoch, now, horizon, smallest cost held).
         self._epoch = 0
@@ -817,16 +820,21 @@ class CapacityAware(_Strategy):
     def remove(self, agent: AgentState) -> None:
         super().remove(agent)
         self._epoch += 1
-        self._idle_since.pop(agent.id, None)
+        if agent.index < len(self._idle_since):
+            self._idle_since[agent.index] = _INF
 
     def changed(self, agent: AgentState, now: float) -> None:
         self._epoch += 1
         if not agent.alive:
             return
+        slot: i64 = agent.index
+        while len(self._idle_since) <= slot:
+            self._idle_since = append(self._idle_since, _INF)
         if agent.in_flight == 0:
-            self._idle_since.setdefault(agent.id, now)
+            if self._idle_since[slot] == _INF:
+                self._idle_since[slot] = now
         else:
-            self._idle_since.pop(agent.id, None)
+            self._idle_since[slot] = _INF
         if agent.in_flight < agent.slots:
             self._idle.push(agent)
         else:
@@ -850,7 +858,8 @@ class CapacityAware(_Strategy):
             return None
         busy = self._busy.top(_is_full)
         if busy is not None and busy.speed > idle.speed:
-            if now - self._idle_since.get(idle.id, now) >= self.PROBE_AFTER:
+            since = self._idle_since[idle.index]
+            if now - (now if since == _INF else since) >= self.PROBE_AFTER:
                 return idle
             on_idle = cost / idle.speed
             horizon = self._horizon()
