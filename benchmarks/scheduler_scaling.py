@@ -20,12 +20,13 @@ MEAN_COST = 1.0  # seconds of work on an agent of weight 1
 # Early-binding strategies keep queues at the agents: give each agent this many waiting
 # tasks, so that binding, backlogs and stealing are all exercised.
 BACKLOG_PER_AGENT = 1
-# Each point's timed cycles are timed in this many stretches, and the point's figure is the
-# median stretch. This machine is shared: a neighbour's burst of memory traffic slows the
-# sizes whose agents live in the shared cache (the big ones) for a second or so, which
-# inflates one stretch, and the median leaves it out where a mean would spread it over all.
-# The mean over all stretches is reported beside it.
-CHUNKS = 5
+# Each point's timed cycles are timed in this many stretches, and the sizes take turns by
+# stretch: 10, 100, 1,000, 10,000 agents, then back down, and so on. This machine is shared,
+# and a neighbour's spell of memory traffic slows everything for seconds at a time, the big
+# sizes (whose agents live in the shared cache) most. Measured back to back, one size can
+# fall in such a spell and the other not, and the ratio of two sizes swings by more than
+# the decisions differ; taking turns puts both sizes of a ratio in the same few seconds.
+ROUNDS = 10
 
 
 class FakeClock:
@@ -45,65 +46,82 @@ def make_tasks(count: int, rng: random.Random) -> list[Task]:
     return [Task("noop", cost=rng.expovariate(1.0 / MEAN_COST)) for _ in range(count)]
 
 
-def ns_per_task(
-    strategy: str, n_agents: int, steps: int, repeat: int
-) -> tuple[float, float, dict[str, int]]:
-    """Time `steps` cycles of submit, take_starts, finish-the-oldest at constant load.
+class Point:
+    """One strategy at one size: a coordinator at constant load, timed a stretch at a time."""
 
-    Returns ns per cycle (the median of `CHUNKS` stretches, and the mean over them all) and
-    the tasks running and waiting at the end: their sum is constant, how it splits shows
-    how the strategy left the swarm.
+    def __init__(self, strategy: str, n_agents: int, steps: int, repeat: int) -> None:
+        rng = random.Random(f"{SEED}-{strategy}-{n_agents}-{repeat}")
+        self.clock = clock = FakeClock()
+        self.coordinator = coordinator = Coordinator(get_strategy(strategy, seed=SEED), clock=clock)
+        for i in range(n_agents):
+            coordinator.add_agent(AgentSpec(f"agent-{i}"))
+        backlog = 0 if coordinator.strategy.late_binding else BACKLOG_PER_AGENT * n_agents
+        warmup = max(n_agents, 1_000)
+        tasks = make_tasks(n_agents + backlog + warmup + steps, rng)
+        # With n agents each running one task, the oldest has run about n steps: this step
+        # makes the mean service time equal the mean cost at every size. Tasks finish oldest
+        # first whatever their cost, so measured speeds scatter around 1, as they do when
+        # cost estimates are rough; that is what exercises the strategies that weigh speeds.
+        self.dt = MEAN_COST / n_agents
+        self.running: deque[tuple[AgentState, Task, float]] = deque()
+        self.fill = fill = n_agents + backlog
+        for task in tasks[:fill]:
+            coordinator.submit(task)
+        self.running.extend((agent, task, 0.0) for agent, task in coordinator.take_starts())
+        cycle(coordinator, clock, self.running, tasks[fill : fill + warmup], dt=self.dt)
+        self.timed = tasks[fill + warmup :]
+        self.done = 0
+        self.label = f"{strategy} at {n_agents} agents"
+
+    def stretch(self, steps: int) -> float:
+        """Run the next `steps` cycles; ns per cycle, in CPU time of this process.
+
+        CPU time rather than wall time: on a shared machine, wall time also counts the
+        slices other processes run in.
+        """
+        part = self.timed[self.done : self.done + steps]
+        self.done += len(part)
+        started = time.process_time_ns()
+        cycle(self.coordinator, self.clock, self.running, part, self.dt)
+        return (time.process_time_ns() - started) / len(part)
+
+    def end(self) -> dict[str, int]:
+        """The tasks running and waiting at the end: their sum is constant, how it splits
+        shows how the strategy left the swarm."""
+        stats = self.coordinator.statistics()
+        if stats.pending + stats.running != self.fill:
+            raise RuntimeError(f"{self.label}: load drifted to {stats.pending + stats.running}")
+        return {"running": stats.running, "waiting": stats.pending}
+
+
+def measure_strategy(
+    strategy: str, steps: int, repeat: int
+) -> tuple[dict[int, list[float]], list[float], dict[int, dict[str, int]]]:
+    """Time `steps` cycles of submit, take_starts, finish-the-oldest at every size, the
+    sizes taking turns by stretch.
+
+    Returns ns per cycle of every stretch by size, the ratio of the largest size to the
+    smallest in each round (two stretches a fraction of a second apart), and each size's
+    state at the end.
     """
-    rng = random.Random(f"{SEED}-{strategy}-{n_agents}-{repeat}")
-    clock = FakeClock()
-    coordinator = Coordinator(get_strategy(strategy, seed=SEED), clock=clock)
-    for i in range(n_agents):
-        coordinator.add_agent(AgentSpec(f"agent-{i}"))
-    backlog = 0 if coordinator.strategy.late_binding else BACKLOG_PER_AGENT * n_agents
-    warmup = max(n_agents, 1_000)
-    tasks = make_tasks(n_agents + backlog + warmup + steps, rng)
-    # With n agents each running one task, the oldest has run about n steps: this step
-    # makes the mean service time equal the mean cost at every size. Tasks finish oldest
-    # first whatever their cost, so measured speeds scatter around 1, as they do when cost
-    # estimates are rough; that is what exercises the strategies that weigh speeds.
-    dt = MEAN_COST / n_agents
-    running: deque[tuple[AgentState, Task, float]] = deque()
-
-    fill = n_agents + backlog
-    for task in tasks[:fill]:
-        coordinator.submit(task)
-    running.extend((agent, task, 0.0) for agent, task in coordinator.take_starts())
-    cycle(coordinator, clock, running, tasks[fill : fill + warmup], dt)
-
+    points = {n: Point(strategy, n, steps, repeat) for n in SIZES}
+    per_stretch = max(steps // ROUNDS, 1)
+    stretches: dict[int, list[float]] = {n: [] for n in SIZES}
+    ratios: list[float] = []
     gc.collect()
     # As timeit does: a collection triggered by the harness's own objects is not a decision.
     gc.disable()
     try:
-        # CPU time of this process: on a shared machine, wall time also counts the slices
-        # other processes run in, which fall on one size or another at random and swing
-        # the ratio of two sizes by more than the decisions differ.
-        timed = tasks[fill + warmup :]
-        size = -(-len(timed) // CHUNKS)
-        stretches: list[float] = []
-        elapsed = 0
-        for start in range(0, len(timed), size):
-            part = timed[start : start + size]
-            started = time.process_time_ns()
-            cycle(coordinator, clock, running, part, dt)
-            took = time.process_time_ns() - started
-            elapsed += took
-            stretches.append(took / len(part))
+        for r in range(-(-steps // per_stretch)):
+            took = {
+                n: points[n].stretch(per_stretch) for n in (SIZES if r % 2 == 0 else SIZES[::-1])
+            }
+            for n in SIZES:
+                stretches[n].append(took[n])
+            ratios.append(took[SIZES[-1]] / took[SIZES[0]])
     finally:
         gc.enable()
-    stats = coordinator.statistics()
-    in_system = stats.pending + stats.running
-    if in_system != fill:
-        raise RuntimeError(f"{strategy} at {n_agents} agents: load drifted to {in_system}")
-    return (
-        median(stretches),
-        elapsed / steps,
-        {"running": stats.running, "waiting": stats.pending},
-    )
+    return stretches, ratios, {n: point.end() for n, point in points.items()}
 
 
 def cycle(
@@ -130,28 +148,24 @@ def cycle(
 
 
 def measure(settings: RunSettings) -> dict[str, Any]:
-    samples: dict[str, dict[int, list[float]]] = {
+    stretches: dict[str, dict[int, list[float]]] = {
         name: {n: [] for n in SIZES} for name in STRATEGIES
     }
-    means: dict[str, dict[int, list[float]]] = {name: {n: [] for n in SIZES} for name in STRATEGIES}
-    ends: dict[str, dict[int, dict[str, int]]] = {name: {} for name in STRATEGIES}
-    # A strategy's sizes are measured back to back, so that slow drift in this shared
-    # machine's load shifts its whole row rather than its ratio; odd repeats go from the
-    # largest size down, so that what drift remains cancels out across repeats.
+    ratios: dict[str, list[float]] = {name: [] for name in STRATEGIES}
+    ends: dict[str, dict[int, dict[str, int]]] = {}
     for r in range(settings.repeats):
-        sizes = SIZES if r % 2 == 0 else SIZES[::-1]
         for name in STRATEGIES:
-            for n in sizes:
-                cost, mean, end = ns_per_task(name, n, settings.n, r)
-                samples[name][n].append(cost)
-                means[name][n].append(mean)
-                ends[name][n] = end
+            by_n, paired, ends[name] = measure_strategy(name, settings.n, r)
+            for n, samples in by_n.items():
+                stretches[name][n].extend(samples)
+            ratios[name].extend(paired)
             log(f"repeat {r + 1}/{settings.repeats}: {name} done")
 
-    medians = {name: {n: median(s) for n, s in by_n.items()} for name, by_n in samples.items()}
-    scaling = {name: by_n[SIZES[-1]] / by_n[SIZES[0]] for name, by_n in medians.items()}
-    of_means = {name: {n: median(s) for n, s in by_n.items()} for name, by_n in means.items()}
-    scaling_of_means = {name: by_n[SIZES[-1]] / by_n[SIZES[0]] for name, by_n in of_means.items()}
+    medians = {name: {n: median(s) for n, s in by_n.items()} for name, by_n in stretches.items()}
+    # The headline: the median over rounds of the ratio within a round. Beside it, the
+    # ratio of each size's median over all its stretches, which pairs nothing.
+    scaling = {name: median(paired) for name, paired in ratios.items()}
+    of_medians = {name: by_n[SIZES[-1]] / by_n[SIZES[0]] for name, by_n in medians.items()}
     _table(medians, scaling, ends)
     worst = max(scaling, key=scaling.__getitem__)
     met = scaling[worst] <= SCALING_GOAL
@@ -165,9 +179,8 @@ def measure(settings: RunSettings) -> dict[str, Any]:
         },
         "scaling_ratio": {name: round(v, 3) for name, v in scaling.items()},
         "max_scaling_ratio": round(scaling[worst], 3),
-        # The same figures from each point's mean over its stretches rather than its median.
-        "scaling_ratio_of_means": {name: round(v, 3) for name, v in scaling_of_means.items()},
-        "max_scaling_ratio_of_means": round(max(scaling_of_means.values()), 3),
+        "scaling_ratio_of_medians": {name: round(v, 3) for name, v in of_medians.items()},
+        "max_scaling_ratio_of_medians": round(max(of_medians.values()), 3),
         "worst_strategy": worst,
         "scaling_goal": SCALING_GOAL,
         "scaling_goal_met": met,
@@ -192,7 +205,7 @@ def _table(
 
 
 def main() -> None:
-    settings = parse_args(__doc__ or "", n=200_000, repeats=3, quick_n=30_000, quick_repeats=1)
+    settings = parse_args(__doc__ or "", n=200_000, repeats=3, quick_n=100_000, quick_repeats=1)
     log(
         f"{settings.n:,} timed cycles per point, {len(STRATEGIES)} strategies x sizes "
         f"{SIZES}, {settings.repeats} repeat(s), {python_version()}"
@@ -212,7 +225,8 @@ def main() -> None:
         "repeats": settings.repeats,
         "quick": settings.quick,
         "gc": "disabled while timing",
-        "stretches_per_point": CHUNKS,
+        "stretches_per_point": ROUNDS,
+        "timing": "sizes take turns by stretch; ratio = median over rounds of the ratio within one",
         "timer": "CPU time of the process (time.process_time_ns)",
         "load_average_before": load_before,
         "load_average": [round(x, 2) for x in os.getloadavg()],
