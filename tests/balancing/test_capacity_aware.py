@@ -59,14 +59,21 @@ def test_slow_agent_helps_while_there_is_work_to_overlap() -> None:
     assert {agent.id for agent, _ in c.take_starts()} == {"fast", "slow"}
 
 
-def test_an_agent_idle_for_long_is_probed_despite_a_low_estimate() -> None:
-    clock = FakeClock()
+def _fast_busy_slow_idle(clock: FakeClock) -> Coordinator:
+    """The fast agent running a small task; the slow one idle, its estimate stale and
+    hopeless, so that a big task waits for the fast one unless the slow one is probed."""
     c = _swarm(clock)
     _teach_slowness(c, clock)
-    _set_speed(c, "slow", 1e-6)  # a stale, hopeless estimate
+    _set_speed(c, "slow", 1e-6)
     c.submit(Task("noop", cost=0.05))
     [(agent, _)] = c.take_starts()
     assert agent.id == "fast"
+    return c
+
+
+def test_an_agent_idle_for_long_is_probed_despite_a_low_estimate() -> None:
+    clock = FakeClock()
+    c = _fast_busy_slow_idle(clock)
     c.submit(Task("noop", cost=0.5))
     assert c.take_starts() == []  # held for the fast agent
     clock.advance(1.0)  # PROBE_AFTER
@@ -77,11 +84,7 @@ def test_an_agent_idle_for_long_is_probed_despite_a_low_estimate() -> None:
 
 def test_idle_time_runs_from_when_the_agent_fell_idle_not_from_its_latest_change() -> None:
     clock = FakeClock()
-    c = _swarm(clock)
-    _teach_slowness(c, clock)
-    _set_speed(c, "slow", 1e-6)
-    c.submit(Task("noop", cost=0.05))
-    c.take_starts()
+    c = _fast_busy_slow_idle(clock)
     clock.advance(0.6)
     _set_speed(c, "slow", 1e-6)  # changed while idle: still idle since before
     clock.advance(0.4)
@@ -91,11 +94,7 @@ def test_idle_time_runs_from_when_the_agent_fell_idle_not_from_its_latest_change
 
 def test_a_newcomer_with_the_number_of_an_idle_agent_that_left_is_not_idle_for_its_time() -> None:
     clock = FakeClock()
-    c = _swarm(clock)
-    _teach_slowness(c, clock)
-    _set_speed(c, "slow", 1e-6)
-    c.submit(Task("noop", cost=0.05))
-    c.take_starts()
+    c = _fast_busy_slow_idle(clock)
     clock.advance(1.0)
     c.remove_agent("slow")  # idle for 1 s when it left
     newcomer = c.add_agent(AgentSpec("newcomer"))
