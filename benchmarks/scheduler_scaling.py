@@ -25,7 +25,7 @@ BACKLOG_PER_AGENT = 1
 # and a neighbour's spell of memory traffic slows everything for seconds at a time, the big
 # sizes (whose agents live in the shared cache) most. Measured back to back, one size can
 # fall in such a spell and the other not, and the ratio of two sizes swings by more than
-# the decisions differ; taking turns puts both sizes of a ratio in the same few seconds.
+# the decisions differ; taking turns puts both sizes of a ratio in the same second or so.
 ROUNDS = 10
 
 
