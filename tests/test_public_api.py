@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
 from types import ModuleType
 
 import swarmperf
@@ -37,3 +39,13 @@ def test_every_exported_name_imports() -> None:
 
 def test_version_is_the_installed_distributions() -> None:
     assert swarmperf.__version__ == importlib.metadata.version("swarmperf")
+
+
+def test_importing_swarmperf_loads_no_numeric_library() -> None:
+    # numpy alone took half of `import swarmperf`; a swarm needs it only to report.
+    probe = "import sys, swarmperf; print(*sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert {"numpy", "scipy", "statsmodels"} & set(loaded) == set()
+    assert "swarmperf" in loaded

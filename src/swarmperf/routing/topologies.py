@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Final
 
 from swarmperf.core.errors import ConfigError, UnknownName
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 TOPOLOGIES: Final = ("hierarchical", "hybrid", "mesh", "ring", "star")
 
@@ -222,6 +223,10 @@ class Routes:
     def load(self, traffic: npt.ArrayLike) -> TopologyLoad:
         """What carrying `traffic` (messages from agent i to agent j, in `agents` order)
         costs under this topology: hop-messages, and the messages each agent forwards."""
+        # Imported here: a swarm imports this module, and numpy would be half the time
+        # `import swarmperf` takes (`tests/test_public_api.py`).
+        import numpy as np
+
         matrix = np.asarray(traffic, dtype=float)
         n = self._n
         if matrix.shape != (n, n):

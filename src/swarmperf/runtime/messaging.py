@@ -23,14 +23,15 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, NamedTuple, Protocol
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from swarmperf.core.model import Task
 from swarmperf.routing import Routes, TopologySettings
 from swarmperf.runtime.backend import Done
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 RELAY: Final = "relay"  # the built-in handler that forwards a message (`core.handlers.relay`)
 DENSE_AGENTS: Final = 256  # a summary's matrix is dense up to this many agents...
@@ -490,6 +491,8 @@ class MessageBus:
         """The statistics and the communication matrix as plain JSON-able data: dense up
         to `DENSE_AGENTS` agents, beyond that the `PAIRS_KEPT` busiest sender -> receiver
         pairs as [sender index, receiver index, messages, bytes], so a report stays small."""
+        import numpy as np  # as in `matrix`
+
         matrix = self.matrix()
         if len(matrix.agents) <= DENSE_AGENTS:
             shown = matrix.to_dict()
@@ -511,6 +514,10 @@ class MessageBus:
 
     def matrix(self) -> CommunicationMatrix:
         """The communication matrix over every agent that ever joined (or was sent to)."""
+        # Imported here: every swarm imports this module, and numpy would be half the time
+        # `import swarmperf` takes (`tests/test_public_api.py`).
+        import numpy as np
+
         agents = tuple(self._seen)
         n = len(agents)
 
