@@ -191,7 +191,8 @@ class _LazyVictims:
     def changed(self, agent: AgentState, now: float) -> None:
         self.ring.changed(agent, now)
         if agent.alive and agent.backlog:
-            self.victims.push_and_compact(agent, self.agents)
+            self.victims.push(agent)
+            self.victims.compact(self.agents)
 
     def steal_from(self, thief: AgentState, now: float) -> AgentState | None:
         victim = self.victims.top_with_backlog()

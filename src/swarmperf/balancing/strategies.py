@@ -238,12 +238,6 @@ class _LazyHeap:
             self._versions = append(self._versions, agent.version)
             self._slots = append(self._slots, slot)
 
-    def push_and_compact(self, agent: AgentState, agents: dict[str, AgentState]) -> None:
-        """`push`, then `compact` if the heap has grown too big: the per-change path."""
-        self.push_key(self._key(agent), agent)
-        if self._n > 4 * len(agents) + 64:
-            self.rebuild(agents)
-
     def _pop(self) -> None:
         """Drop the least entry of the (non-empty) heap."""
         n = self._n - 1
@@ -673,8 +667,8 @@ class LeastLoaded(_Strategy):
 
     def changed(self, agent: AgentState, now: float) -> None:
         if agent.in_flight < agent.slots and agent.alive and not agent.paused:
-            # `_index.push_and_compact`, with `_least_loaded_key` written out: this runs
-            # for every task.
+            # `_index.push` then `compact`, with `_least_loaded_key` and the test for
+            # compacting written out: this runs for every task.
             index = self._index
             index.push_key((agent.backlog_work + agent.running_work + 1e-9) / agent.speed, agent)
             if len(index) > 4 * len(self._agents) + 64:
@@ -752,8 +746,8 @@ class WorkStealing(RoundRobin):
     def changed(self, agent: AgentState, now: float) -> None:
         if not agent.alive:
             return
-        # `RoundRobin.changed`, then `_victims.push_and_compact` with `_victim_key`, written
-        # out: this runs for every task bound and every task stolen.
+        # `RoundRobin.changed`, then `_victims.push` and `compact` with `_victim_key`,
+        # written out: this runs for every task bound and every task stolen.
         if agent.id not in self._in_ring and agent.has_room:
             self._enter(agent)
         if agent.backlog_size:
